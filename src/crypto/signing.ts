@@ -1,0 +1,55 @@
+// Domain-separated signatures (DESIGN §2): the signed bytes are tag || 0x00 || JCS(payload),
+// with one tag per kind, so a signature made for one kind can never verify as another.
+import { canonicalBytes } from "../canonical/jcs.ts";
+import { fromB64u, toB64u } from "./base64url.ts";
+import { signEd25519, verifyEd25519, SIGNATURE_LENGTH } from "./ed25519.ts";
+import { sha256 } from "./hash.ts";
+import type { KeyPair } from "./keys.ts";
+
+export type SignedKind = "artifact" | "request" | "lineage" | "revocation" | "checkpoint" | "heartbeat";
+
+export const DOMAIN_TAGS: Readonly<Record<SignedKind, string>> = {
+  artifact: "failclosed/artifact/v1",
+  request: "failclosed/request/v1",
+  lineage: "failclosed/lineage/v1",
+  revocation: "failclosed/revocation/v1",
+  checkpoint: "failclosed/checkpoint/v1",
+  heartbeat: "failclosed/heartbeat/v1",
+};
+
+const encoder = new TextEncoder();
+
+export interface Signed<P> {
+  payload: P;
+  sig: string;
+}
+
+export function signingInput(kind: SignedKind, payload: unknown): Uint8Array {
+  const tag = encoder.encode(DOMAIN_TAGS[kind]);
+  const body = canonicalBytes(payload);
+  const out = new Uint8Array(tag.byteLength + 1 + body.byteLength);
+  out.set(tag, 0);
+  out[tag.byteLength] = 0x00;
+  out.set(body, tag.byteLength + 1);
+  return out;
+}
+
+export function signPayload<P>(kind: SignedKind, payload: P, key: KeyPair): Signed<P> {
+  return { payload, sig: toB64u(signEd25519(key.seed, signingInput(kind, payload))) };
+}
+
+/** Never throws: a non-canonical payload, bad base64url or wrong key gives false. */
+export function verifySigned(kind: SignedKind, signed: Signed<unknown>, publicKey: Uint8Array): boolean {
+  try {
+    const sig = fromB64u(signed.sig, SIGNATURE_LENGTH);
+    if (!sig) return false;
+    return verifyEd25519(publicKey, signingInput(kind, signed.payload), sig);
+  } catch {
+    return false;
+  }
+}
+
+/** Content address: base64url SHA-256 of the canonical payload (never of signature bytes). */
+export function contentId(payload: unknown): string {
+  return toB64u(sha256(canonicalBytes(payload)));
+}

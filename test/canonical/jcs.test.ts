@@ -1,0 +1,132 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { canonicalize } from "../../src/canonical/jcs.ts";
+import { parseStrict, tryParseStrict } from "../../src/canonical/strict-parse.ts";
+import { CanonicalError } from "../../src/canonical/errors.ts";
+import { describeWithVectors } from "../helpers/vectors.ts";
+
+describeWithVectors("RFC 8785 JCS vectors (cyberphone/json-canonicalization)", (dir) => {
+  const inputs = readdirSync(join(dir, "jcs-rfc8785/input")).filter((f) => f.endsWith(".json"));
+  it("has all six files", () => expect(inputs.sort()).toEqual(["arrays.json", "french.json", "structures.json", "unicode.json", "values.json", "weird.json"]));
+  for (const f of inputs) {
+    it(`${f}: byte-exact canonical output`, () => {
+      const input = readFileSync(join(dir, "jcs-rfc8785/input", f), "utf8");
+      const expected = readFileSync(join(dir, "jcs-rfc8785/output", f));
+      const hex = readFileSync(join(dir, "jcs-rfc8785/outhex", f.replace(".json", ".txt")), "utf8").trim().split(/\s+/).join("");
+      // values.json holds 1E30, beyond the safe-integer range our wire parser refuses, so the
+      // encoder is tested on JSON.parse's reading; the parser is tested on the others.
+      const value: unknown = f === "values.json" ? JSON.parse(input) : parseStrict(input);
+      const out = Buffer.from(canonicalize(value, { ijson: f !== "values.json" }), "utf8");
+      expect(out.equals(expected)).toBe(true);
+      expect(out.toString("hex")).toBe(hex);
+    });
+  }
+});
+
+describe("RFC 8785 known answers (built in)", () => {
+  it("sorts keys by UTF-16 code units and serializes numbers as ES6", () => {
+    // RFC 8785 §3.2.3's example ordering and §3.2.2.3 number forms.
+    expect(canonicalize({ "\u20ac": 1, "\r": 2, "\ud83d\ude00": 3, "1": 4, "\u0080": 5, "\u00f6": 6 })).toBe(
+      '{"\\r":2,"1":4,"\u0080":5,"\u00f6":6,"\u20ac":1,"\ud83d\ude00":3}',
+    );
+    expect(canonicalize([1e30, 4.5, 0.000001, 1e-7, -0, 333333333.3333333], { ijson: false })).toBe(
+      "[1e+30,4.5,0.000001,1e-7,0,333333333.3333333]",
+    );
+    expect(() => canonicalize(1e30)).toThrow(/UNSAFE_INTEGER/);
+    expect(canonicalize({ b: [true, null, "x\u0001"], a: {} })).toBe('{"a":{},"b":[true,null,"x\\u0001"]}');
+  });
+
+  it("refuses what is not I-JSON", () => {
+    const bad: [unknown, string][] = [
+      [NaN, "NON_FINITE"],
+      [Infinity, "NON_FINITE"],
+      ["\ud800", "LONE_SURROGATE"],
+      [{ "\udc00": 1 }, "LONE_SURROGATE"],
+      [1n, "NOT_JSON"],
+      [{ a: undefined }, "NOT_JSON"],
+      [new Date(0), "NOT_JSON"],
+      [() => 1, "NOT_JSON"],
+    ];
+    for (const [v, code] of bad) {
+      expect(() => canonicalize(v)).toThrow(CanonicalError);
+      try {
+        canonicalize(v);
+      } catch (e) {
+        expect((e as CanonicalError).code).toBe(code);
+      }
+    }
+  });
+
+  it("round-trips: parseStrict(canonicalize(x)) canonicalizes to the same bytes", () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 6 }), (v) => {
+        let c1: string;
+        try {
+          c1 = canonicalize(v);
+        } catch (e) {
+          // The encoder and the wire reader refuse the same numbers.
+          expect((e as CanonicalError).code).toBe("UNSAFE_INTEGER");
+          expect(tryParseStrict(JSON.stringify(v)).ok).toBe(false);
+          return;
+        }
+        expect(canonicalize(parseStrict(c1))).toBe(c1);
+        // JSON.parse agrees with the strict reader on well-formed input.
+        expect(canonicalize(JSON.parse(c1))).toBe(c1);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe("strict parser: hostile input gets a stable code, never an exception escaping tryParseStrict", () => {
+  const cases: [string | Uint8Array, string][] = [
+    ['{"a":1,"a":2}', "DUPLICATE_KEY"],
+    ['{"a":1,"\\u0061":2}', "DUPLICATE_KEY"],
+    ['{"__proto__":{"admin":true}}', "FORBIDDEN_KEY"],
+    ['"\\ud800"', "LONE_SURROGATE"],
+    ['"\\udc00\\ud800"', "LONE_SURROGATE"],
+    ["9007199254740992", "UNSAFE_INTEGER"],
+    ["-9007199254740992", "UNSAFE_INTEGER"],
+    ["1e30", "UNSAFE_INTEGER"],
+    ["1e400", "NON_FINITE"],
+    ["NaN", "SYNTAX"],
+    ["Infinity", "SYNTAX"],
+    ["[1,]", "SYNTAX"],
+    ["{'a':1}", "SYNTAX"],
+    ["01", "SYNTAX"],
+    ["[1] x", "SYNTAX"],
+    ['"a\nb"', "SYNTAX"],
+    ["\ufeff{}", "SYNTAX"],
+    ["", "SYNTAX"],
+    [Uint8Array.from([0x22, 0xff, 0x22]), "INVALID_UTF8"],
+    ["[".repeat(100) + "]".repeat(100), "TOO_DEEP"],
+    ["[" + "1,".repeat(200_000) + "1]", "TOO_LARGE"],
+  ];
+  for (const [input, code] of cases) {
+    const label = typeof input === "string" ? input.slice(0, 40) : `bytes(${input.length})`;
+    it(`${JSON.stringify(label)} → ${code}`, () => {
+      const r = tryParseStrict(input);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.error.code).toBe(code);
+    });
+  }
+
+  it("accepts the safe-integer boundary and ordinary documents", () => {
+    expect(parseStrict("9007199254740991")).toBe(9007199254740991);
+    expect(parseStrict("-9007199254740991")).toBe(-9007199254740991);
+    expect(parseStrict(' { "a" : [1, 2.5, "x\\u00e9\\n", true, false, null] } ')).toEqual({ a: [1, 2.5, "xé\n", true, false, null] });
+    expect(parseStrict('{"constructor":1}')).toEqual({ constructor: 1 });
+  });
+
+  it("never throws from tryParseStrict on random bytes", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (b) => {
+        const r = tryParseStrict(b);
+        if (r.ok) expect(() => canonicalize(r.value)).not.toThrow();
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
