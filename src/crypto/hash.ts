@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 
-// node:crypto's SHA-256 is OpenSSL's; the tests check it against @noble/hashes on random inputs.
+// node:crypto's SHA-256 is OpenSSL's; test/crypto checks it against @noble/hashes.
 export function sha256(data: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash("sha256").update(data).digest().buffer.slice(0) as ArrayBuffer);
+  const d = createHash("sha256").update(data).digest();
+  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 }
 
 export function sha256Concat(...parts: Uint8Array[]): Uint8Array {
