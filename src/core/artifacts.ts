@@ -1,0 +1,176 @@
+// Making the signed objects of DESIGN §1. These run at the edges (authorities, agents,
+// gateways); a caller mistake (a widening delegation, a bad key) is a TypeError/RangeError,
+// while verification of what others made happens only in decide().
+import { canonicalBytes, type JsonValue } from "../canonical/jcs.ts";
+import { toB64u } from "../crypto/base64url.ts";
+import { sha256 } from "../crypto/hash.ts";
+import type { KeyPair } from "../crypto/keys.ts";
+import { contentId, signPayload } from "../crypto/signing.ts";
+import { wideningReason } from "./scope.ts";
+import {
+  ARTIFACT_KIND,
+  HEARTBEAT_KIND,
+  LINEAGE_KIND,
+  REQUEST_KIND,
+  REVOCATION_KIND,
+  type ArtifactBindings,
+  type ArtifactPayload,
+  type ArtifactScope,
+  type Attribution,
+  type RevocationTarget,
+  type SignedArtifact,
+  type SignedHeartbeat,
+  type SignedLineage,
+  type SignedRequest,
+  type SignedRevocation,
+  type Validity,
+} from "./types.ts";
+
+export interface IssueOptions {
+  holder: string;
+  scope: ArtifactScope;
+  bindings?: ArtifactBindings;
+  validity: Validity;
+  nonce: string;
+  policy: { id: string; digest: string };
+  attribution: Attribution;
+  metadata?: Record<string, JsonValue>;
+}
+
+/** Artifact id: SHA-256 of the canonical payload (never of signature bytes). */
+export function artifactId(a: SignedArtifact | ArtifactPayload): string {
+  return contentId("payload" in a ? a.payload : a);
+}
+
+/** A root artifact, signed by a policy authority. */
+export function issueArtifact(authority: KeyPair, o: IssueOptions): SignedArtifact {
+  const payload: ArtifactPayload = {
+    kind: ARTIFACT_KIND,
+    issuer: authority.keyId,
+    holder: o.holder,
+    scope: o.scope,
+    bindings: o.bindings ?? {},
+    validity: o.validity,
+    nonce: o.nonce,
+    policy: o.policy,
+    depth: 0,
+    attribution: o.attribution,
+    metadata: o.metadata ?? {},
+  };
+  return signPayload("artifact", payload, authority);
+}
+
+export type DelegateOptions = Omit<IssueOptions, "policy">;
+
+/**
+ * A delegated artifact, signed by the holder of `parent`. Refuses (TypeError) to make one that
+ * widens its parent: the verifier would deny it anyway, and failing here tells the caller why.
+ */
+export function delegateArtifact(parent: SignedArtifact, holderKey: KeyPair, o: DelegateOptions): SignedArtifact {
+  if (holderKey.keyId !== parent.payload.holder) throw new TypeError("delegate: signer is not the parent's holder");
+  const payload: ArtifactPayload = {
+    kind: ARTIFACT_KIND,
+    issuer: holderKey.keyId,
+    holder: o.holder,
+    scope: o.scope,
+    bindings: o.bindings ?? {},
+    validity: o.validity,
+    nonce: o.nonce,
+    policy: parent.payload.policy,
+    parent: artifactId(parent),
+    depth: parent.payload.depth + 1,
+    attribution: o.attribution,
+    metadata: o.metadata ?? {},
+  };
+  const why = wideningReason(parent.payload, payload);
+  if (why !== undefined) throw new TypeError(`delegate: ${why}`);
+  return signPayload("artifact", payload, holderKey);
+}
+
+/** base64url SHA-256 of JCS(args): binds an approval to the exact arguments. */
+export function argsDigest(args: JsonValue): string {
+  return toB64u(sha256(canonicalBytes(args)));
+}
+
+export interface RequestOptions {
+  taskId: string;
+  action: string;
+  resource: string;
+  args: JsonValue;
+  artifact: SignedArtifact;
+  parentTaskId?: string;
+  createdAt: number;
+}
+
+export function signRequest(agent: KeyPair, o: RequestOptions): SignedRequest {
+  return signPayload(
+    "request",
+    {
+      kind: REQUEST_KIND,
+      taskId: o.taskId,
+      agent: agent.keyId,
+      action: o.action,
+      resource: o.resource,
+      argsDigest: argsDigest(o.args),
+      ...(o.parentTaskId !== undefined ? { parentTaskId: o.parentTaskId } : {}),
+      artifactId: artifactId(o.artifact),
+      createdAt: o.createdAt,
+    },
+    agent,
+  );
+}
+
+export function revoke(authority: KeyPair, target: RevocationTarget, reason: string, issuedAt: number): SignedRevocation {
+  return signPayload("revocation", { kind: REVOCATION_KIND, issuer: authority.keyId, target, reason, issuedAt }, authority);
+}
+
+export function heartbeat(authority: KeyPair, seq: number, issuedAt: number): SignedHeartbeat {
+  return signPayload("heartbeat", { kind: HEARTBEAT_KIND, issuer: authority.keyId, seq, issuedAt }, authority);
+}
+
+/** Origin lineage for a root task: the authority vouches that this task starts a lineage. */
+export function originLineage(authority: KeyPair, o: { childTaskId: string; childArtifact: SignedArtifact; emittedAt: number }): SignedLineage {
+  return signPayload(
+    "lineage",
+    {
+      kind: LINEAGE_KIND,
+      type: "origin",
+      signer: authority.keyId,
+      childTaskId: o.childTaskId,
+      childArtifactId: artifactId(o.childArtifact),
+      emittedAt: o.emittedAt,
+    },
+    authority,
+  );
+}
+
+/** Spawn lineage: signed by the gateway executing the parent task, naming its allow decision. */
+export function spawnLineage(
+  gateway: KeyPair,
+  o: {
+    gatewayId: string;
+    childTaskId: string;
+    childArtifact: SignedArtifact;
+    parentTaskId: string;
+    parentArtifactId: string;
+    parentDecisionId: string;
+    emittedAt: number;
+  },
+): SignedLineage {
+  return signPayload(
+    "lineage",
+    {
+      kind: LINEAGE_KIND,
+      type: "spawn",
+      signer: gateway.keyId,
+      childTaskId: o.childTaskId,
+      childArtifactId: artifactId(o.childArtifact),
+      parentTaskId: o.parentTaskId,
+      parentArtifactId: o.parentArtifactId,
+      parentDecisionId: o.parentDecisionId,
+      gatewayId: o.gatewayId,
+      emittedAt: o.emittedAt,
+    },
+    gateway,
+  );
+}

@@ -1,0 +1,79 @@
+// Delegation narrows and never widens (the Biscuit/UCAN attenuation rule), checked per field.
+import type { ArtifactPayload, ArtifactScope, NumericConstraint } from "./types.ts";
+
+/**
+ * Resource coverage by path segment: "payments" and "payments/" cover "payments/transfer";
+ * neither covers "paymentsx". A pattern never covers a path with "." or ".." segments, so
+ * "payments/../admin" cannot sneak past a prefix match.
+ */
+export function resourceCovers(pattern: string, resource: string): boolean {
+  if (hasDotSegment(resource) || hasDotSegment(pattern)) return false;
+  if (pattern === resource) return true;
+  const prefix = pattern.endsWith("/") ? pattern : `${pattern}/`;
+  return resource.startsWith(prefix) && resource.length > prefix.length;
+}
+
+function hasDotSegment(path: string): boolean {
+  return path.split("/").some((s) => s === "." || s === "..");
+}
+
+export function scopeAllows(scope: ArtifactScope, action: string, resource: string): boolean {
+  return scope.actions.includes(action) && scope.resources.some((p) => resourceCovers(p, resource));
+}
+
+/** Does `child` bound at most what `parent` bounds? Missing bounds are unbounded. */
+function constraintWithin(child: NumericConstraint | undefined, parent: NumericConstraint): boolean {
+  if (!child) return false;
+  if (parent.max !== undefined && (child.max === undefined || child.max > parent.max)) return false;
+  if (parent.min !== undefined && (child.min === undefined || child.min < parent.min)) return false;
+  return true;
+}
+
+/** Why `child` widens `parent`, or undefined when it only narrows. */
+export function wideningReason(parent: ArtifactPayload, child: ArtifactPayload): string | undefined {
+  for (const a of child.scope.actions) {
+    if (!parent.scope.actions.includes(a)) return `action "${a}" not in parent scope`;
+  }
+  for (const r of child.scope.resources) {
+    // A child pattern is narrower when every path it covers, the parent covers: the parent
+    // covers the pattern itself and, for a prefix pattern, everything below it.
+    const base = r.endsWith("/") ? r.slice(0, -1) : r;
+    if (!parent.scope.resources.some((p) => resourceCovers(p, base) || normalise(p) === normalise(r))) {
+      return `resource "${r}" not within parent scope`;
+    }
+  }
+  for (const [arg, bound] of Object.entries(parent.scope.constraints)) {
+    if (!constraintWithin(child.scope.constraints[arg], bound)) return `constraint on "${arg}" loosened or dropped`;
+  }
+  if (child.validity.notBefore < parent.validity.notBefore || child.validity.expiresAt > parent.validity.expiresAt) {
+    return "validity window wider than parent's";
+  }
+  const pb = parent.bindings;
+  const cb = child.bindings;
+  if (pb.gateways && (!cb.gateways || cb.gateways.some((g) => !pb.gateways?.includes(g)))) return "gateway binding widened";
+  if (pb.agentCodeDigest !== undefined && cb.agentCodeDigest !== pb.agentCodeDigest) return "agent code binding dropped";
+  for (const [k, v] of Object.entries(pb.environment ?? {})) {
+    if (cb.environment?.[k] !== v) return `environment binding "${k}" dropped`;
+  }
+  if (child.policy.digest !== parent.policy.digest) return "policy differs from parent's";
+  return undefined;
+}
+
+function normalise(p: string): string {
+  return p.endsWith("/") ? p.slice(0, -1) : p;
+}
+
+/** Every numeric constraint of `scope` holds for `args`; a constrained argument must be present. */
+export function constraintViolation(scope: ArtifactScope, args: unknown): string | undefined {
+  const entries = Object.entries(scope.constraints);
+  if (entries.length === 0) return undefined;
+  if (typeof args !== "object" || args === null || Array.isArray(args)) return "arguments are not an object";
+  const record = args as Record<string, unknown>;
+  for (const [name, bound] of entries) {
+    const v = Object.hasOwn(record, name) ? record[name] : undefined;
+    if (typeof v !== "number" || !Number.isFinite(v)) return `argument "${name}" missing or not a number`;
+    if (bound.max !== undefined && v > bound.max) return `argument "${name}"=${v} over ${bound.max}`;
+    if (bound.min !== undefined && v < bound.min) return `argument "${name}"=${v} under ${bound.min}`;
+  }
+  return undefined;
+}

@@ -1,0 +1,245 @@
+// The contracts of DESIGN §1 and §3: what is signed, what a decision consumes, what it returns.
+// Every type here is plain JSON so a decision's input can be recorded and replayed byte for byte.
+import type { JsonValue } from "../canonical/jcs.ts";
+import type { Signed } from "../crypto/signing.ts";
+import type { PolicyDocument } from "../policy/policy-document.ts";
+
+/** Stable denial codes (DESIGN §3). Auditors and scripts match on these strings. */
+export const DENIAL_CODES = [
+  "MALFORMED",
+  "NO_ARTIFACT",
+  "BAD_SIGNATURE",
+  "UNTRUSTED_ISSUER",
+  "EXPIRED",
+  "NOT_YET_VALID",
+  "POLICY_MISMATCH",
+  "IDENTITY_MISMATCH",
+  "ENVIRONMENT_MISMATCH",
+  "REPLAYED",
+  "REVOKED",
+  "LINEAGE_BROKEN",
+  "GOVERNANCE_UNAVAILABLE",
+] as const;
+export type DenialCode = (typeof DENIAL_CODES)[number];
+
+export const ARTIFACT_KIND = "failclosed/artifact/v1";
+export const REQUEST_KIND = "failclosed/request/v1";
+export const LINEAGE_KIND = "failclosed/lineage/v1";
+export const REVOCATION_KIND = "failclosed/revocation/v1";
+export const HEARTBEAT_KIND = "failclosed/heartbeat/v1";
+export const CHECKPOINT_KIND = "failclosed/checkpoint/v1";
+
+/** Numeric bounds on a named request argument; delegation may only tighten them. */
+export interface NumericConstraint {
+  min?: number;
+  max?: number;
+}
+
+export interface ArtifactScope {
+  /** Action names this artifact authorizes, exactly. */
+  actions: string[];
+  /** Resource paths; "payments/" or "payments" covers "payments/transfer", never "paymentsx". */
+  resources: string[];
+  /** Bounds on numeric arguments, by argument name. */
+  constraints: Record<string, NumericConstraint>;
+}
+
+export interface ArtifactBindings {
+  /** Gateway ids allowed to execute; absent means any trusted gateway. */
+  gateways?: string[];
+  /** base64url SHA-256 of the agent's code, as the gateway measures it. */
+  agentCodeDigest?: string;
+  /** Named environment attributes that must equal the measured ones (e.g. env=staging). */
+  environment?: Record<string, string>;
+}
+
+export interface Validity {
+  /** Milliseconds since the Unix epoch, inclusive. */
+  notBefore: number;
+  /** Milliseconds since the Unix epoch, exclusive. */
+  expiresAt: number;
+}
+
+export interface Attribution {
+  /** Who asked (a person, service or agent id). */
+  initiator: string;
+  onBehalfOf?: string;
+  reason: string;
+}
+
+export interface ArtifactPayload {
+  kind: typeof ARTIFACT_KIND;
+  /** keyId of the signer: an authority for a root, the parent's holder for a delegation. */
+  issuer: string;
+  /** keyId of the agent this artifact authorizes. */
+  holder: string;
+  scope: ArtifactScope;
+  bindings: ArtifactBindings;
+  validity: Validity;
+  /** Single-use: the nonce is claimed cluster-wide when a task runs on this artifact. */
+  nonce: string;
+  policy: { id: string; digest: string };
+  /** Artifact id of the parent; absent on a root. */
+  parent?: string;
+  depth: number;
+  attribution: Attribution;
+  metadata: Record<string, JsonValue>;
+}
+
+export interface TaskRequestPayload {
+  kind: typeof REQUEST_KIND;
+  taskId: string;
+  /** keyId of the requesting agent (proof of possession: it signs this). */
+  agent: string;
+  action: string;
+  resource: string;
+  /** base64url SHA-256 of JCS(args): the approval binds to the exact arguments. */
+  argsDigest: string;
+  parentTaskId?: string;
+  artifactId: string;
+  createdAt: number;
+}
+
+/**
+ * Execution lineage. `origin` is signed by an authority for a root task; `spawn` by the gateway
+ * that was executing the parent task when it spawned the child, naming the parent's allow decision.
+ */
+export type LineagePayload =
+  | {
+      kind: typeof LINEAGE_KIND;
+      type: "origin";
+      signer: string;
+      childTaskId: string;
+      childArtifactId: string;
+      emittedAt: number;
+    }
+  | {
+      kind: typeof LINEAGE_KIND;
+      type: "spawn";
+      signer: string;
+      childTaskId: string;
+      childArtifactId: string;
+      parentTaskId: string;
+      parentArtifactId: string;
+      /** Id of the parent's allow decision; the signing gateway attests the parent was executing. */
+      parentDecisionId: string;
+      gatewayId: string;
+      emittedAt: number;
+    };
+
+export type RevocationTarget = { type: "artifact"; id: string } | { type: "key"; keyId: string };
+
+export interface RevocationPayload {
+  kind: typeof REVOCATION_KIND;
+  issuer: string;
+  target: RevocationTarget;
+  reason: string;
+  issuedAt: number;
+}
+
+export interface HeartbeatPayload {
+  kind: typeof HEARTBEAT_KIND;
+  issuer: string;
+  seq: number;
+  issuedAt: number;
+}
+
+export type SignedArtifact = Signed<ArtifactPayload>;
+export type SignedRequest = Signed<TaskRequestPayload>;
+export type SignedLineage = Signed<LineagePayload>;
+export type SignedRevocation = Signed<RevocationPayload>;
+export type SignedHeartbeat = Signed<HeartbeatPayload>;
+
+/** What the gateway trusts at the moment of a decision (a fold of `trust` and `revocation` records). */
+export interface TrustSnapshot {
+  /** Authority keyIds (base64url Ed25519 public keys) that may sign roots, origins, revocations. */
+  authorities: string[];
+  /** Gateway keyIds that may sign spawn lineage and checkpoints. */
+  gateways: string[];
+  revokedArtifacts: string[];
+  revokedKeys: string[];
+  /** The active policy; null when unknown (→ GOVERNANCE_UNAVAILABLE). */
+  policy: { digest: string; document: PolicyDocument } | null;
+}
+
+export interface MeasuredEnvironment {
+  gatewayId: string;
+  agentCodeDigest: string | null;
+  attributes: Record<string, string>;
+}
+
+export interface GovernanceHealth {
+  busConnected: boolean;
+  auditWritable: boolean;
+  /** issuedAt of the newest verified authority heartbeat, or null if none yet. */
+  revocationFeedAt: number | null;
+}
+
+/**
+ * The nonce-claim result. `not-attempted` lets the gateway run every other check before it
+ * spends a nonce, so a forged request cannot burn someone else's artifact.
+ */
+export interface NonceState {
+  key: string;
+  local: "fresh" | "consumed";
+  cluster: "claimed" | "taken" | "unavailable" | "not-attempted";
+}
+
+export interface DecisionLimits {
+  maxSkewMs: number;
+  maxDepth: number;
+  maxFeedAgeMs: number;
+  /** How old a request's createdAt may be. */
+  maxRequestAgeMs: number;
+}
+
+/** Everything decide() reads. Raw (unvalidated) where it comes off the wire. */
+export interface DecisionInput {
+  request: unknown;
+  args: unknown;
+  /** Artifact chain, root first. Empty when none arrived before the evidence deadline. */
+  chain: unknown[];
+  /** Lineage events, origin first, one per artifact in the chain. */
+  lineage: unknown[];
+  trust: TrustSnapshot;
+  environment: MeasuredEnvironment;
+  now: number;
+  limits: DecisionLimits;
+  nonce: NonceState;
+  health: GovernanceHealth;
+  /** Problems the gateway met while gathering evidence (oversized or unparseable messages). */
+  intakeErrors: string[];
+}
+
+export type CheckName =
+  | "schema"
+  | "governance"
+  | "evidence"
+  | "request-signature"
+  | "chain-signatures"
+  | "lineage-signatures"
+  | "issuer"
+  | "identity"
+  | "validity"
+  | "delegation"
+  | "lineage"
+  | "revocation"
+  | "environment"
+  | "policy"
+  | "nonce";
+
+export interface Check {
+  check: CheckName;
+  ok: boolean;
+  code?: DenialCode;
+  detail?: string;
+}
+
+export type Verdict = "allow" | "deny";
+
+export interface Decision {
+  verdict: Verdict;
+  checks: Check[];
+  /** The distinct codes of the failed checks, in check order; empty iff allow. */
+  reasons: DenialCode[];
+}
