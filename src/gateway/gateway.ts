@@ -1,0 +1,724 @@
+// The execution gateway (DESIGN §4, §6). It pulls task submissions from the shared JetStream
+// work queue, gathers each task's evidence, claims its nonce cluster-wide, decides, writes the
+// decision ahead to its audit log, and only then runs the registered action handler. One
+// XState actor per task; every path that is not a durable allow ends in `denied`.
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream, type ConsumerMessages, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { createActor, fromPromise, toPromise } from "xstate";
+import { canonicalBytes, type JsonValue } from "../canonical/jcs.ts";
+import { tryParseStrict } from "../canonical/strict-parse.ts";
+import { toB64u } from "../crypto/base64url.ts";
+import { sha256 } from "../crypto/hash.ts";
+import type { KeyPair } from "../crypto/keys.ts";
+import type { Signed } from "../crypto/signing.ts";
+import { AuditStore } from "../audit/store.ts";
+import type { AuditBackend } from "../audit/backend.ts";
+import type { AppendReceipt } from "../audit/store.ts";
+import type { CheckpointPayload } from "../audit/records.ts";
+import { artifactId, spawnLineage } from "../core/artifacts.ts";
+import { decide } from "../core/decide.ts";
+import { assertAcceptableKey } from "../core/trust-store.ts";
+import type {
+  Decision,
+  DecisionInput,
+  DecisionLimits,
+  NonceState,
+  SignedArtifact,
+  SignedLineage,
+  SignedRequest,
+  SignedRevocation,
+} from "../core/types.ts";
+import { isPolicyDocument, policyDigest } from "../policy/policy-document.ts";
+import { MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE } from "../nats/contract.ts";
+import { ensureBus } from "../nats/setup.ts";
+import { submitTask } from "../runtime/client.ts";
+import { systemClock } from "../runtime/clock.ts";
+import { EvidenceIndex } from "./evidence-index.ts";
+import { applyGovernanceMessage } from "./governance-feed.ts";
+import { Ledger } from "./ledger.ts";
+import type { DecisionMessage, TaskOutcome } from "./outcome.ts";
+import { taskMachine, type DenialInfo, type Evidence, type ExecutionResult, type VerifyResult } from "./task-machine.ts";
+
+export const DEFAULT_LIMITS: DecisionLimits = { maxSkewMs: 5_000, maxDepth: 4, maxFeedAgeMs: 30_000, maxRequestAgeMs: 5 * 60_000 };
+
+/** What an action handler sees. It runs only from `executing`, after a durable allow. */
+export interface ActionContext {
+  readonly taskId: string;
+  readonly agent: string;
+  readonly action: string;
+  readonly resource: string;
+  readonly args: JsonValue;
+  readonly chain: readonly SignedArtifact[];
+  readonly gatewayId: string;
+  /** Aborted when the gateway shuts down. */
+  readonly signal: AbortSignal;
+  /**
+   * Spawn a child task while this one executes. The gateway signs the spawn lineage event
+   * naming this task's allow decision; after this handler returns, spawning is refused.
+   */
+  spawn(child: ChildTask): Promise<TaskOutcome>;
+}
+
+export type ActionHandler = (ctx: ActionContext) => Promise<JsonValue> | JsonValue;
+
+export interface ChildTask {
+  request: SignedRequest;
+  args: JsonValue;
+  /** The child's artifact, delegated from this task's artifact. */
+  artifact: SignedArtifact;
+}
+
+export interface GatewayOptions {
+  natsUrl: string | string[];
+  gatewayId: string;
+  gatewayKey: KeyPair;
+  /** LevelDB directory of the audit log, or a backend (tests: fault injection, in-memory). */
+  audit: string | AuditBackend;
+  /** Authority keyIds trusted from the start (recorded as trust records on first start). */
+  authorities: string[];
+  /** Other gateways whose spawn lineage this gateway accepts. Its own key is always trusted. */
+  peerGateways?: string[];
+  clock?: () => number;
+  limits?: Partial<DecisionLimits>;
+  /** How long a task waits for its artifact chain and lineage. Default 2 s. */
+  evidenceDeadlineMs?: number;
+  /** Named environment attributes this gateway measures (e.g. {name: "staging"}). */
+  attributes?: Record<string, string>;
+  /** Measures the code digest of a requesting agent; null when unknown. */
+  measureAgentCode?: (agentKeyId: string) => string | null;
+  checkpointEvery?: number;
+  checkpointIntervalMs?: number;
+  /** Tasks in flight at once. Default 256. */
+  maxInFlight?: number;
+  /** Time a spawn() waits for a child's outcome. Default 30 s. */
+  childTimeoutMs?: number;
+  /** Notified for every finished task (tests, simulator). */
+  onOutcome?: (o: TaskOutcome) => void;
+  /** Notified of dropped bus messages and internal problems (never fatal). */
+  onWarning?: (message: string) => void;
+}
+
+interface InFlight {
+  taskId: string;
+  send(event: { type: "BUS_LOST" } | { type: "REVOKED"; detail: string } | { type: "ABORT"; detail: string } | { type: "AUDIT_FAILED"; detail: string }): void;
+  /** Artifact ids and key ids the task depends on, once its evidence is known. */
+  touches: Set<string>;
+  executing: boolean;
+}
+
+type SubmitParse = { taskId: string; request: unknown; args: unknown; intakeErrors: string[] };
+
+const resultDigestOf = (v: JsonValue): string => toB64u(sha256(canonicalBytes(v)));
+
+export class Gateway {
+  readonly id: string;
+  readonly #o: GatewayOptions;
+  readonly #clock: () => number;
+  readonly #limits: DecisionLimits;
+  readonly #actions = new Map<string, ActionHandler>();
+  readonly #index: EvidenceIndex;
+  readonly #inFlight = new Map<string, InFlight>();
+  readonly #abort = new AbortController();
+  readonly #loops: Promise<void>[] = [];
+  #nc!: NatsConnection;
+  #js!: JetStreamClient;
+  #nonceKv!: KV;
+  #policyKv!: KV;
+  #ledger!: Ledger;
+  #busConnected = true;
+  #feedAt: number | null = null;
+  #consumers: ConsumerMessages[] = [];
+  #stopped = false;
+  #slots = 0;
+  #slotWaiters: (() => void)[] = [];
+  /** Tasks whose handler has been invoked: a handler never runs twice for one task. */
+  readonly #executed = new Set<string>();
+
+  private constructor(o: GatewayOptions) {
+    this.#o = o;
+    this.id = o.gatewayId;
+    this.#clock = o.clock ?? systemClock;
+    this.#limits = { ...DEFAULT_LIMITS, ...o.limits };
+    this.#index = new EvidenceIndex(this.#clock);
+  }
+
+  static async start(o: GatewayOptions): Promise<Gateway> {
+    if (!TASK_ID_RE.test(o.gatewayId)) throw new TypeError("gatewayId must be a subject-safe token");
+    for (const k of [...o.authorities, ...(o.peerGateways ?? []), o.gatewayKey.keyId]) assertAcceptableKey(k);
+    const g = new Gateway(o);
+    await g.#start();
+    return g;
+  }
+
+  registerAction(name: string, handler: ActionHandler): void {
+    this.#actions.set(name, handler);
+  }
+
+  get ledger(): Ledger {
+    return this.#ledger;
+  }
+
+  get connection(): NatsConnection {
+    return this.#nc;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
+  #warn(msg: string): void {
+    try {
+      this.#o.onWarning?.(`[${this.id}] ${msg}`);
+    } catch {
+      // a broken warning sink must not affect decisions
+    }
+  }
+
+  async #start(): Promise<void> {
+    const o = this.#o;
+    this.#nc = await connect({
+      servers: o.natsUrl,
+      name: `failclosed-gateway-${o.gatewayId}`,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 200,
+      pingInterval: 2_000,
+      maxPingOut: 2,
+    });
+    const bus = await ensureBus(this.#nc);
+    this.#policyKv = bus.policyKv;
+    this.#nonceKv = bus.nonceKv;
+    this.#js = jetstream(this.#nc);
+
+    const store = await AuditStore.open(o.audit, {
+      origin: o.gatewayId,
+      gatewayKey: o.gatewayKey,
+      clock: this.#clock,
+      ...(o.checkpointEvery !== undefined ? { checkpointEvery: o.checkpointEvery } : {}),
+      ...(o.checkpointIntervalMs !== undefined ? { checkpointIntervalMs: o.checkpointIntervalMs } : {}),
+      onCheckpoint: (cp) => this.#publishCheckpoint(cp),
+      onPublishError: (e) => this.#warn(`checkpoint publish failed: ${String(e)}`),
+    });
+    this.#ledger = new Ledger(store);
+    await this.#recoverAndTrust();
+
+    this.#watchStatus();
+    // Policy first, then the governance feed and evidence, then work: a task is never pulled
+    // before this gateway knows what governs it (if it still doesn't, decide denies).
+    await this.#loadPolicy();
+    this.#loops.push(this.#watchPolicy());
+    this.#loops.push(this.#followGovernance());
+    this.#loops.push(this.#followEvidence());
+    this.#loops.push(this.#pullTasks());
+  }
+
+  /** Crash recovery and trust roots, before any new work. */
+  async #recoverAndTrust(): Promise<void> {
+    const state = this.#ledger.state;
+    const writes: Promise<AppendReceipt>[] = [];
+    // An allow without an outcome means the process died while executing: record it as
+    // interrupted. It is never re-executed (its nonce is spent; its task id is decided).
+    for (const [taskId, t] of state.tasks) {
+      if (t.status === "allowed") {
+        writes.push(this.#ledger.append({ type: "outcome", taskId, status: "failed", error: "interrupted: gateway stopped before the outcome was recorded" }));
+      }
+    }
+    for (const keyId of this.#o.authorities) {
+      if (!state.authorities.has(keyId)) writes.push(this.#ledger.append({ type: "trust", change: { op: "authority.add", keyId } }));
+    }
+    for (const keyId of [this.#o.gatewayKey.keyId, ...(this.#o.peerGateways ?? [])]) {
+      if (!state.gateways.has(keyId)) writes.push(this.#ledger.append({ type: "trust", change: { op: "gateway.add", keyId } }));
+    }
+    await Promise.all(writes);
+  }
+
+  #watchStatus(): void {
+    const run = async () => {
+      for await (const s of this.#nc.status()) {
+        switch (s.type) {
+          case "disconnect":
+          case "staleConnection":
+            if (this.#busConnected) {
+              this.#busConnected = false;
+              this.#warn("bus disconnected: denying pending tasks");
+              for (const t of this.#inFlight.values()) t.send({ type: "BUS_LOST" });
+            }
+            break;
+          case "reconnect":
+            this.#busConnected = true;
+            break;
+          default:
+            break;
+        }
+      }
+    };
+    this.#loops.push(run().catch((e: unknown) => this.#warn(`status watcher ended: ${String(e)}`)));
+  }
+
+  async #loadPolicy(): Promise<void> {
+    try {
+      const e = await this.#policyKv.get(POLICY_KEY);
+      if (e && e.operation === "PUT") await this.#applyPolicy(e.value);
+    } catch (err) {
+      this.#warn(`policy read failed: ${String(err)}`);
+    }
+  }
+
+  async #watchPolicy(): Promise<void> {
+    try {
+      const w = await this.#policyKv.watch({ key: POLICY_KEY });
+      this.#abort.signal.addEventListener("abort", () => w.stop(), { once: true });
+      for await (const e of w) if (e.operation === "PUT") await this.#applyPolicy(e.value);
+    } catch (e) {
+      if (!this.#stopped) this.#warn(`policy watch ended: ${String(e)}`);
+    }
+  }
+
+  async #applyPolicy(value: Uint8Array): Promise<void> {
+    const parsed = tryParseStrict(value, { maxBytes: MAX_MESSAGE_BYTES });
+    if (!parsed.ok || typeof parsed.value !== "object" || parsed.value === null || Array.isArray(parsed.value)) {
+      this.#warn("policy entry is not a JSON object; keeping the current policy");
+      return;
+    }
+    const doc = parsed.value["document"];
+    const digest = parsed.value["digest"];
+    // Policy: an artifact binds its policy digest, so a forged KV entry can only make
+    // requests fail POLICY_MISMATCH; still, refuse an entry whose digest is not its own.
+    if (!isPolicyDocument(doc) || typeof digest !== "string" || policyDigest(doc) !== digest) {
+      this.#warn("policy entry refused: not a policy document or digest mismatch");
+      return;
+    }
+    if (this.#ledger.state.policy?.digest === digest) return;
+    await this.#ledger.append({ type: "trust", change: { op: "policy.activate", policyDigest: digest, document: doc as unknown as JsonValue } });
+  }
+
+  async #followGovernance(): Promise<void> {
+    try {
+      const c = await this.#js.consumers.get(STREAMS.gov); // whole stream: nats-server 2.9 has no multi-filter
+      const msgs = await c.consume();
+      this.#consumers.push(msgs);
+      for await (const m of msgs) {
+        applyGovernanceMessage(m.subject, m.data, {
+          isAuthority: (k) => this.#ledger.state.authorities.has(k),
+          onRevocation: (r) => this.#applyRevocation(r),
+          onHeartbeat: (at) => {
+            if (this.#feedAt === null || at > this.#feedAt) this.#feedAt = at;
+          },
+          onRejected: (subject, why) => this.#warn(`governance message on ${subject} dropped: ${why}`),
+        });
+      }
+    } catch (e) {
+      if (!this.#stopped) this.#warn(`governance feed ended: ${String(e)}`);
+      // Policy: without the feed, freshness lapses and decide denies on its own.
+    }
+  }
+
+  #applyRevocation(r: SignedRevocation): void {
+    const t = r.payload.target;
+    const state = this.#ledger.state;
+    const known = t.type === "artifact" ? state.revokedArtifacts.has(t.id) : state.revokedKeys.has(t.keyId);
+    if (!known) {
+      this.#ledger.append({ type: "revocation", revocation: r }).catch((e: unknown) => this.#warn(`revocation not recorded: ${String(e)}`));
+    }
+    const target = t.type === "artifact" ? t.id : t.keyId;
+    for (const task of this.#inFlight.values()) {
+      if (!task.executing && task.touches.has(target)) task.send({ type: "REVOKED", detail: `${t.type} ${target}` });
+    }
+  }
+
+  async #followEvidence(): Promise<void> {
+    try {
+      const c = await this.#js.consumers.get(STREAMS.evidence);
+      const msgs = await c.consume();
+      this.#consumers.push(msgs);
+      let n = 0;
+      for await (const m of msgs) {
+        this.#index.add(m.subject, m.data);
+        if (++n % 1024 === 0) this.#index.evict(10 * 60_000);
+      }
+    } catch (e) {
+      if (!this.#stopped) this.#warn(`evidence feed ended: ${String(e)}`);
+    }
+  }
+
+  async #slot(): Promise<void> {
+    const max = this.#o.maxInFlight ?? 256;
+    while (this.#slots >= max) await new Promise<void>((r) => this.#slotWaiters.push(r));
+    this.#slots++;
+  }
+
+  #release(): void {
+    this.#slots--;
+    this.#slotWaiters.shift()?.();
+  }
+
+  async #pullTasks(): Promise<void> {
+    try {
+      const c = await this.#js.consumers.get(STREAMS.tasks, TASK_CONSUMER);
+      const msgs = await c.consume({ max_messages: Math.min(this.#o.maxInFlight ?? 256, 512) });
+      this.#consumers.push(msgs);
+      for await (const m of msgs) {
+        if (this.#stopped) break;
+        await this.#slot();
+        this.#runTask(m)
+          .catch((e: unknown) => this.#warn(`task crashed outside its machine: ${String(e)}`))
+          .finally(() => this.#release());
+      }
+    } catch (e) {
+      if (!this.#stopped) this.#warn(`task consumer ended: ${String(e)}`);
+    }
+  }
+
+  #parseSubmit(m: JsMsg): SubmitParse {
+    const intakeErrors: string[] = [];
+    let request: unknown = null;
+    let args: unknown = null;
+    const parsed = tryParseStrict(m.data, { maxBytes: MAX_MESSAGE_BYTES });
+    if (!parsed.ok) intakeErrors.push(`submit: ${parsed.error.code}`);
+    else if (typeof parsed.value !== "object" || parsed.value === null || Array.isArray(parsed.value)) intakeErrors.push("submit: not an object");
+    else {
+      const keys = Object.keys(parsed.value).sort().join(",");
+      if (keys !== "args,request") intakeErrors.push(`submit: fields ${keys}`);
+      request = parsed.value["request"] ?? null;
+      args = parsed.value["args"] ?? null;
+    }
+    const named = (request as { payload?: { taskId?: unknown } } | null)?.payload?.taskId;
+    const taskId = typeof named === "string" && TASK_ID_RE.test(named) ? named : `malformed-${m.seq}`;
+    return { taskId, request, args, intakeErrors };
+  }
+
+  #health(): DecisionInput["health"] {
+    return { busConnected: this.#busConnected && !this.#nc.isClosed(), auditWritable: this.#ledger.writable, revocationFeedAt: this.#feedAt };
+  }
+
+  #environment(agent: unknown): DecisionInput["environment"] {
+    let code: string | null = null;
+    try {
+      code = typeof agent === "string" ? (this.#o.measureAgentCode?.(agent) ?? null) : null;
+    } catch {
+      code = null;
+    }
+    return { gatewayId: this.id, agentCodeDigest: code, attributes: { ...this.#o.attributes } };
+  }
+
+  #buildInput(ev: Evidence, nonce: NonceState): DecisionInput {
+    const agent = (ev.request as { payload?: { agent?: unknown } } | null)?.payload?.agent;
+    return {
+      request: ev.request,
+      args: ev.args,
+      chain: ev.chain,
+      lineage: ev.lineage,
+      trust: this.#ledger.trustSnapshot(),
+      environment: this.#environment(agent),
+      now: this.#clock(),
+      limits: this.#limits,
+      nonce,
+      health: this.#health(),
+      intakeErrors: ev.intakeErrors,
+    };
+  }
+
+  /** Decide and queue the decision record in one synchronous step (see ledger.ts). */
+  #decideAndRecord(taskId: string, ev: Evidence, nonce: NonceState): { verify: VerifyResult; write: Promise<AppendReceipt> } {
+    const input = this.#buildInput(ev, nonce);
+    const decision = decide(input);
+    let recorded: JsonValue;
+    try {
+      recorded = JSON.parse(JSON.stringify(input)) as JsonValue;
+      canonicalBytes(recorded);
+    } catch {
+      // Input that cannot be recorded cannot be replayed: record what can be, and deny.
+      recorded = { ...(this.#buildInput({ request: null, args: null, chain: [], lineage: [], intakeErrors: ["unrecordable input"] }, nonce) as unknown as Record<string, JsonValue>) };
+      const denied = decide(recorded as unknown as DecisionInput);
+      const write = this.#ledger.append({ type: "decision", taskId, input: recorded, decision: denied });
+      return { verify: { decision: denied, input: recorded }, write };
+    }
+    const write = this.#ledger.append({ type: "decision", taskId, input: recorded, decision });
+    return { verify: { decision, input: recorded }, write };
+  }
+
+  async #claimNonce(key: string, taskId: string): Promise<NonceState["cluster"]> {
+    if (!this.#busConnected) return "unavailable";
+    try {
+      // KV create is create-only: exactly one claim wins cluster-wide.
+      await this.#nonceKv.create(key, JSON.stringify({ taskId, gatewayId: this.id }));
+      return "claimed";
+    } catch (e) {
+      const msg = String((e as Error | undefined)?.message ?? e);
+      if (/wrong last sequence|key exists|exists/i.test(msg)) return "taken";
+      return "unavailable";
+    }
+  }
+
+  async #runTask(m: JsMsg): Promise<void> {
+    const sub = this.#parseSubmit(m);
+    const { taskId } = sub;
+    const working = setInterval(() => m.working(), 10_000);
+    let decisionWrite: Promise<AppendReceipt> | undefined;
+    let verifyResult: VerifyResult | undefined;
+    let evidence: Evidence | undefined;
+    let decisionSeq: number | undefined;
+    let childWindowOpen = false;
+    const deadline = this.#o.evidenceDeadlineMs ?? 2_000;
+
+    const entry: InFlight = { taskId, send: () => undefined, touches: new Set(), executing: false };
+    const resultByTask = new Map<string, JsonValue>();
+
+    const machine = taskMachine.provide({
+      actors: {
+        collectEvidence: fromPromise<Evidence, { taskId: string }>(async ({ signal }) => {
+          const leaf = (sub.request as { payload?: { artifactId?: unknown } } | null)?.payload?.artifactId;
+          if (sub.intakeErrors.length > 0 || typeof leaf !== "string") {
+            return { request: sub.request, args: sub.args, chain: [], lineage: [], intakeErrors: sub.intakeErrors };
+          }
+          // Resolve a little before the machine's own deadline so decide() can name what is
+          // missing (artifact vs lineage) instead of a bare timeout.
+          const ac = new AbortController();
+          const t = setTimeout(() => ac.abort(), deadline);
+          const onStop = () => ac.abort();
+          signal.addEventListener("abort", onStop, { once: true });
+          this.#abort.signal.addEventListener("abort", onStop, { once: true });
+          try {
+            const a = await this.#index.waitFor(taskId, leaf, ac.signal);
+            for (const art of a.chain) {
+              entry.touches.add(artifactId(art));
+              entry.touches.add(art.payload.issuer);
+              entry.touches.add(art.payload.holder);
+            }
+            for (const l of a.lineage) entry.touches.add(l.payload.signer);
+            evidence = { request: sub.request, args: sub.args, chain: a.chain, lineage: a.lineage, intakeErrors: [...sub.intakeErrors, ...a.intakeErrors] };
+            return evidence;
+          } finally {
+            clearTimeout(t);
+            signal.removeEventListener("abort", onStop);
+            this.#abort.signal.removeEventListener("abort", onStop);
+          }
+        }),
+        verify: fromPromise<VerifyResult, { taskId: string; evidence: Evidence }>(async ({ input }) => {
+          const ev = input.evidence;
+          evidence = ev;
+          const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
+          const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
+          const local = (): NonceState["local"] => (key !== "" && this.#ledger.nonceConsumed(key) ? "consumed" : "fresh");
+          // Pre-check everything but the nonce, so a forged request cannot burn a real nonce.
+          const pre = decide(this.#buildInput(ev, { key, local: local(), cluster: "not-attempted" }));
+          const onlyNonceMissing = pre.checks.every((c) => c.ok || c.check === "nonce");
+          const cluster = onlyNonceMissing && key !== "" ? await this.#claimNonce(key, taskId) : "not-attempted";
+          const r = this.#decideAndRecord(taskId, ev, { key, local: local(), cluster });
+          decisionWrite = r.write;
+          verifyResult = r.verify;
+          return r.verify;
+        }),
+        commitAllow: fromPromise(async () => {
+          if (!decisionWrite) throw new Error("no decision record queued");
+          const receipt = await decisionWrite;
+          decisionSeq = receipt.seq;
+          return { decisionId: receipt.leafHash, seq: receipt.seq };
+        }),
+        execute: fromPromise<ExecutionResult, { taskId: string; evidence: Evidence; verify: VerifyResult; commit: { decisionId: string; seq: number } }>(
+          async ({ input }) => {
+            entry.executing = true;
+            if (this.#executed.has(taskId)) return { status: "failed", error: "handler already ran for this task" };
+            this.#executed.add(taskId);
+            this.#publishDecision(taskId, input.verify.decision, input.commit.seq);
+            const req = (input.evidence.request as SignedRequest).payload;
+            const handler = this.#actions.get(req.action);
+            if (!handler) return { status: "failed", error: `no handler registered for action "${req.action}"` };
+            childWindowOpen = true;
+            const chain = input.evidence.chain as SignedArtifact[];
+            const lineage = input.evidence.lineage as SignedLineage[];
+            const ctx: ActionContext = {
+              taskId,
+              agent: req.agent,
+              action: req.action,
+              resource: req.resource,
+              args: input.evidence.args as JsonValue,
+              chain,
+              gatewayId: this.id,
+              signal: this.#abort.signal,
+              spawn: (child) => {
+                if (!childWindowOpen) return Promise.reject(new Error("LINEAGE_BROKEN: parent task is no longer executing"));
+                return this.#spawnChild({ taskId, chain, lineage, decisionId: input.commit.decisionId }, child);
+              },
+            };
+            try {
+              const result = await handler(ctx);
+              const digest = resultDigestOf(result);
+              resultByTask.set(taskId, result);
+              return { status: "succeeded", resultDigest: digest };
+            } catch (e) {
+              return { status: "failed", error: e instanceof Error ? e.message : String(e) };
+            } finally {
+              childWindowOpen = false;
+            }
+          },
+        ),
+        recordOutcome: fromPromise<void, { taskId: string; commit: { decisionId: string; seq: number }; result: ExecutionResult }>(async ({ input }) => {
+          const r = input.result;
+          await this.#ledger.append({
+            type: "outcome",
+            taskId,
+            status: r.status,
+            ...(r.resultDigest !== undefined ? { resultDigest: r.resultDigest } : {}),
+            ...(r.error !== undefined ? { error: r.error } : {}),
+          });
+        }),
+        recordDenial: fromPromise<void, DenialInfo>(async ({ input }) => {
+          if (decisionWrite && verifyResult?.decision.verdict === "allow") {
+            // Allowed and recorded, then stopped before executing (revoked, bus lost): say so.
+            await decisionWrite.catch(() => undefined);
+            await this.#ledger.append({ type: "outcome", taskId, status: "failed", error: `denied before execution: ${input.codes.join(",")}: ${input.detail}` });
+            return;
+          }
+          if (!decisionWrite) {
+            // Denied before verify (deadline, bus loss, revocation while collecting): record
+            // a decision whose input re-derives a deny, so replay agrees with what happened.
+            const ev = evidence ?? { request: sub.request, args: sub.args, chain: [], lineage: [], intakeErrors: sub.intakeErrors };
+            const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
+            const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
+            const r = this.#decideAndRecord(taskId, ev, { key, local: key !== "" && this.#ledger.nonceConsumed(key) ? "consumed" : "fresh", cluster: "not-attempted" });
+            decisionWrite = r.write;
+            verifyResult = r.verify;
+          }
+          const receipt = await decisionWrite;
+          decisionSeq = receipt.seq;
+        }),
+      },
+    });
+
+    const actor = createActor(machine, { input: { taskId, evidenceDeadlineMs: deadline + 500 } });
+    entry.send = (e) => actor.send(e);
+    // Keyed by message, not task id: a duplicate submission runs its own machine and loses
+    // the nonce claim (REPLAYED); the executed-set guard stops a second handler run regardless.
+    const flightKey = `${taskId}#${m.seq}`;
+    this.#inFlight.set(flightKey, entry);
+    if (!this.#busConnected) queueMicrotask(() => actor.send({ type: "BUS_LOST" }));
+    actor.start();
+    let outcome: TaskOutcome;
+    try {
+      const out = await toPromise(actor);
+      if (out.verdict === "deny") {
+        const reasons = verifyResult?.decision.reasons ?? [];
+        const codes = [...new Set([...out.codes, ...reasons])];
+        outcome = { taskId, gatewayId: this.id, verdict: "deny", codes, status: "denied", detail: out.detail, ...(decisionSeq !== undefined ? { decisionSeq } : {}) };
+        if (verifyResult) outcome.checks = verifyResult.decision.checks;
+        this.#publishDecision(taskId, { verdict: "deny", checks: verifyResult?.decision.checks ?? [], reasons: codes }, decisionSeq);
+      } else {
+        const r = out.result;
+        const result = resultByTask.get(taskId);
+        outcome = {
+          taskId,
+          gatewayId: this.id,
+          verdict: "allow",
+          codes: [],
+          status: out.status === "completed" && r?.status === "succeeded" ? "succeeded" : "failed",
+          ...(decisionSeq !== undefined ? { decisionSeq } : {}),
+          ...(r?.resultDigest !== undefined ? { resultDigest: r.resultDigest } : {}),
+          ...(result !== undefined ? { result } : {}),
+          ...(r?.error !== undefined ? { error: r.error } : out.outcomeError !== undefined ? { error: out.outcomeError } : {}),
+        };
+      }
+    } catch (e) {
+      // The machine itself failed: nothing ran unless it reached executing, which records.
+      outcome = { taskId, gatewayId: this.id, verdict: "deny", codes: ["GOVERNANCE_UNAVAILABLE"], status: "denied", detail: `task machine error: ${String(e)}` };
+    } finally {
+      clearInterval(working);
+      this.#inFlight.delete(flightKey);
+      this.#index.forget(taskId);
+    }
+    this.#publishOutcome(outcome);
+    try {
+      m.ack();
+    } catch {
+      // bus gone: redelivery will find the task decided and deny the duplicate
+    }
+    try {
+      this.#o.onOutcome?.(outcome);
+    } catch (e) {
+      this.#warn(`onOutcome hook threw: ${String(e)}`);
+    }
+  }
+
+  async #spawnChild(parent: { taskId: string; chain: SignedArtifact[]; lineage: SignedLineage[]; decisionId: string }, child: ChildTask): Promise<TaskOutcome> {
+    const leaf = parent.chain[parent.chain.length - 1];
+    if (!leaf) throw new Error("parent has no artifact");
+    const childTaskId = child.request.payload.taskId;
+    if (!TASK_ID_RE.test(childTaskId)) throw new TypeError("child task id is not subject-safe");
+    const event = spawnLineage(this.#o.gatewayKey, {
+      gatewayId: this.id,
+      childTaskId,
+      childArtifact: child.artifact,
+      parentTaskId: parent.taskId,
+      parentArtifactId: artifactId(leaf),
+      parentDecisionId: parent.decisionId,
+      emittedAt: this.#clock(),
+    });
+    return submitTask(this.#nc, {
+      request: child.request,
+      args: child.args,
+      chain: [...parent.chain, child.artifact],
+      lineage: [...parent.lineage, event],
+      timeoutMs: this.#o.childTimeoutMs ?? 30_000,
+    });
+  }
+
+  #publishDecision(taskId: string, d: Decision, seq: number | undefined): void {
+    const msg: DecisionMessage = { taskId, gatewayId: this.id, verdict: d.verdict, reasons: d.reasons, checks: d.checks, ...(seq !== undefined ? { decisionSeq: seq } : {}) };
+    try {
+      this.#nc.publish(SUBJECTS.decision(taskId), JSON.stringify(msg));
+    } catch {
+      // the audit log is the record; the bus copy is a courtesy
+    }
+  }
+
+  #publishOutcome(o: TaskOutcome): void {
+    try {
+      this.#nc.publish(SUBJECTS.outcome(o.taskId), JSON.stringify(o));
+    } catch {
+      // as above
+    }
+  }
+
+  async #publishCheckpoint(cp: Signed<CheckpointPayload>): Promise<void> {
+    await this.#js.publish(SUBJECTS.checkpoint(this.id), JSON.stringify(cp));
+  }
+
+  /** Stop pulling work, deny what is pending, close the log. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#abort.abort();
+    for (const t of this.#inFlight.values()) t.send({ type: "ABORT", detail: "gateway stopping" });
+    for (const c of this.#consumers) {
+      try {
+        c.stop();
+      } catch {
+        // already closed
+      }
+    }
+    for (let i = 0; i < 250 && this.#inFlight.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await this.#ledger.store.checkpoint().catch(() => undefined);
+    try {
+      await this.#nc.drain();
+    } catch {
+      await this.#nc.close().catch(() => undefined);
+    }
+    await Promise.allSettled(this.#loops);
+    await this.#ledger.store.close();
+  }
+
+  /** Simulate a crash: drop the connection and the log without any goodbye. */
+  async crash(): Promise<void> {
+    this.#stopped = true;
+    this.#abort.abort();
+    for (const c of this.#consumers) {
+      try {
+        c.stop();
+      } catch {
+        // ignore
+      }
+    }
+    await this.#nc.close().catch(() => undefined);
+    await this.#ledger.store.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,48 @@
+// The wire contract of DESIGN §6. Agents in other languages, witnesses and auditors rely on
+// these names: change them only with a version bump.
+export const SUBJECT_PREFIX = "failclosed";
+
+export const SUBJECTS = {
+  taskSubmit: "failclosed.task.submit",
+  evidenceAll: "failclosed.evidence.>",
+  artifact: (taskId: string) => `failclosed.evidence.${taskId}.artifact`,
+  lineage: (taskId: string) => `failclosed.evidence.${taskId}.lineage`,
+  revocation: "failclosed.gov.revocation",
+  heartbeat: "failclosed.gov.heartbeat",
+  decision: (taskId: string) => `failclosed.decision.${taskId}`,
+  outcome: (taskId: string) => `failclosed.outcome.${taskId}`,
+  checkpoint: (gatewayId: string) => `failclosed.audit.checkpoint.${gatewayId}`,
+} as const;
+
+export const STREAMS = {
+  tasks: "FAILCLOSED_TASKS",
+  evidence: "FAILCLOSED_EVIDENCE",
+  gov: "FAILCLOSED_GOV",
+  checkpoints: "FAILCLOSED_CHECKPOINTS",
+} as const;
+
+/** The one durable pull consumer all gateways share on the task work queue. */
+export const TASK_CONSUMER = "failclosed-gateways";
+
+export const KV_BUCKETS = {
+  policy: "failclosed_policy",
+  nonces: "failclosed_nonces",
+} as const;
+
+export const POLICY_KEY = "active";
+
+/** Largest message any failclosed subject accepts; bigger is MALFORMED (and the server caps too). */
+export const MAX_MESSAGE_BYTES = 64 * 1024;
+
+/** Task ids are subject tokens: no '.', '*', '>' or whitespace (DESIGN §6). */
+export const TASK_ID_RE = /^[A-Za-z0-9_-]{1,128}$/;
+
+/** The task id named by an evidence subject, or undefined when the subject is not one. */
+export function parseEvidenceSubject(subject: string): { taskId: string; kind: "artifact" | "lineage" } | undefined {
+  const parts = subject.split(".");
+  if (parts.length !== 4 || parts[0] !== "failclosed" || parts[1] !== "evidence") return undefined;
+  const taskId = parts[2] ?? "";
+  const kind = parts[3];
+  if (!TASK_ID_RE.test(taskId) || (kind !== "artifact" && kind !== "lineage")) return undefined;
+  return { taskId, kind };
+}

@@ -1,0 +1,92 @@
+// A policy authority on the bus: publishes the active policy, heartbeats that keep the
+// revocation feed fresh, revocations, and root grants with their origin lineage.
+import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { KV } from "@nats-io/kv";
+import type { KeyPair } from "../crypto/keys.ts";
+import { heartbeat, issueArtifact, originLineage, revoke, type IssueOptions } from "../core/artifacts.ts";
+import type { RevocationTarget, SignedArtifact, SignedLineage, SignedRevocation } from "../core/types.ts";
+import { policyDigest, type PolicyDocument } from "../policy/policy-document.ts";
+import { POLICY_KEY, SUBJECTS } from "../nats/contract.ts";
+import { ensureBus } from "../nats/setup.ts";
+import { systemClock, type Clock } from "./clock.ts";
+
+export interface GrantOptions extends Omit<IssueOptions, "policy"> {
+  /** The root task this grant authorizes; its origin lineage event names it. */
+  taskId: string;
+  /** Policy to bind; default: the one this authority last published. */
+  policy?: { id: string; digest: string };
+}
+
+export class Authority {
+  #seq = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #policy: { id: string; digest: string } | undefined;
+
+  private constructor(
+    readonly key: KeyPair,
+    readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly policyKv: KV,
+    private readonly clock: Clock,
+    private readonly ownsConnection: boolean,
+  ) {}
+
+  static async connect(o: { natsUrl?: string; nc?: NatsConnection; key: KeyPair; clock?: Clock }): Promise<Authority> {
+    const nc = o.nc ?? (await connect({ servers: o.natsUrl ?? "nats://127.0.0.1:4222", name: `failclosed-authority`, maxReconnectAttempts: -1, reconnectTimeWait: 200 }));
+    const { policyKv } = await ensureBus(nc);
+    return new Authority(o.key, nc, jetstream(nc), policyKv, o.clock ?? systemClock, o.nc === undefined);
+  }
+
+  get keyId(): string {
+    return this.key.keyId;
+  }
+
+  async publishPolicy(doc: PolicyDocument): Promise<string> {
+    const digest = policyDigest(doc);
+    await this.policyKv.put(POLICY_KEY, JSON.stringify({ digest, document: doc }));
+    this.#policy = { id: doc.id, digest };
+    return digest;
+  }
+
+  async heartbeat(): Promise<void> {
+    await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, this.clock())));
+  }
+
+  /** Heartbeat now and every `intervalMs` until stopHeartbeats(). */
+  async startHeartbeats(intervalMs: number): Promise<void> {
+    this.stopHeartbeats();
+    await this.heartbeat();
+    this.#timer = setInterval(() => {
+      this.heartbeat().catch(() => undefined);
+    }, intervalMs);
+    this.#timer.unref();
+  }
+
+  stopHeartbeats(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  async revoke(target: RevocationTarget, reason: string): Promise<SignedRevocation> {
+    const r = revoke(this.key, target, reason, this.clock());
+    await this.js.publish(SUBJECTS.revocation, JSON.stringify(r));
+    return r;
+  }
+
+  /** Issue a root artifact and publish the origin lineage of the root task it authorizes. */
+  async grant(o: GrantOptions): Promise<{ artifact: SignedArtifact; lineage: SignedLineage }> {
+    const policy = o.policy ?? this.#policy;
+    if (!policy) throw new TypeError("grant: no policy published by this authority and none given");
+    const { taskId, policy: _p, ...issue } = o;
+    const artifact = issueArtifact(this.key, { ...issue, policy });
+    const lineage = originLineage(this.key, { childTaskId: taskId, childArtifact: artifact, emittedAt: this.clock() });
+    await this.js.publish(SUBJECTS.lineage(taskId), JSON.stringify(lineage));
+    return { artifact, lineage };
+  }
+
+  async close(): Promise<void> {
+    this.stopHeartbeats();
+    if (this.ownsConnection) await this.nc.drain().catch(() => undefined);
+  }
+}

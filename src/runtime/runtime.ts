@@ -1,0 +1,119 @@
+// The runtime API for multi-agent systems: connect to the bus (optionally running a gateway
+// in this process), register action handlers, spawn governed tasks, delegate attenuated
+// artifacts. A task runs only if a gateway verified it first; the promise you get back tells
+// you what happened, and a missing answer is a deny.
+import { randomBytes } from "node:crypto";
+import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
+import type { JsonValue } from "../canonical/jcs.ts";
+import type { KeyPair } from "../crypto/keys.ts";
+import { delegateArtifact, signRequest, type DelegateOptions } from "../core/artifacts.ts";
+import type { SignedArtifact } from "../core/types.ts";
+import { Gateway, type ActionHandler, type GatewayOptions } from "../gateway/gateway.ts";
+import type { TaskOutcome } from "../gateway/outcome.ts";
+import { ensureBus } from "../nats/setup.ts";
+import { submitTask } from "./client.ts";
+import { systemClock, type Clock } from "./clock.ts";
+
+export interface ConnectOptions {
+  natsUrl: string;
+  /** Run a gateway in this process with its audit log here (LevelDB directory). */
+  dataDir?: string;
+  /** Gateway settings when dataDir is given. */
+  gateway?: Omit<GatewayOptions, "natsUrl" | "audit"> ;
+  clock?: Clock;
+  /** How long spawn() waits for an outcome before reporting a deny. Default 30 s. */
+  outcomeTimeoutMs?: number;
+}
+
+export interface SpawnRequest {
+  /** The agent asking; it signs the request (proof of possession of the artifact's holder key). */
+  agent: KeyPair;
+  action: string;
+  resource: string;
+  args: JsonValue;
+  /** The artifact chain, root first; the last one is held by `agent`. */
+  chain: SignedArtifact[];
+  /** For a root task: the task id its authority's grant names. Default: a fresh id. */
+  taskId?: string;
+}
+
+export function newTaskId(): string {
+  return `t-${randomBytes(12).toString("base64url")}`;
+}
+
+export class Runtime {
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly gateway: Gateway | undefined,
+    private readonly clock: Clock,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /**
+   * @example
+   * const rt = await Runtime.connect({ natsUrl, dataDir: "./audit", gateway: { gatewayId: "gw-1", gatewayKey, authorities: [authority.keyId] } });
+   * rt.registerAction("transfer", async ({ args }) => ({ ok: true }));
+   * const { outcome } = rt.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 10 }, chain: [artifact], taskId });
+   * console.log((await outcome).status); // "succeeded" or "denied"
+   */
+  static async connect(o: ConnectOptions): Promise<Runtime> {
+    const nc = await natsConnect({ servers: o.natsUrl, name: "failclosed-runtime", maxReconnectAttempts: -1, reconnectTimeWait: 200 });
+    await ensureBus(nc);
+    let gateway: Gateway | undefined;
+    if (o.dataDir !== undefined) {
+      if (!o.gateway) throw new TypeError("connect: dataDir needs gateway settings (gatewayId, gatewayKey, authorities)");
+      gateway = await Gateway.start({ ...o.gateway, natsUrl: o.natsUrl, audit: o.dataDir, ...(o.clock ? { clock: o.clock } : {}) });
+    }
+    return new Runtime(nc, gateway, o.clock ?? systemClock, o.outcomeTimeoutMs ?? 30_000);
+  }
+
+  /** Handlers run only from `executing`, after a durable allow, on whichever gateway decided. */
+  registerAction(name: string, handler: ActionHandler): void {
+    if (!this.gateway) throw new TypeError("registerAction: this runtime runs no gateway");
+    this.gateway.registerAction(name, handler);
+  }
+
+  /** Submit a governed root task. Children are spawned from a handler with ctx.spawn(). */
+  spawn(r: SpawnRequest): { taskId: string; outcome: Promise<TaskOutcome> } {
+    const taskId = r.taskId ?? newTaskId();
+    const leaf = r.chain[r.chain.length - 1];
+    if (!leaf) throw new TypeError("spawn: empty artifact chain");
+    const request = signRequest(r.agent, { taskId, action: r.action, resource: r.resource, args: r.args, artifact: leaf, createdAt: this.clock() });
+    return { taskId, outcome: submitTask(this.nc, { request, args: r.args, chain: r.chain, timeoutMs: this.timeoutMs }) };
+  }
+
+  /** Prepare a child task for ctx.spawn(): a delegated artifact and the child's signed request. */
+  child(o: {
+    parent: SignedArtifact;
+    parentTaskId: string;
+    holderKey: KeyPair;
+    childAgent: KeyPair;
+    delegation: Omit<DelegateOptions, "holder">;
+    action: string;
+    resource: string;
+    args: JsonValue;
+    taskId?: string;
+  }): { request: ReturnType<typeof signRequest>; args: JsonValue; artifact: SignedArtifact } {
+    const artifact = this.delegate(o.parent, o.holderKey, { ...o.delegation, holder: o.childAgent.keyId });
+    const request = signRequest(o.childAgent, {
+      taskId: o.taskId ?? newTaskId(),
+      action: o.action,
+      resource: o.resource,
+      args: o.args,
+      artifact,
+      parentTaskId: o.parentTaskId,
+      createdAt: this.clock(),
+    });
+    return { request, args: o.args, artifact };
+  }
+
+  /** Attenuate: sign a child artifact that narrows `parent`. Throws TypeError if it would widen. */
+  delegate(parent: SignedArtifact, holderKey: KeyPair, o: DelegateOptions): SignedArtifact {
+    return delegateArtifact(parent, holderKey, o);
+  }
+
+  async close(): Promise<void> {
+    await this.gateway?.stop();
+    await this.nc.drain().catch(() => undefined);
+  }
+}
