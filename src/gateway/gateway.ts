@@ -102,8 +102,8 @@ export interface GatewayOptions {
 interface InFlight {
   taskId: string;
   send(event: { type: "BUS_LOST" } | { type: "REVOKED"; detail: string } | { type: "ABORT"; detail: string } | { type: "AUDIT_FAILED"; detail: string }): void;
-  /** Artifact ids and key ids the task depends on, once its evidence is known. */
-  touches: Set<string>;
+  /** Artifact ids and key ids the task depends on, from the evidence seen so far. */
+  touches(): Set<string>;
   executing: boolean;
 }
 
@@ -322,7 +322,7 @@ export class Gateway {
     }
     const target = t.type === "artifact" ? t.id : t.keyId;
     for (const task of this.#inFlight.values()) {
-      if (!task.executing && task.touches.has(target)) task.send({ type: "REVOKED", detail: `${t.type} ${target}` });
+      if (!task.executing && task.touches().has(target)) task.send({ type: "REVOKED", detail: `${t.type} ${target}` });
     }
   }
 
@@ -461,7 +461,27 @@ export class Gateway {
     let childWindowOpen = false;
     const deadline = this.#o.evidenceDeadlineMs ?? 2_000;
 
-    const entry: InFlight = { taskId, send: () => undefined, touches: new Set(), executing: false };
+    const leafId = (sub.request as { payload?: { artifactId?: unknown } } | null)?.payload?.artifactId;
+    const agentId = (sub.request as { payload?: { agent?: unknown } } | null)?.payload?.agent;
+    const entry: InFlight = {
+      taskId,
+      send: () => undefined,
+      executing: false,
+      // Computed when a revocation arrives, from whatever evidence is in so far, so a task
+      // still waiting for part of its chain is stopped as soon as any known part is revoked.
+      touches: () => {
+        const out = new Set<string>();
+        if (typeof agentId === "string") out.add(agentId);
+        const ev = evidence ?? (typeof leafId === "string" ? this.#index.assemble(taskId, leafId) : undefined);
+        for (const art of (ev?.chain ?? []) as SignedArtifact[]) {
+          out.add(artifactId(art));
+          out.add(art.payload.issuer);
+          out.add(art.payload.holder);
+        }
+        for (const l of (ev?.lineage ?? []) as SignedLineage[]) out.add(l.payload.signer);
+        return out;
+      },
+    };
     const resultByTask = new Map<string, JsonValue>();
 
     const machine = taskMachine.provide({
@@ -480,12 +500,6 @@ export class Gateway {
           this.#abort.signal.addEventListener("abort", onStop, { once: true });
           try {
             const a = await this.#index.waitFor(taskId, leaf, ac.signal);
-            for (const art of a.chain) {
-              entry.touches.add(artifactId(art));
-              entry.touches.add(art.payload.issuer);
-              entry.touches.add(art.payload.holder);
-            }
-            for (const l of a.lineage) entry.touches.add(l.payload.signer);
             evidence = { request: sub.request, args: sub.args, chain: a.chain, lineage: a.lineage, intakeErrors: [...sub.intakeErrors, ...a.intakeErrors] };
             return evidence;
           } finally {

@@ -1,0 +1,42 @@
+// A real LevelDB audit backend that can be broken on purpose: `breakNow()` closes the
+// underlying database, so the next synced batch fails with LevelDB's own error. Used by
+// tests and scenarios for "audit store failure" — the failure is real, not simulated.
+import { LevelBackend, type AuditBackend, type KvOp, type KvRange } from "../audit/backend.ts";
+
+export class BreakableBackend implements AuditBackend {
+  #broken = false;
+  private constructor(private readonly inner: LevelBackend) {}
+
+  static async open(dir: string): Promise<BreakableBackend> {
+    return new BreakableBackend(await LevelBackend.open(dir));
+  }
+
+  async breakNow(): Promise<void> {
+    if (this.#broken) return;
+    this.#broken = true;
+    await this.inner.close();
+  }
+
+  get broken(): boolean {
+    return this.#broken;
+  }
+
+  batch(ops: readonly KvOp[], opts: { readonly sync: boolean }): Promise<void> {
+    return this.inner.batch(ops, opts);
+  }
+  get(key: string): Promise<Uint8Array | undefined> {
+    return this.inner.get(key);
+  }
+  getSync(key: string): Uint8Array | undefined {
+    return this.inner.getSync(key);
+  }
+  getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
+    return this.inner.getMany(keys);
+  }
+  iterate(range: KvRange): AsyncIterable<[string, Uint8Array]> {
+    return this.inner.iterate(range);
+  }
+  async close(): Promise<void> {
+    if (!this.#broken) await this.inner.close();
+  }
+}

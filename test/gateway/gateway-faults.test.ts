@@ -1,0 +1,199 @@
+// Infrastructure faults through the real components: nats-server killed mid-collection,
+// the audit store failing under a gateway, revocations racing tasks, gateway restarts.
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { jetstream } from "@nats-io/jetstream";
+import { artifactId, delegateArtifact, signRequest } from "../../src/core/artifacts.ts";
+import { AuditStore } from "../../src/audit/store.ts";
+import { SUBJECTS } from "../../src/nats/contract.ts";
+import { submitTask } from "../../src/runtime/client.ts";
+import { newTaskId } from "../../src/runtime/runtime.ts";
+import { BreakableBackend } from "../../src/testkit/breakable-backend.ts";
+import { startHarness, type Harness } from "../../src/testkit/harness.ts";
+import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
+import type { TaskOutcome } from "../../src/gateway/outcome.ts";
+
+const agent = namedKey("agent-0");
+const other = namedKey("agent-1");
+const validity = () => ({ notBefore: Date.now() - 60_000, expiresAt: Date.now() + 3_600_000 });
+const waitFor = async (cond: () => boolean, ms = 10_000) => {
+  for (let i = 0; i < ms / 20 && !cond(); i++) await new Promise((r) => setTimeout(r, 20));
+  expect(cond()).toBe(true);
+};
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+async function grant(hh: Harness, taskId: string, holder = agent.keyId) {
+  return hh.authority.grant({ taskId, holder, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`g-${taskId}`), attribution: { initiator: "t", reason: "faults" } });
+}
+
+describe("gateway faults", () => {
+  it("nats-server killed while tasks collect evidence: all pending denied GOVERNANCE_UNAVAILABLE, none executed; after restart new tasks run", async () => {
+    h = await startHarness({ gateway: { evidenceDeadlineMs: 8_000 } });
+    const hh = h;
+    const executed = new Set<string>();
+    hh.gateways[0]!.registerAction("transfer", ({ taskId }) => (executed.add(taskId), { ok: true }));
+    // Tasks whose artifacts are withheld: they sit in `collecting`.
+    const pending: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const taskId = newTaskId();
+      const { artifact } = await grant(hh, taskId);
+      const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, createdAt: Date.now() });
+      await jetstream(hh.runtime.nc).publish(SUBJECTS.taskSubmit, JSON.stringify({ request, args: { amount: 1 } }));
+      pending.push(taskId);
+    }
+    await waitFor(() => hh.gateways[0]!.inFlight === 5);
+    await hh.server!.kill();
+    await waitFor(() => pending.every((t) => hh.outcomes.some((o) => o.taskId === t)));
+    for (const t of pending) {
+      const o = hh.outcomes.find((x) => x.taskId === t)!;
+      expect(o.verdict).toBe("deny");
+      expect(o.codes).toContain("GOVERNANCE_UNAVAILABLE");
+      expect(executed.has(t)).toBe(false);
+    }
+    // Each deny is in the audit log.
+    const tasks = hh.gateways[0]!.ledger.state.tasks;
+    for (const t of pending) expect(tasks.get(t)?.status).toBe("denied");
+
+    await hh.server!.restart();
+    await waitFor(() => hh.warnings.length >= 0 && hh.gateways[0]!.connection.isClosed() === false, 10_000);
+    await new Promise((r) => setTimeout(r, 1_500)); // reconnect + a fresh heartbeat
+    const taskId = newTaskId();
+    const { artifact } = await grant(hh, taskId);
+    const o = await hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 2 }, chain: [artifact], taskId }).outcome;
+    expect(o).toMatchObject({ verdict: "allow", status: "succeeded" });
+  });
+
+  it("audit store write failure: deny, handler never invoked, and the gateway stays closed until reopened", async () => {
+    h = await startHarness({ gateways: 0 });
+    const backend = await BreakableBackend.open(join(h.dir, "breakable"));
+    const gw = await h.startGateway({ audit: backend });
+    let calls = 0;
+    gw.registerAction("transfer", () => (calls++, { ok: true }));
+    const t1 = newTaskId();
+    const ok = await h.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [(await grant(h, t1)).artifact], taskId: t1 }).outcome;
+    expect(ok.verdict).toBe("allow");
+    expect(calls).toBe(1);
+    await backend.breakNow();
+    for (let i = 0; i < 3; i++) {
+      const t = newTaskId();
+      const o = await h.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [(await grant(h, t)).artifact], taskId: t }).outcome;
+      expect(o.verdict).toBe("deny");
+      expect(o.codes).toContain("GOVERNANCE_UNAVAILABLE");
+    }
+    expect(calls).toBe(1);
+  });
+
+  it("revocation while a task collects evidence denies it; revoking a parent denies a child in flight", async () => {
+    h = await startHarness({ gateway: { evidenceDeadlineMs: 6_000 } });
+    const hh = h;
+    hh.gateways[0]!.registerAction("transfer", () => ({ ok: true }));
+    const js = jetstream(hh.runtime.nc);
+    // Root task: the artifact arrives, the origin lineage is held back.
+    const taskId = newTaskId();
+    const { artifact, lineage } = await (async () => {
+      const a = await hh.authority.grant({ taskId: `other-${taskId}`, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`rv-${taskId}`), attribution: { initiator: "t", reason: "t" } });
+      return a;
+    })();
+    void lineage;
+    const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, createdAt: Date.now() });
+    const p1 = submitTask(hh.runtime.nc, { request, args: { amount: 1 }, chain: [artifact] });
+    await waitFor(() => hh.gateways[0]!.inFlight === 1);
+    await hh.authority.revoke({ type: "artifact", id: artifactId(artifact) }, "compromised");
+    const o1 = await p1;
+    expect(o1.verdict).toBe("deny");
+    expect(o1.codes).toContain("REVOKED");
+    // Stopped by the revocation event itself, not by the evidence deadline.
+    expect(o1.detail).toMatch(/^revoked: artifact /);
+
+    // Child in flight: chain [root, child] published, spawn lineage not yet; revoke the root.
+    const parentTask = newTaskId();
+    const { artifact: root } = await grant(hh, parentTask);
+    const child = delegateArtifact(root, agent, { holder: other.keyId, scope: DEFAULT_SCOPE, validity: root.payload.validity, nonce: namedNonce(`c-${parentTask}`), attribution: { initiator: "t", reason: "t" } });
+    const childTask = newTaskId();
+    const creq = signRequest(other, { taskId: childTask, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact: child, parentTaskId: parentTask, createdAt: Date.now() });
+    const p2 = submitTask(hh.runtime.nc, { request: creq, args: { amount: 1 }, chain: [root, child] });
+    await waitFor(() => hh.gateways[0]!.inFlight === 1);
+    await hh.authority.revoke({ type: "artifact", id: artifactId(root) }, "parent compromised");
+    const o2 = await p2;
+    expect(o2.codes).toContain("REVOKED");
+    expect(o2.detail).toMatch(/^revoked: artifact /);
+    void js;
+  });
+
+  it("two gateways, one nonce submitted to both: exactly one allow, across many races", async () => {
+    const RACES = Number(process.env["FAILCLOSED_RACES"] ?? 1000);
+    h = await startHarness({ gateways: 2 });
+    const hh = h;
+    const runs = new Map<string, number>();
+    for (const g of hh.gateways) g.registerAction("transfer", ({ taskId }) => (runs.set(taskId, (runs.get(taskId) ?? 0) + 1), { ok: true }));
+    const js = jetstream(hh.runtime.nc);
+    const outcomes = new Map<string, TaskOutcome[]>();
+    hh.gateways.forEach(() => undefined);
+    const batch = 50;
+    for (let start = 0; start < RACES; start += batch) {
+      const ids: string[] = [];
+      await Promise.all(
+        Array.from({ length: Math.min(batch, RACES - start) }, async () => {
+          const taskId = newTaskId();
+          ids.push(taskId);
+          const { artifact } = await grant(hh, taskId);
+          await js.publish(SUBJECTS.artifact(taskId), JSON.stringify(artifact));
+          const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, createdAt: Date.now() });
+          const body = JSON.stringify({ request, args: { amount: 1 } });
+          // The same submission twice on the shared queue: each gateway may take one.
+          await Promise.all([js.publish(SUBJECTS.taskSubmit, body), js.publish(SUBJECTS.taskSubmit, body)]);
+        }),
+      );
+      await waitFor(() => ids.every((t) => hh.outcomes.filter((o) => o.taskId === t).length === 2), 60_000);
+      for (const t of ids) outcomes.set(t, hh.outcomes.filter((o) => o.taskId === t));
+    }
+    let bothGateways = 0;
+    for (const [t, os] of outcomes) {
+      expect(os.filter((o) => o.verdict === "allow").length).toBe(1);
+      expect(os.filter((o) => o.verdict === "deny" && o.codes.includes("REPLAYED")).length).toBe(1);
+      expect(runs.get(t)).toBe(1);
+      if (new Set(os.map((o) => o.gatewayId)).size === 2) bothGateways++;
+    }
+    expect(outcomes.size).toBe(RACES);
+    // The race is real: a good share of pairs were split across the two gateways.
+    expect(bothGateways).toBeGreaterThan(RACES / 10);
+  });
+
+  it("a handler that throws records a failed outcome; a crash while executing is recorded as interrupted and never re-run", async () => {
+    h = await startHarness({ gateways: 0 });
+    const hh = h;
+    const dir = join(hh.dir, "gw-crash");
+    const gw = await hh.startGateway({ id: "gw-1", audit: dir });
+    gw.registerAction("transfer", ({ args }) => {
+      if ((args as { amount: number }).amount === 13) throw new Error("unlucky amount");
+      return { ok: true };
+    });
+    let release: () => void = () => undefined;
+    gw.registerAction("read", () => new Promise((r) => (release = () => r({ never: true }))));
+    const t1 = newTaskId();
+    const o1 = await hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 13 }, chain: [(await grant(hh, t1)).artifact], taskId: t1 }).outcome;
+    expect(o1).toMatchObject({ verdict: "allow", status: "failed", error: "unlucky amount" });
+
+    const t2 = newTaskId();
+    const p2 = hh.runtime.spawn({ agent, action: "read", resource: "payments/ledger", args: { amount: 1 }, chain: [(await grant(hh, t2)).artifact], taskId: t2 }).outcome;
+    await waitFor(() => gw.ledger.state.tasks.get(t2)?.status === "allowed");
+    await gw.crash();
+    release();
+    void p2;
+    const store = await AuditStore.open(dir, { origin: "gw-1", gatewayKey: namedKey("gateway-1"), clock: () => Date.now() });
+    expect(store.state.tasks.get(t2)?.status).toBe("allowed");
+    await store.close();
+    // Restart on the same log: the unfinished allow becomes an interrupted failure.
+    const gw2 = await hh.startGateway({ id: "gw-1", audit: dir, key: namedKey("gateway-1") });
+    let reruns = 0;
+    gw2.registerAction("read", () => (reruns++, { ok: true }));
+    expect(gw2.ledger.state.tasks.get(t2)?.status).toBe("failed");
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(reruns).toBe(0);
+  });
+});
