@@ -5,7 +5,7 @@
 import { canonicalBytes } from "../canonical/jcs.ts";
 import { fromB64u, toB64u } from "../crypto/base64url.ts";
 import { SIGNATURE_LENGTH, verifyEd25519 } from "../crypto/ed25519.ts";
-import { sha256 } from "../crypto/hash.ts";
+import { sha256, sha256Concat } from "../crypto/hash.ts";
 import { signingInputFromCanonical, type SignedKind } from "../crypto/signing.ts";
 import { PolicyEngine, type PolicyEvaluation, type PolicyRequest } from "../policy/cedar.ts";
 import type { PolicyDocument } from "../policy/policy-document.ts";
@@ -66,11 +66,31 @@ function finish(checks: Checks): Decision {
   return { verdict: allOk && reasons.length === 0 ? "allow" : "deny", checks: checks.list, reasons };
 }
 
+// Signatures that verified, by SHA-256 of (key ‖ signature ‖ signed bytes). Ancestors of a
+// chain (the root artifact, the origin lineage) recur across sibling and child tasks; a
+// memo of a pure function cannot change an answer, only how fast it comes. Only successes
+// are kept, and the bound keeps memory flat.
+const VERIFIED_MAX = 16_384;
+const verified = new Set<string>();
+
 function sigOk(kind: SignedKind, item: Parsed<unknown>, signerKeyId: string): boolean {
   const pub = fromB64u(signerKeyId, 32);
   const sig = fromB64u(item.signed.sig, SIGNATURE_LENGTH);
   if (!pub || !sig) return false;
-  return verifyEd25519(pub, signingInputFromCanonical(kind, item.canonical), sig);
+  const msg = signingInputFromCanonical(kind, item.canonical);
+  const memoKey = toB64u(sha256Concat(pub, sig, msg));
+  if (verified.has(memoKey)) return true;
+  const ok = verifyEd25519(pub, msg, sig);
+  if (ok) {
+    if (verified.size >= VERIFIED_MAX) verified.clear();
+    verified.add(memoKey);
+  }
+  return ok;
+}
+
+/** Forget memoized verifications (benchmarks measure the cold path with it). */
+export function clearSignatureMemo(): void {
+  verified.clear();
 }
 
 type Problem = { code: DenialCode; detail: string } | undefined;

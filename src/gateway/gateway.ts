@@ -109,6 +109,8 @@ interface InFlight {
 
 type SubmitParse = { taskId: string; request: unknown; args: unknown; intakeErrors: string[] };
 
+const PERMIT_ALL_FOR_PRECHECK = (): { decision: "allow"; reasons: string[]; errors: string[] } => ({ decision: "allow", reasons: [], errors: [] });
+
 const resultDigestOf = (v: JsonValue): string => toB64u(sha256(canonicalBytes(v)));
 
 export class Gateway {
@@ -515,7 +517,9 @@ export class Gateway {
           const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
           const local = (): NonceState["local"] => (key !== "" && this.#ledger.nonceConsumed(key) ? "consumed" : "fresh");
           // Pre-check everything but the nonce, so a forged request cannot burn a real nonce.
-          const pre = decide(this.#buildInput(ev, { key, local: local(), cluster: "not-attempted" }));
+          // Cedar is left to the recorded decision: a policy deny is the holder's own request
+          // failing, which may spend its nonce; forgery is caught by the signature checks.
+          const pre = decide(this.#buildInput(ev, { key, local: local(), cluster: "not-attempted" }), PERMIT_ALL_FOR_PRECHECK);
           const onlyNonceMissing = pre.checks.every((c) => c.ok || c.check === "nonce");
           const cluster = onlyNonceMissing && key !== "" ? await this.#claimNonce(key, taskId) : "not-attempted";
           const r = this.#decideAndRecord(taskId, ev, { key, local: local(), cluster });

@@ -1,0 +1,168 @@
+// Audit store benchmarks (issue "Audit event store"):
+//  1. synced group-commit appends/s vs raw LevelDB synced batches of the same size, same run;
+//  2. replay decisions/s with decision recomputation on worker threads;
+//  3. inclusion and consistency proof time at 1M records.
+// Figures are medians over rounds. Run alone: npx tsx bench/audit.ts
+import { mkdtempSync, rmSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import { Level } from "level";
+import { LevelBackend } from "../src/audit/backend.ts";
+import { backendLogSource } from "../src/audit/log-source.ts";
+import { verifyConsistency, verifyInclusion } from "../src/audit/merkle.ts";
+import type { AuditEntry } from "../src/audit/records.ts";
+import { replay } from "../src/audit/replay.ts";
+import { AuditStore } from "../src/audit/store.ts";
+import { canonicalBytes } from "../src/canonical/jcs.ts";
+import { fromB64u } from "../src/crypto/base64url.ts";
+import { keyPairFromSeed } from "../src/crypto/keys.ts";
+import { scenarioTrustRoots, writeScenario } from "../test/audit/scenario.ts";
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+const gatewayKey = keyPairFromSeed(new Uint8Array(32).fill(7));
+const options = (over: object = {}) => ({ origin: "gw-bench", gatewayKey, clock: () => Date.now(), checkpointEvery: 1000, ...over });
+const entry = (i: number): AuditEntry => ({ type: "outcome", taskId: `task-${i}`, status: "succeeded", resultDigest: "q".repeat(43) });
+
+function tmp(): { dir: string; done: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), "fc-bench-audit-"));
+  return { dir, done: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Appends/s with `inflight` concurrent appenders; returns the mean batch size formed. */
+async function groupCommitRound(total: number, inflight: number): Promise<{ rate: number; batch: number; bytes: number }> {
+  const t = tmp();
+  const backend = await LevelBackend.open(join(t.dir, "db"));
+  let batches = 0;
+  const counting = { ...backend, kind: backend.kind, batch: (ops: Parameters<typeof backend.batch>[0], o: { sync: boolean }) => (batches++, backend.batch(ops, o)) } as typeof backend;
+  for (const k of ["get", "getSync", "getMany", "iterate", "close"] as const) (counting as unknown as Record<string, unknown>)[k] = (backend[k] as (...a: unknown[]) => unknown).bind(backend);
+  const store = await AuditStore.open(counting, options());
+  let next = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: inflight }, async () => {
+      while (next < total) await store.append(entry(next++));
+    }),
+  );
+  const secs = (performance.now() - start) / 1000;
+  const bytes = (await store.getRecordBytes(5))!.length;
+  await store.close();
+  t.done();
+  return { rate: total / secs, batch: total / batches, bytes };
+}
+
+/** Raw LevelDB: synced batches of `batch` puts of `bytes`-sized values. */
+async function rawRound(total: number, batch: number, bytes: number): Promise<number> {
+  const t = tmp();
+  const db = new Level<string, Uint8Array>(join(t.dir, "db"), { keyEncoding: "utf8", valueEncoding: "view" });
+  await db.open();
+  const value = new Uint8Array(bytes).fill(97);
+  const start = performance.now();
+  for (let i = 0; i < total; ) {
+    const ops = [];
+    for (let j = 0; j < batch && i < total; j++, i++) ops.push({ type: "put" as const, key: `r/${i.toString(16).padStart(14, "0")}`, value });
+    await db.batch(ops, { sync: true });
+  }
+  const rate = total / ((performance.now() - start) / 1000);
+  await db.close();
+  t.done();
+  return rate;
+}
+
+export async function runAuditBench(): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const print = (k: string, v: number, unit: string): void => {
+    out[k] = v;
+    console.log(`audit ${k}: ${v.toFixed(unit === "ms" ? 4 : 1)} ${unit}`);
+  };
+
+  // 1. Group commit vs raw batches, interleaved rounds in the same run.
+  for (const inflight of process.env["FC_BENCH_SKIP_APPEND"] === "1" ? [] : [64, 1024]) {
+    const gc: number[] = [];
+    const raw: number[] = [];
+    const sizes: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      const g = await groupCommitRound(20_000, inflight);
+      gc.push(g.rate);
+      sizes.push(g.batch);
+      raw.push(await rawRound(20_000, Math.max(1, Math.round(g.batch)), g.bytes));
+    }
+    print(`append_synced_per_s_inflight${inflight}`, median(gc), "appends/s");
+    print(`raw_level_synced_per_s_batch${Math.round(median(sizes))}`, median(raw), "puts/s");
+    print(`append_vs_raw_ratio_inflight${inflight}`, median(gc) / median(raw), "x");
+  }
+
+  // 2. Replay decisions/s (signature verification + Cedar on worker threads).
+  {
+    const t = tmp();
+    const store = await AuditStore.open(join(t.dir, "db"), options({ checkpointEvery: 500, origin: "gw-test" }));
+    await writeScenario(store, 3000);
+    await store.close();
+    const backend = await LevelBackend.open(join(t.dir, "db"));
+    const workers = Math.max(1, availableParallelism());
+    const rates: number[] = [];
+    const inline: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      let s = performance.now();
+      const rep = await replay(backendLogSource(backend), scenarioTrustRoots(), { workers, chunkSize: 128 });
+      if (!rep.ok) throw new Error(`bench log does not replay: ${JSON.stringify(rep.divergences[0])}`);
+      rates.push(rep.decisionsRederived / ((performance.now() - s) / 1000));
+      s = performance.now();
+      const rep2 = await replay(backendLogSource(backend), scenarioTrustRoots());
+      inline.push(rep2.decisionsRederived / ((performance.now() - s) / 1000));
+    }
+    print(`replay_decisions_per_s_workers${workers}`, median(rates), "decisions/s");
+    print("replay_decisions_per_s_inline", median(inline), "decisions/s");
+    await backend.close();
+    t.done();
+  }
+
+  // 3. Proofs at 1M records, generated from the stored tree in LevelDB.
+  {
+    const t = tmp();
+    const store = await AuditStore.open(join(t.dir, "db"), options({ checkpointEvery: 10_000, maxBatch: 16_384 }));
+    const N = 1_000_000;
+    let next = 0;
+    const s = performance.now();
+    await Promise.all(
+      Array.from({ length: 8192 }, async () => {
+        while (store.size + 0 < N && next < N) {
+          next++;
+          await store.append(entry(next));
+        }
+      }),
+    );
+    print("build_1m_seconds", (performance.now() - s) / 1000, "s");
+    const size = store.size;
+    const root = store.rootAt(size);
+    const inc: number[] = [];
+    const cons: number[] = [];
+    for (let i = 0; i < 2000; i++) {
+      const seq = Math.floor((i * 7919 * 104729) % size);
+      let a = performance.now();
+      const p = store.proveInclusion(seq, size);
+      inc.push(performance.now() - a);
+      if (i % 100 === 0 && !verifyInclusion(seq, size, fromB64u(p.leafHash, 32)!, p.proof.map((x) => fromB64u(x, 32)!), root).ok) throw new Error("bad inclusion proof");
+      const m = 1 + ((i * 104729) % (size - 1));
+      a = performance.now();
+      const c = store.proveConsistency(m, size);
+      cons.push(performance.now() - a);
+      if (i % 100 === 0 && !verifyConsistency(m, size, c.proof.map((x) => fromB64u(x, 32)!), store.rootAt(m), root).ok) throw new Error("bad consistency proof");
+    }
+    print("records", size, "records");
+    print("inclusion_proof_ms_at_1m", median(inc), "ms");
+    print("consistency_proof_ms_at_1m", median(cons), "ms");
+    void canonicalBytes;
+    await store.close();
+    t.done();
+  }
+  return out;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await runAuditBench();
+}
