@@ -18,6 +18,9 @@ export const DOMAIN_TAGS: Readonly<Record<SignedKind, string>> = {
 };
 
 const encoder = new TextEncoder();
+const TAG_BYTES: Readonly<Record<SignedKind, Uint8Array>> = Object.fromEntries(
+  Object.entries(DOMAIN_TAGS).map(([k, t]) => [k, encoder.encode(t)]),
+) as Record<SignedKind, Uint8Array>;
 
 export interface Signed<P> {
   payload: P;
@@ -25,8 +28,12 @@ export interface Signed<P> {
 }
 
 export function signingInput(kind: SignedKind, payload: unknown): Uint8Array {
-  const tag = encoder.encode(DOMAIN_TAGS[kind]);
-  const body = canonicalBytes(payload);
+  return signingInputFromCanonical(kind, canonicalBytes(payload));
+}
+
+/** The same bytes when the caller already holds JCS(payload) (so it hashes it once for the id too). */
+export function signingInputFromCanonical(kind: SignedKind, body: Uint8Array): Uint8Array {
+  const tag = TAG_BYTES[kind];
   const out = new Uint8Array(tag.byteLength + 1 + body.byteLength);
   out.set(tag, 0);
   out[tag.byteLength] = 0x00;

@@ -4,6 +4,7 @@
 import { LevelBackend, type AuditBackend, type KvOp, type KvRange } from "../audit/backend.ts";
 
 export class BreakableBackend implements AuditBackend {
+  readonly kind = "level" as const;
   #broken = false;
   private constructor(private readonly inner: LevelBackend) {}
 

@@ -1,0 +1,214 @@
+// `failclosed audit verify|replay|prove|checkpoints --db DIR [--json]`.
+// Exit codes: 0 all good · 1 divergence or tampering found · 2 usage or I/O error.
+import { readFileSync } from "node:fs";
+import { Command, CommanderError, Option } from "commander";
+import { parseStrict } from "../canonical/strict-parse.ts";
+import { fromB64u } from "../crypto/base64url.ts";
+import { verifySigned, type Signed } from "../crypto/signing.ts";
+import { LevelBackend, type AuditBackend } from "./backend.ts";
+import { checkpointRange, recordKey, unpackStored } from "./keys.ts";
+import { backendLogSource } from "./log-source.ts";
+import { buildProofBundle } from "./proof-bundle.ts";
+import { decodeRecord, type CheckpointPayload } from "./records.ts";
+import { replay, type ReplayReport, type TrustRoots } from "./replay.ts";
+
+export interface AuditIo {
+  readonly out: (s: string) => void;
+  readonly err: (s: string) => void;
+  /** Progress bar only on a terminal. */
+  readonly isTTY: boolean;
+  setExitCode(code: number): void;
+}
+
+const processIo = (): AuditIo => ({
+  out: (s) => void process.stdout.write(s),
+  err: (s) => void process.stderr.write(s),
+  isTTY: process.stderr.isTTY,
+  setExitCode: (c) => void (process.exitCode = c),
+});
+
+export class AuditCliError extends Error {
+  override readonly name = "AuditCliError";
+  readonly code = "AUDIT_USAGE";
+}
+
+interface CommonOpts {
+  db: string;
+  json?: boolean;
+  trust?: string;
+  gatewayKey?: string[];
+  checkpoints?: string;
+}
+
+function loadTrustRoots(o: CommonOpts): TrustRoots {
+  if (o.trust !== undefined) {
+    const t = parseStrict(readFileSync(o.trust)) as { gatewayKeys?: unknown; authorities?: unknown; origin?: unknown };
+    if (!Array.isArray(t.gatewayKeys) || !t.gatewayKeys.every((k) => typeof k === "string")) throw new AuditCliError(`${o.trust}: gatewayKeys must be a list of key ids`);
+    return {
+      gatewayKeys: t.gatewayKeys,
+      ...(Array.isArray(t.authorities) ? { authorities: t.authorities as string[] } : {}),
+      ...(typeof t.origin === "string" ? { origin: t.origin } : {}),
+    };
+  }
+  if (o.gatewayKey !== undefined && o.gatewayKey.length > 0) return { gatewayKeys: o.gatewayKey };
+  throw new AuditCliError("trust roots required: --trust FILE or --gateway-key KEYID");
+}
+
+function loadCheckpoints(file: string | undefined): Signed<CheckpointPayload>[] {
+  if (file === undefined) return [];
+  const v = parseStrict(readFileSync(file), { maxBytes: 64 * 1024 * 1024 });
+  if (!Array.isArray(v)) throw new AuditCliError(`${file}: expected a JSON array of signed checkpoints`);
+  return v as unknown as Signed<CheckpointPayload>[];
+}
+
+function progressBar(io: AuditIo, total: number): ((n: number) => void) | undefined {
+  if (!io.isTTY || total < 50_000) return undefined;
+  return (n) => {
+    const frac = Math.min(1, n / total);
+    const width = 30;
+    const done = Math.round(frac * width);
+    io.err(`\r[${"#".repeat(done)}${".".repeat(width - done)}] ${(frac * 100).toFixed(0).padStart(3)}% ${n}/${total} records`);
+  };
+}
+
+function printReport(io: AuditIo, rep: ReplayReport, json: boolean, what: string): void {
+  if (json) {
+    io.out(`${JSON.stringify(rep)}\n`);
+    return;
+  }
+  io.out(`${what}: ${rep.ok ? "OK" : "DIVERGENCE"}\n`);
+  io.out(`records checked: ${rep.recordsChecked}\ndecisions re-derived: ${rep.decisionsRederived}\ncheckpoints verified: ${rep.checkpointsVerified}\n`);
+  io.out(`size: ${rep.size}\nroot: ${rep.root}\nuncheckpointed tail: ${rep.uncheckpointedTail}\n`);
+  for (const d of rep.divergences) io.out(`seq ${d.seq}: ${d.kind}: ${d.detail}\n`);
+}
+
+async function withDb<T>(dir: string, fn: (b: AuditBackend) => Promise<T>): Promise<T> {
+  const backend = await LevelBackend.open(dir, { createIfMissing: false });
+  try {
+    return await fn(backend);
+  } finally {
+    await backend.close();
+  }
+}
+
+async function runReplay(io: AuditIo, o: CommonOpts & { workers?: string }, rederive: boolean): Promise<number> {
+  const trust = loadTrustRoots(o);
+  const checkpoints = loadCheckpoints(o.checkpoints);
+  return withDb(o.db, async (backend) => {
+    const src = backendLogSource(backend);
+    const head = await src.head?.();
+    const onProgress = progressBar(io, head?.size ?? 0);
+    const rep = await replay(src, trust, {
+      checkpoints,
+      rederive,
+      workers: o.workers === undefined ? 0 : Number(o.workers),
+      ...(onProgress !== undefined ? { onProgress, progressEvery: 5_000 } : {}),
+    });
+    if (onProgress !== undefined) io.err("\n");
+    printReport(io, rep, o.json === true, rederive ? "replay" : "verify");
+    return rep.ok ? 0 : 1;
+  });
+}
+
+/** The `audit` subcommand; wire with `program.addCommand(auditCommand())`. */
+export function auditCommand(io: AuditIo = processIo()): Command {
+  const guard =
+    <A extends unknown[]>(fn: (...a: A) => Promise<number>) =>
+    async (...a: A): Promise<void> => {
+      try {
+        io.setExitCode(await fn(...a));
+      } catch (e) {
+        io.err(`failclosed audit: ${e instanceof Error ? e.message : String(e)}\n`);
+        io.setExitCode(2);
+      }
+    };
+  const common = (c: Command): Command =>
+    c
+      .requiredOption("--db <dir>", "LevelDB directory of the audit log")
+      .option("--json", "machine-readable output")
+      .option("--trust <file>", "trust roots JSON {gatewayKeys, authorities?, origin?}")
+      .addOption(new Option("--gateway-key <keyId...>", "trusted checkpoint signer (repeatable)"))
+      .option("--checkpoints <file>", "JSON array of checkpoints obtained from a witness / NATS");
+
+  const audit = new Command("audit").description("verify, replay and prove the audit log");
+  audit.addCommand(
+    common(new Command("verify").description("check positions, hash chain, Merkle tree and checkpoint signatures")).action(
+      guard((o: CommonOpts) => runReplay(io, o, false)),
+    ),
+  );
+  audit.addCommand(
+    common(new Command("replay").description("verify, then re-derive state and recompute every decision"))
+      .option("--workers <n>", "worker threads for decision recomputation", "0")
+      .action(guard((o: CommonOpts & { workers?: string }) => runReplay(io, o, true))),
+  );
+  audit.addCommand(
+    new Command("prove")
+      .description("print an inclusion proof for a record against the first checkpoint covering it")
+      .requiredOption("--db <dir>", "LevelDB directory of the audit log")
+      .requiredOption("--seq <n>", "record sequence number")
+      .option("--json", "machine-readable output (the bundle is JSON either way)")
+      .action(
+        guard(async (o: { db: string; seq: string }) => {
+          const seq = Number(o.seq);
+          if (!Number.isSafeInteger(seq) || seq < 0) throw new AuditCliError(`--seq must be a non-negative integer, got ${o.seq}`);
+          const bundle = await withDb(o.db, (b) => buildProofBundle(b, seq));
+          if (typeof bundle === "string") throw new AuditCliError(bundle === "NOT_FOUND" ? `no record ${seq}` : `no checkpoint covers record ${seq} yet`);
+          io.out(`${JSON.stringify(bundle, null, 2)}\n`);
+          return 0;
+        }),
+      ),
+  );
+  audit.addCommand(
+    new Command("checkpoints")
+      .description("list the signed checkpoints in the log")
+      .requiredOption("--db <dir>", "LevelDB directory of the audit log")
+      .option("--json", "machine-readable output")
+      .addOption(new Option("--gateway-key <keyId...>", "check signatures against these keys"))
+      .action(
+        guard(async (o: { db: string; json?: boolean; gatewayKey?: string[] }) => {
+          const keys = (o.gatewayKey ?? []).map((k) => fromB64u(k, 32)).filter((k): k is Uint8Array => k !== undefined);
+          let bad = 0;
+          const list = await withDb(o.db, async (b) => {
+            const out: (Signed<CheckpointPayload> & { seq: number; signatureOk?: boolean })[] = [];
+            for await (const [, v] of b.iterate({ ...checkpointRange })) {
+              const seq = Number(new TextDecoder().decode(v));
+              const stored = await b.get(recordKey(seq));
+              const bytes = stored === undefined ? undefined : unpackStored(seq, stored)?.record;
+              const d = bytes === undefined ? undefined : decodeRecord(bytes);
+              if (d?.ok !== true || d.record.type !== "checkpoint") {
+                bad++;
+                continue;
+              }
+              const cp = d.record.checkpoint;
+              const signatureOk = keys.length === 0 ? undefined : keys.some((k) => verifySigned("checkpoint", cp, k));
+              if (signatureOk === false) bad++;
+              out.push({ ...cp, seq, ...(signatureOk !== undefined ? { signatureOk } : {}) });
+            }
+            return out;
+          });
+          if (o.json === true) io.out(`${JSON.stringify(list)}\n`);
+          else for (const c of list) io.out(`seq ${c.seq} size ${c.payload.size} root ${c.payload.root} time ${c.payload.time} origin ${c.payload.origin}${c.signatureOk === undefined ? "" : c.signatureOk ? " sig OK" : " sig BAD"}\n`);
+          return bad > 0 ? 1 : 0;
+        }),
+      ),
+  );
+  return audit;
+}
+
+/** Run `audit …` (argv without node/script and without "audit"); resolves to the exit code. */
+export async function runAudit(argv: readonly string[], io: AuditIo = processIo()): Promise<number> {
+  let code = 0;
+  const wrapped: AuditIo = { ...io, setExitCode: (c) => void (code = c) };
+  const program = new Command("failclosed").exitOverride().configureOutput({ writeOut: io.out, writeErr: io.err });
+  const audit = auditCommand(wrapped);
+  for (const c of [audit, ...audit.commands]) c.exitOverride().configureOutput({ writeOut: io.out, writeErr: io.err });
+  program.addCommand(audit);
+  try {
+    await program.parseAsync(["audit", ...argv], { from: "user" });
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // --help exits 0
+    io.err(`failclosed audit: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 2;
+  }
+  return code;
+}

@@ -1,0 +1,151 @@
+// Audit record types and their byte encoding. A record is RFC 8785 canonical JSON; its
+// Merkle leaf is SHA-256(0x00 ‖ those bytes) and the next record's `prev` is that leaf hash,
+// so the hash chain and the tree commit to exactly the same bytes.
+import { canonicalBytes, canonicalize, type JsonValue } from "../canonical/jcs.ts";
+import { parseStrict } from "../canonical/strict-parse.ts";
+import { toB64u } from "../crypto/base64url.ts";
+import type { Signed } from "../crypto/signing.ts";
+import type { SignedRevocation } from "../core/types.ts";
+import { HASH_SIZE, leafHash } from "./merkle.ts";
+
+export const RECORD_TYPES = ["trust", "revocation", "evidence", "decision", "outcome", "checkpoint"] as const;
+export type RecordType = (typeof RECORD_TYPES)[number];
+
+/** The chain's anchor: `prev` of record 0. */
+export const GENESIS_PREV = toB64u(new Uint8Array(HASH_SIZE));
+
+/** Key and policy changes. Keys are named by keyId (base64url public key). */
+export type TrustChange =
+  | { readonly op: "authority.add" | "authority.remove" | "gateway.add" | "gateway.remove"; readonly keyId: string }
+  | { readonly op: "policy.activate"; readonly policyDigest: string; readonly document: JsonValue };
+
+export type EvidenceKind = "request" | "artifact" | "lineage";
+
+export interface CheckpointPayload {
+  readonly kind: "failclosed/checkpoint/v1";
+  readonly origin: string;
+  readonly size: number;
+  /** base64url RFC 6962 root over records [0, size). */
+  readonly root: string;
+  readonly time: number;
+}
+
+export interface DecisionBody {
+  readonly verdict: "allow" | "deny";
+  readonly checks: readonly { readonly check: string; readonly ok: boolean; readonly code?: string; readonly detail?: string }[];
+  readonly reasons: readonly string[];
+}
+
+/** What a caller appends; the store adds `v`, `seq`, `prev` and `time`. */
+export type AuditEntry =
+  | { readonly type: "trust"; readonly change: TrustChange }
+  | { readonly type: "revocation"; readonly revocation: SignedRevocation }
+  | { readonly type: "evidence"; readonly taskId: string; readonly kind: EvidenceKind; readonly signed: Signed<JsonValue> }
+  | {
+      readonly type: "decision";
+      readonly taskId: string;
+      /** The full DecisionInput as `decide` received it (JSON form). */
+      readonly input: JsonValue;
+      readonly decision: DecisionBody;
+    }
+  | {
+      readonly type: "outcome";
+      readonly taskId: string;
+      readonly status: "succeeded" | "failed";
+      readonly resultDigest?: string;
+      readonly error?: string;
+    }
+  | { readonly type: "checkpoint"; readonly checkpoint: Signed<CheckpointPayload> };
+
+export type AuditRecord = AuditEntry & {
+  readonly v: 1;
+  readonly seq: number;
+  /** base64url leaf hash of record seq−1 (GENESIS_PREV for seq 0). */
+  readonly prev: string;
+  readonly time: number;
+};
+
+export function encodeRecord(record: AuditRecord): Uint8Array {
+  return canonicalBytes(record);
+}
+
+export function recordLeafHash(bytes: Uint8Array): Uint8Array {
+  return leafHash(bytes);
+}
+
+export type RecordProblem = "NOT_CANONICAL" | "SCHEMA";
+export type DecodeResult = { ok: true; record: AuditRecord } | { ok: false; problem: RecordProblem; detail: string };
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const isStr = (v: unknown): v is string => typeof v === "string";
+const isSigned = (v: unknown): boolean => isObj(v) && isObj(v["payload"]) && isStr(v["sig"]);
+
+export function entryShapeProblem(r: Record<string, unknown>): string | undefined {
+  const t = r["type"];
+  switch (t) {
+    case "trust": {
+      const c = r["change"];
+      if (!isObj(c)) return "trust.change";
+      if (c["op"] === "authority.add" || c["op"] === "authority.remove" || c["op"] === "gateway.add" || c["op"] === "gateway.remove") {
+        return isStr(c["keyId"]) ? undefined : "trust.keyId";
+      }
+      if (c["op"] === "policy.activate") return isStr(c["policyDigest"]) && "document" in c ? undefined : "trust.policy";
+      return "trust.op";
+    }
+    case "revocation": {
+      if (!isSigned(r["revocation"])) return "revocation.revocation";
+      const tg = (r["revocation"] as { payload: Record<string, unknown> }).payload["target"];
+      if (!isObj(tg)) return "revocation.target";
+      if (tg["type"] === "artifact" && isStr(tg["id"])) return undefined;
+      if (tg["type"] === "key" && isStr(tg["keyId"])) return undefined;
+      return "revocation.target";
+    }
+    case "evidence":
+      if (!isStr(r["taskId"])) return "evidence.taskId";
+      if (r["kind"] !== "request" && r["kind"] !== "artifact" && r["kind"] !== "lineage") return "evidence.kind";
+      return isSigned(r["signed"]) ? undefined : "evidence.signed";
+    case "decision": {
+      if (!isStr(r["taskId"]) || !("input" in r)) return "decision.input";
+      const d = r["decision"];
+      if (!isObj(d) || (d["verdict"] !== "allow" && d["verdict"] !== "deny")) return "decision.verdict";
+      return Array.isArray(d["checks"]) && Array.isArray(d["reasons"]) ? undefined : "decision.checks";
+    }
+    case "outcome":
+      return isStr(r["taskId"]) && (r["status"] === "succeeded" || r["status"] === "failed") ? undefined : "outcome";
+    case "checkpoint": {
+      const c = r["checkpoint"];
+      if (!isSigned(c)) return "checkpoint.signed";
+      const p = (c as { payload: Record<string, unknown> }).payload;
+      const ok =
+        p["kind"] === "failclosed/checkpoint/v1" &&
+        isStr(p["origin"]) &&
+        Number.isSafeInteger(p["size"]) &&
+        isStr(p["root"]) &&
+        typeof p["time"] === "number";
+      return ok ? undefined : "checkpoint.payload";
+    }
+    default:
+      return "type";
+  }
+}
+
+/** Parse stored bytes back into a record. Attacker bytes give a problem, never a throw. */
+export function decodeRecord(bytes: Uint8Array): DecodeResult {
+  let value: JsonValue;
+  try {
+    value = parseStrict(bytes, { maxBytes: 16 * 1024 * 1024, maxDepth: 128 });
+    // Only the canonical spelling is a valid record: two spellings would mean two leaf hashes.
+    if (canonicalize(value) !== Buffer.from(bytes).toString("utf8")) {
+      return { ok: false, problem: "NOT_CANONICAL", detail: "record bytes are not RFC 8785 canonical" };
+    }
+  } catch (e) {
+    return { ok: false, problem: "NOT_CANONICAL", detail: e instanceof Error ? e.message : "unparseable" };
+  }
+  if (!isObj(value)) return { ok: false, problem: "SCHEMA", detail: "record is not an object" };
+  if (value["v"] !== 1 || !Number.isSafeInteger(value["seq"]) || !isStr(value["prev"]) || typeof value["time"] !== "number") {
+    return { ok: false, problem: "SCHEMA", detail: "bad v/seq/prev/time" };
+  }
+  const problem = entryShapeProblem(value);
+  if (problem !== undefined) return { ok: false, problem: "SCHEMA", detail: `bad ${problem}` };
+  return { ok: true, record: value as unknown as AuditRecord };
+}

@@ -1,0 +1,106 @@
+// Re-derivation of what a recorded decision claimed about log-derived state (DESIGN §5). The
+// decision input carries a trust snapshot and a nonce state; both must be exactly what the fold
+// of the log says at that point. A recorded input that says "not revoked" or "nonce unused"
+// when the log says otherwise is a divergence, whatever verdict `decide` gives on it.
+import { canonicalize, type JsonValue } from "../canonical/jcs.ts";
+import { fromB64u } from "../crypto/base64url.ts";
+import { contentId, verifySigned, type Signed } from "../crypto/signing.ts";
+import type { AuditState } from "./fold.ts";
+import type { AuditRecord } from "./records.ts";
+
+export type ClaimProblem = { readonly kind: "TRUST_STATE" | "NONCE_STATE" | "EVIDENCE_MISSING" | "INPUT_MALFORMED"; readonly detail: string };
+
+const isObj = (v: unknown): v is Record<string, JsonValue> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+function setDiff(label: string, claimed: unknown, actual: ReadonlySet<string>): string | undefined {
+  if (!Array.isArray(claimed) || !claimed.every((x) => typeof x === "string")) return `${label} is not a list of strings`;
+  const c = new Set(claimed);
+  const missing = [...actual].filter((x) => !c.has(x));
+  const extra = [...c].filter((x) => !actual.has(x));
+  if (missing.length === 0 && extra.length === 0) return undefined;
+  const parts: string[] = [];
+  if (missing.length > 0) parts.push(`omits ${missing.join(",")}`);
+  if (extra.length > 0) parts.push(`adds ${extra.join(",")}`);
+  return `${label} ${parts.join(" and ")}`;
+}
+
+/** Trust and nonce claims of one decision input against the fold before it. */
+export function checkDecisionClaims(input: JsonValue, state: AuditState): ClaimProblem[] {
+  if (!isObj(input)) return [{ kind: "INPUT_MALFORMED", detail: "decision input is not an object" }];
+  const out: ClaimProblem[] = [];
+  const trust = input["trust"];
+  if (!isObj(trust)) {
+    out.push({ kind: "INPUT_MALFORMED", detail: "input.trust missing" });
+  } else {
+    const diffs = [
+      setDiff("authorities", trust["authorities"], state.authorities),
+      setDiff("gateways", trust["gateways"], state.gateways),
+      setDiff("revokedArtifacts", trust["revokedArtifacts"], state.revokedArtifacts),
+      setDiff("revokedKeys", trust["revokedKeys"], state.revokedKeys),
+    ].filter((d): d is string => d !== undefined);
+    const p = trust["policy"];
+    const foldPolicy = state.policy === undefined ? null : canonicalize({ digest: state.policy.digest, document: state.policy.document });
+    const claimedPolicy = p === null || p === undefined ? null : canonicalize(p);
+    if (foldPolicy !== claimedPolicy) diffs.push("active policy differs from the log's");
+    for (const d of diffs) out.push({ kind: "TRUST_STATE", detail: d });
+  }
+  const n = input["nonce"];
+  if (!isObj(n) || typeof n["key"] !== "string") {
+    out.push({ kind: "INPUT_MALFORMED", detail: "input.nonce missing" });
+  } else {
+    const consumed = state.consumedNonces.has(n["key"]);
+    if (n["local"] === "fresh" && consumed) out.push({ kind: "NONCE_STATE", detail: `nonce ${n["key"]} claimed unused but the log already spent it` });
+    if (n["local"] === "consumed" && !consumed) out.push({ kind: "NONCE_STATE", detail: `nonce ${n["key"]} claimed spent but the log never spent it` });
+  }
+  return out;
+}
+
+/** Evidence recorded per task, by content id of the signed object. */
+export class EvidenceIndex {
+  readonly #byTask = new Map<string, Set<string>>();
+
+  add(taskId: string, signed: Signed<JsonValue>): void {
+    let s = this.#byTask.get(taskId);
+    if (s === undefined) this.#byTask.set(taskId, (s = new Set()));
+    s.add(contentId(signed));
+  }
+
+  /**
+   * An allow must rest on evidence the log shows was consumed: the request, every artifact and
+   * every lineage event in the input must have been recorded for this task before the decision.
+   */
+  checkAllow(taskId: string, input: JsonValue): ClaimProblem[] {
+    if (!isObj(input)) return [];
+    const have = this.#byTask.get(taskId) ?? new Set<string>();
+    const out: ClaimProblem[] = [];
+    const need: [string, unknown][] = [["request", input["request"]]];
+    const chain = input["chain"];
+    const lineage = input["lineage"];
+    if (Array.isArray(chain)) chain.forEach((a, i) => need.push([`chain[${i}]`, a]));
+    if (Array.isArray(lineage)) lineage.forEach((l, i) => need.push([`lineage[${i}]`, l]));
+    for (const [label, item] of need) {
+      let id: string | undefined;
+      try {
+        id = contentId(item);
+      } catch {
+        id = undefined;
+      }
+      if (id === undefined || !have.has(id)) out.push({ kind: "EVIDENCE_MISSING", detail: `${label} of task ${taskId} was never recorded as evidence` });
+    }
+    return out;
+  }
+
+  /** A decided task's evidence is no longer needed (keeps memory flat on long logs). */
+  forget(taskId: string): void {
+    this.#byTask.delete(taskId);
+  }
+}
+
+/** A revocation is in force only if an authority in force signed it. */
+export function revocationProblem(r: AuditRecord & { type: "revocation" }, state: AuditState): string | undefined {
+  const issuer = r.revocation.payload.issuer;
+  if (!state.authorities.has(issuer)) return `revocation issuer ${issuer} is not an authority in the log`;
+  const pub = fromB64u(issuer, 32);
+  if (pub === undefined || !verifySigned("revocation", r.revocation, pub)) return "revocation signature does not verify";
+  return undefined;
+}

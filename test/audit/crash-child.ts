@@ -1,0 +1,24 @@
+// Child process for the crash test: appends under concurrent load and prints one line per
+// acknowledged (durable) append: "<seq> <leafHash>". The parent kill -9s it at random.
+import { AuditStore } from "../../src/audit/store.ts";
+import { keyPairFromSeed } from "../../src/crypto/keys.ts";
+
+const dir = process.argv[2];
+if (dir === undefined) throw new Error("usage: crash-child <dir>");
+const store = await AuditStore.open(dir, {
+  origin: "gw-crash",
+  gatewayKey: keyPairFromSeed(new Uint8Array(32).fill(7)),
+  clock: () => Date.now(),
+  checkpointEvery: 25,
+});
+process.stdout.write(`ready ${store.size}\n`);
+const WRITERS = 16;
+let n = 0;
+async function writer(w: number): Promise<void> {
+  for (;;) {
+    const i = n++;
+    const r = await store.append({ type: "outcome", taskId: `w${w}-t${i}`, status: "succeeded", resultDigest: "x".repeat(i % 300) });
+    process.stdout.write(`${r.seq} ${r.leafHash}\n`);
+  }
+}
+await Promise.all(Array.from({ length: WRITERS }, (_, w) => writer(w)));

@@ -1,0 +1,174 @@
+import { afterEach, describe, expect, it } from "vitest";
+import type { AuditBackend, KvOp } from "../../src/audit/backend.ts";
+import { verifyConsistency, verifyInclusion } from "../../src/audit/merkle.ts";
+import { decodeRecord, type CheckpointPayload } from "../../src/audit/records.ts";
+import { AuditStore, AuditStoreError } from "../../src/audit/store.ts";
+import { revoke } from "../../src/core/artifacts.ts";
+import { fromB64u } from "../../src/crypto/base64url.ts";
+import { verifySigned, type Signed } from "../../src/crypto/signing.ts";
+import { AUTHORITY_KEY, GATEWAY_KEY, HARNESSES, openStore, outcomeEntry, storeOptions, type BackendHarness } from "./support.ts";
+
+const h32 = (s: string): Uint8Array => fromB64u(s, 32)!;
+
+/** Wraps a backend to count batches and fail on demand. */
+function instrument(inner: AuditBackend): AuditBackend & { batches: number[]; failNext: boolean } {
+  const w = {
+    kind: inner.kind,
+    batches: [] as number[],
+    failNext: false,
+    async batch(ops: readonly KvOp[], opts: { readonly sync: boolean }): Promise<void> {
+      if (w.failNext) {
+        w.failNext = false;
+        throw new Error("injected EIO");
+      }
+      w.batches.push(ops.filter((o) => o.key.startsWith("r/")).length);
+      await inner.batch(ops, opts);
+    },
+    get: (k: string) => inner.get(k),
+    getSync: (k: string) => inner.getSync(k),
+    getMany: (k: readonly string[]) => inner.getMany(k),
+    iterate: (r: Parameters<AuditBackend["iterate"]>[0]) => inner.iterate(r),
+    close: () => inner.close(),
+  };
+  return w;
+}
+
+for (const make of HARNESSES) {
+  describe(`audit store: ${make().name}`, () => {
+    let h: BackendHarness;
+    let store: AuditStore | undefined;
+    afterEach(async () => {
+      await store?.close().catch(() => undefined);
+      store = undefined;
+      h.cleanup();
+    });
+
+    it("chains records with seq and prev, in call order", async () => {
+      h = make();
+      store = await openStore(h);
+      const receipts = await Promise.all([0, 1, 2, 3, 4].map((i) => store!.append(outcomeEntry(i))));
+      expect(receipts.map((r) => r.seq)).toEqual([0, 1, 2, 3, 4]);
+      for (let i = 1; i < 5; i++) expect(receipts[i]!.record.prev).toBe(receipts[i - 1]!.leafHash);
+      const stored = await store.getRecord(3);
+      expect(stored).toEqual(receipts[3]!.record);
+      expect(store.size).toBe(5);
+    });
+
+    it("group-commits concurrent appends into few synced batches", async () => {
+      h = make();
+      const backend = instrument(await h.open());
+      store = await AuditStore.open(backend, storeOptions());
+      const all = await Promise.all(Array.from({ length: 500 }, (_, i) => store!.append(outcomeEntry(i))));
+      expect(all.map((r) => r.seq)).toEqual(Array.from({ length: 500 }, (_, i) => i));
+      expect(backend.batches.reduce((a, b) => a + b, 0)).toBe(500);
+      expect(backend.batches.length).toBeLessThanOrEqual(3);
+    });
+
+    it("a failed write rejects every append of the batch and the store then refuses writes", async () => {
+      h = make();
+      const backend = instrument(await h.open());
+      store = await AuditStore.open(backend, storeOptions());
+      await store.append(outcomeEntry(0));
+      backend.failNext = true;
+      const results = await Promise.allSettled([1, 2, 3].map((i) => store!.append(outcomeEntry(i))));
+      expect(results.map((r) => r.status)).toEqual(["rejected", "rejected", "rejected"]);
+      for (const r of results) if (r.status === "rejected") expect((r.reason as AuditStoreError).code).toBe("AUDIT_WRITE_FAILED");
+      expect(store.writable).toBe(false);
+      await expect(store.append(outcomeEntry(4))).rejects.toMatchObject({ code: "AUDIT_UNWRITABLE" });
+      expect(store.size).toBe(1);
+    });
+
+    it("rejects invalid entries without writing", async () => {
+      h = make();
+      store = await openStore(h);
+      await expect(store.append({ type: "outcome", taskId: "t", status: "succeeded", resultDigest: "\ud800" })).rejects.toMatchObject({
+        code: "AUDIT_INVALID_ENTRY",
+      });
+      await expect(store.append({ type: "nonsense" } as never)).rejects.toMatchObject({ code: "AUDIT_INVALID_ENTRY" });
+      expect(store.size).toBe(0);
+    });
+
+    it("writes signed checkpoints every N records, publishes them, and proofs verify against them", async () => {
+      h = make();
+      const published: Signed<CheckpointPayload>[] = [];
+      store = await openStore(h, { checkpointEvery: 10, onCheckpoint: (cp) => void published.push(cp) });
+      for (let i = 0; i < 35; i++) await store.append(outcomeEntry(i));
+      const cps = await store.checkpoints();
+      expect(cps.map((c) => c.payload.size)).toEqual([10, 21, 32]);
+      expect(published).toEqual(cps);
+      for (const cp of cps) {
+        expect(verifySigned("checkpoint", cp, GATEWAY_KEY.publicKey)).toBe(true);
+        expect(verifySigned("checkpoint", cp, AUTHORITY_KEY.publicKey)).toBe(false);
+        expect(cp.payload.origin).toBe("gw-test");
+      }
+      const [a, b] = [cps[0]!.payload, cps[2]!.payload];
+      const p = store.proveInclusion(7, b.size);
+      expect(verifyInclusion(7, b.size, h32(p.leafHash), p.proof.map(h32), h32(b.root))).toEqual({ ok: true });
+      const c = store.proveConsistency(a.size, b.size);
+      expect(verifyConsistency(a.size, b.size, c.proof.map(h32), h32(a.root), h32(b.root))).toEqual({ ok: true });
+      // The checkpoint record itself is a leaf: record 10 is the first checkpoint.
+      expect((await store.getRecord(10))?.type).toBe("checkpoint");
+    });
+
+    it("checkpoints on a timer when records arrived, and a failing publisher never hurts the log", async () => {
+      h = make();
+      const errors: unknown[] = [];
+      store = await openStore(h, {
+        checkpointIntervalMs: 15,
+        onCheckpoint: () => Promise.reject(new Error("bus down")),
+        onPublishError: (e) => void errors.push(e),
+      });
+      await store.append(outcomeEntry(0));
+      await new Promise((r) => setTimeout(r, 80));
+      const cps = await store.checkpoints();
+      expect(cps.length).toBe(1);
+      expect(cps[0]!.payload.size).toBe(1);
+      expect(errors.length).toBe(1);
+      expect(await store.checkpoint()).toBeUndefined();
+    });
+
+    it("reopening rebuilds frontier and folded state from the log", async () => {
+      h = make();
+      store = await openStore(h, { checkpointEvery: 4 });
+      await store.append({ type: "trust", change: { op: "authority.add", keyId: AUTHORITY_KEY.keyId } });
+      await store.append({ type: "trust", change: { op: "policy.activate", policyDigest: "pd-1", document: { rules: [] } } });
+      await store.append({ type: "revocation", revocation: revoke(AUTHORITY_KEY, { type: "artifact", id: "art-1" }, "test", 5) });
+      await store.append({
+        type: "decision",
+        taskId: "t1",
+        input: { nonce: { key: "n-1", local: "fresh", cluster: "claimed" } },
+        decision: { verdict: "deny", checks: [], reasons: ["REVOKED"] },
+      });
+      await store.append(outcomeEntry(9));
+      const root = store.root();
+      const size = store.size;
+      await store.close();
+      store = await openStore(h, { checkpointEvery: 4 });
+      expect(store.size).toBe(size);
+      expect(store.root()).toBe(root);
+      const s = store.state;
+      expect([...s.authorities]).toEqual([AUTHORITY_KEY.keyId]);
+      expect(s.policy?.digest).toBe("pd-1");
+      expect(s.revokedArtifacts.has("art-1")).toBe(true);
+      expect(s.consumedNonces.has("n-1")).toBe(true);
+      expect(s.tasks.get("t1")?.status).toBe("denied");
+      expect(s.tasks.get("task-9")?.status).toBe("failed"); // 9 % 3 === 0
+      expect(s.lastCheckpoint?.size).toBe(4);
+      const next = await store.append(outcomeEntry(10));
+      expect(next.seq).toBe(size);
+      const bytes = await store.getRecordBytes(next.seq);
+      expect(decodeRecord(bytes!).ok).toBe(true);
+    });
+
+    it("refuses to open a log whose head contradicts its records", async () => {
+      h = make();
+      store = await openStore(h);
+      for (let i = 0; i < 3; i++) await store.append(outcomeEntry(i));
+      const backend = store.backend;
+      await backend.batch([{ type: "del", key: "r/00000000000002" }], { sync: true });
+      await store.close();
+      store = undefined;
+      await expect(openStore(h)).rejects.toMatchObject({ code: "AUDIT_CORRUPT" });
+    });
+  });
+}

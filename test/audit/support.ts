@@ -1,0 +1,59 @@
+// Shared fixtures for the audit suites: backends (LevelDB in a temp dir, in-memory), keys, a
+// deterministic clock and sample entries.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LevelBackend, MemoryBackend, type AuditBackend, type MemoryData } from "../../src/audit/backend.ts";
+import type { AuditEntry } from "../../src/audit/records.ts";
+import { AuditStore, type AuditStoreOptions } from "../../src/audit/store.ts";
+import { keyPairFromSeed, type KeyPair } from "../../src/crypto/keys.ts";
+
+export const seededKey = (byte: number): KeyPair => keyPairFromSeed(new Uint8Array(32).fill(byte));
+export const GATEWAY_KEY = seededKey(7);
+export const AUTHORITY_KEY = seededKey(9);
+export const ROGUE_KEY = seededKey(66);
+
+export function tempDir(prefix = "fc-audit-"): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A backend factory that can be reopened on the same data: what the shared suite runs against. */
+export interface BackendHarness {
+  readonly name: "level" | "memory";
+  open(): Promise<AuditBackend>;
+  cleanup(): void;
+}
+
+export function levelHarness(): BackendHarness {
+  const t = tempDir();
+  return { name: "level", open: async () => LevelBackend.open(join(t.dir, "db")), cleanup: t.cleanup };
+}
+
+export function memoryHarness(): BackendHarness {
+  const data: MemoryData = { map: new Map(), keys: [] };
+  return { name: "memory", open: () => Promise.resolve(new MemoryBackend(data)), cleanup: () => undefined };
+}
+
+export const HARNESSES: readonly (() => BackendHarness)[] = [levelHarness, memoryHarness];
+
+/** A clock that advances 1 ms per read: deterministic times in records. */
+export function steppingClock(start = 1_700_000_000_000): () => number {
+  let t = start;
+  return () => t++;
+}
+
+export function storeOptions(over: Partial<AuditStoreOptions> = {}): AuditStoreOptions {
+  return { origin: "gw-test", gatewayKey: GATEWAY_KEY, clock: steppingClock(), checkpointEvery: 0, ...over };
+}
+
+export async function openStore(h: BackendHarness, over: Partial<AuditStoreOptions> = {}): Promise<AuditStore> {
+  return AuditStore.open(await h.open(), storeOptions(over));
+}
+
+export const outcomeEntry = (i: number): AuditEntry => ({
+  type: "outcome",
+  taskId: `task-${i}`,
+  status: i % 3 === 0 ? "failed" : "succeeded",
+  resultDigest: `digest-${i}`,
+});
