@@ -12,7 +12,7 @@ if (want("trust")) {
 }
 if (want("audit")) {
   try {
-    const m = (await import("./audit.ts")) as { runAuditBench?: () => Promise<Record<string, number>> };
+    const m = (await import("./audit.ts"));
     if (m.runAuditBench) results["audit"] = await m.runAuditBench();
   } catch (e) {
     console.error(`audit bench failed: ${String(e)}`);

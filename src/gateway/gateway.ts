@@ -435,8 +435,24 @@ export class Gateway {
       const write = this.#ledger.append({ type: "decision", taskId, input: recorded, decision: denied });
       return { verify: { decision: denied, input: recorded }, write };
     }
+    this.#recordEvidence(taskId, ev);
     const write = this.#ledger.append({ type: "decision", taskId, input: recorded, decision });
     return { verify: { decision, input: recorded }, write };
+  }
+
+  /**
+   * The evidence a decision consumed, as `evidence` records ahead of it: an auditor checks that
+   * every allow rests on evidence the log shows arrived for that task. Queued in the same tick
+   * as the decision; a failed write fails the decision's batch too.
+   */
+  #recordEvidence(taskId: string, ev: Evidence): void {
+    const isSigned = (x: unknown): x is Signed<JsonValue> =>
+      typeof x === "object" && x !== null && !Array.isArray(x) && "payload" in x && typeof (x as { sig?: unknown }).sig === "string";
+    const items: ["request" | "artifact" | "lineage", unknown][] = [["request", ev.request], ...ev.chain.map((a) => ["artifact", a] as ["artifact", unknown]), ...ev.lineage.map((l) => ["lineage", l] as ["lineage", unknown])];
+    for (const [kind, signed] of items) {
+      if (!isSigned(signed)) continue;
+      this.#ledger.append({ type: "evidence", taskId, kind, signed }).catch(() => undefined);
+    }
   }
 
   async #claimNonce(key: string, taskId: string): Promise<NonceState["cluster"]> {

@@ -6,8 +6,9 @@
 // The store preserves call order, so projection and log agree record for record.
 import type { JsonValue } from "../canonical/jcs.ts";
 import { applyRecord, cloneState, type AuditState } from "../audit/fold.ts";
-import type { AuditEntry, AuditRecord } from "../audit/records.ts";
-import type { AppendReceipt, AuditStore } from "../audit/store.ts";
+import { canonicalize } from "../canonical/jcs.ts";
+import { entryShapeProblem, type AuditEntry, type AuditRecord } from "../audit/records.ts";
+import { AuditStoreError, type AppendReceipt, type AuditStore } from "../audit/store.ts";
 import { isPolicyDocument } from "../policy/policy-document.ts";
 import type { TrustSnapshot } from "../core/types.ts";
 
@@ -36,11 +37,20 @@ export class Ledger {
 
   /** Queue an entry; its effect on trust and nonce state is visible at once to later decisions. */
   append(entry: AuditEntry): Promise<AppendReceipt> {
+    // Refuse a bad entry before projecting it, or projection and log would part ways.
+    const problem = entryShapeProblem(entry as unknown as Record<string, unknown>);
+    if (problem !== undefined) return Promise.reject(new TypeError(`ledger: bad ${problem}`));
+    try {
+      canonicalize(entry);
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new TypeError(String(e)));
+    }
     const pseudo = { ...entry, v: 1, seq: this.#projected.size, prev: "", time: 0 } as AuditRecord;
     applyRecord(this.#projected, pseudo);
     const p = this.#store.append(entry);
     p.catch((e: unknown) => {
-      this.#failure ??= e;
+      // Only a failed or refused write means the log can no longer be trusted to keep up.
+      if (e instanceof AuditStoreError && e.code !== "AUDIT_INVALID_ENTRY") this.#failure ??= e;
     });
     return p;
   }

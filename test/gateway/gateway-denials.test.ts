@@ -9,7 +9,7 @@ import type { KeyPair } from "../../src/crypto/keys.ts";
 import { SUBJECTS } from "../../src/nats/contract.ts";
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
-import { startHarness, type Harness } from "../../src/testkit/harness.ts";
+import { replayGateway, startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
 
 const agent = namedKey("agent-0");
@@ -133,5 +133,12 @@ describe("every denial code end to end over NATS", () => {
     await h.authority.startHeartbeats(300);
     await new Promise((r) => setTimeout(r, 300));
     expect((await run()).verdict).toBe("allow");
+  });
+
+  it("the gateway's audit log replays clean: every decision re-derived, no divergence", async () => {
+    const r = await replayGateway(h.gateways[0]!);
+    expect(r.divergences).toEqual([]);
+    expect(r.ok).toBe(true);
+    expect(r.decisionsRederived).toBeGreaterThan(5);
   });
 });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { namedKey, namedNonce, DEFAULT_SCOPE } from "../../src/testkit/world.ts";
-import { startHarness, type Harness } from "../../src/testkit/harness.ts";
+import { replayGateway, startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 
 const agent = namedKey("agent-0");
@@ -93,5 +93,12 @@ describe("gateway over a real nats-server", () => {
     expect(again).toMatchObject({ verdict: "deny", status: "denied" });
     expect(again.codes).toContain("REPLAYED");
     expect(executed.length).toBe(count);
+  });
+
+  it("the gateway's audit log replays clean: every decision re-derived, no divergence", async () => {
+    const r = await replayGateway(h.gateways[0]!);
+    expect(r.divergences).toEqual([]);
+    expect(r.ok).toBe(true);
+    expect(r.decisionsRederived).toBeGreaterThan(5);
   });
 });
