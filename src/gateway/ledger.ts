@@ -38,7 +38,7 @@ export class Ledger {
   /** Queue an entry; its effect on trust and nonce state is visible at once to later decisions. */
   append(entry: AuditEntry): Promise<AppendReceipt> {
     // Refuse a bad entry before projecting it, or projection and log would part ways.
-    const problem = entryShapeProblem(entry as unknown as Record<string, unknown>);
+    const problem = entryShapeProblem(entry);
     if (problem !== undefined) return Promise.reject(new TypeError(`ledger: bad ${problem}`));
     try {
       canonicalize(entry);
