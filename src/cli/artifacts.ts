@@ -1,0 +1,231 @@
+// `failclosed issue|delegate|revoke`: make signed artifacts and revocations at the edge. An
+// artifact file holds the chain root … leaf as a JSON array: exactly what a task's evidence
+// carries (DESIGN §6), so the file can be published as is.
+import { randomBytes } from "node:crypto";
+import { Command, Option } from "commander";
+import { artifactId, delegateArtifact, issueArtifact, revoke } from "../core/artifacts.ts";
+import { check, signedArtifactSchema } from "../core/schema.ts";
+import type { ArtifactBindings, Attribution, NumericConstraint, RevocationTarget, SignedArtifact, Validity } from "../core/types.ts";
+import { fromB64u, toB64u } from "../crypto/base64url.ts";
+import { checkPublicKey } from "../crypto/ed25519.ts";
+import { verifySigned } from "../crypto/signing.ts";
+import { DEFAULT_POLICY } from "../policy/default-policy.ts";
+import { policyDigest } from "../policy/policy-document.ts";
+import { codeDigest } from "../sim/scenario-format.ts";
+import { CliError, jsonText, readJsonFile, writeOutFile, type CliIo } from "./io.ts";
+import { readKeyFile } from "./keys.ts";
+import { collect, constraints, durationMs, instant, list, pairs } from "./options.ts";
+import { readPolicyFile } from "./policy.ts";
+
+/** A key id, or the path of a key file (a key id never contains "/" or "."). */
+export function keyIdArg(value: string, option: string): string {
+  if (/[/.]/.test(value)) return readKeyFile(value).keyId;
+  const pub = fromB64u(value, 32);
+  if (!pub) throw new CliError("USAGE", `${option}: "${value}" is neither a key id (43 base64url characters) nor a key file path`);
+  const ok = checkPublicKey(pub);
+  if (!ok.ok) throw new CliError("USAGE", `${option}: key ${value} refused (${ok.problem})`);
+  return value;
+}
+
+/** Read an artifact file: a chain array (root first) or a single signed artifact (a root). */
+export function readChain(path: string): SignedArtifact[] {
+  const v = readJsonFile(path, "artifact chain");
+  const items = Array.isArray(v) ? v : [v];
+  if (items.length === 0) throw new CliError("INVALID_INPUT", `${path}: empty artifact chain`);
+  return items.map((item, i) => {
+    const r = check(signedArtifactSchema, item);
+    if (!r.ok) throw new CliError("INVALID_INPUT", `${path}: artifact[${i}] ${r.error}`);
+    return r.value;
+  });
+}
+
+/** Each link's signature under its named issuer; the trust decision itself is the gateway's. */
+function verifyChainSignatures(chain: SignedArtifact[], path: string): void {
+  chain.forEach((a, i) => {
+    const pub = fromB64u(a.payload.issuer, 32);
+    if (!pub || !verifySigned("artifact", a, pub)) throw new CliError("VERIFICATION", `${path}: artifact[${i}] signature does not verify under its issuer`);
+    if (i > 0 && a.payload.parent !== artifactId(chain[i - 1]!)) throw new CliError("VERIFICATION", `${path}: artifact[${i}] does not name artifact[${i - 1}] as parent`);
+  });
+}
+
+interface ScopeOpts {
+  actions?: string;
+  resources?: string;
+  max?: string[];
+  min?: string[];
+  validFor?: string;
+  notBefore?: string;
+  env?: string[];
+  gateway?: string[];
+  code?: string;
+  codeDigest?: string;
+  initiator?: string;
+  onBehalfOf?: string;
+  reason?: string;
+  nonce?: string;
+  out?: string;
+  json?: boolean;
+}
+
+function scopeOptions(c: Command, required: boolean): Command {
+  const opt = (flags: string, text: string): Option => (required ? new Option(flags, text).makeOptionMandatory() : new Option(flags, text));
+  return c
+    .addOption(opt("--actions <list>", `comma-separated actions${required ? "" : " (default: the parent's)"}`))
+    .addOption(opt("--resources <list>", `comma-separated resource paths${required ? "" : " (default: the parent's)"}`))
+    .option("--max <name=value>", "upper bound on a numeric argument (repeatable)", collect)
+    .option("--min <name=value>", "lower bound on a numeric argument (repeatable)", collect)
+    .option("--valid-for <duration>", `validity from not-before, e.g. 1h${required ? "" : " (default: until the parent expires)"}`)
+    .option("--not-before <instant>", "ISO instant or offset from now like +10m (default: now)")
+    .option("--env <name=value>", "environment binding (repeatable)", collect)
+    .option("--gateway <id>", "gateway binding (repeatable)", collect)
+    .option("--code <text>", "bind the agent code: digest of this code string")
+    .option("--code-digest <b64u>", "bind the agent code by its digest")
+    .option("--initiator <who>", "attribution: who asked")
+    .option("--on-behalf-of <who>", "attribution: on whose behalf")
+    .option("--reason <text>", "attribution: why")
+    .option("--nonce <b64u>", "single-use nonce (default: 32 random bytes)")
+    .option("--out <file>", "write the artifact chain JSON here (default: stdout)")
+    .option("--json", "print the result as JSON");
+}
+
+function attribution(o: ScopeOpts, parent?: Attribution): Attribution {
+  return {
+    initiator: o.initiator ?? parent?.initiator ?? `cli:${process.env["USER"] ?? "unknown"}`,
+    ...(o.onBehalfOf !== undefined ? { onBehalfOf: o.onBehalfOf } : parent?.onBehalfOf !== undefined ? { onBehalfOf: parent.onBehalfOf } : {}),
+    reason: o.reason ?? parent?.reason ?? "issued with the failclosed CLI",
+  };
+}
+
+function bindings(o: ScopeOpts, parent: ArtifactBindings = {}): ArtifactBindings {
+  if (o.code !== undefined && o.codeDigest !== undefined) throw new CliError("USAGE", "give --code or --code-digest, not both");
+  const env = { ...(parent.environment ?? {}), ...pairs(o.env, "--env") };
+  const code = o.code !== undefined ? codeDigest(o.code) : (o.codeDigest ?? parent.agentCodeDigest);
+  const gateways = o.gateway ?? parent.gateways;
+  return {
+    ...(gateways !== undefined ? { gateways } : {}),
+    ...(code !== undefined ? { agentCodeDigest: code } : {}),
+    ...(Object.keys(env).length > 0 ? { environment: env } : {}),
+  };
+}
+
+function nonce(o: ScopeOpts): string {
+  return o.nonce ?? toB64u(new Uint8Array(randomBytes(32)));
+}
+
+function printChain(io: CliIo, chain: SignedArtifact[], o: ScopeOpts): void {
+  const leaf = chain[chain.length - 1]!;
+  const p = leaf.payload;
+  const info = {
+    artifactId: artifactId(leaf),
+    depth: p.depth,
+    issuer: p.issuer,
+    holder: p.holder,
+    notBefore: new Date(p.validity.notBefore).toISOString(),
+    expiresAt: new Date(p.validity.expiresAt).toISOString(),
+    policy: p.policy,
+  };
+  if (o.out !== undefined) writeOutFile(o.out, jsonText(chain));
+  if (o.json) io.out(jsonText(o.out !== undefined ? { ...info, file: o.out } : { ...info, chain }));
+  else if (o.out === undefined) io.out(jsonText(chain));
+  else io.out(`artifact  ${info.artifactId}\ndepth     ${info.depth}\nholder    ${info.holder}\nvalid     ${info.notBefore} → ${info.expiresAt}\nwrote     ${o.out}\n`);
+}
+
+export function issueCommand(io: CliIo): Command {
+  return scopeOptions(
+    new Command("issue")
+      .description("issue a root artifact, signed by a policy authority")
+      .requiredOption("--authority <keyfile>", "the authority's key file")
+      .requiredOption("--holder <keyId|keyfile>", "the agent the artifact authorizes")
+      .option("--policy <file>", "policy document (default: the built-in default policy)"),
+    true,
+  ).action((o: ScopeOpts & { authority: string; holder: string; policy?: string; actions: string; resources: string }) => {
+    const now = Date.now();
+    const authority = readKeyFile(o.authority);
+    const doc = o.policy !== undefined ? readPolicyFile(o.policy) : DEFAULT_POLICY;
+    if (o.validFor === undefined) throw new CliError("USAGE", "--valid-for is required for a root artifact");
+    const notBefore = o.notBefore !== undefined ? instant(o.notBefore, now, "--not-before") : now;
+    const validity: Validity = { notBefore, expiresAt: notBefore + durationMs(o.validFor, "--valid-for") };
+    const art = issueArtifact(authority, {
+      holder: keyIdArg(o.holder, "--holder"),
+      scope: { actions: list(o.actions), resources: list(o.resources), constraints: constraints(o.max, o.min) },
+      bindings: bindings(o),
+      validity,
+      nonce: nonce(o),
+      policy: { id: doc.id, digest: policyDigest(doc) },
+      attribution: attribution(o),
+    });
+    printChain(io, [art], o);
+  });
+}
+
+export function delegateCommand(io: CliIo): Command {
+  return scopeOptions(
+    new Command("delegate")
+      .description("delegate a narrower artifact from one you hold (refused if it would widen its parent)")
+      .requiredOption("--parent <file>", "artifact chain file of the parent")
+      .requiredOption("--key <keyfile>", "key file of the parent's holder (the signer)")
+      .requiredOption("--holder <keyId|keyfile>", "the agent the new artifact authorizes"),
+    false,
+  ).action((o: ScopeOpts & { parent: string; key: string; holder: string }) => {
+    const now = Date.now();
+    const chain = readChain(o.parent);
+    verifyChainSignatures(chain, o.parent);
+    const parent = chain[chain.length - 1]!;
+    const pp = parent.payload;
+    const key = readKeyFile(o.key);
+    const notBefore = o.notBefore !== undefined ? instant(o.notBefore, now, "--not-before") : pp.validity.notBefore;
+    const expiresAt = o.validFor !== undefined ? notBefore + durationMs(o.validFor, "--valid-for") : pp.validity.expiresAt;
+    const own = constraints(o.max, o.min);
+    const merged: Record<string, NumericConstraint> = { ...pp.scope.constraints };
+    for (const [k, b] of Object.entries(own)) merged[k] = { ...merged[k], ...b };
+    let child: SignedArtifact;
+    try {
+      child = delegateArtifact(parent, key, {
+        holder: keyIdArg(o.holder, "--holder"),
+        scope: {
+          actions: o.actions !== undefined ? list(o.actions) : pp.scope.actions,
+          resources: o.resources !== undefined ? list(o.resources) : pp.scope.resources,
+          constraints: merged,
+        },
+        bindings: bindings(o, pp.bindings),
+        validity: { notBefore, expiresAt },
+        nonce: nonce(o),
+        attribution: attribution(o, pp.attribution),
+      });
+    } catch (e) {
+      // delegateArtifact refuses a widening (or a signer who is not the holder) with a TypeError
+      // whose message is the reason: a usage error, shown as is.
+      if (e instanceof TypeError) throw new CliError("WIDENING", e.message, { cause: e });
+      throw e;
+    }
+    printChain(io, [...chain, child], o);
+  });
+}
+
+export function revokeCommand(io: CliIo): Command {
+  return new Command("revoke")
+    .description("sign a revocation of an artifact (and all its descendants) or of a key")
+    .requiredOption("--authority <keyfile>", "the authority's key file")
+    .addOption(new Option("--artifact <id|file>", "artifact id, or an artifact chain file (its leaf is revoked)").conflicts("key"))
+    .addOption(new Option("--key <keyId|keyfile>", "key to revoke").conflicts("artifact"))
+    .requiredOption("--reason <text>", "why (recorded in the audit log)")
+    .option("--out <file>", "write the signed revocation here (default: stdout)")
+    .option("--json", "print the result as JSON")
+    .action((o: { authority: string; artifact?: string; key?: string; reason: string; out?: string; json?: boolean }) => {
+      let target: RevocationTarget;
+      if (o.artifact !== undefined) {
+        const id = /[/.]/.test(o.artifact) ? artifactId(readChain(o.artifact).at(-1)!) : o.artifact;
+        if (!fromB64u(id, 32)) throw new CliError("USAGE", `--artifact: "${o.artifact}" is neither an artifact id nor a chain file`);
+        target = { type: "artifact", id };
+      } else if (o.key !== undefined) {
+        target = { type: "key", keyId: keyIdArg(o.key, "--key") };
+      } else {
+        throw new CliError("USAGE", "revoke needs --artifact or --key");
+      }
+      const signed = revoke(readKeyFile(o.authority), target, o.reason, Date.now());
+      if (o.out !== undefined) writeOutFile(o.out, jsonText(signed));
+      if (o.json) io.out(jsonText(o.out !== undefined ? { target, issuedAt: new Date(signed.payload.issuedAt).toISOString(), file: o.out } : signed));
+      else if (o.out === undefined) io.out(jsonText(signed));
+      else io.out(`revoked   ${target.type === "artifact" ? `artifact ${target.id}` : `key ${target.keyId}`}\nwrote     ${o.out}\n`);
+    });
+}

@@ -1,0 +1,72 @@
+// `failclosed gateway`: the long-running execution gateway. The service itself lives in
+// src/gateway/service.ts; this command owns the process concerns: options, signals, exit code.
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Command } from "commander";
+import { CliError, type CliIo } from "./io.ts";
+
+/** What `runGatewayService(opts): Promise<void>` in src/gateway/service.ts receives. */
+export interface GatewayServiceOptions {
+  nats: string;
+  dataDir: string;
+  gatewayId: string;
+  /** Gateway key file (signs checkpoints and spawn lineage); absent: the service decides. */
+  keyFile?: string;
+  /** Aborted on SIGINT/SIGTERM: stop taking tasks, deny pending ones, flush the audit log, resolve. */
+  signal: AbortSignal;
+  /** One log line (no trailing newline); JSON text when `json`. */
+  log: (line: string) => void;
+  json: boolean;
+}
+
+type RunGatewayService = (opts: GatewayServiceOptions) => Promise<void>;
+
+const SERVICE_URL = new URL("../gateway/service.ts", import.meta.url);
+
+async function loadService(): Promise<RunGatewayService> {
+  if (!existsSync(fileURLToPath(SERVICE_URL))) throw new CliError("NOT_AVAILABLE", "the gateway service (src/gateway/service.ts) is not in this build yet");
+  const mod = (await import(SERVICE_URL.href)) as { runGatewayService?: unknown };
+  if (typeof mod.runGatewayService !== "function") throw new CliError("NOT_AVAILABLE", "src/gateway/service.ts does not export runGatewayService(opts)");
+  return mod.runGatewayService as RunGatewayService;
+}
+
+export function gatewayCommand(io: CliIo): Command {
+  return new Command("gateway")
+    .description("run an execution gateway until SIGINT/SIGTERM (then shut down gracefully)")
+    .option("--nats <url>", "NATS server", "nats://127.0.0.1:4222")
+    .option("--data <dir>", "directory of the audit log (LevelDB)", "./data")
+    .option("--id <gatewayId>", "this gateway's id", "gw-1")
+    .option("--key <file>", "the gateway's key file")
+    .option("--json", "log lines as JSON")
+    .action(async (o: { nats: string; data: string; id: string; key?: string; json?: boolean }): Promise<void> => {
+      const run = await loadService();
+      const stop = new AbortController();
+      let signals = 0;
+      const onSignal = (sig: NodeJS.Signals): void => {
+        signals++;
+        if (signals === 1) {
+          io.err(`failclosed gateway: ${sig}, shutting down (again to force)\n`);
+          stop.abort(sig);
+        } else {
+          // A second signal means the operator gave up waiting; pending tasks were never allowed.
+          process.exit(130);
+        }
+      };
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
+      try {
+        await run({
+          nats: o.nats,
+          dataDir: o.data,
+          gatewayId: o.id,
+          ...(o.key !== undefined ? { keyFile: o.key } : {}),
+          signal: stop.signal,
+          log: (line) => io.err(`${line}\n`),
+          json: o.json === true,
+        });
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      }
+    });
+}

@@ -1,0 +1,88 @@
+// What every command shares: where output goes, how failures map to exit codes, and reading and
+// writing the JSON files (keys, artifact chains, revocations) that the commands pass around.
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { parseStrict } from "../canonical/strict-parse.ts";
+import type { JsonValue } from "../canonical/jcs.ts";
+
+/** Exit codes (documented in `failclosed --help`). Scripts match on these; they do not change. */
+export const EXIT = {
+  OK: 0,
+  /** Something was checked and did not hold: a scenario failed, a key file does not verify. */
+  FAILED: 1,
+  /** The command could not do its job: bad usage, unreadable or invalid input, I/O error. */
+  USAGE: 2,
+} as const;
+
+export interface CliIo {
+  out(text: string): void;
+  err(text: string): void;
+  /** Progress is drawn only on a terminal (stderr), never into piped output. */
+  readonly progressTTY: boolean;
+  /** A command that checked something and found it failing sets EXIT.FAILED here. */
+  setExitCode(code: number): void;
+}
+
+export const processIo = (): CliIo => ({
+  out: (t) => void process.stdout.write(t),
+  err: (t) => void process.stderr.write(t),
+  progressTTY: process.stderr.isTTY,
+  setExitCode: (c) => void (process.exitCode = c),
+});
+
+export type CliErrorCode = "USAGE" | "IO" | "INVALID_INPUT" | "WIDENING" | "NOT_AVAILABLE" | "VERIFICATION";
+
+/** A failure the user can act on; `exitCode` is 1 for failed checks, 2 for everything else. */
+export class CliError extends Error {
+  override readonly name = "CliError";
+  readonly exitCode: number;
+  constructor(
+    readonly code: CliErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.exitCode = code === "VERIFICATION" ? EXIT.FAILED : EXIT.USAGE;
+  }
+}
+
+export function readJsonFile(path: string, what: string): JsonValue {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new CliError("IO", `cannot read ${what} ${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  try {
+    // Strict I-JSON: the same parser the gateway uses, so a file the CLI accepts is one the
+    // runtime accepts (no duplicate keys, no lone surrogates, no unsafe integers).
+    return parseStrict(bytes, { maxBytes: 16 * 1024 * 1024 });
+  } catch (e) {
+    throw new CliError("INVALID_INPUT", `${path}: not valid JSON for a ${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+export function readTextFile(path: string, what: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    throw new CliError("IO", `cannot read ${what} ${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+/**
+ * Write a file; `secret` files get mode 0600 (also when the umask would allow more) and are never
+ * overwritten unless `force`, so a typo cannot destroy a key.
+ */
+export function writeOutFile(path: string, text: string, opts: { secret?: boolean; force?: boolean } = {}): void {
+  if (opts.secret && !opts.force && existsSync(path)) throw new CliError("IO", `${path} exists; refusing to overwrite a key (use --force)`);
+  try {
+    writeFileSync(path, text, opts.secret ? { mode: 0o600 } : {});
+    if (opts.secret) chmodSync(path, 0o600);
+  } catch (e) {
+    throw new CliError("IO", `cannot write ${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+export function jsonText(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}

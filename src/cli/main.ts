@@ -1,0 +1,122 @@
+// The `failclosed` command line. Run with `npx tsx src/cli/main.ts …` or the `failclosed` bin.
+// Commands that land in other modules (simulation engine, gateway service, audit tools) are
+// loaded dynamically, so this CLI works — and says what is missing — before they exist.
+import { existsSync, readFileSync, realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Command, CommanderError } from "commander";
+import { delegateCommand, issueCommand, revokeCommand } from "./artifacts.ts";
+import { gatewayCommand } from "./gateway.ts";
+import { CliError, EXIT, processIo, type CliIo } from "./io.ts";
+import { keysCommand } from "./keys.ts";
+import { policyCommand } from "./policy.ts";
+import { simulateCommand } from "./simulate.ts";
+
+export const HELP_EPILOG = `
+Exit codes:
+  0  success
+  1  a check failed: a scenario's expectations or replay did not hold, an audit log
+     diverged or was tampered with, a key or artifact file does not verify
+  2  the command could not run: bad usage, unreadable or invalid input, a refused
+     delegation (it would widen its parent), I/O error, a component not in this build
+
+Every command that prints results takes --json. Files: keys are JSON
+{kind, keyId, publicKey, seed} written 0600; an artifact file is the chain
+[root, …, leaf] as a JSON array; a revocation file is one signed revocation.
+
+Examples:
+  failclosed keys generate --out authority.json
+  failclosed keys generate --out agent.json
+  failclosed issue --authority authority.json --holder agent.json \\
+      --actions transfer --resources payments/ --max amount=5000 --valid-for 1h --out root.json
+  failclosed delegate --parent root.json --key agent.json --holder <keyId> --max amount=1000 --out child.json
+  failclosed revoke --authority authority.json --artifact root.json --reason leaked --out rev.json
+  failclosed simulate --report run.html
+`;
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: unknown };
+    return typeof pkg.version === "string" ? pkg.version : "0.0.0";
+  } catch {
+    return "0.0.0";
+  }
+}
+
+const AUDIT_URL = new URL("../audit/cli.ts", import.meta.url);
+
+/** `audit …` from src/audit/cli.ts when present; otherwise a stub that says it is missing. */
+async function auditCommandOrStub(io: CliIo): Promise<Command> {
+  if (existsSync(fileURLToPath(AUDIT_URL))) {
+    const mod = (await import(AUDIT_URL.href)) as { auditCommand?: unknown };
+    if (typeof mod.auditCommand === "function") {
+      const make = mod.auditCommand as (io: { out(s: string): void; err(s: string): void; isTTY: boolean; setExitCode(c: number): void }) => Command;
+      return make({ out: (s) => io.out(s), err: (s) => io.err(s), isTTY: io.progressTTY, setExitCode: (c) => io.setExitCode(c) });
+    }
+  }
+  return new Command("audit")
+    .description("audit log tools (not in this build)")
+    .allowUnknownOption()
+    .argument("[args...]")
+    .action(() => {
+      throw new CliError("NOT_AVAILABLE", "the audit commands (src/audit/cli.ts) are not in this build yet");
+    });
+}
+
+export async function buildProgram(io: CliIo): Promise<Command> {
+  const version = packageVersion();
+  const program = new Command("failclosed")
+    .description("fail-closed execution runtime for autonomous agents")
+    .version(version)
+    .showHelpAfterError("(run with --help for usage)")
+    .addHelpText("after", HELP_EPILOG);
+  program.addCommand(keysCommand(io));
+  program.addCommand(policyCommand(io));
+  program.addCommand(issueCommand(io));
+  program.addCommand(delegateCommand(io));
+  program.addCommand(revokeCommand(io));
+  program.addCommand(simulateCommand(io, version));
+  program.addCommand(gatewayCommand(io));
+  program.addCommand(await auditCommandOrStub(io));
+  // addCommand does not pass these settings down: make every level throw instead of exiting,
+  // and write where `io` says, so runCli owns the exit code.
+  const configure = (c: Command): void => {
+    c.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+    c.commands.forEach(configure);
+  };
+  configure(program);
+  return program;
+}
+
+/** Run the CLI on `argv` (without node and script); resolves to the exit code. */
+export async function runCli(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
+  let code: number = EXIT.OK;
+  const tracked: CliIo = { out: (t) => io.out(t), err: (t) => io.err(t), progressTTY: io.progressTTY, setExitCode: (c) => void (code = c) };
+  try {
+    const program = await buildProgram(tracked);
+    await program.parseAsync([...argv], { from: "user" });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version end with exitCode 0; everything else commander refuses is usage.
+      return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    }
+    if (e instanceof CliError) {
+      io.err(`failclosed: ${e.message}\n`);
+      return e.exitCode;
+    }
+    io.err(`failclosed: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return EXIT.USAGE;
+  }
+}
+
+function isMain(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) process.exitCode = await runCli(process.argv.slice(2));
