@@ -100,6 +100,9 @@ export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
         case "policy.activate":
           state.policy = { digest: c.policyDigest, document: c.document };
           break;
+        case "policy.withdraw":
+          state.policy = undefined;
+          break;
         default:
           assertNever(c);
       }

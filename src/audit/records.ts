@@ -17,7 +17,9 @@ export const GENESIS_PREV = toB64u(new Uint8Array(HASH_SIZE));
 /** Key and policy changes. Keys are named by keyId (base64url public key). */
 export type TrustChange =
   | { readonly op: "authority.add" | "authority.remove" | "gateway.add" | "gateway.remove"; readonly keyId: string }
-  | { readonly op: "policy.activate"; readonly policyDigest: string; readonly document: JsonValue };
+  | { readonly op: "policy.activate"; readonly policyDigest: string; readonly document: JsonValue }
+  /** The authority withdrew the active policy: until another is activated, every task is denied. */
+  | { readonly op: "policy.withdraw" };
 
 export type EvidenceKind = "request" | "artifact" | "lineage";
 
@@ -90,6 +92,7 @@ export function entryShapeProblem(r: Record<string, unknown>): string | undefine
         return isStr(c["keyId"]) ? undefined : "trust.keyId";
       }
       if (c["op"] === "policy.activate") return isStr(c["policyDigest"]) && "document" in c ? undefined : "trust.policy";
+      if (c["op"] === "policy.withdraw") return Object.keys(c).length === 1 ? undefined : "trust.policy";
       return "trust.op";
     }
     case "revocation": {

@@ -58,6 +58,11 @@ export interface ActionContext {
    * naming this task's allow decision; after this handler returns, spawning is refused.
    */
   spawn(child: ChildTask): Promise<TaskOutcome>;
+  /**
+   * The lineage a child of this task needs (this task's lineage plus a fresh spawn event signed
+   * by the gateway), for callers that publish and submit the child themselves.
+   */
+  attest(childTaskId: string, childArtifact: SignedArtifact): SignedLineage[];
 }
 
 export type ActionHandler = (ctx: ActionContext) => Promise<JsonValue> | JsonValue;
@@ -87,6 +92,8 @@ export interface GatewayOptions {
   attributes?: Record<string, string>;
   /** Measures the code digest of a requesting agent; null when unknown. */
   measureAgentCode?: (agentKeyId: string) => string | null;
+  /** Measures the environment a requesting agent's task would run in; overrides `attributes`. */
+  measureAttributes?: (agentKeyId: string) => Record<string, string> | null;
   checkpointEvery?: number;
   checkpointIntervalMs?: number;
   /** Tasks in flight at once. Default 256. */
@@ -95,6 +102,18 @@ export interface GatewayOptions {
   childTimeoutMs?: number;
   /** Notified for every finished task (tests, simulator). */
   onOutcome?: (o: TaskOutcome) => void;
+  /** Notified once a decision (allow or deny) is durably recorded. */
+  onDecision?: (taskId: string, decision: Decision, seq: number) => void;
+  /**
+   * Fault-injection points for crash tests and scenarios. A hook that never resolves holds
+   * the task there (the caller then crashes the gateway). Production code leaves these unset.
+   */
+  hooks?: {
+    beforeVerify?: (taskId: string) => Promise<void>;
+    afterAllowCommit?: (taskId: string) => Promise<void>;
+  };
+  /** Redelivery wait for a task a gateway pulled but never acknowledged. Default 30 s. */
+  taskAckWaitMs?: number;
   /** Notified of dropped bus messages and internal problems (never fatal). */
   onWarning?: (message: string) => void;
 }
@@ -187,7 +206,7 @@ export class Gateway {
       pingInterval: 2_000,
       maxPingOut: 2,
     });
-    const bus = await ensureBus(this.#nc);
+    const bus = await ensureBus(this.#nc, o.taskAckWaitMs !== undefined ? { taskAckWaitMs: o.taskAckWaitMs } : {});
     this.#policyKv = bus.policyKv;
     this.#nonceKv = bus.nonceKv;
     this.#js = jetstream(this.#nc);
@@ -270,7 +289,13 @@ export class Gateway {
     try {
       const w = await this.#policyKv.watch({ key: POLICY_KEY });
       this.#abort.signal.addEventListener("abort", () => w.stop(), { once: true });
-      for await (const e of w) if (e.operation === "PUT") await this.#applyPolicy(e.value);
+      for await (const e of w) {
+        if (e.operation === "PUT") await this.#applyPolicy(e.value);
+        else if (this.#ledger.state.policy !== undefined) {
+          // Policy: a withdrawn policy means nothing governs; deny until a new one arrives.
+          await this.#ledger.append({ type: "trust", change: { op: "policy.withdraw" } });
+        }
+      }
     } catch (e) {
       if (!this.#stopped) this.#warn(`policy watch ended: ${String(e)}`);
     }
@@ -400,7 +425,15 @@ export class Gateway {
     } catch {
       code = null;
     }
-    return { gatewayId: this.id, agentCodeDigest: code, attributes: { ...this.#o.attributes } };
+    let attributes: Record<string, string> = { ...this.#o.attributes };
+    try {
+      const measured = typeof agent === "string" ? this.#o.measureAttributes?.(agent) : undefined;
+      if (measured) attributes = { ...measured };
+    } catch {
+      // Policy: an environment we cannot measure binds nothing; bindings then fail to match.
+      attributes = {};
+    }
+    return { gatewayId: this.id, agentCodeDigest: code, attributes };
   }
 
   #buildInput(ev: Evidence, nonce: NonceState): DecisionInput {
@@ -527,6 +560,7 @@ export class Gateway {
           }
         }),
         verify: fromPromise<VerifyResult, { taskId: string; evidence: Evidence }>(async ({ input }) => {
+          await this.#o.hooks?.beforeVerify?.(taskId);
           const ev = input.evidence;
           evidence = ev;
           const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
@@ -547,6 +581,8 @@ export class Gateway {
           if (!decisionWrite) throw new Error("no decision record queued");
           const receipt = await decisionWrite;
           decisionSeq = receipt.seq;
+          this.#notifyDecision(taskId, verifyResult, receipt.seq);
+          await this.#o.hooks?.afterAllowCommit?.(taskId);
           return { decisionId: receipt.leafHash, seq: receipt.seq };
         }),
         execute: fromPromise<ExecutionResult, { taskId: string; evidence: Evidence; verify: VerifyResult; commit: { decisionId: string; seq: number } }>(
@@ -573,6 +609,10 @@ export class Gateway {
               spawn: (child) => {
                 if (!childWindowOpen) return Promise.reject(new Error("LINEAGE_BROKEN: parent task is no longer executing"));
                 return this.#spawnChild({ taskId, chain, lineage, decisionId: input.commit.decisionId }, child);
+              },
+              attest: (childTaskId, childArtifact) => {
+                if (!childWindowOpen) throw new Error("LINEAGE_BROKEN: parent task is no longer executing");
+                return [...lineage, this.#spawnEvent({ taskId, chain, decisionId: input.commit.decisionId }, childTaskId, childArtifact)];
               },
             };
             try {
@@ -616,6 +656,7 @@ export class Gateway {
           }
           const receipt = await decisionWrite;
           decisionSeq = receipt.seq;
+          this.#notifyDecision(taskId, verifyResult, receipt.seq);
         }),
       },
     });
@@ -673,20 +714,47 @@ export class Gateway {
     }
   }
 
-  async #spawnChild(parent: { taskId: string; chain: SignedArtifact[]; lineage: SignedLineage[]; decisionId: string }, child: ChildTask): Promise<TaskOutcome> {
+  /** The gateway's attestation that `parent` was executing when it spawned the child. */
+  #spawnEvent(parent: { taskId: string; chain: SignedArtifact[]; decisionId: string }, childTaskId: string, childArtifact: SignedArtifact): SignedLineage {
     const leaf = parent.chain[parent.chain.length - 1];
     if (!leaf) throw new Error("parent has no artifact");
-    const childTaskId = child.request.payload.taskId;
-    if (!TASK_ID_RE.test(childTaskId)) throw new TypeError("child task id is not subject-safe");
-    const event = spawnLineage(this.#o.gatewayKey, {
+    return spawnLineage(this.#o.gatewayKey, {
       gatewayId: this.id,
       childTaskId,
-      childArtifact: child.artifact,
+      childArtifact,
       parentTaskId: parent.taskId,
       parentArtifactId: artifactId(leaf),
       parentDecisionId: parent.decisionId,
       emittedAt: this.#clock(),
     });
+  }
+
+  #notifyDecision(taskId: string, v: VerifyResult | undefined, seq: number): void {
+    if (!v) return;
+    try {
+      this.#o.onDecision?.(taskId, v.decision, seq);
+    } catch (e) {
+      this.#warn(`onDecision hook threw: ${String(e)}`);
+    }
+  }
+
+  /** Operator action: trust another authority key (key rotation). Recorded before it takes effect. */
+  async addAuthority(keyId: string): Promise<void> {
+    assertAcceptableKey(keyId);
+    if (!this.#ledger.state.authorities.has(keyId)) await this.#ledger.append({ type: "trust", change: { op: "authority.add", keyId } });
+  }
+
+  /** Operator action: stop trusting an authority key (the old key after a rotation). */
+  async removeAuthority(keyId: string): Promise<void> {
+    if (this.#ledger.state.authorities.has(keyId)) await this.#ledger.append({ type: "trust", change: { op: "authority.remove", keyId } });
+  }
+
+  async #spawnChild(parent: { taskId: string; chain: SignedArtifact[]; lineage: SignedLineage[]; decisionId: string }, child: ChildTask): Promise<TaskOutcome> {
+    const leaf = parent.chain[parent.chain.length - 1];
+    if (!leaf) throw new Error("parent has no artifact");
+    const childTaskId = child.request.payload.taskId;
+    if (!TASK_ID_RE.test(childTaskId)) throw new TypeError("child task id is not subject-safe");
+    const event = this.#spawnEvent(parent, childTaskId, child.artifact);
     return submitTask(this.#nc, {
       request: child.request,
       args: child.args,
