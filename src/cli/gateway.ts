@@ -12,6 +12,10 @@ export interface GatewayServiceOptions {
   gatewayId: string;
   /** Gateway key file (signs checkpoints and spawn lineage); absent: the service decides. */
   keyFile?: string;
+  /** Trusted authority keyIds (else $FAILCLOSED_AUTHORITIES). */
+  authorities?: string[];
+  /** Module exporting `actions: Record<string, ActionHandler>`. */
+  actionsModule?: string;
   /** Aborted on SIGINT/SIGTERM: stop taking tasks, deny pending ones, flush the audit log, resolve. */
   signal: AbortSignal;
   /** One log line (no trailing newline); JSON text when `json`. */
@@ -37,8 +41,10 @@ export function gatewayCommand(io: CliIo): Command {
     .option("--data <dir>", "directory of the audit log (LevelDB)", "./data")
     .option("--id <gatewayId>", "this gateway's id", "gw-1")
     .option("--key <file>", "the gateway's key file")
+    .option("--authority <keyId...>", "trusted authority key ids (default: $FAILCLOSED_AUTHORITIES)")
+    .option("--actions <module>", "module exporting `actions` (handlers by action name)")
     .option("--json", "log lines as JSON")
-    .action(async (o: { nats: string; data: string; id: string; key?: string; json?: boolean }): Promise<void> => {
+    .action(async (o: { nats: string; data: string; id: string; key?: string; json?: boolean; authority?: string[]; actions?: string }): Promise<void> => {
       const run = await loadService();
       const stop = new AbortController();
       let signals = 0;
@@ -60,6 +66,8 @@ export function gatewayCommand(io: CliIo): Command {
           dataDir: o.data,
           gatewayId: o.id,
           ...(o.key !== undefined ? { keyFile: o.key } : {}),
+          ...(o.authority !== undefined ? { authorities: o.authority } : {}),
+          ...(o.actions !== undefined ? { actionsModule: o.actions } : {}),
           signal: stop.signal,
           log: (line) => io.err(`${line}\n`),
           json: o.json === true,

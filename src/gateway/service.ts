@@ -1,0 +1,70 @@
+// The long-running gateway process behind `failclosed gateway` (and the compose service): one
+// Gateway on the bus with its LevelDB audit log, action handlers from a module, graceful stop.
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { generateKeyPair, type KeyPair } from "../crypto/keys.ts";
+import { keyFileOf, readKeyFile } from "../cli/keys.ts";
+import { writeOutFile } from "../cli/io.ts";
+import { systemClock } from "../runtime/clock.ts";
+import { Gateway, type ActionHandler } from "./gateway.ts";
+
+export interface GatewayServiceOptions {
+  nats: string;
+  dataDir: string;
+  gatewayId: string;
+  /** Gateway key file; absent: `<dataDir>/gateway-key.json`, created on first start. */
+  keyFile?: string;
+  /** Trusted authority keyIds; absent: $FAILCLOSED_AUTHORITIES (comma-separated). */
+  authorities?: string[];
+  /** A module exporting `actions: Record<string, ActionHandler>`. */
+  actionsModule?: string;
+  signal: AbortSignal;
+  log: (line: string) => void;
+  json: boolean;
+}
+
+/** Without a module, the gateway runs only side-effect-free actions that echo their request. */
+const BUILTIN_ACTIONS: Record<string, ActionHandler> = Object.fromEntries(
+  ["read", "plan", "summarize"].map((name) => [name, ({ action, resource, args }) => ({ action, resource, args })] as [string, ActionHandler]),
+);
+
+function loadKey(o: GatewayServiceOptions): KeyPair {
+  const path = o.keyFile ?? join(o.dataDir, "gateway-key.json");
+  if (existsSync(path)) return readKeyFile(path);
+  if (o.keyFile !== undefined) throw new Error(`key file ${path} not found`);
+  const key = generateKeyPair();
+  writeOutFile(path, JSON.stringify(keyFileOf(key, systemClock()), null, 2), { secret: true });
+  return key;
+}
+
+export async function runGatewayService(o: GatewayServiceOptions): Promise<void> {
+  const say = (msg: string, extra: Record<string, unknown> = {}) => o.log(o.json ? JSON.stringify({ msg, gateway: o.gatewayId, ...extra }) : `[${o.gatewayId}] ${msg}`);
+  const authorities = o.authorities ?? (process.env["FAILCLOSED_AUTHORITIES"] ?? "").split(",").filter((s) => s !== "");
+  if (authorities.length === 0) throw new Error("no trusted authority: pass --authority KEYID or set FAILCLOSED_AUTHORITIES");
+  await mkdir(o.dataDir, { recursive: true });
+  const key = loadKey(o);
+  let actions = BUILTIN_ACTIONS;
+  if (o.actionsModule !== undefined) {
+    const mod = (await import(pathToFileURL(resolve(o.actionsModule)).href)) as { actions?: Record<string, ActionHandler> };
+    if (!mod.actions) throw new Error(`${o.actionsModule} does not export actions`);
+    actions = mod.actions;
+  }
+  const gw = await Gateway.start({
+    natsUrl: o.nats,
+    gatewayId: o.gatewayId,
+    gatewayKey: key,
+    audit: join(o.dataDir, "audit"),
+    authorities,
+    checkpointIntervalMs: 10_000,
+    onWarning: (w) => say(w, { level: "warn" }),
+    onOutcome: (x) => say(`${x.taskId} ${x.verdict}${x.codes.length ? ` ${x.codes.join(",")}` : ""} ${x.status}`, { task: x.taskId, verdict: x.verdict, codes: x.codes, status: x.status }),
+  });
+  for (const [name, h] of Object.entries(actions)) gw.registerAction(name, h);
+  say(`started on ${o.nats}: key ${key.keyId}, audit log ${join(o.dataDir, "audit")}, actions ${Object.keys(actions).join(",")}`);
+  await new Promise<void>((r) => (o.signal.aborted ? r() : o.signal.addEventListener("abort", () => r(), { once: true })));
+  say("stopping: no new tasks; pending tasks are denied; audit log flushed");
+  await gw.stop();
+  say("stopped");
+}

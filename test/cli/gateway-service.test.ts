@@ -1,0 +1,78 @@
+// `failclosed gateway` as a real process: it serves tasks from the bus, stops gracefully on
+// SIGTERM with exit 0, and leaves an audit log that an auditor replays clean.
+import { spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LevelBackend } from "../../src/audit/backend.ts";
+import { backendLogSource } from "../../src/audit/log-source.ts";
+import { replay } from "../../src/audit/replay.ts";
+import { readKeyFile } from "../../src/cli/keys.ts";
+import { startNatsServer, type NatsServerHandle } from "../../src/infra/nats-launcher.ts";
+import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
+import { Authority } from "../../src/runtime/authority.ts";
+import { Runtime, newTaskId } from "../../src/runtime/runtime.ts";
+import { namedKey, namedNonce } from "../../src/testkit/world.ts";
+
+const TSX = import.meta.resolve("tsx");
+const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+
+describe("failclosed gateway (process)", () => {
+  let server: NatsServerHandle;
+  let dir: string;
+  beforeAll(async () => {
+    server = await startNatsServer();
+    dir = await mkdtemp(join(tmpdir(), "failclosed-gwsvc-"));
+  });
+  afterAll(async () => {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("serves a governed task, then shuts down gracefully on SIGTERM; its log replays clean", async () => {
+    const authKey = namedKey("svc-authority");
+    const authority = await Authority.connect({ natsUrl: server.url, key: authKey });
+    await authority.publishPolicy(DEFAULT_POLICY);
+    await authority.startHeartbeats(500);
+    const proc = spawn(process.execPath, ["--import", TSX, MAIN, "gateway", "--nats", server.url, "--data", dir, "--id", "gw-svc", "--authority", authKey.keyId], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let logs = "";
+    proc.stderr.on("data", (d: Buffer) => (logs += d.toString()));
+    const exited = new Promise<number | null>((r) => proc.once("exit", (c) => r(c)));
+    for (let i = 0; i < 300 && !logs.includes("started on"); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(logs).toContain("started on");
+
+    const rt = await Runtime.connect({ natsUrl: server.url, outcomeTimeoutMs: 15_000 });
+    const agent = namedKey("svc-agent");
+    const taskId = newTaskId();
+    const now = Date.now();
+    const { artifact } = await authority.grant({
+      taskId,
+      holder: agent.keyId,
+      scope: { actions: ["read"], resources: ["reports/"], constraints: {} },
+      validity: { notBefore: now - 1000, expiresAt: now + 60_000 },
+      nonce: namedNonce(`svc-${taskId}`),
+      attribution: { initiator: "test", reason: "service" },
+    });
+    const o = await rt.spawn({ agent, action: "read", resource: "reports/q1", args: { page: 1 }, chain: [artifact], taskId }).outcome;
+    expect(o).toMatchObject({ verdict: "allow", status: "succeeded", gatewayId: "gw-svc" });
+    expect(o.result).toEqual({ action: "read", resource: "reports/q1", args: { page: 1 } });
+
+    proc.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(logs).toContain("stopped");
+    await rt.close();
+    await authority.close();
+
+    const key = readKeyFile(join(dir, "gateway-key.json"));
+    const backend = await LevelBackend.open(join(dir, "audit"));
+    const r = await replay(backendLogSource(backend), { gatewayKeys: [key.keyId], authorities: [authKey.keyId], origin: "gw-svc" });
+    await backend.close();
+    expect(r.divergences).toEqual([]);
+    expect(r.decisionsRederived).toBe(1);
+    expect(r.checkpointsVerified).toBeGreaterThan(0);
+  });
+});
