@@ -3,7 +3,7 @@
 // decision ahead to its audit log, and only then runs the registered action handler. One
 // XState actor per task; every path that is not a durable allow ends in `denied`.
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream, type ConsumerMessages, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import { jetstream, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { createActor, fromPromise, toPromise } from "xstate";
 import { canonicalBytes, type JsonValue } from "../canonical/jcs.ts";
@@ -145,6 +145,9 @@ export class Gateway {
   #nc!: NatsConnection;
   #js!: JetStreamClient;
   #nonceKv!: KV;
+  #jsm!: JetStreamManager;
+  /** Stream sequence of the last governance message applied. */
+  #govSeq = 0;
   #policyKv!: KV;
   #ledger!: Ledger;
   #busConnected = true;
@@ -208,6 +211,7 @@ export class Gateway {
     });
     const bus = await ensureBus(this.#nc, o.taskAckWaitMs !== undefined ? { taskAckWaitMs: o.taskAckWaitMs } : {});
     this.#policyKv = bus.policyKv;
+    this.#jsm = bus.jsm;
     this.#nonceKv = bus.nonceKv;
     this.#js = jetstream(this.#nc);
 
@@ -228,8 +232,15 @@ export class Gateway {
     // before this gateway knows what governs it (if it still doesn't, decide denies).
     await this.#loadPolicy();
     this.#loops.push(this.#watchPolicy());
+    // Read the governance stream up to where it stood at start before taking work: a task
+    // decided earlier would see no heartbeat (a pointless deny) or miss a revocation.
+    const govEnd = await this.#jsm.streams
+      .info(STREAMS.gov)
+      .then((i) => i.state.last_seq)
+      .catch(() => 0);
     this.#loops.push(this.#followGovernance());
     this.#loops.push(this.#followEvidence());
+    for (let i = 0; i < 250 && this.#govSeq < govEnd; i++) await new Promise((r) => setTimeout(r, 20));
     this.#loops.push(this.#pullTasks());
   }
 
@@ -325,6 +336,7 @@ export class Gateway {
       const msgs = await c.consume();
       this.#consumers.push(msgs);
       for await (const m of msgs) {
+        this.#govSeq = m.seq;
         applyGovernanceMessage(m.subject, m.data, {
           isAuthority: (k) => this.#ledger.state.authorities.has(k),
           onRevocation: (r) => this.#applyRevocation(r),
@@ -505,6 +517,7 @@ export class Gateway {
     const sub = this.#parseSubmit(m);
     const { taskId } = sub;
     const working = setInterval(() => m.working(), 10_000);
+    working.unref(); // a task stuck in a crashed gateway must not keep the process alive
     let decisionWrite: Promise<AppendReceipt> | undefined;
     let verifyResult: VerifyResult | undefined;
     let evidence: Evidence | undefined;
