@@ -563,3 +563,13 @@ describe("task machine diagram", () => {
     expect(committed).toBe(taskMachineDoc());
   });
 });
+
+describe("README", () => {
+  it("shows the state machine as generated from the machine", () => {
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    const doc = readFileSync(new URL("../../docs/task-machine.md", import.meta.url), "utf8");
+    const block = (t: string) => /```mermaid\n[\s\S]*?```/.exec(t)?.[0];
+    expect(block(doc)).toBeDefined();
+    expect(block(readme)).toBe(block(doc));
+  });
+});
