@@ -191,9 +191,10 @@ function decideChecked(input: DecisionInput, evaluate: PolicyEvaluator): Decisio
   c.record("policy", policyProblem(chain, input, evaluate));
 
   const n = input.nonce;
-  if (n.cluster === "not-attempted" && c.list.some((x) => !x.ok)) {
+  if (n.cluster === "not-attempted" && c.list.some((x) => !x.ok) && n.key === leaf.p.nonce && n.local === "fresh") {
     // The gateway spends a nonce only after everything else passed; here something did not,
-    // so the unclaimed nonce is a consequence, not a reason: no code of its own.
+    // so the unclaimed nonce is a consequence, not a reason: no code of its own. (A nonce
+    // this gateway already saw spent is still REPLAYED, below.)
     c.list.push({ check: "nonce", ok: false, detail: "not claimed: denied before the claim" });
     return finish(c);
   }

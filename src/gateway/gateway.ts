@@ -114,6 +114,10 @@ export interface GatewayOptions {
   };
   /** Redelivery wait for a task a gateway pulled but never acknowledged. Default 30 s. */
   taskAckWaitMs?: number;
+  /** Longest a verify step (nonce claim included) or a durable commit may take before the task is denied. Default 10 s. */
+  stepTimeoutMs?: number;
+  /** Longest an action handler may run before its outcome is recorded as failed. Default 5 min. */
+  handlerTimeoutMs?: number;
   /** Notified of dropped bus messages and internal problems (never fatal). */
   onWarning?: (message: string) => void;
 }
@@ -127,6 +131,15 @@ interface InFlight {
 }
 
 type SubmitParse = { taskId: string; request: unknown; args: unknown; intakeErrors: string[] };
+
+/** Reject after `ms`: the machine turns a rejected step into a deny (a hung step must not hang the task). */
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
+}
 
 const PERMIT_ALL_FOR_PRECHECK = (): { decision: "allow"; reasons: string[]; errors: string[] } => ({ decision: "allow", reasons: [], errors: [] });
 
@@ -146,6 +159,8 @@ export class Gateway {
   #js!: JetStreamClient;
   #nonceKv!: KV;
   #jsm!: JetStreamManager;
+  /** Checkpoint publishes in flight: stop() lets them land before closing the connection. */
+  readonly #publishing = new Set<Promise<void>>();
   /** Stream sequence of the last governance message applied. */
   #govSeq = 0;
   #policyKv!: KV;
@@ -548,6 +563,73 @@ export class Gateway {
     };
     const resultByTask = new Map<string, JsonValue>();
 
+    const verifyStep = async (input: { taskId: string; evidence: Evidence }): Promise<VerifyResult> => {
+      const ev = input.evidence;
+      evidence = ev;
+      const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
+      const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
+      const local = (): NonceState["local"] => (key !== "" && this.#ledger.nonceConsumed(key) ? "consumed" : "fresh");
+      // Pre-check everything but the nonce, so a forged request cannot burn a real nonce.
+      // Cedar is left to the recorded decision: a policy deny is the holder's own request
+      // failing, which may spend its nonce; forgery is caught by the signature checks.
+      const pre = decide(this.#buildInput(ev, { key, local: local(), cluster: "not-attempted" }), PERMIT_ALL_FOR_PRECHECK);
+      const onlyNonceMissing = pre.checks.every((c) => c.ok || c.check === "nonce");
+      const cluster = onlyNonceMissing && key !== "" ? await this.#claimNonce(key, taskId) : "not-attempted";
+      const r = this.#decideAndRecord(taskId, ev, { key, local: local(), cluster });
+      decisionWrite = r.write;
+      verifyResult = r.verify;
+      return r.verify;
+    };
+    const commitStep = async (): Promise<{ decisionId: string; seq: number }> => {
+      if (!decisionWrite) throw new Error("no decision record queued");
+      const receipt = await decisionWrite;
+      decisionSeq = receipt.seq;
+      this.#notifyDecision(taskId, verifyResult, receipt.seq);
+      await this.#o.hooks?.afterAllowCommit?.(taskId);
+      return { decisionId: receipt.leafHash, seq: receipt.seq };
+    };
+    type ExecuteInput = { taskId: string; evidence: Evidence; verify: VerifyResult; commit: { decisionId: string; seq: number } };
+    const executeStep = async (input: ExecuteInput): Promise<ExecutionResult> => {
+      entry.executing = true;
+      if (this.#executed.has(taskId)) return { status: "failed", error: "handler already ran for this task" };
+      this.#executed.add(taskId);
+      this.#publishDecision(taskId, input.verify.decision, input.commit.seq);
+      const req = (input.evidence.request as SignedRequest).payload;
+      const handler = this.#actions.get(req.action);
+      if (!handler) return { status: "failed", error: `no handler registered for action "${req.action}"` };
+      childWindowOpen = true;
+      const chain = input.evidence.chain as SignedArtifact[];
+      const lineage = input.evidence.lineage as SignedLineage[];
+      const ctx: ActionContext = {
+        taskId,
+        agent: req.agent,
+        action: req.action,
+        resource: req.resource,
+        args: input.evidence.args as JsonValue,
+        chain,
+        gatewayId: this.id,
+        signal: this.#abort.signal,
+        spawn: (child) => {
+          if (!childWindowOpen) return Promise.reject(new Error("LINEAGE_BROKEN: parent task is no longer executing"));
+          return this.#spawnChild({ taskId, chain, lineage, decisionId: input.commit.decisionId }, child);
+        },
+        attest: (childTaskId, childArtifact) => {
+          if (!childWindowOpen) throw new Error("LINEAGE_BROKEN: parent task is no longer executing");
+          return [...lineage, this.#spawnEvent({ taskId, chain, decisionId: input.commit.decisionId }, childTaskId, childArtifact)];
+        },
+      };
+      try {
+        const result = await withTimeout(Promise.resolve(handler(ctx)), this.#o.handlerTimeoutMs ?? 300_000, `handler "${req.action}"`);
+        const digest = resultDigestOf(result);
+        resultByTask.set(taskId, result);
+        return { status: "succeeded", resultDigest: digest };
+      } catch (e) {
+        return { status: "failed", error: e instanceof Error ? e.message : String(e) };
+      } finally {
+        childWindowOpen = false;
+      }
+    };
+
     const machine = taskMachine.provide({
       actors: {
         collectEvidence: fromPromise<Evidence, { taskId: string }>(async ({ signal }) => {
@@ -574,71 +656,11 @@ export class Gateway {
         }),
         verify: fromPromise<VerifyResult, { taskId: string; evidence: Evidence }>(async ({ input }) => {
           await this.#o.hooks?.beforeVerify?.(taskId);
-          const ev = input.evidence;
-          evidence = ev;
-          const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
-          const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
-          const local = (): NonceState["local"] => (key !== "" && this.#ledger.nonceConsumed(key) ? "consumed" : "fresh");
-          // Pre-check everything but the nonce, so a forged request cannot burn a real nonce.
-          // Cedar is left to the recorded decision: a policy deny is the holder's own request
-          // failing, which may spend its nonce; forgery is caught by the signature checks.
-          const pre = decide(this.#buildInput(ev, { key, local: local(), cluster: "not-attempted" }), PERMIT_ALL_FOR_PRECHECK);
-          const onlyNonceMissing = pre.checks.every((c) => c.ok || c.check === "nonce");
-          const cluster = onlyNonceMissing && key !== "" ? await this.#claimNonce(key, taskId) : "not-attempted";
-          const r = this.#decideAndRecord(taskId, ev, { key, local: local(), cluster });
-          decisionWrite = r.write;
-          verifyResult = r.verify;
-          return r.verify;
+          return withTimeout(verifyStep(input), this.#o.stepTimeoutMs ?? 10_000, "verify");
         }),
-        commitAllow: fromPromise(async () => {
-          if (!decisionWrite) throw new Error("no decision record queued");
-          const receipt = await decisionWrite;
-          decisionSeq = receipt.seq;
-          this.#notifyDecision(taskId, verifyResult, receipt.seq);
-          await this.#o.hooks?.afterAllowCommit?.(taskId);
-          return { decisionId: receipt.leafHash, seq: receipt.seq };
-        }),
+        commitAllow: fromPromise(async () => withTimeout(commitStep(), this.#o.stepTimeoutMs ?? 10_000, "audit commit")),
         execute: fromPromise<ExecutionResult, { taskId: string; evidence: Evidence; verify: VerifyResult; commit: { decisionId: string; seq: number } }>(
-          async ({ input }) => {
-            entry.executing = true;
-            if (this.#executed.has(taskId)) return { status: "failed", error: "handler already ran for this task" };
-            this.#executed.add(taskId);
-            this.#publishDecision(taskId, input.verify.decision, input.commit.seq);
-            const req = (input.evidence.request as SignedRequest).payload;
-            const handler = this.#actions.get(req.action);
-            if (!handler) return { status: "failed", error: `no handler registered for action "${req.action}"` };
-            childWindowOpen = true;
-            const chain = input.evidence.chain as SignedArtifact[];
-            const lineage = input.evidence.lineage as SignedLineage[];
-            const ctx: ActionContext = {
-              taskId,
-              agent: req.agent,
-              action: req.action,
-              resource: req.resource,
-              args: input.evidence.args as JsonValue,
-              chain,
-              gatewayId: this.id,
-              signal: this.#abort.signal,
-              spawn: (child) => {
-                if (!childWindowOpen) return Promise.reject(new Error("LINEAGE_BROKEN: parent task is no longer executing"));
-                return this.#spawnChild({ taskId, chain, lineage, decisionId: input.commit.decisionId }, child);
-              },
-              attest: (childTaskId, childArtifact) => {
-                if (!childWindowOpen) throw new Error("LINEAGE_BROKEN: parent task is no longer executing");
-                return [...lineage, this.#spawnEvent({ taskId, chain, decisionId: input.commit.decisionId }, childTaskId, childArtifact)];
-              },
-            };
-            try {
-              const result = await handler(ctx);
-              const digest = resultDigestOf(result);
-              resultByTask.set(taskId, result);
-              return { status: "succeeded", resultDigest: digest };
-            } catch (e) {
-              return { status: "failed", error: e instanceof Error ? e.message : String(e) };
-            } finally {
-              childWindowOpen = false;
-            }
-          },
+          async ({ input }) => executeStep(input),
         ),
         recordOutcome: fromPromise<void, { taskId: string; commit: { decisionId: string; seq: number }; result: ExecutionResult }>(async ({ input }) => {
           const r = input.result;
@@ -795,7 +817,13 @@ export class Gateway {
   }
 
   async #publishCheckpoint(cp: Signed<CheckpointPayload>): Promise<void> {
-    await this.#js.publish(SUBJECTS.checkpoint(this.id), JSON.stringify(cp));
+    const p = this.#js.publish(SUBJECTS.checkpoint(this.id), JSON.stringify(cp)).then(() => undefined);
+    this.#publishing.add(p);
+    try {
+      await p;
+    } finally {
+      this.#publishing.delete(p);
+    }
   }
 
   /** Stop pulling work, deny what is pending, close the log. */
@@ -813,6 +841,8 @@ export class Gateway {
     }
     for (let i = 0; i < 250 && this.#inFlight.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
     await this.#ledger.store.checkpoint().catch(() => undefined);
+    // Witnesses need the final checkpoint; give its publish (and any other) a moment to land.
+    await Promise.race([Promise.allSettled([...this.#publishing]), new Promise((r) => setTimeout(r, 2_000))]);
     try {
       await this.#nc.drain();
     } catch {

@@ -215,10 +215,11 @@ describe("simulate", () => {
     expect(r.stderr).toContain("broken.yaml:5: steps[0]: a step needs one of: task");
   });
 
-  it.skipIf(existsSync(join(ROOT, "src/sim/simulator.ts")))("says the engine is missing until it lands", async () => {
-    const r = await cli("simulate", join(ROOT, "scenarios"));
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain("simulation engine (src/sim/simulator.ts) is not in this build");
+  it("simulate runs a scenario file through the engine and exits 0 when it passes", async () => {
+    const r = await cli("simulate", join(ROOT, "scenarios/02-happy-treasury-transfer.yaml"), "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const report = json<{ scenarios: { name: string; status: string }[] }>(r.stdout);
+    expect(report.scenarios).toEqual([expect.objectContaining({ name: "happy-treasury-transfer", status: "pass" })]);
   });
 });
 

@@ -196,4 +196,22 @@ describe("gateway faults", () => {
     await new Promise((r) => setTimeout(r, 1_000));
     expect(reruns).toBe(0);
   });
+
+  it("a handler that never returns is cut off: outcome failed, recorded, and the final checkpoint reaches the bus on stop", async () => {
+    h = await startHarness({ gateways: 0 });
+    const hh = h;
+    const gw = await hh.startGateway({ handlerTimeoutMs: 300 });
+    gw.registerAction("transfer", () => new Promise(() => undefined));
+    const t = newTaskId();
+    const o = await hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [(await grant(hh, t)).artifact], taskId: t }).outcome;
+    expect(o).toMatchObject({ verdict: "allow", status: "failed" });
+    expect(o.error).toMatch(/took longer than 300 ms/);
+    expect(gw.ledger.state.tasks.get(t)?.status).toBe("failed");
+    await gw.stop();
+    const jsm = await (await import("@nats-io/jetstream")).jetstreamManager(hh.runtime.nc);
+    const info = await jsm.streams.info("FAILCLOSED_CHECKPOINTS");
+    expect(info.state.messages).toBeGreaterThan(0);
+    const last = await jsm.streams.getMessage("FAILCLOSED_CHECKPOINTS", { last_by_subj: "failclosed.audit.checkpoint.gw-1" });
+    expect((JSON.parse(last!.string()) as { payload: { size: number } }).payload.size).toBe(gw.ledger.store.size - 1);
+  });
 });
