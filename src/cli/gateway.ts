@@ -5,23 +5,8 @@ import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { CliError, type CliIo } from "./io.ts";
 
-/** What `runGatewayService(opts): Promise<void>` in src/gateway/service.ts receives. */
-export interface GatewayServiceOptions {
-  nats: string;
-  dataDir: string;
-  gatewayId: string;
-  /** Gateway key file (signs checkpoints and spawn lineage); absent: the service decides. */
-  keyFile?: string;
-  /** Trusted authority keyIds (else $FAILCLOSED_AUTHORITIES). */
-  authorities?: string[];
-  /** Module exporting `actions: Record<string, ActionHandler>`. */
-  actionsModule?: string;
-  /** Aborted on SIGINT/SIGTERM: stop taking tasks, deny pending ones, flush the audit log, resolve. */
-  signal: AbortSignal;
-  /** One log line (no trailing newline); JSON text when `json`. */
-  log: (line: string) => void;
-  json: boolean;
-}
+// The options type lives with the service; this command only loads it when run.
+import type { GatewayServiceOptions } from "../gateway/service.ts";
 
 type RunGatewayService = (opts: GatewayServiceOptions) => Promise<void>;
 
