@@ -130,3 +130,17 @@ describe("strict parser: hostile input gets a stable code, never an exception es
     );
   });
 });
+
+describe("well-formedness: the native check and the reference loop agree", () => {
+  it("on random UTF-16 including lone and paired surrogates", async () => {
+    const { isWellFormedString, isWellFormedLoop } = await import("../../src/canonical/jcs.ts");
+    const unit = fc.oneof(fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0xd800, max: 0xdfff }));
+    fc.assert(
+      fc.property(fc.array(unit, { maxLength: 12 }), (units) => {
+        const s = String.fromCharCode(...units);
+        expect(isWellFormedString(s)).toBe(isWellFormedLoop(s));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+});
