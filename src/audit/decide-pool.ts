@@ -81,7 +81,16 @@ export function workerRunner(size = Math.max(1, availableParallelism() - 0)): De
       });
     },
     async close() {
-      await Promise.all(slots.map((s) => s.w.terminate()));
+      await Promise.all(
+        slots.map(async (s) => {
+          const exited = new Promise<void>((resolve) => s.w.once("exit", () => resolve()));
+          s.w.postMessage({ close: true });
+          // Last resort only: a worker that ignores the request for 30 s is terminated.
+          const timer = setTimeout(() => void s.w.terminate(), 30_000);
+          await exited;
+          clearTimeout(timer);
+        }),
+      );
     },
   };
 }

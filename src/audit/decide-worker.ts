@@ -2,6 +2,13 @@
 import { parentPort } from "node:worker_threads";
 import { recomputeChunk, type DecideJob } from "./decide-pool.ts";
 
-parentPort?.on("message", (m: { id: number; jobs: DecideJob[] }) => {
+parentPort?.on("message", (m: { id: number; jobs: DecideJob[] } | { close: true }) => {
+  // A graceful close: the worker leaves once its event loop is empty. Terminating it from
+  // outside while V8 still compiles Cedar's wasm in the background crashed the whole process
+  // (a V8 fatal, seen as `trap int3`), so the pool asks instead of killing.
+  if ("close" in m) {
+    parentPort?.close();
+    return;
+  }
   parentPort?.postMessage({ id: m.id, mismatches: recomputeChunk(m.jobs) });
 });
