@@ -284,6 +284,20 @@ function defaultIdsInPartsOrder(n: number): string[] {
   return Array.from({ length: n }, (_, i) => `policy${i}`).sort();
 }
 
+/** Insertion sort without a comparator callback (see #interpret); the lists are a handful long. */
+function sortStrings(xs: string[]): string[] {
+  for (let i = 1; i < xs.length; i++) {
+    const v = xs[i]!;
+    let j = i - 1;
+    while (j >= 0 && xs[j]! > v) {
+      xs[j + 1] = xs[j]!;
+      j--;
+    }
+    xs[j + 1] = v;
+  }
+  return xs;
+}
+
 export class PolicyEngine {
   readonly #capacity: number;
   readonly #load: () => Cedar;
@@ -355,13 +369,19 @@ export class PolicyEngine {
   }
 
   #interpret(answer: CedarWasm.AuthorizationAnswer, labels: ReadonlyMap<string, string>): PolicyEvaluation {
-    const label = (id: string): string => labels.get(id) ?? id;
     if (answer.type === "failure") return fail("CEDAR_FAILURE", errorMessages(answer.errors));
     const { decision, diagnostics } = answer.response;
-    // Sorted: Cedar collects these in hash sets, and the audit log must not depend on hash order.
-    const reasons = [...new Set(diagnostics.reason.map(label))].sort();
+    // Plain loops, not map/sort with callbacks: on Node 20's V8 a lazy deopt of this hot frame
+    // while inside an array builtin's callback hit "Fatal error: unreachable code" in
+    // Deoptimizer::DoComputeBuiltinContinuation and killed the process (seen under load in the
+    // gateway tests). Sorted: Cedar collects these in hash sets; the log must not depend on hash order.
+    const reasonSet = new Set<string>();
+    for (const id of diagnostics.reason) reasonSet.add(labels.get(id) ?? id);
+    const reasons = sortStrings([...reasonSet]);
     if (diagnostics.errors.length > 0) {
-      const errors = diagnostics.errors.map((e) => `CEDAR_EVAL: ${label(e.policyId)}: ${e.error.message}`).sort();
+      const errs: string[] = [];
+      for (const e of diagnostics.errors) errs.push(`CEDAR_EVAL: ${labels.get(e.policyId) ?? e.policyId}: ${e.error.message}`);
+      const errors = sortStrings(errs);
       // A forbid that fired still explains the deny; permits that fired explain nothing now.
       return { decision: "deny", reasons: decision === "deny" ? reasons : [], errors };
     }
