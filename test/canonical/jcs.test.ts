@@ -71,7 +71,14 @@ describe("RFC 8785 known answers (built in)", () => {
           expect(tryParseStrict(JSON.stringify(v)).ok).toBe(false);
           return;
         }
-        expect(canonicalize(parseStrict(c1))).toBe(c1);
+        const back = tryParseStrict(c1);
+        if (!back.ok) {
+          // The encoder writes any JSON key; the wire reader refuses "__proto__" (FORBIDDEN_KEY).
+          expect(back.error.code).toBe("FORBIDDEN_KEY");
+          expect(c1).toContain('"__proto__"');
+          return;
+        }
+        expect(canonicalize(back.value)).toBe(c1);
         // JSON.parse agrees with the strict reader on well-formed input.
         expect(canonicalize(JSON.parse(c1))).toBe(c1);
       }),
