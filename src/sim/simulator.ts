@@ -148,7 +148,9 @@ class ScenarioRun {
 
   async start(): Promise<void> {
     this.dir = await mkdtemp(join(tmpdir(), "failclosed-sim-"));
-    if (this.externalNats) this.url = this.externalNats;
+    // An outage scenario kills its server: it gets a private one even when $NATS_URL is shared.
+    const killsServer = this.s.steps.some((st) => st.kind === "fault" && st.fault.kind === "nats-outage");
+    if (this.externalNats && !(killsServer && natsServerAvailable())) this.url = this.externalNats;
     else {
       this.server = await startNatsServer();
       this.url = this.server.url;

@@ -69,3 +69,22 @@ describe("simulate: every scenario", () => {
     }
   });
 });
+
+describe("simulate against an external NATS ($NATS_URL / --nats)", () => {
+  it("runs there, and gives an outage scenario a private server it may kill", async () => {
+    const { startNatsServer } = await import("../../src/infra/nats-launcher.ts");
+    const external = await startNatsServer();
+    try {
+      const all = loadScenarios(SCENARIOS);
+      const picked = all.filter((s) => s.name === "fault-nats-outage" || s.name === "happy-treasury-transfer");
+      expect(picked.length).toBe(2);
+      const r = await runSimulation(picked, { version: "test", nats: external.url });
+      expect(r.run.nats).toBe(external.url);
+      expect(r.scenarios.map((s) => [s.name, s.status])).toEqual(picked.map((s) => [s.name, "pass"]));
+      // The shared server survived the outage scenario: it was never the one killed.
+      expect(external.running).toBe(true);
+    } finally {
+      await external.stop();
+    }
+  }, 120_000);
+});
