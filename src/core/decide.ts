@@ -110,7 +110,7 @@ export function decide(input: DecisionInput, evaluate: PolicyEvaluator = cedarEv
 
 function decideChecked(input: DecisionInput, evaluate: PolicyEvaluator): Decision {
   const c = new Checks();
-  const { now, limits, trust, health } = input;
+  const { now, limits, trust } = input;
 
   // Governance state first: without it nothing else can be trusted.
   c.record("governance", governanceProblem(input));
@@ -212,7 +212,6 @@ function decideChecked(input: DecisionInput, evaluate: PolicyEvaluator): Decisio
               ? { code: "GOVERNANCE_UNAVAILABLE", detail: "nonce not claimed" }
               : undefined,
   );
-  void health;
   return finish(c);
 }
 

@@ -486,8 +486,10 @@ export class Gateway {
     const decision = decide(input);
     let recorded: JsonValue;
     try {
-      recorded = JSON.parse(JSON.stringify(input)) as JsonValue;
-      canonicalBytes(recorded);
+      // Nothing in `input` is mutated after this point, so it is recorded as is; the check only
+      // proves it is I-JSON (a deep copy here cost a stringify and a parse per decision).
+      canonicalBytes(input);
+      recorded = input as unknown as JsonValue;
     } catch {
       // Input that cannot be recorded cannot be replayed: record what can be, and deny.
       recorded = { ...(this.#buildInput({ request: null, args: null, chain: [], lineage: [], intakeErrors: ["unrecordable input"] }, nonce) as unknown as Record<string, JsonValue>) };
@@ -785,8 +787,6 @@ export class Gateway {
   }
 
   async #spawnChild(parent: { taskId: string; chain: SignedArtifact[]; lineage: SignedLineage[]; decisionId: string }, child: ChildTask): Promise<TaskOutcome> {
-    const leaf = parent.chain[parent.chain.length - 1];
-    if (!leaf) throw new Error("parent has no artifact");
     const childTaskId = child.request.payload.taskId;
     if (!TASK_ID_RE.test(childTaskId)) throw new TypeError("child task id is not subject-safe");
     const event = this.#spawnEvent(parent, childTaskId, child.artifact);
