@@ -5,8 +5,6 @@ import { CanonicalError } from "./errors.ts";
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };
 
-const encoder = new TextEncoder();
-
 // ES2024 String.prototype.isWellFormed (V8 in Node 20): a native scan, far cheaper than a JS
 // loop on long strings such as policy text. The loop below is the fallback and the reference.
 const nativeWellFormed = (String.prototype as { isWellFormed?: () => boolean }).isWellFormed;
@@ -105,15 +103,93 @@ export interface CanonicalizeOptions {
    * turns it off: its vectors hold 1E30, which plain JCS allows and failclosed never signs.
    */
   ijson?: boolean;
+  /** Refuse (TOO_DEEP) more than this many nested arrays/objects, counted as parseStrict's maxDepth. */
+  maxNesting?: number;
 }
 
-/** RFC 8785 canonical form. Throws CanonicalError on anything that is not I-JSON. */
-export function canonicalize(value: unknown, opts: CanonicalizeOptions = {}): string {
+/**
+ * The straightforward encoder, kept as the reference that the fast one below is tested
+ * against (test/canonical: differential property test and every RFC 8785 vector).
+ */
+export function canonicalizeReference(value: unknown, opts: CanonicalizeOptions = {}): string {
   const out: string[] = [];
   encode(value, 0, out, opts.ijson ?? true);
   return out.join("");
 }
 
+// Printable ASCII other than '"' and '\\': such a string's JSON spelling is the string in quotes,
+// and it cannot hold a surrogate. Most keys and values on the hot path (ids, base64url, codes).
+const PLAIN_ASCII = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+function fastString(s: string): string {
+  if (s.length < 256 && PLAIN_ASCII.test(s)) return `"${s}"`;
+  return encodeString(s);
+}
+
+// Same output and same errors as `encode`, built by string concatenation (V8 ropes) instead of
+// an array of parts: every signature, content id and audit record goes through here.
+function fast(value: unknown, depth: number, ijson: boolean, nesting: number): string {
+  if (depth > 1000) throw new CanonicalError("TOO_DEEP", "nesting over 1000");
+  if (value === null) return "null";
+  switch (typeof value) {
+    case "boolean":
+      return value ? "true" : "false";
+    case "number":
+      return encodeNumber(value, ijson);
+    case "string":
+      return fastString(value);
+    case "object":
+      break;
+    case "bigint":
+    case "undefined":
+    case "function":
+    case "symbol":
+      throw new CanonicalError("NOT_JSON", `a ${typeof value} is not JSON`);
+  }
+  if (depth >= nesting) throw new CanonicalError("TOO_DEEP", `nesting over ${nesting}`);
+  if (Array.isArray(value)) {
+    let s = "[";
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) s += ",";
+      s += fast(value[i], depth + 1, ijson, nesting);
+    }
+    return s + "]";
+  }
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) {
+    throw new CanonicalError("NOT_JSON", "only plain objects and arrays are JSON");
+  }
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj);
+  // Sorting by UTF-16 code units is what `<` on strings and the default sort compare.
+  for (let i = 1; i < keys.length; i++) {
+    if (keys[i - 1]! > keys[i]!) {
+      keys.sort();
+      break;
+    }
+  }
+  let s = "{";
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    const v = obj[k];
+    if (v === undefined) throw new CanonicalError("NOT_JSON", `member "${k}" is undefined`);
+    if (i > 0) s += ",";
+    s += fastString(k) + ":" + fast(v, depth + 1, ijson, nesting);
+  }
+  return s + "}";
+}
+
+/** RFC 8785 canonical form. Throws CanonicalError on anything that is not I-JSON. */
+export function canonicalize(value: unknown, opts: CanonicalizeOptions = {}): string {
+  return fast(value, 0, opts.ijson ?? true, opts.maxNesting ?? Infinity);
+}
+
+/** UTF-8 of a string as a plain Uint8Array view (Buffer.from is far cheaper than TextEncoder.encode here). */
+export function utf8Bytes(s: string): Uint8Array {
+  const b = Buffer.from(s, "utf8");
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
 export function canonicalBytes(value: unknown): Uint8Array {
-  return encoder.encode(canonicalize(value));
+  return utf8Bytes(canonicalize(value));
 }

@@ -1,6 +1,6 @@
 // Domain-separated signatures (DESIGN §2): the signed bytes are tag || 0x00 || JCS(payload),
 // with one tag per kind, so a signature made for one kind can never verify as another.
-import { canonicalBytes } from "../canonical/jcs.ts";
+import { canonicalBytes, canonicalize, utf8Bytes } from "../canonical/jcs.ts";
 import { fromB64u, toB64u } from "./base64url.ts";
 import { signEd25519, verifyEd25519, SIGNATURE_LENGTH } from "./ed25519.ts";
 import { sha256 } from "./hash.ts";
@@ -27,8 +27,13 @@ export interface Signed<P> {
   sig: string;
 }
 
+// tag ‖ 0x00 as a string prefix: the tags are ASCII, so its UTF-8 is exactly those bytes.
+const TAG_PREFIX: Readonly<Record<SignedKind, string>> = Object.fromEntries(
+  Object.entries(DOMAIN_TAGS).map(([k, t]) => [k, `${t}\u0000`]),
+) as Record<SignedKind, string>;
+
 export function signingInput(kind: SignedKind, payload: unknown): Uint8Array {
-  return signingInputFromCanonical(kind, canonicalBytes(payload));
+  return utf8Bytes(TAG_PREFIX[kind] + canonicalize(payload));
 }
 
 /** The same bytes when the caller already holds JCS(payload) (so it hashes it once for the id too). */

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { canonicalize } from "../../src/canonical/jcs.ts";
+import { canonicalBytes, canonicalize, canonicalizeReference } from "../../src/canonical/jcs.ts";
 import { parseStrict, tryParseStrict } from "../../src/canonical/strict-parse.ts";
 import { CanonicalError } from "../../src/canonical/errors.ts";
 import { describeWithVectors } from "../helpers/vectors.ts";
@@ -20,6 +20,7 @@ describeWithVectors("RFC 8785 JCS vectors (cyberphone/json-canonicalization)", (
       const value: unknown = f === "values.json" ? JSON.parse(input) : parseStrict(input);
       const out = Buffer.from(canonicalize(value, { ijson: f !== "values.json" }), "utf8");
       expect(out.equals(expected)).toBe(true);
+      expect(Buffer.from(canonicalizeReference(value, { ijson: f !== "values.json" }), "utf8").equals(expected)).toBe(true);
       expect(out.toString("hex")).toBe(hex);
     });
   }
@@ -148,6 +149,54 @@ describe("well-formedness: the native check and the reference loop agree", () =>
         expect(isWellFormedString(s)).toBe(isWellFormedLoop(s));
       }),
       { numRuns: 5000 },
+    );
+  });
+});
+
+describe("fast encoder ≡ reference encoder", () => {
+  const outcome = (f: () => string): string => {
+    try {
+      return `ok:${f()}`;
+    } catch (e) {
+      return e instanceof CanonicalError ? `err:${e.code}` : `throw:${String(e)}`;
+    }
+  };
+  // Keys and strings that hit every branch: plain ASCII (the shortcut), quotes, backslashes,
+  // controls, non-ASCII, paired and lone surrogates, integer-like keys, and long strings.
+  const unit = fc.oneof(
+    fc.constantFrom(0x22, 0x5c, 0x00, 0x1f, 0x7f, 0x20, 0x7e, 0xe9, 0x2028, 0xd800, 0xdc00),
+    fc.integer({ min: 0x20, max: 0x7e }),
+    fc.integer({ min: 0, max: 0xffff }),
+  );
+  const str = fc.oneof(
+    fc.array(unit, { maxLength: 10 }).map((u) => String.fromCharCode(...u)),
+    fc.nat({ max: 1000 }).map(String),
+    fc.constant("x".repeat(300)),
+    fc.constant(`${"y".repeat(300)}\ud800`),
+  );
+  const num = fc.oneof(fc.double(), fc.integer(), fc.constantFrom(-0, 2 ** 53, 2 ** 53 - 1, 1e21, 5e-324, NaN, Infinity));
+  const value = fc.letrec((tie) => ({
+    v: fc.oneof({ depthSize: "small" }, fc.constant(null), fc.boolean(), num, str, fc.array(tie("v"), { maxLength: 4 }), fc.dictionary(str, tie("v"), { maxKeys: 5 })),
+  })).v;
+
+  it("same bytes or the same error code on hostile values", () => {
+    fc.assert(
+      fc.property(value, fc.boolean(), (v, ijson) => {
+        expect(outcome(() => canonicalize(v, { ijson }))).toBe(outcome(() => canonicalizeReference(v, { ijson })));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it("canonicalBytes is the UTF-8 of canonicalize, as a plain Uint8Array", () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 4 }), (v) => {
+        if (outcome(() => canonicalizeReference(v)).startsWith("err:")) return;
+        const b = canonicalBytes(v);
+        expect(Object.getPrototypeOf(b)).toBe(Uint8Array.prototype);
+        expect(Buffer.from(b).equals(Buffer.from(new TextEncoder().encode(canonicalizeReference(v))))).toBe(true);
+      }),
+      { numRuns: 2000 },
     );
   });
 });
