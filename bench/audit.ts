@@ -1,8 +1,10 @@
 // Audit store benchmarks (issue "Audit event store"):
-//  1. synced group-commit appends/s vs raw LevelDB synced batches of the same size, same run;
+//  1. synced group-commit appends/s vs raw LevelDB synced batches of the same size, same run
+//     (one put per record), and vs raw LevelDB writing exactly the batches the store wrote;
 //  2. replay decisions/s with decision recomputation on worker threads;
 //  3. inclusion and consistency proof time at 1M records.
 // Figures are medians over rounds. Run alone: npx tsx bench/audit.ts
+// (FC_BENCH_SKIP_APPEND / FC_BENCH_SKIP_REPLAY / FC_BENCH_SKIP_PROOFS=1 skip a section.)
 import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,12 +35,25 @@ function tmp(): { dir: string; done: () => void } {
   return { dir, done: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Appends/s with `inflight` concurrent appenders; returns the mean batch size formed. */
-async function groupCommitRound(total: number, inflight: number): Promise<{ rate: number; batch: number; bytes: number }> {
+/** One synced batch as the store wrote it: its keys and value sizes, in order. */
+type BatchShape = { key: string; bytes: number }[];
+
+/**
+ * Appends/s with `inflight` concurrent appenders. Also returns the mean batch size formed (in
+ * records), one record's byte size, and the shape of every batch the store wrote.
+ */
+async function groupCommitRound(total: number, inflight: number): Promise<{ rate: number; batch: number; bytes: number; shapes: BatchShape[] }> {
   const t = tmp();
   const backend = await LevelBackend.open(join(t.dir, "db"));
-  let batches = 0;
-  const counting = { ...backend, kind: backend.kind, batch: (ops: Parameters<typeof backend.batch>[0], o: { sync: boolean }) => (batches++, backend.batch(ops, o)) } as typeof backend;
+  const shapes: BatchShape[] = [];
+  const counting = {
+    ...backend,
+    kind: backend.kind,
+    batch: (ops: Parameters<typeof backend.batch>[0], o: { sync: boolean }) => {
+      shapes.push(ops.map((op) => ({ key: op.key, bytes: op.type === "put" ? op.value.length : 0 })));
+      return backend.batch(ops, o);
+    },
+  } as typeof backend;
   for (const k of ["get", "getSync", "getMany", "iterate", "close"] as const) (counting as unknown as Record<string, unknown>)[k] = (backend[k] as (...a: unknown[]) => unknown).bind(backend);
   const store = await AuditStore.open(counting, options());
   let next = 0;
@@ -52,14 +67,25 @@ async function groupCommitRound(total: number, inflight: number): Promise<{ rate
   const bytes = (await store.getRecordBytes(5))!.length;
   await store.close();
   t.done();
-  return { rate: total / secs, batch: total / batches, bytes };
+  return { rate: total / secs, batch: total / shapes.length, bytes, shapes };
 }
 
-/** Raw LevelDB: synced batches of `batch` puts of `bytes`-sized values. */
-async function rawRound(total: number, batch: number, bytes: number): Promise<number> {
+async function openRaw(): Promise<{ db: Level<string, Uint8Array>; done: () => Promise<void> }> {
   const t = tmp();
   const db = new Level<string, Uint8Array>(join(t.dir, "db"), { keyEncoding: "utf8", valueEncoding: "view" });
   await db.open();
+  return {
+    db,
+    done: async () => {
+      await db.close();
+      t.done();
+    },
+  };
+}
+
+/** Raw LevelDB: synced batches of `batch` puts of `bytes`-sized values (one put per record). */
+async function rawRound(total: number, batch: number, bytes: number): Promise<number> {
+  const { db, done } = await openRaw();
   const value = new Uint8Array(bytes).fill(97);
   const start = performance.now();
   for (let i = 0; i < total; ) {
@@ -68,8 +94,27 @@ async function rawRound(total: number, batch: number, bytes: number): Promise<nu
     await db.batch(ops, { sync: true });
   }
   const rate = total / ((performance.now() - start) / 1000);
-  await db.close();
-  t.done();
+  await done();
+  return rate;
+}
+
+/**
+ * Raw LevelDB writing exactly the batches the store wrote (same keys, same value sizes, same
+ * number of synced batches): the floor for the bundled layout. Returns records/s, counting
+ * the `total` records those batches carried.
+ */
+async function rawSameOpsRound(total: number, shapes: readonly BatchShape[]): Promise<number> {
+  const { db, done } = await openRaw();
+  const largest = Math.max(...shapes.flat().map((o) => o.bytes));
+  const value = new Uint8Array(largest).fill(97);
+  const start = performance.now();
+  for (const shape of shapes) {
+    const ops = [];
+    for (const o of shape) ops.push({ type: "put" as const, key: o.key, value: value.subarray(0, o.bytes) });
+    await db.batch(ops, { sync: true });
+  }
+  const rate = total / ((performance.now() - start) / 1000);
+  await done();
   return rate;
 }
 
@@ -77,27 +122,43 @@ export async function runAuditBench(): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   const print = (k: string, v: number, unit: string): void => {
     out[k] = v;
-    console.log(`audit ${k}: ${v.toFixed(unit === "ms" ? 4 : 1)} ${unit}`);
+    console.log(`audit ${k}: ${v.toFixed(unit === "ms" ? 4 : unit === "x" ? 2 : 1)} ${unit}`);
   };
 
-  // 1. Group commit vs raw batches, interleaved rounds in the same run.
+  // 1. Group commit vs raw batches, interleaved rounds in the same run. Two baselines:
+  //    raw     — one synced put per record, batches of the record count the store formed
+  //              (the issue's figure: what a one-key-per-record log would cost at best);
+  //    sameOps — the very batches the store wrote (puts, keys, value bytes): the floor for
+  //              the bundled layout, so the ratio to it is the store's own CPU overhead.
   for (const inflight of process.env["FC_BENCH_SKIP_APPEND"] === "1" ? [] : [64, 1024]) {
+    const total = 20_000;
     const gc: number[] = [];
     const raw: number[] = [];
+    const sameOps: number[] = [];
     const sizes: number[] = [];
+    const puts: number[] = [];
+    const bytesPerRecord: number[] = [];
     for (let round = 0; round < 5; round++) {
-      const g = await groupCommitRound(20_000, inflight);
+      const g = await groupCommitRound(total, inflight);
       gc.push(g.rate);
       sizes.push(g.batch);
-      raw.push(await rawRound(20_000, Math.max(1, Math.round(g.batch)), g.bytes));
+      puts.push(g.shapes.reduce((a, b) => a + b.length, 0) / g.shapes.length);
+      bytesPerRecord.push(g.shapes.flat().reduce((a, o) => a + o.bytes, 0) / total);
+      raw.push(await rawRound(total, Math.max(1, Math.round(g.batch)), g.bytes));
+      sameOps.push(await rawSameOpsRound(total, g.shapes));
     }
     print(`append_synced_per_s_inflight${inflight}`, median(gc), "appends/s");
+    print(`store_records_per_batch_inflight${inflight}`, median(sizes), "records");
+    print(`store_puts_per_batch_inflight${inflight}`, median(puts), "puts");
+    print(`store_written_bytes_per_record_inflight${inflight}`, median(bytesPerRecord), "bytes");
     print(`raw_level_synced_per_s_batch${Math.round(median(sizes))}`, median(raw), "puts/s");
     print(`append_vs_raw_ratio_inflight${inflight}`, median(gc) / median(raw), "x");
+    print(`raw_level_same_ops_records_per_s_inflight${inflight}`, median(sameOps), "records/s");
+    print(`append_vs_raw_same_ops_ratio_inflight${inflight}`, median(gc) / median(sameOps), "x");
   }
 
   // 2. Replay decisions/s (signature verification + Cedar on worker threads).
-  {
+  if (process.env["FC_BENCH_SKIP_REPLAY"] !== "1") {
     const t = tmp();
     const store = await AuditStore.open(join(t.dir, "db"), options({ checkpointEvery: 500, origin: "gw-test" }));
     await writeScenario(store, 3000);
@@ -122,7 +183,7 @@ export async function runAuditBench(): Promise<Record<string, number>> {
   }
 
   // 3. Proofs at 1M records, generated from the stored tree in LevelDB.
-  {
+  if (process.env["FC_BENCH_SKIP_PROOFS"] !== "1") {
     const t = tmp();
     const store = await AuditStore.open(join(t.dir, "db"), options({ checkpointEvery: 10_000, maxBatch: 16_384 }));
     const N = 1_000_000;

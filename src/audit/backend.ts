@@ -102,6 +102,9 @@ export class LevelBackend implements AuditBackend {
   }
 }
 
+/** A detached copy. Not `.slice()`: on a Buffer (a Uint8Array too) that is a view, not a copy. */
+const copyBytes = (b: Uint8Array): Uint8Array => new Uint8Array(b);
+
 /** The contents of a memory backend; outlives `close()` so a test can reopen it. */
 export interface MemoryData {
   readonly map: Map<string, Uint8Array>;
@@ -151,7 +154,7 @@ export class MemoryBackend implements AuditBackend {
     for (const op of ops) {
       const had = this.#map.has(op.key);
       // Copy: a caller reusing its buffer must not rewrite history.
-      if (op.type === "put") this.#map.set(op.key, op.value.slice());
+      if (op.type === "put") this.#map.set(op.key, copyBytes(op.value));
       else this.#map.delete(op.key);
       // Any change to the key set invalidates the sorted view (sizes may still match after put+del).
       if (had !== this.#map.has(op.key)) this.data.keys.length = 0;
@@ -165,7 +168,8 @@ export class MemoryBackend implements AuditBackend {
 
   getSync(key: string): Uint8Array | undefined {
     this.#assertOpen();
-    return this.#map.get(key)?.slice();
+    const v = this.#map.get(key);
+    return v === undefined ? undefined : copyBytes(v);
   }
 
   getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
@@ -181,7 +185,7 @@ export class MemoryBackend implements AuditBackend {
     let keys = all.slice(start, Math.max(start, end));
     if (range.reverse === true) keys.reverse();
     if (range.limit !== undefined && range.limit >= 0) keys = keys.slice(0, range.limit);
-    const entries = keys.map((k): [string, Uint8Array] => [k, this.#map.get(k)!.slice()]);
+    const entries = keys.map((k): [string, Uint8Array] => [k, copyBytes(this.#map.get(k)!)]);
     for (const e of entries) yield await Promise.resolve(e);
   }
 

@@ -6,7 +6,9 @@ import { parseStrict } from "../canonical/strict-parse.ts";
 import { fromB64u } from "../crypto/base64url.ts";
 import { verifySigned, type Signed } from "../crypto/signing.ts";
 import { LevelBackend, type AuditBackend } from "./backend.ts";
-import { checkpointRange, recordKey, unpackStored } from "./keys.ts";
+import { readStoredRecord } from "./entry-bundle.ts";
+import { checkFormat } from "./format.ts";
+import { checkpointRange } from "./keys.ts";
 import { backendLogSource } from "./log-source.ts";
 import { buildProofBundle } from "./proof-bundle.ts";
 import { decodeRecord, type CheckpointPayload } from "./records.ts";
@@ -85,6 +87,8 @@ function printReport(io: AuditIo, rep: ReplayReport, json: boolean, what: string
 async function withDb<T>(dir: string, fn: (b: AuditBackend) => Promise<T>): Promise<T> {
   const backend = await LevelBackend.open(dir, { createIfMissing: false });
   try {
+    // A log in a layout this version does not know is an error (exit 2), not an empty log.
+    await checkFormat(backend);
     return await fn(backend);
   } finally {
     await backend.close();
@@ -172,8 +176,7 @@ export function auditCommand(io: AuditIo = processIo()): Command {
             const out: (Signed<CheckpointPayload> & { seq: number; signatureOk?: boolean })[] = [];
             for await (const [, v] of b.iterate({ ...checkpointRange })) {
               const seq = Number(new TextDecoder().decode(v));
-              const stored = await b.get(recordKey(seq));
-              const bytes = stored === undefined ? undefined : unpackStored(seq, stored)?.record;
+              const bytes = await readStoredRecord(b, seq);
               const d = bytes === undefined ? undefined : decodeRecord(bytes);
               if (d?.ok !== true || d.record.type !== "checkpoint") {
                 bad++;

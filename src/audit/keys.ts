@@ -1,61 +1,59 @@
-// Key layout in the backend. Fixed-width lowercase hex keeps LevelDB's byte order equal to
-// numeric order, so ordered iteration walks records by seq.
-//   r/<seq>            tree nodes completed by appending this record, then the record bytes
-//                      (canonical JSON). Appending leaf `seq` completes 1 + t nodes, t = the
-//                      trailing 1-bits of seq: the leaf hash (level 0) and each merge up to
-//                      level t — RFC 9162 §2.1.1. Keeping them in the record's value makes an
-//                      append exactly one LevelDB put (a separate key per node halves the
-//                      synced write rate), and node (level, index) is found without an index:
-//                      it was completed by leaf (index+1)·2^level − 1, at offset 32·level.
+// Key layout in the backend (on-disk format FORMAT, recorded under FORMAT_KEY). Fixed-width
+// lowercase hex keeps LevelDB's byte order equal to numeric order, so ordered iteration walks
+// the log by seq.
+//   b/<bundle>         entry bundle `bundle`: records [bundle·B, (bundle+1)·B), B = BUNDLE_SIZE,
+//                      as Trillian Tessera / C2SP tlog-tiles store "entry bundles". A group
+//                      commit rewrites the partial bundle it extends and adds the new ones, so a
+//                      commit is a handful of puts whatever its record count (one put per record
+//                      made LevelDB's per-operation cost the append bottleneck). Value format:
+//                      entry-bundle.ts. Each record slot carries the tree nodes that appending it
+//                      completed: 1 + t nodes, t = the trailing 1-bits of seq — the leaf hash
+//                      (level 0) and each merge up to level t (RFC 9162 §2.1.1). So node
+//                      (level, index) needs no index of its own: it was completed by leaf
+//                      (index+1)·2^level − 1, one synchronous read of that leaf's bundle.
 //   c/<size>           seq of the checkpoint record that signs the tree of that size
+//   m/format           FORMAT: which layout the other keys follow; written by the first commit
 //   m/head             {size, last} written in every batch: the commit point
-export const RECORD_PREFIX = "r/";
+//   r/<seq>            (earlier layout, one key per record: never written, only recognised so
+//                      that such a log is refused instead of being read as an empty one)
+
+/** Records per entry bundle: a power of two, and part of the on-disk format (see FORMAT). */
+export const BUNDLE_SIZE = 16;
+
+/** The on-disk format this code reads and writes; a log recorded in another is refused. */
+export const FORMAT = `failclosed/audit-log/entry-bundles/v1;bundle=${BUNDLE_SIZE}`;
+
+export const BUNDLE_PREFIX = "b/";
 export const CHECKPOINT_PREFIX = "c/";
 export const HEAD_KEY = "m/head";
+export const FORMAT_KEY = "m/format";
+export const LEGACY_RECORD_PREFIX = "r/";
 
-const hex = (n: number, width: number): string => n.toString(16).padStart(width, "0");
+const HEX_WIDTH = 14;
+const hex = (n: number): string => n.toString(16).padStart(HEX_WIDTH, "0");
 
-export const recordKey = (seq: number): string => `${RECORD_PREFIX}${hex(seq, 14)}`;
-export const checkpointKey = (size: number): string => `${CHECKPOINT_PREFIX}${hex(size, 14)}`;
+export const bundleKey = (bundle: number): string => `${BUNDLE_PREFIX}${hex(bundle)}`;
+/** Key of the bundle that holds record `seq`. */
+export const bundleKeyFor = (seq: number): string => bundleKey(Math.floor(seq / BUNDLE_SIZE));
+export const checkpointKey = (size: number): string => `${CHECKPOINT_PREFIX}${hex(size)}`;
 
-/** The seq named by a record key, or undefined for a malformed key. */
-export function seqOfRecordKey(key: string): number | undefined {
-  if (!key.startsWith(RECORD_PREFIX)) return undefined;
-  const h = key.slice(RECORD_PREFIX.length);
-  if (!/^[0-9a-f]{14}$/.test(h)) return undefined;
-  return parseInt(h, 16);
+const HEX_KEY = /^[0-9a-f]{14}$/;
+
+/** The bundle index named by a bundle key, or undefined for a malformed key. */
+export function bundleOfKey(key: string): number | undefined {
+  if (!key.startsWith(BUNDLE_PREFIX)) return undefined;
+  const h = key.slice(BUNDLE_PREFIX.length);
+  return HEX_KEY.test(h) ? parseInt(h, 16) : undefined;
 }
 
-export const recordRange = { gte: RECORD_PREFIX, lt: "r0" } as const; // '0' follows '/'
+// '0' follows '/', so [p/, p0) is exactly the keys under prefix p/.
+export const bundleRange = { gte: BUNDLE_PREFIX, lt: "b0" } as const;
 export const checkpointRange = { gte: CHECKPOINT_PREFIX, lt: "c0" } as const;
-
-const NODE_BYTES = 32;
+export const legacyRecordRange = { gte: LEGACY_RECORD_PREFIX, lt: "r0" } as const;
 
 /** How many tree nodes appending leaf `seq` completes: 1 + its trailing 1-bits. */
 export function nodesCompletedBy(seq: number): number {
   let n = 1;
   for (let x = seq; x % 2 === 1; x = Math.floor(x / 2)) n++;
   return n;
-}
-
-export function packStored(nodes: readonly Uint8Array[], record: Uint8Array): Uint8Array {
-  const out = new Uint8Array(nodes.length * NODE_BYTES + record.length);
-  nodes.forEach((n, i) => out.set(n, i * NODE_BYTES));
-  out.set(record, nodes.length * NODE_BYTES);
-  return out;
-}
-
-/** Split a stored value into its node hashes and record bytes; undefined if too short. */
-export function unpackStored(seq: number, value: Uint8Array): { nodes: Uint8Array; record: Uint8Array } | undefined {
-  const head = nodesCompletedBy(seq) * NODE_BYTES;
-  if (value.length < head) return undefined;
-  return { nodes: value.subarray(0, head), record: value.subarray(head) };
-}
-
-/** Node (level, index) from stored values; undefined when absent or malformed. */
-export function readStoredNode(getSync: (key: string) => Uint8Array | undefined, level: number, index: number): Uint8Array | undefined {
-  const seq = (index + 1) * 2 ** level - 1;
-  const v = getSync(recordKey(seq));
-  if (v === undefined || level >= nodesCompletedBy(seq) || v.length < (level + 1) * NODE_BYTES) return undefined;
-  return v.slice(level * NODE_BYTES, (level + 1) * NODE_BYTES);
 }

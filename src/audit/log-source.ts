@@ -2,7 +2,9 @@
 // the position each was stored at; seq, chain, tree and checkpoints are all re-verified.
 import { parseStrict } from "../canonical/strict-parse.ts";
 import type { AuditBackend } from "./backend.ts";
-import { HEAD_KEY, readStoredNode, recordRange, seqOfRecordKey, unpackStored } from "./keys.ts";
+import { checkFormat } from "./format.ts";
+import { bundleCount, readStoredNode, slotBytes, slotNode, slotRecord } from "./entry-bundle.ts";
+import { BUNDLE_SIZE, HEAD_KEY, bundleOfKey, bundleRange } from "./keys.ts";
 import type { NodeLookup } from "./merkle.ts";
 
 export interface StoredHead {
@@ -21,20 +23,46 @@ export interface AuditLogSource {
   head?(): Promise<StoredHead | undefined>;
 }
 
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * The records of a store's bundles, each at position bundle·BUNDLE_SIZE + slot. Attacker
+ * bytes never throw here: a slot that cannot be read yields empty bytes at its position
+ * (replay: RECORD_MALFORMED), a bundle whose header cannot be read yields BUNDLE_SIZE of them
+ * (so the positions of later bundles still line up), and a key that names no bundle yields
+ * its value at position undefined (replay: SEQ_MISMATCH).
+ */
 export function backendLogSource(backend: AuditBackend): AuditLogSource {
   const get = (k: string): Uint8Array | undefined => backend.getSync(k);
-  let lastLeaf: { position: number; leaf: Uint8Array | undefined } | undefined;
+  // The bundle being iterated: replay asks for each record's stored leaf right after reading it.
+  let current: { index: number; count: number; value: Uint8Array } | undefined;
   return {
     async *records() {
-      for await (const [key, value] of backend.iterate(recordRange)) {
-        const position = seqOfRecordKey(key);
-        // A value that does not fit its key's layout yields no record bytes: RECORD_MALFORMED.
-        const parts = position === undefined ? undefined : unpackStored(position, value);
-        lastLeaf = position === undefined ? undefined : { position, leaf: parts?.nodes.slice(0, 32) };
-        yield { position, bytes: parts?.record ?? value };
+      for await (const [key, value] of backend.iterate(bundleRange)) {
+        const index = bundleOfKey(key);
+        const count = bundleCount(value);
+        current = index === undefined || count === undefined ? undefined : { index, count, value };
+        if (index === undefined) {
+          yield { position: undefined, bytes: value };
+          continue;
+        }
+        const first = index * BUNDLE_SIZE;
+        if (count === undefined) {
+          for (let i = 0; i < BUNDLE_SIZE; i++) yield { position: first + i, bytes: NO_BYTES };
+          continue;
+        }
+        for (let i = 0; i < count; i++) {
+          const slot = slotBytes(value, count, i);
+          yield { position: first + i, bytes: slot === undefined ? NO_BYTES : (slotRecord(slot) ?? slot) };
+        }
       }
     },
-    storedLeaf: (position) => (lastLeaf?.position === position ? lastLeaf.leaf : readStoredNode(get, 0, position)),
+    storedLeaf: (position) => {
+      const c = current;
+      if (c === undefined || Math.floor(position / BUNDLE_SIZE) !== c.index) return readStoredNode(get, 0, position);
+      const slot = slotBytes(c.value, c.count, position % BUNDLE_SIZE);
+      return slot === undefined ? undefined : slotNode(slot, 0);
+    },
     nodeLookup: (level, index) => {
       const h = readStoredNode(get, level, index);
       // A missing node makes the proof fail verification: reported, not thrown past replay.
@@ -65,14 +93,14 @@ export function jsonlLogSource(text: string): AuditLogSource {
   };
 }
 
-/** Export a store's records as JSON Lines (for fixtures and third-party auditors). */
+/**
+ * Export a store's records as JSON Lines (for fixtures and third-party auditors), read as
+ * replay reads them. Refuses (AUDIT_FORMAT) a log stored in a layout this version does not know.
+ */
 export async function exportJsonl(backend: AuditBackend): Promise<string> {
+  await checkFormat(backend);
   const dec = new TextDecoder();
   const out: string[] = [];
-  for await (const [key, value] of backend.iterate(recordRange)) {
-    const seq = seqOfRecordKey(key);
-    const parts = seq === undefined ? undefined : unpackStored(seq, value);
-    out.push(dec.decode(parts?.record ?? value));
-  }
-  return out.map((l) => `${l}\n`).join("");
+  for await (const { bytes } of backendLogSource(backend).records()) out.push(`${dec.decode(bytes)}\n`);
+  return out.join("");
 }

@@ -6,7 +6,8 @@ import { parseStrict } from "../canonical/strict-parse.ts";
 import { fromB64u, toB64u } from "../crypto/base64url.ts";
 import { verifySigned, type Signed } from "../crypto/signing.ts";
 import type { AuditBackend } from "./backend.ts";
-import { checkpointRange, readStoredNode, recordKey, unpackStored } from "./keys.ts";
+import { readStoredNode, readStoredRecord } from "./entry-bundle.ts";
+import { checkpointRange } from "./keys.ts";
 import { inclusionProof, verifyInclusion, type NodeLookup } from "./merkle.ts";
 import { decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
 
@@ -25,13 +26,11 @@ export type BundleProblem = "NO_CHECKPOINT" | "NOT_FOUND";
 
 /** The bundle for `seq` against the first checkpoint covering it, or a problem. */
 export async function buildProofBundle(backend: AuditBackend, seq: number): Promise<ProofBundle | BundleProblem> {
-  const stored = await backend.get(recordKey(seq));
-  const bytes = stored === undefined ? undefined : unpackStored(seq, stored)?.record;
+  const bytes = await readStoredRecord(backend, seq);
   if (bytes === undefined) return "NOT_FOUND";
   for await (const [, v] of backend.iterate({ ...checkpointRange })) {
     const cpSeq = Number(new TextDecoder().decode(v));
-    const cpStored = await backend.get(recordKey(cpSeq));
-    const cpBytes = cpStored === undefined ? undefined : unpackStored(cpSeq, cpStored)?.record;
+    const cpBytes = await readStoredRecord(backend, cpSeq);
     if (cpBytes === undefined) continue;
     const d = decodeRecord(cpBytes);
     if (!d.ok || d.record.type !== "checkpoint" || d.record.checkpoint.payload.size <= seq) continue;

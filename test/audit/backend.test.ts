@@ -59,6 +59,17 @@ for (const make of HARNESSES) {
       expect(dec(await db.get("k"))).toBe("abc");
     });
 
+    it("copies Buffers too, on write and on read (Buffer#slice is a view, not a copy)", async () => {
+      await setup();
+      const arena = Buffer.from("xxabcxx");
+      await db.batch([{ type: "put", key: "k", value: arena.subarray(2, 5) }], { sync: true });
+      arena.fill(0x7a);
+      expect(dec(await db.get("k"))).toBe("abc");
+      for (const read of [await db.get("k"), db.getSync("k"), (await db.getMany(["k"]))[0]]) read!.fill(0x7a);
+      for await (const [, value] of db.iterate({})) value.fill(0x7a);
+      expect(dec(db.getSync("k"))).toBe("abc");
+    });
+
     it("data survives close and reopen", async () => {
       await setup();
       await db.batch([{ type: "put", key: "p", value: enc("persisted") }], { sync: true });

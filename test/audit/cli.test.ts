@@ -76,6 +76,28 @@ describe("failclosed audit CLI", () => {
     expect(await runAudit(["prove", "--db", db, "--seq", "100000"], captureIo())).toBe(2);
   });
 
+  it("exit 2 with AUDIT_FORMAT on a log in a layout this version does not read", async () => {
+    const old = join(t.dir, "old-layout");
+    const backend = await LevelBackend.open(old);
+    await backend.batch(
+      [
+        { type: "put", key: "r/00000000000000", value: new TextEncoder().encode("{}") },
+        { type: "put", key: "m/head", value: new TextEncoder().encode('{"last":"x","size":1}') },
+      ],
+      { sync: true },
+    );
+    await backend.close();
+    for (const argv of [
+      ["verify", "--db", old, "--trust", trustFile],
+      ["prove", "--db", old, "--seq", "0"],
+      ["checkpoints", "--db", old],
+    ]) {
+      const io = captureIo();
+      expect(await runAudit(argv, io), argv[0]).toBe(2);
+      expect(io.stderr()).toContain("AUDIT_FORMAT");
+    }
+  });
+
   it("exit 1 with the seq when the log was tampered with", async () => {
     const backend = await LevelBackend.open(db);
     await flipBit(backend, 7, 60);

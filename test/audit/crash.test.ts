@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { LevelBackend } from "../../src/audit/backend.ts";
-import { readStoredNode } from "../../src/audit/keys.ts";
+import { readStoredNode } from "../../src/audit/entry-bundle.ts";
 import { toB64u } from "../../src/crypto/base64url.ts";
 import { backendLogSource } from "../../src/audit/log-source.ts";
 import { replay } from "../../src/audit/replay.ts";

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { JsonValue } from "../../src/canonical/jcs.ts";
 import { backendLogSource } from "../../src/audit/log-source.ts";
-import { recordKey } from "../../src/audit/keys.ts";
+import { bundleKeyFor } from "../../src/audit/keys.ts";
 import type { AuditRecord, CheckpointPayload } from "../../src/audit/records.ts";
 import { replay, type ReplayReport } from "../../src/audit/replay.ts";
 import type { AuditStore } from "../../src/audit/store.ts";
@@ -12,7 +12,7 @@ import type { DecisionInput } from "../../src/core/types.ts";
 import type { Signed } from "../../src/crypto/signing.ts";
 import { scenarioTrustRoots, writeScenario } from "./scenario.ts";
 import { GATEWAY_KEY, HARNESSES, ROGUE_KEY, openStore, type BackendHarness } from "./support.ts";
-import { flipBit, readRecords, writeForgedLog, type Forgeable } from "./tamper.ts";
+import { deleteRecords, flipBit, readRecords, swapRecords, writeForgedLog, type Forgeable } from "./tamper.ts";
 
 const TASKS = 30;
 
@@ -58,33 +58,26 @@ for (const make of HARNESSES) {
       const size = store.size;
       // A deterministic spread of records and bit positions, including first and last.
       for (const [seq, bit] of [[0, 3], [1, 100], [size - 1, 77], [Math.floor(size / 2), 900], [17, 5], [40, 2000], [size - 2, 13]] as const) {
-        const original = (await store.backend.get(recordKey(seq)))!;
+        const original = (await store.backend.get(bundleKeyFor(seq)))!;
         await flipBit(store.backend, seq, bit);
         const rep = await run();
         expect(rep.ok, `flip ${seq}/${bit}`).toBe(false);
         expect(rep.divergences[0]!.seq, `flip ${seq}/${bit}: ${kinds(rep).join(" ")}`).toBe(seq);
-        await store.backend.batch([{ type: "put", key: recordKey(seq), value: original }], { sync: true });
+        await store.backend.batch([{ type: "put", key: bundleKeyFor(seq), value: original }], { sync: true });
       }
       expect((await run()).ok).toBe(true);
     });
 
     it("a deleted record is reported at its seq", async () => {
       await setup();
-      await store.backend.batch([{ type: "del", key: recordKey(20) }], { sync: true });
+      await deleteRecords(store.backend, [20]);
       const rep = await run();
       expect(rep.divergences[0]).toMatchObject({ seq: 20, kind: "SEQ_MISMATCH" });
     });
 
     it("two swapped records are reported at the first", async () => {
       await setup();
-      const [a, b] = [(await store.backend.get(recordKey(30)))!, (await store.backend.get(recordKey(31)))!];
-      await store.backend.batch(
-        [
-          { type: "put", key: recordKey(30), value: b },
-          { type: "put", key: recordKey(31), value: a },
-        ],
-        { sync: true },
-      );
+      await swapRecords(store.backend, 30, 31);
       const rep = await run();
       expect(rep.divergences[0]!.seq).toBe(30);
       expect(rep.divergences[0]!.kind).toMatch(/SEQ_MISMATCH|RECORD_MALFORMED|LEAF_MISMATCH/);
@@ -94,7 +87,7 @@ for (const make of HARNESSES) {
       await setup();
       const records = await readRecords(store.backend);
       const cut = (await checkpointSeqs()).at(-1)! - 3;
-      await store.backend.batch(records.slice(cut).map((r) => ({ type: "del" as const, key: recordKey(r.seq) })), { sync: true });
+      await deleteRecords(store.backend, records.slice(cut).map((r) => r.seq));
       expect((await run()).divergences[0]).toMatchObject({ seq: cut, kind: "TRUNCATED" });
       // A careful attacker fixes head and tree: only a witness's checkpoint still knows.
       await writeForgedLog(store.backend, records.slice(0, cut).map(strip));

@@ -1,5 +1,9 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { AuditBackend, KvOp } from "../../src/audit/backend.ts";
+import { bundleCount } from "../../src/audit/entry-bundle.ts";
+import { BUNDLE_PREFIX, BUNDLE_SIZE, FORMAT, FORMAT_KEY, HEAD_KEY, bundleKey } from "../../src/audit/keys.ts";
+import { backendLogSource, exportJsonl } from "../../src/audit/log-source.ts";
+import { replay } from "../../src/audit/replay.ts";
 import { verifyConsistency, verifyInclusion } from "../../src/audit/merkle.ts";
 import { decodeRecord, type CheckpointPayload } from "../../src/audit/records.ts";
 import { AuditStore, AuditStoreError } from "../../src/audit/store.ts";
@@ -7,26 +11,34 @@ import { revoke } from "../../src/core/artifacts.ts";
 import { fromB64u } from "../../src/crypto/base64url.ts";
 import { verifySigned, type Signed } from "../../src/crypto/signing.ts";
 import { AUTHORITY_KEY, GATEWAY_KEY, HARNESSES, openStore, outcomeEntry, storeOptions, type BackendHarness } from "./support.ts";
+import { deleteRecords } from "./tamper.ts";
 
 const h32 = (s: string): Uint8Array => fromB64u(s, 32)!;
 
-/** Wraps a backend to count batches and fail on demand. */
-function instrument(inner: AuditBackend): AuditBackend & { batches: number[]; failNext: boolean } {
+/** Per synced batch: how many ops, and how many of them were bundle puts. */
+interface BatchShape {
+  ops: number;
+  bundles: number;
+}
+
+/** Wraps a backend to record batch shapes and fail on demand. */
+function instrument(inner: AuditBackend): AuditBackend & { batches: BatchShape[]; failNext: boolean; reads: number } {
   const w = {
     kind: inner.kind,
-    batches: [] as number[],
+    batches: [] as BatchShape[],
+    reads: 0,
     failNext: false,
     async batch(ops: readonly KvOp[], opts: { readonly sync: boolean }): Promise<void> {
       if (w.failNext) {
         w.failNext = false;
         throw new Error("injected EIO");
       }
-      w.batches.push(ops.filter((o) => o.key.startsWith("r/")).length);
+      w.batches.push({ ops: ops.length, bundles: ops.filter((o) => o.key.startsWith(BUNDLE_PREFIX)).length });
       await inner.batch(ops, opts);
     },
-    get: (k: string) => inner.get(k),
-    getSync: (k: string) => inner.getSync(k),
-    getMany: (k: readonly string[]) => inner.getMany(k),
+    get: (k: string) => (w.reads++, inner.get(k)),
+    getSync: (k: string) => (w.reads++, inner.getSync(k)),
+    getMany: (k: readonly string[]) => (w.reads++, inner.getMany(k)),
     iterate: (r: Parameters<AuditBackend["iterate"]>[0]) => inner.iterate(r),
     close: () => inner.close(),
   };
@@ -60,8 +72,15 @@ for (const make of HARNESSES) {
       store = await AuditStore.open(backend, storeOptions());
       const all = await Promise.all(Array.from({ length: 500 }, (_, i) => store!.append(outcomeEntry(i))));
       expect(all.map((r) => r.seq)).toEqual(Array.from({ length: 500 }, (_, i) => i));
-      expect(backend.batches.reduce((a, b) => a + b, 0)).toBe(500);
       expect(backend.batches.length).toBeLessThanOrEqual(3);
+      // Records go in bundles: each batch writes its full bundles, at most one partial one
+      // (rewritten by the next batch), the head and, the first time, the format marker.
+      const bundlePuts = backend.batches.reduce((a, b) => a + b.bundles, 0);
+      expect(bundlePuts).toBeLessThanOrEqual(Math.ceil(500 / BUNDLE_SIZE) + backend.batches.length);
+      for (const b of backend.batches) expect(b.ops - b.bundles).toBeLessThanOrEqual(2);
+      let stored = 0;
+      for await (const [, v] of backend.iterate({ gte: BUNDLE_PREFIX, lt: "b0" })) stored += bundleCount(v)!;
+      expect(stored).toBe(500);
     });
 
     it("a failed write rejects every append of the batch and the store then refuses writes", async () => {
@@ -75,6 +94,24 @@ for (const make of HARNESSES) {
       for (const r of results) if (r.status === "rejected") expect((r.reason as AuditStoreError).code).toBe("AUDIT_WRITE_FAILED");
       expect(store.writable).toBe(false);
       await expect(store.append(outcomeEntry(4))).rejects.toMatchObject({ code: "AUDIT_UNWRITABLE" });
+      expect(store.size).toBe(1);
+    });
+
+    it("a batch that cannot be built (here: the clock throws) fails closed like a failed write", async () => {
+      h = make();
+      let broken = false;
+      const clock = storeOptions().clock;
+      store = await openStore(h, {
+        clock: () => {
+          if (broken) throw new Error("clock gone");
+          return clock();
+        },
+      });
+      await store.append(outcomeEntry(0));
+      broken = true;
+      const results = await Promise.allSettled([1, 2].map((i) => store!.append(outcomeEntry(i))));
+      expect(results.map((r) => (r.status === "rejected" ? (r.reason as AuditStoreError).code : r.status))).toEqual(["AUDIT_WRITE_FAILED", "AUDIT_WRITE_FAILED"]);
+      expect(store.writable).toBe(false);
       expect(store.size).toBe(1);
     });
 
@@ -160,12 +197,122 @@ for (const make of HARNESSES) {
       expect(decodeRecord(bytes!).ok).toBe(true);
     });
 
+    it("a failed write leaves disk and the partial bundle as they were: reopened, the log continues cleanly", async () => {
+      h = make();
+      const backend = instrument(await h.open());
+      store = await AuditStore.open(backend, storeOptions());
+      // Stop mid-bundle so the failed batch would have rewritten the stored partial bundle.
+      for (let i = 0; i < BUNDLE_SIZE + 3; i++) await store.append(outcomeEntry(i));
+      const root = store.root();
+      backend.failNext = true;
+      const failed = await Promise.allSettled(Array.from({ length: BUNDLE_SIZE }, (_, i) => store!.append(outcomeEntry(100 + i))));
+      expect(failed.every((r) => r.status === "rejected")).toBe(true);
+      expect(store.size).toBe(BUNDLE_SIZE + 3);
+      expect(store.root()).toBe(root);
+      // Reads and proofs still serve what is durable.
+      expect((await store.getRecord(BUNDLE_SIZE + 2))?.seq).toBe(BUNDLE_SIZE + 2);
+      expect(store.proveInclusion(BUNDLE_SIZE + 2).root).toBe(root);
+      await store.close();
+      store = await openStore(h);
+      expect(store.size).toBe(BUNDLE_SIZE + 3);
+      expect(store.root()).toBe(root);
+      for (let i = 0; i < 2 * BUNDLE_SIZE; i++) await store.append(outcomeEntry(200 + i));
+      const rep = await replay(backendLogSource(store.backend), { gatewayKeys: [GATEWAY_KEY.keyId] });
+      expect(rep.divergences).toEqual([]);
+      expect(rep.recordsChecked).toBe(3 * BUNDLE_SIZE + 3);
+    });
+
+    it("reopening mid-bundle extends the stored partial bundle without reading it back", async () => {
+      h = make();
+      const backend = instrument(await h.open());
+      store = await AuditStore.open(backend, storeOptions());
+      for (let i = 0; i < 5; i++) await store.append(outcomeEntry(i));
+      await store.close();
+      const again = instrument(await h.open());
+      store = await AuditStore.open(again, storeOptions());
+      const reads = again.reads;
+      await Promise.all(Array.from({ length: BUNDLE_SIZE }, (_, i) => store!.append(outcomeEntry(10 + i))));
+      expect(again.reads).toBe(reads);
+      // One batch: the partial bundle completed, the next one started, the head.
+      expect(again.batches).toEqual([{ ops: 3, bundles: 2 }]);
+      const rep = await replay(backendLogSource(store.backend), { gatewayKeys: [GATEWAY_KEY.keyId] });
+      expect(rep.divergences).toEqual([]);
+      expect(rep.recordsChecked).toBe(BUNDLE_SIZE + 5);
+    });
+
+    it("writes the on-disk format marker with the first records", async () => {
+      h = make();
+      store = await openStore(h);
+      expect(await store.backend.get(FORMAT_KEY)).toBeUndefined();
+      await store.append(outcomeEntry(0));
+      expect(new TextDecoder().decode(await store.backend.get(FORMAT_KEY))).toBe(FORMAT);
+      await store.close();
+      store = await openStore(h);
+      expect(store.size).toBe(1);
+    });
+
+    it("refuses a log in another on-disk layout instead of reading it as something else", async () => {
+      h = make();
+      // The earlier one-key-per-record layout: r/<seq>, no marker.
+      let backend = await h.open();
+      await backend.batch(
+        [
+          { type: "put", key: "r/00000000000000", value: new TextEncoder().encode("{}") },
+          { type: "put", key: HEAD_KEY, value: new TextEncoder().encode('{"last":"x","size":1}') },
+        ],
+        { sync: true },
+      );
+      await expect(AuditStore.open(backend, storeOptions())).rejects.toMatchObject({ code: "AUDIT_FORMAT", message: expect.stringMatching(/one-key-per-record/) });
+      await expect(exportJsonl(backend)).rejects.toMatchObject({ code: "AUDIT_FORMAT" });
+      // A marker this version does not know (another bundle size, a later format).
+      await backend.batch([{ type: "put", key: FORMAT_KEY, value: new TextEncoder().encode(FORMAT.replace(/bundle=\d+/, "bundle=256")) }], { sync: true });
+      await expect(AuditStore.open(backend, storeOptions())).rejects.toMatchObject({ code: "AUDIT_FORMAT", message: expect.stringMatching(/bundle=256/) });
+      await backend.close();
+      // Keys but no marker.
+      const other = make();
+      backend = await other.open();
+      await backend.batch([{ type: "put", key: HEAD_KEY, value: new TextEncoder().encode('{"last":"x","size":0}') }], { sync: true });
+      await expect(AuditStore.open(backend, storeOptions())).rejects.toMatchObject({ code: "AUDIT_FORMAT" });
+      await backend.close();
+      other.cleanup();
+    });
+
+    it("refuses to open a log with a malformed bundle", async () => {
+      h = make();
+      store = await openStore(h);
+      for (let i = 0; i < BUNDLE_SIZE + 2; i++) await store.append(outcomeEntry(i));
+      const backend = store.backend;
+      const value = (await backend.get(bundleKey(0)))!;
+      await store.close();
+      store = undefined;
+      for (const bad of [value.subarray(0, value.length - 1), Uint8Array.of(0x7f, ...value.subarray(1)), new Uint8Array(0)]) {
+        const b = await h.open();
+        await b.batch([{ type: "put", key: bundleKey(0), value: bad }], { sync: true });
+        await expect(AuditStore.open(b, storeOptions())).rejects.toMatchObject({ code: "AUDIT_CORRUPT" });
+        await b.close();
+      }
+    });
+
+    it("refuses to open a log whose head is not {size, last}", async () => {
+      h = make();
+      store = await openStore(h);
+      await store.append(outcomeEntry(0));
+      await store.close();
+      store = undefined;
+      for (const bad of ["{", '"size"', '{"last":"x","size":-1}', '{"last":1,"size":1}', "null"]) {
+        const b = await h.open();
+        await b.batch([{ type: "put", key: HEAD_KEY, value: new TextEncoder().encode(bad) }], { sync: true });
+        await expect(AuditStore.open(b, storeOptions()), bad).rejects.toMatchObject({ code: "AUDIT_CORRUPT" });
+        await b.close();
+      }
+    });
+
     it("refuses to open a log whose head contradicts its records", async () => {
       h = make();
       store = await openStore(h);
       for (let i = 0; i < 3; i++) await store.append(outcomeEntry(i));
       const backend = store.backend;
-      await backend.batch([{ type: "del", key: "r/00000000000002" }], { sync: true });
+      await deleteRecords(backend, [2]);
       await store.close();
       store = undefined;
       await expect(openStore(h)).rejects.toMatchObject({ code: "AUDIT_CORRUPT" });
