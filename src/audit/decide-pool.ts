@@ -7,13 +7,28 @@ import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { canonicalize, type JsonValue } from "../canonical/jcs.ts";
 import { decide } from "../core/decide.ts";
-import type { DecisionInput } from "../core/types.ts";
+import type { DecisionInput, TrustSnapshot } from "../core/types.ts";
+import { rehydrateDecisionInput } from "./trust-view.ts";
 
 export interface DecideJob {
   readonly seq: number;
-  readonly input: JsonValue;
-  /** Canonical JSON of the recorded Decision. */
-  readonly recorded: string;
+  /**
+   * The decision record's canonical text (already checked by replay). Sent as text: a string
+   * crosses to a worker far cheaper than a structured clone of the parsed record, and the
+   * worker's JSON.parse is native.
+   */
+  readonly record: string;
+  /** The fold's trustVersion at this decision, when its input refers to the log's trust. */
+  readonly trustVersion?: number;
+}
+
+/**
+ * A batch of jobs with the trust snapshots they refer to, each sent once per chunk rather than
+ * once per decision (a snapshot holds the policy document and every revocation).
+ */
+export interface DecideChunk {
+  readonly jobs: readonly DecideJob[];
+  readonly trust: Readonly<Record<number, TrustSnapshot>>;
 }
 
 export interface DecideMismatch {
@@ -23,23 +38,26 @@ export interface DecideMismatch {
 }
 
 /** Run one chunk in this thread: also the worker's body. */
-export function recomputeChunk(jobs: readonly DecideJob[]): DecideMismatch[] {
+export function recomputeChunk(chunk: DecideChunk): DecideMismatch[] {
   const out: DecideMismatch[] = [];
-  for (const j of jobs) {
+  for (const j of chunk.jobs) {
+    const record = JSON.parse(j.record) as { input: JsonValue; decision: JsonValue };
+    const snapshot = j.trustVersion === undefined ? undefined : chunk.trust[j.trustVersion];
+    const input = snapshot === undefined ? record.input : rehydrateDecisionInput(record.input, snapshot);
     // decide never throws: malformed recorded input gives a deny, which then differs.
-    const recomputed = canonicalize(decide(j.input as unknown as DecisionInput));
-    if (recomputed !== j.recorded) out.push({ seq: j.seq, recomputed });
+    const recomputed = canonicalize(decide(input as unknown as DecisionInput));
+    if (recomputed !== canonicalize(record.decision)) out.push({ seq: j.seq, recomputed });
   }
   return out;
 }
 
 export interface DecideRunner {
-  submit(jobs: DecideJob[]): Promise<DecideMismatch[]>;
+  submit(chunk: DecideChunk): Promise<DecideMismatch[]>;
   close(): Promise<void>;
 }
 
 export function inlineRunner(): DecideRunner {
-  return { submit: (jobs) => Promise.resolve(recomputeChunk(jobs)), close: () => Promise.resolve() };
+  return { submit: (chunk) => Promise.resolve(recomputeChunk(chunk)), close: () => Promise.resolve() };
 }
 
 function spawnWorker(): Worker {
@@ -72,12 +90,12 @@ export function workerRunner(size = Math.max(1, availableParallelism() - 0)): De
     slots.push(slot);
   }
   return {
-    submit(jobs) {
+    submit(chunk) {
       const slot = slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
       const id = nextId++;
       return new Promise((resolve, reject) => {
         slot.pending.set(id, { resolve, reject });
-        slot.w.postMessage({ id, jobs });
+        slot.w.postMessage({ id, chunk });
       });
     },
     async close() {

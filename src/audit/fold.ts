@@ -23,6 +23,8 @@ export interface AuditState {
   consumedNonces: Set<string>;
   tasks: Map<string, TaskState>;
   lastCheckpoint: CheckpointPayload | undefined;
+  /** Bumped by every trust and revocation record: a cache key for derived trust views. */
+  trustVersion: number;
 }
 
 export function emptyState(): AuditState {
@@ -36,6 +38,7 @@ export function emptyState(): AuditState {
     consumedNonces: new Set(),
     tasks: new Map(),
     lastCheckpoint: undefined,
+    trustVersion: 0,
   };
 }
 
@@ -50,6 +53,7 @@ export function cloneState(s: AuditState): AuditState {
     consumedNonces: new Set(s.consumedNonces),
     tasks: new Map([...s.tasks].map(([k, v]) => [k, { ...v }])),
     lastCheckpoint: s.lastCheckpoint,
+    trustVersion: s.trustVersion,
   };
 }
 
@@ -106,6 +110,7 @@ export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
         default:
           assertNever(c);
       }
+      state.trustVersion += 1;
       break;
     }
     case "revocation": {
@@ -113,6 +118,7 @@ export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
       const t = r.revocation.payload.target;
       if (t.type === "artifact") state.revokedArtifacts.add(t.id);
       else state.revokedKeys.add(t.keyId);
+      state.trustVersion += 1;
       break;
     }
     case "evidence": {

@@ -1,8 +1,9 @@
 // Audit record types and their byte encoding. A record is RFC 8785 canonical JSON; its
 // Merkle leaf is SHA-256(0x00 ‖ those bytes) and the next record's `prev` is that leaf hash,
 // so the hash chain and the tree commit to exactly the same bytes.
-import { canonicalBytes, canonicalize, type JsonValue } from "../canonical/jcs.ts";
-import { parseStrict } from "../canonical/strict-parse.ts";
+import { parseCanonical, type CanonicalParseOptions } from "../canonical/canonical-parse.ts";
+import { CanonicalError } from "../canonical/errors.ts";
+import { canonicalBytes, type JsonValue } from "../canonical/jcs.ts";
 import { toB64u } from "../crypto/base64url.ts";
 import type { Signed } from "../crypto/signing.ts";
 import type { SignedRevocation } from "../core/types.ts";
@@ -132,16 +133,16 @@ export function entryShapeProblem(r: Record<string, unknown>): string | undefine
   }
 }
 
+export const RECORD_LIMITS: CanonicalParseOptions = { maxBytes: 16 * 1024 * 1024, maxDepth: 128 };
+
 /** Parse stored bytes back into a record. Attacker bytes give a problem, never a throw. */
 export function decodeRecord(bytes: Uint8Array): DecodeResult {
   let value: JsonValue;
   try {
-    value = parseStrict(bytes, { maxBytes: 16 * 1024 * 1024, maxDepth: 128 });
     // Only the canonical spelling is a valid record: two spellings would mean two leaf hashes.
-    if (canonicalize(value) !== Buffer.from(bytes).toString("utf8")) {
-      return { ok: false, problem: "NOT_CANONICAL", detail: "record bytes are not RFC 8785 canonical" };
-    }
+    value = parseCanonical(bytes, RECORD_LIMITS);
   } catch (e) {
+    if (e instanceof CanonicalError && e.code === "NOT_CANONICAL") return { ok: false, problem: "NOT_CANONICAL", detail: "record bytes are not RFC 8785 canonical" };
     return { ok: false, problem: "NOT_CANONICAL", detail: e instanceof Error ? e.message : "unparseable" };
   }
   if (!isObj(value)) return { ok: false, problem: "SCHEMA", detail: "record is not an object" };

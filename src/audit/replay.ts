@@ -2,7 +2,6 @@
 // tree, every checkpoint signature and the consistency between checkpoints — fold it, and at
 // each decision re-derive the governance state and recompute `decide`. Every finding is a
 // typed divergence with the seq where it shows.
-import { canonicalize } from "../canonical/jcs.ts";
 import { fromB64u, toB64u } from "../crypto/base64url.ts";
 import { verifySigned, type Signed } from "../crypto/signing.ts";
 import { inlineRunner, workerRunner, type DecideJob, type DecideMismatch, type DecideRunner } from "./decide-pool.ts";
@@ -11,6 +10,10 @@ import type { AuditLogSource } from "./log-source.ts";
 import { MerkleFrontier, consistencyProof, verifyConsistency } from "./merkle.ts";
 import { EvidenceIndex, checkDecisionClaims, revocationProblem } from "./rederive.ts";
 import { GENESIS_PREV, decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
+import { TrustViewCache, isTrustFromLog } from "./trust-view.ts";
+import type { TrustSnapshot } from "../core/types.ts";
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 export type DivergenceKind =
   | "RECORD_MALFORMED" // bytes are not a canonical, well-formed record
@@ -84,6 +87,13 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   const chunkSize = opts.chunkSize ?? 256;
   const pendingRuns: Promise<DecideMismatch[]>[] = [];
   let chunk: DecideJob[] = [];
+  let chunkTrust: Record<number, TrustSnapshot> = {};
+  const trustView = new TrustViewCache();
+  const flush = (): void => {
+    pendingRuns.push(runner.submit({ jobs: chunk, trust: chunkTrust }));
+    chunk = [];
+    chunkTrust = {};
+  };
 
   const state = emptyState();
   const evidence = new EvidenceIndex();
@@ -129,7 +139,9 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
       if (r.type !== "checkpoint") lastWitnessable = seq;
       if (r.seq !== seq) report(seq, "SEQ_MISMATCH", `record says seq ${r.seq} at position ${seq}`);
       if (r.prev !== chainPrev) report(seq, "CHAIN_BROKEN", "prev is not the leaf hash of the previous record");
-      const rec = { ...r, seq } as typeof r; // fold by position so one bad seq does not stop replay
+      // Fold by position so one bad seq does not stop replay (spread, then assign: see ledger.ts).
+      const rec = { ...r } as typeof r & { seq: number };
+      rec.seq = seq;
       switch (rec.type) {
         case "checkpoint": {
           const cp = rec.checkpoint;
@@ -162,11 +174,15 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
           for (const p of checkDecisionClaims(rec.input, state)) report(seq, p.kind, p.detail);
           if (rec.decision.verdict === "allow") for (const p of evidence.checkAllow(rec.taskId, rec.input)) report(seq, p.kind, p.detail);
           evidence.forget(rec.taskId);
-          chunk.push({ seq, input: rec.input, recorded: canonicalize(rec.decision) });
-          if (chunk.length >= chunkSize) {
-            pendingRuns.push(runner.submit(chunk));
-            chunk = [];
+          const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
+          if (isObj(rec.input) && isTrustFromLog(rec.input["trust"])) {
+            // The recorded input refers to the log's trust: recompute on the fold's snapshot here.
+            chunkTrust[state.trustVersion] ??= trustView.of(state);
+            chunk.push({ seq, record: text, trustVersion: state.trustVersion });
+          } else {
+            chunk.push({ seq, record: text });
           }
+          if (chunk.length >= chunkSize) flush();
           break;
         }
         case "outcome":
@@ -176,7 +192,7 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
       }
       applyRecord(state, rec);
     }
-    if (chunk.length > 0) pendingRuns.push(runner.submit(chunk));
+    if (chunk.length > 0) flush();
     for (const mismatches of await Promise.all(pendingRuns)) {
       for (const m of mismatches) report(m.seq, "DECISION_MISMATCH", `decide(recorded input) gives ${m.recomputed}`);
     }

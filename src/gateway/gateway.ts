@@ -13,6 +13,7 @@ import { sha256 } from "../crypto/hash.ts";
 import type { KeyPair } from "../crypto/keys.ts";
 import type { Signed } from "../crypto/signing.ts";
 import { AuditStore } from "../audit/store.ts";
+import { recordedDecisionInput } from "../audit/trust-view.ts";
 import type { AuditBackend } from "../audit/backend.ts";
 import type { AppendReceipt } from "../audit/store.ts";
 import type { CheckpointPayload } from "../audit/records.ts";
@@ -486,14 +487,16 @@ export class Gateway {
     const decision = decide(input);
     let recorded: JsonValue;
     try {
-      // Nothing in `input` is mutated after this point, so it is recorded as is; the check only
-      // proves it is I-JSON (a deep copy here cost a stringify and a parse per decision).
-      canonicalBytes(input);
-      recorded = input as unknown as JsonValue;
+      // The trust snapshot is recorded by reference (trust-view.ts): it is the fold of the log
+      // before this record. Nothing else in `input` is mutated after this point, so the rest
+      // is recorded as is; the check only proves it is I-JSON.
+      recorded = recordedDecisionInput(input);
+      canonicalBytes(recorded);
     } catch {
       // Input that cannot be recorded cannot be replayed: record what can be, and deny.
-      recorded = { ...(this.#buildInput({ request: null, args: null, chain: [], lineage: [], intakeErrors: ["unrecordable input"] }, nonce) as unknown as Record<string, JsonValue>) };
-      const denied = decide(recorded as unknown as DecisionInput);
+      const fallback = this.#buildInput({ request: null, args: null, chain: [], lineage: [], intakeErrors: ["unrecordable input"] }, nonce);
+      recorded = recordedDecisionInput(fallback);
+      const denied = decide(fallback);
       const write = this.#ledger.append({ type: "decision", taskId, input: recorded, decision: denied });
       return { verify: { decision: denied, input: recorded }, write };
     }

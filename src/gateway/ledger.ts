@@ -4,12 +4,11 @@
 // goes through here: the entry is folded into a projected state in the same tick as it is
 // queued, and decisions snapshot that projection in the same tick as they queue themselves.
 // The store preserves call order, so projection and log agree record for record.
-import type { JsonValue } from "../canonical/jcs.ts";
 import { applyRecord, cloneState, type AuditState } from "../audit/fold.ts";
 import { canonicalize } from "../canonical/jcs.ts";
 import { entryShapeProblem, type AuditEntry, type AuditRecord } from "../audit/records.ts";
 import { AuditStoreError, type AppendReceipt, type AuditStore } from "../audit/store.ts";
-import { isPolicyDocument } from "../policy/policy-document.ts";
+import { TrustViewCache } from "../audit/trust-view.ts";
 import type { TrustSnapshot } from "../core/types.ts";
 
 export class Ledger {
@@ -17,6 +16,7 @@ export class Ledger {
   readonly #projected: AuditState;
   /** Set once any append failed: the gateway reports "audit not writable" from then on. */
   #failure: unknown = undefined;
+  readonly #trustView = new TrustViewCache();
 
   constructor(store: AuditStore) {
     this.#store = store;
@@ -45,8 +45,13 @@ export class Ledger {
     } catch (e) {
       return Promise.reject(e instanceof Error ? e : new TypeError(String(e)));
     }
-    const pseudo = { ...entry, v: 1, seq: this.#projected.size, prev: "", time: 0 } as AuditRecord;
-    applyRecord(this.#projected, pseudo);
+    // Spread first, then assign: properties after a spread take a slow path in Node 20's V8.
+    const pseudo = { ...entry } as Record<string, unknown>;
+    pseudo["v"] = 1;
+    pseudo["seq"] = this.#projected.size;
+    pseudo["prev"] = "";
+    pseudo["time"] = 0;
+    applyRecord(this.#projected, pseudo as unknown as AuditRecord);
     const p = this.#store.append(entry);
     p.catch((e: unknown) => {
       // Only a failed or refused write means the log can no longer be trusted to keep up.
@@ -55,16 +60,9 @@ export class Ledger {
     return p;
   }
 
+  /** The trust snapshot at the current end of the projected log (shared and frozen; see trust-view.ts). */
   trustSnapshot(): TrustSnapshot {
-    const s = this.#projected;
-    const doc: JsonValue | undefined = s.policy?.document;
-    return {
-      authorities: [...s.authorities].sort(),
-      gateways: [...s.gateways].sort(),
-      revokedArtifacts: [...s.revokedArtifacts].sort(),
-      revokedKeys: [...s.revokedKeys].sort(),
-      policy: s.policy !== undefined && isPolicyDocument(doc) ? { digest: s.policy.digest, document: doc } : null,
-    };
+    return this.#trustView.of(this.#projected);
   }
 
   nonceConsumed(key: string): boolean {

@@ -1,18 +1,25 @@
 // Regenerates the recorded replay fixtures under test/fixtures/audit/ (deterministic: seeded
 // keys, a stepping clock). Run: npx tsx test/audit/make-fixtures.ts
 // Regenerate only on purpose: the point of the fixtures is that old logs keep replaying.
+//   scenario-v1: decision records copy the whole trust snapshot (the first format; frozen)
+//   scenario-v2: decision records refer to the log's trust (src/audit/trust-view.ts)
+// Pass the version to write: npx tsx test/audit/make-fixtures.ts v2
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { exportJsonl } from "../../src/audit/log-source.ts";
-import { scenarioTrustRoots, writeScenario } from "./scenario.ts";
+import { scenarioTrustRoots, writeScenario, type TrustRecording } from "./scenario.ts";
 import { memoryHarness, openStore } from "./support.ts";
 
 const dir = fileURLToPath(new URL("../fixtures/audit/", import.meta.url));
+const version = process.argv[2] ?? "v2";
+const formats: Record<string, TrustRecording> = { v1: "snapshot", v2: "reference" };
+const trust = formats[version];
+if (trust === undefined) throw new Error(`unknown fixture version ${version}`);
 const h = memoryHarness();
 const store = await openStore(h, { checkpointEvery: 20 });
-await writeScenario(store, 24);
+await writeScenario(store, 24, undefined, trust);
 await store.checkpoint();
-writeFileSync(`${dir}scenario-v1.jsonl`, await exportJsonl(store.backend));
-writeFileSync(`${dir}scenario-v1.trust.json`, `${JSON.stringify(scenarioTrustRoots(), null, 2)}\n`);
-console.log(`wrote ${store.size} records to ${dir}scenario-v1.jsonl`);
+writeFileSync(`${dir}scenario-${version}.jsonl`, await exportJsonl(store.backend));
+writeFileSync(`${dir}scenario-${version}.trust.json`, `${JSON.stringify(scenarioTrustRoots(), null, 2)}\n`);
+console.log(`wrote ${store.size} records to ${dir}scenario-${version}.jsonl`);
 await store.close();

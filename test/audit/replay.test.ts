@@ -1,7 +1,9 @@
 // Tamper classes (issue "Audit event store"): each must be detected, with the right seq, on
 // both backends.
 import { afterEach, describe, expect, it } from "vitest";
-import type { JsonValue } from "../../src/canonical/jcs.ts";
+import { canonicalize, type JsonValue } from "../../src/canonical/jcs.ts";
+import { fold } from "../../src/audit/fold.ts";
+import { TRUST_FROM_LOG, isTrustFromLog, rehydrateDecisionInput, trustSnapshotOf } from "../../src/audit/trust-view.ts";
 import { backendLogSource } from "../../src/audit/log-source.ts";
 import { bundleKeyFor } from "../../src/audit/keys.ts";
 import type { AuditRecord, CheckpointPayload } from "../../src/audit/records.ts";
@@ -127,11 +129,17 @@ for (const make of HARNESSES) {
         const records = await readRecords(store.backend);
         const target = records.find(pick)!;
         if (target.type !== "decision") throw new Error("not a decision");
-        const input = structuredClone(target.input) as unknown as DecisionInput;
+        // A by-reference input (trust-view.ts) is forged on the full snapshot the fold gives there.
+        const snapshot = trustSnapshotOf(fold(records.slice(0, target.seq)));
+        const input = structuredClone(rehydrateDecisionInput(target.input, snapshot)) as unknown as DecisionInput;
+        const trustBefore = canonicalize(input.trust);
         edit(input);
+        // Keep the reference unless the forger rewrote the trust snapshot itself.
+        const byRef = canonicalize(input.trust) === trustBefore && isTrustFromLog((target.input as { trust?: unknown }).trust);
+        const recordedInput = byRef ? { ...(input as unknown as Record<string, JsonValue>), trust: TRUST_FROM_LOG } : (input as unknown as JsonValue);
         const decision = keepDecision ? { ...target.decision, verdict: "allow" as const, reasons: [], checks: target.decision.checks.map((c) => ({ check: c.check, ok: true })) } : decide(input);
         expect(decision.verdict).toBe("allow");
-        const forged = records.map((r) => (r.seq === target.seq ? { ...target, input: input as unknown as JsonValue, decision } : r)).map(strip);
+        const forged = records.map((r) => (r.seq === target.seq ? { ...target, input: recordedInput, decision } : r)).map(strip);
         await writeForgedLog(store.backend, forged, GATEWAY_KEY);
         return target.seq;
       };

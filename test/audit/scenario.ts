@@ -8,6 +8,7 @@ import { issueArtifact, originLineage, revoke, signRequest, artifactId } from ".
 import { decide } from "../../src/core/decide.ts";
 import type { Decision, DecisionInput, SignedArtifact } from "../../src/core/types.ts";
 import type { KeyPair } from "../../src/crypto/keys.ts";
+import { recordedDecisionInput } from "../../src/audit/trust-view.ts";
 import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
 import { policyDigest } from "../../src/policy/policy-document.ts";
 import { AUTHORITY_KEY, GATEWAY_KEY, seededKey } from "./support.ts";
@@ -63,8 +64,14 @@ export function buildInput(store: AuditStore, taskId: string, artifact: SignedAr
   };
 }
 
+/**
+ * How decision records carry their trust snapshot: by reference to the log (what the gateway
+ * writes now) or copied in full (the format of older logs, e.g. fixture scenario-v1).
+ */
+export type TrustRecording = "reference" | "snapshot";
+
 /** Record evidence, then the decision, then (for an allow) the outcome — as a gateway does. */
-export async function runTask(store: AuditStore, taskId: string, artifact: SignedArtifact, now: number): Promise<{ decision: Decision; seq: number }> {
+export async function runTask(store: AuditStore, taskId: string, artifact: SignedArtifact, now: number, trust: TrustRecording = "reference"): Promise<{ decision: Decision; seq: number }> {
   const input = buildInput(store, taskId, artifact, now);
   await Promise.all([
     store.append({ type: "evidence", taskId, kind: "request", signed: input.request as never }),
@@ -72,7 +79,8 @@ export async function runTask(store: AuditStore, taskId: string, artifact: Signe
     store.append({ type: "evidence", taskId, kind: "lineage", signed: input.lineage[0] as never }),
   ]);
   const decision = decide(input);
-  const r = await store.append({ type: "decision", taskId, input: input as unknown as JsonValue, decision });
+  const recorded = trust === "reference" ? recordedDecisionInput(input) : (input as unknown as JsonValue);
+  const r = await store.append({ type: "decision", taskId, input: recorded, decision });
   if (decision.verdict === "allow") await store.append({ type: "outcome", taskId, status: "succeeded", resultDigest: `res-${taskId}` });
   return { decision, seq: r.seq };
 }
@@ -81,14 +89,14 @@ export async function runTask(store: AuditStore, taskId: string, artifact: Signe
  * `tasks` tasks; every 7th reuses the previous artifact (→ REPLAYED), every 11th artifact is
  * revoked before use (→ REVOKED). Returns the verdicts in order.
  */
-export async function writeScenario(store: AuditStore, tasks: number, now = 1_700_000_000_000): Promise<Decision["verdict"][]> {
+export async function writeScenario(store: AuditStore, tasks: number, now = 1_700_000_000_000, trust: TrustRecording = "reference"): Promise<Decision["verdict"][]> {
   await writeTrustSetup(store);
   const verdicts: Decision["verdict"][] = [];
   let last: SignedArtifact | undefined;
   for (let i = 0; i < tasks; i++) {
     const artifact = i % 7 === 6 && last !== undefined ? last : makeArtifact(i, now);
     if (i % 11 === 10) await store.append({ type: "revocation", revocation: revoke(AUTHORITY_KEY, { type: "artifact", id: artifactId(artifact) }, "test", now) });
-    const { decision } = await runTask(store, `task-${i}`, artifact, now + i);
+    const { decision } = await runTask(store, `task-${i}`, artifact, now + i, trust);
     verdicts.push(decision.verdict);
     last = artifact;
   }
