@@ -311,17 +311,33 @@ function revocationProblem(
   revokedArtifacts: string[],
   revokedKeys: string[],
 ): Problem {
-  const artifacts = new Set(revokedArtifacts);
-  const keys = new Set(revokedKeys);
+  const artifacts = membership(revokedArtifacts);
+  const keys = membership(revokedKeys);
   for (const [i, a] of chain.entries()) {
     // Revoking an ancestor revokes every descendant: the whole chain is checked.
-    if (artifacts.has(a.id)) return { code: "REVOKED", detail: `artifact[${i}] is revoked` };
-    if (keys.has(a.p.issuer)) return { code: "REVOKED", detail: `artifact[${i}] issuer key is revoked` };
-    if (keys.has(a.p.holder)) return { code: "REVOKED", detail: `artifact[${i}] holder key is revoked` };
+    if (artifacts(a.id)) return { code: "REVOKED", detail: `artifact[${i}] is revoked` };
+    if (keys(a.p.issuer)) return { code: "REVOKED", detail: `artifact[${i}] issuer key is revoked` };
+    if (keys(a.p.holder)) return { code: "REVOKED", detail: `artifact[${i}] holder key is revoked` };
   }
-  if (keys.has(r.agent)) return { code: "REVOKED", detail: "agent key is revoked" };
-  for (const [i, l] of lineage.entries()) if (keys.has(l.p.signer)) return { code: "REVOKED", detail: `lineage[${i}] signer key is revoked` };
+  if (keys(r.agent)) return { code: "REVOKED", detail: "agent key is revoked" };
+  for (const [i, l] of lineage.entries()) if (keys(l.p.signer)) return { code: "REVOKED", detail: `lineage[${i}] signer key is revoked` };
   return undefined;
+}
+
+// Revocation lists grow with the log; a decision looks up a handful of ids in them. A frozen
+// list (the gateway's and the auditor's shared trust snapshots, audit/trust-view.ts) cannot
+// change, so its Set is built once and kept beside it; any other list is scanned.
+const frozenSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+
+function membership(list: readonly string[]): (x: string) => boolean {
+  if (!Object.isFrozen(list)) return (x) => list.includes(x);
+  let set = frozenSets.get(list);
+  if (set === undefined) {
+    set = new Set(list);
+    frozenSets.set(list, set);
+  }
+  const found = set;
+  return (x) => found.has(x);
 }
 
 function environmentProblem(chain: Parsed<ArtifactPayload>[], input: DecisionInput): Problem {

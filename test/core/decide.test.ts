@@ -158,6 +158,20 @@ describe("decide: every denial code of DESIGN §3, each beside its control", () 
     const d = inputFor(w, b);
     d.trust.revokedKeys = [w.gateway.keyId];
     expectDeny(d, "REVOKED");
+    // Frozen lists (the shared trust snapshots) are looked up through a cached Set; a mutable
+    // list is read afresh each time, so an edit between two decisions is never missed.
+    const frozen = inputFor(w, b);
+    frozen.trust.revokedArtifacts = Object.freeze([...Array.from({ length: 500 }, (_, i) => `other-${i}`), artifactId(b.chain[1]!)]) as string[];
+    expectDeny(frozen, "REVOKED");
+    expectDeny(frozen, "REVOKED");
+    const clean = inputFor(w, b);
+    clean.trust.revokedArtifacts = Object.freeze(["other"]) as string[];
+    expect(decide(clean).reasons).not.toContain("REVOKED");
+    const mutable = inputFor(w, b);
+    mutable.trust.revokedArtifacts = ["other"];
+    expect(decide(mutable).reasons).not.toContain("REVOKED");
+    mutable.trust.revokedArtifacts.push(artifactId(b.chain[2]!));
+    expectDeny(mutable, "REVOKED");
     // A revocation object exists and names its target (what the gateway folds into the snapshot).
     expect(revoke(w.authority, { type: "artifact", id: artifactId(b.chain[0]!) }, "compromised", T0).payload.target.type).toBe("artifact");
   });
