@@ -72,7 +72,7 @@ function spawnWorker(): Worker {
 }
 
 /** A pool of `size` worker threads; chunks go to the least busy worker. */
-export function workerRunner(size = Math.max(1, availableParallelism() - 0)): DecideRunner {
+export function workerRunner(size = Math.max(1, availableParallelism() - 0), helpInline = false): DecideRunner {
   type Slot = { w: Worker; pending: Map<number, { resolve(m: DecideMismatch[]): void; reject(e: unknown): void }> };
   const slots: Slot[] = [];
   let nextId = 0;
@@ -92,6 +92,9 @@ export function workerRunner(size = Math.max(1, availableParallelism() - 0)): De
   return {
     submit(chunk) {
       const slot = slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+      // Every worker has a backlog: this thread recomputes the chunk itself rather than wait,
+      // so the thread that reads the log also takes its share of decisions.
+      if (helpInline && slot.pending.size >= 2) return Promise.resolve(recomputeChunk(chunk));
       const id = nextId++;
       return new Promise((resolve, reject) => {
         slot.pending.set(id, { resolve, reject });

@@ -188,6 +188,9 @@ describe("audit replay: worker threads", () => {
     const inline = await replay(backendLogSource(store.backend), scenarioTrustRoots());
     const pooled = await replay(backendLogSource(store.backend), scenarioTrustRoots(), { workers: 2, chunkSize: 4 });
     expect(pooled).toEqual(inline);
+    // Workers only (this thread never helps), and one worker helped by this thread.
+    expect(await replay(backendLogSource(store.backend), scenarioTrustRoots(), { workers: 2, chunkSize: 4, helpInline: false })).toEqual(inline);
+    expect(await replay(backendLogSource(store.backend), scenarioTrustRoots(), { workers: 1, chunkSize: 2 })).toEqual(inline);
     expect(pooled.decisionsRederived).toBe(20);
     // A flipped verdict is still found when the pool does the recomputing.
     const records = await readRecords(store.backend);
