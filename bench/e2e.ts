@@ -31,8 +31,8 @@ function rawVerifyPerSec(): number {
   return opsPerSec(() => verify(null, msg, key, sig), 2000);
 }
 
-async function startGatewayProc(url: string, id: string, dir: string): Promise<ChildProcess> {
-  const p = spawn(process.execPath, [...(process.env["BENCH_PROF"] ? ["--cpu-prof", "--cpu-prof-dir=/tmp/gwprof"] : []), "--import", "tsx", join(import.meta.dirname, "gateway-proc.ts"), url, id, join(dir, id)], { stdio: ["ignore", "pipe", "inherit"] });
+export async function startGatewayProc(url: string, id: string, dir: string): Promise<ChildProcess> {
+  const p = spawn(process.execPath, [...(process.env["BENCH_PROF"] ? ["--cpu-prof", "--cpu-prof-dir=/tmp/gwprof"] : []), ...(process.env["BENCH_GW_FLAGS"] ?? "").split(" ").filter(Boolean), "--import", "tsx", join(import.meta.dirname, "gateway-proc.ts"), url, id, join(dir, id)], { stdio: ["ignore", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     p.stdout?.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
     p.once("exit", (c) => reject(new Error(`gateway ${id} exited ${String(c)}`)));
@@ -45,7 +45,7 @@ interface Prepared {
   body: string;
 }
 
-async function prepare(url: string, n: number, tag: string): Promise<Prepared[]> {
+export async function prepare(url: string, n: number, tag: string): Promise<Prepared[]> {
   const nc = await connect({ servers: url });
   const js = jetstream(nc);
   const digest = policyDigest(DEFAULT_POLICY);
@@ -75,7 +75,7 @@ async function prepare(url: string, n: number, tag: string): Promise<Prepared[]>
 }
 
 /** Submit all, return decisions/s from first submit to last executing, and the latencies. */
-async function drive(url: string, tasks: Prepared[], ratePerSec?: number): Promise<{ perSec: number; latencies: number[]; denied: number }> {
+export async function drive(url: string, tasks: Prepared[], ratePerSec?: number): Promise<{ perSec: number; latencies: number[]; denied: number }> {
   const nc = await connect({ servers: url });
   const js = jetstream(nc);
   const sent = new Map<string, number>();

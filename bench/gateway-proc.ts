@@ -19,6 +19,7 @@ const gw = await Gateway.start({
   attributes: { name: "staging" },
   evidenceDeadlineMs: 5_000,
   maxInFlight: 512,
+  ...(process.env["FC_VERIFY_WORKERS"] !== undefined ? { verifyWorkers: Number(process.env["FC_VERIFY_WORKERS"]) } : {}),
 });
 gw.registerAction("transfer", () => ({ ok: true }));
 process.stdout.write("ready\n");

@@ -1,10 +1,9 @@
 // Recomputing `decide` for every recorded decision is dominated by Ed25519 verification (and
 // Cedar): spread it over worker threads. `decide` is pure, so where it runs cannot change the
 // answer; the pool only returns the recomputed decision when it differs from the recorded one.
-import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
-import { pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
+import { startWorker } from "../infra/worker-thread.ts";
 import { canonicalize, type JsonValue } from "../canonical/jcs.ts";
 import { decide } from "../core/decide.ts";
 import type { DecisionInput, TrustSnapshot } from "../core/types.ts";
@@ -60,24 +59,13 @@ export function inlineRunner(): DecideRunner {
   return { submit: (chunk) => Promise.resolve(recomputeChunk(chunk)), close: () => Promise.resolve() };
 }
 
-function spawnWorker(): Worker {
-  const self = new URL(import.meta.url);
-  const target = new URL(self.pathname.endsWith(".ts") ? "./decide-worker.ts" : "./decide-worker.js", self).href;
-  if (!target.endsWith(".ts")) return new Worker(new URL(target));
-  // Running from TypeScript sources (tsx, vitest): load tsx's ESM hooks inside the worker.
-  const req = createRequire(import.meta.url);
-  const api = pathToFileURL(req.resolve("tsx/esm/api").replace(/index\.cjs$/, "index.mjs")).href;
-  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(target)}); });`;
-  return new Worker(code, { eval: true });
-}
-
 /** A pool of `size` worker threads; chunks go to the least busy worker. */
 export function workerRunner(size = Math.max(1, availableParallelism() - 0), helpInline = false): DecideRunner {
   type Slot = { w: Worker; pending: Map<number, { resolve(m: DecideMismatch[]): void; reject(e: unknown): void }> };
   const slots: Slot[] = [];
   let nextId = 0;
   for (let i = 0; i < size; i++) {
-    const slot: Slot = { w: spawnWorker(), pending: new Map() };
+    const slot: Slot = { w: startWorker(import.meta.url, "decide-worker"), pending: new Map() };
     slot.w.on("message", (m: { id: number; mismatches: DecideMismatch[] }) => {
       const p = slot.pending.get(m.id);
       slot.pending.delete(m.id);

@@ -88,6 +88,15 @@ function sigOk(kind: SignedKind, item: Parsed<unknown>, signerKeyId: string): bo
   return ok;
 }
 
+/**
+ * Record that `sig` verified under `pub` for `msg`, as found by verifyEd25519 on another thread
+ * (crypto/verify-pool.ts). Only a success may be recorded; decide then skips re-verifying it.
+ */
+export function primeVerified(pub: Uint8Array, msg: Uint8Array, sig: Uint8Array): void {
+  if (verified.size >= VERIFIED_MAX) verified.clear();
+  verified.add(toB64u(sha256Concat(pub, sig, msg)));
+}
+
 /** Forget memoized verifications (benchmarks measure the cold path with it). */
 export function clearSignatureMemo(): void {
   verified.clear();

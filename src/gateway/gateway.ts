@@ -2,23 +2,25 @@
 // work queue, gathers each task's evidence, claims its nonce cluster-wide, decides, writes the
 // decision ahead to its audit log, and only then runs the registered action handler. One
 // XState actor per task; every path that is not a durable allow ends in `denied`.
+import { availableParallelism } from "node:os";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { createActor, fromPromise, toPromise } from "xstate";
 import { canonicalBytes, type JsonValue } from "../canonical/jcs.ts";
 import { tryParseStrict } from "../canonical/strict-parse.ts";
-import { toB64u } from "../crypto/base64url.ts";
+import { fromB64u, toB64u } from "../crypto/base64url.ts";
 import { sha256 } from "../crypto/hash.ts";
 import type { KeyPair } from "../crypto/keys.ts";
-import type { Signed } from "../crypto/signing.ts";
+import { signingInput, type Signed, type SignedKind } from "../crypto/signing.ts";
+import { VerifyPool, type VerifyJob } from "../crypto/verify-pool.ts";
 import { AuditStore } from "../audit/store.ts";
 import { recordedDecisionInput } from "../audit/trust-view.ts";
 import type { AuditBackend } from "../audit/backend.ts";
 import type { AppendReceipt } from "../audit/store.ts";
 import type { CheckpointPayload } from "../audit/records.ts";
 import { artifactId, spawnLineage } from "../core/artifacts.ts";
-import { decide } from "../core/decide.ts";
+import { decide, primeVerified } from "../core/decide.ts";
 import { assertAcceptableKey } from "../core/trust-store.ts";
 import type {
   Decision,
@@ -111,6 +113,11 @@ export interface GatewayOptions {
   checkpointIntervalMs?: number;
   /** Tasks in flight at once. Default 256. */
   maxInFlight?: number;
+  /**
+   * Worker threads that verify each task's signatures ahead of `decide` (crypto/verify-pool.ts).
+   * Default: 1 when the machine has more than one core, else 0 (decide verifies inline).
+   */
+  verifyWorkers?: number;
   /** Time a spawn() waits for a child's outcome. Default 30 s. */
   childTimeoutMs?: number;
   /** Notified for every finished task (tests, simulator). */
@@ -177,6 +184,7 @@ export class Gateway {
   readonly #limits: DecisionLimits;
   readonly #actions = new Map<string, ActionHandler>();
   readonly #index: EvidenceIndex;
+  readonly #verifyPool: VerifyPool;
   readonly #inFlight = new Map<string, InFlight>();
   /**
    * One provided machine for all tasks: `provide` rebuilds the whole state-node tree, which cost
@@ -227,13 +235,49 @@ export class Gateway {
     this.#clock = o.clock ?? systemClock;
     this.#limits = { ...DEFAULT_LIMITS, ...o.limits };
     this.#index = new EvidenceIndex(this.#clock);
+    this.#verifyPool = new VerifyPool(o.verifyWorkers ?? (availableParallelism() > 1 ? 1 : 0));
+  }
+
+  /**
+   * Have the verify pool check the evidence's signatures now, so `decide` finds them in its
+   * memo. Only successes are recorded, and only as verifyEd25519 on another thread found them;
+   * anything unconfirmed (malformed, pool busy or gone, timeout) decide verifies itself.
+   */
+  async #primeSignatures(ev: Evidence): Promise<void> {
+    if (this.#verifyPool.size === 0) return;
+    const jobs: VerifyJob[] = [];
+    const add = (kind: SignedKind, item: unknown, signerField: string): void => {
+      try {
+        const s = item as { payload?: Record<string, unknown>; sig?: unknown } | null;
+        const signer = s?.payload?.[signerField];
+        const pub = fromB64u(signer, 32);
+        const sig = fromB64u(s?.sig, 64);
+        if (s?.payload === undefined || pub === undefined || sig === undefined) return;
+        jobs.push({ pub, sig, msg: signingInput(kind, s.payload) });
+      } catch {
+        // Not signable as is: decide reports it.
+      }
+    };
+    add("request", ev.request, "agent");
+    for (const a of ev.chain) add("artifact", a, "issuer");
+    for (const l of ev.lineage) add("lineage", l, "signer");
+    const ok = await this.#verifyPool.verify(jobs, this.#o.stepTimeoutMs ?? 1_000);
+    if (ok === undefined) return;
+    jobs.forEach((j, i) => {
+      if (ok[i] === true) primeVerified(j.pub, j.msg, j.sig);
+    });
   }
 
   static async start(o: GatewayOptions): Promise<Gateway> {
     if (!TASK_ID_RE.test(o.gatewayId)) throw new TypeError("gatewayId must be a subject-safe token");
     for (const k of [...o.authorities, ...(o.peerGateways ?? []), o.gatewayKey.keyId]) assertAcceptableKey(k);
     const g = new Gateway(o);
-    await g.#start();
+    try {
+      await g.#start();
+    } catch (e) {
+      await g.#verifyPool.close();
+      throw e;
+    }
     return g;
   }
 
@@ -620,6 +664,7 @@ export class Gateway {
       const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
       const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
       const local = (): NonceState["local"] => (key !== "" && this.#ledger.nonceConsumed(key) ? "consumed" : "fresh");
+      await this.#primeSignatures(ev);
       // Pre-check everything but the nonce, so a forged request cannot burn a real nonce.
       // Cedar is left to the recorded decision: a policy deny is the holder's own request
       // failing, which may spend its nonce; forgery is caught by the signature checks.
@@ -895,6 +940,7 @@ export class Gateway {
     }
     await Promise.allSettled(this.#loops);
     await this.#ledger.store.close();
+    await this.#verifyPool.close();
   }
 
   /** Simulate a crash: drop the connection and the log without any goodbye. */
@@ -910,5 +956,6 @@ export class Gateway {
     }
     await this.#nc.close().catch(() => undefined);
     await this.#ledger.store.close().catch(() => undefined);
+    await this.#verifyPool.close();
   }
 }

@@ -16,11 +16,13 @@ const agent = namedKey("agent-0");
 const other = namedKey("agent-1");
 const rogue = namedKey("rogue-authority");
 
-describe("every denial code end to end over NATS", () => {
+// Run once with signatures pre-verified on a worker thread (the default on a multi-core
+// machine) and once with decide verifying them all inline: the codes must be the same.
+for (const verifyWorkers of [1, 0]) describe(`every denial code end to end over NATS (verify workers: ${verifyWorkers})`, () => {
   let h: Harness;
   const executed = new Set<string>();
   beforeAll(async () => {
-    h = await startHarness({ gateway: { limits: { maxFeedAgeMs: 2_000 } }, heartbeatMs: 300 });
+    h = await startHarness({ gateway: { limits: { maxFeedAgeMs: 2_000 }, verifyWorkers }, heartbeatMs: 300 });
     h.gateways[0]!.registerAction("transfer", ({ taskId }) => {
       executed.add(taskId);
       return { ok: true };
