@@ -5,7 +5,6 @@
 //  3. inclusion and consistency proof time at 1M records.
 // Figures are medians over rounds. Run alone: npx tsx bench/audit.ts
 // (FC_BENCH_SKIP_APPEND / FC_BENCH_SKIP_REPLAY / FC_BENCH_SKIP_PROOFS=1 skip a section.)
-import { createPublicKey, verify } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,35 +18,13 @@ import { clearSignatureMemo } from "../src/core/decide.ts";
 import { AuditStore } from "../src/audit/store.ts";
 import { canonicalBytes } from "../src/canonical/jcs.ts";
 import { fromB64u } from "../src/crypto/base64url.ts";
-import { publicKeyFromSeed, signEd25519 } from "../src/crypto/ed25519.ts";
 import { keyPairFromSeed } from "../src/crypto/keys.ts";
 import { scenarioTrustRoots, writeScenario } from "../test/audit/scenario.ts";
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
+import { median, rawVerifyPerSec } from "./util.ts";
 
 const gatewayKey = keyPairFromSeed(new Uint8Array(32).fill(7));
 const options = (over: object = {}) => ({ origin: "gw-bench", gatewayKey, clock: () => Date.now(), checkpointEvery: 1000, ...over });
 const entry = (i: number): AuditEntry => ({ type: "outcome", taskId: `task-${i}`, status: "succeeded", resultDigest: "q".repeat(43) });
-
-/** Raw OpenSSL Ed25519 verifies/s on one core: the physical baseline for replay. */
-function rawVerifyPerSec(): number {
-  const seed = new Uint8Array(32).fill(9);
-  const msg = new Uint8Array(400).fill(1);
-  const sig = signEd25519(seed, msg);
-  const key = createPublicKey({ key: Buffer.concat([Buffer.from("302a300506032b6570032100", "hex"), publicKeyFromSeed(seed)]), format: "der", type: "spki" });
-  for (let i = 0; i < 300; i++) verify(null, msg, key, sig);
-  const rates: number[] = [];
-  for (let r = 0; r < 5; r++) {
-    const s = performance.now();
-    for (let i = 0; i < 2000; i++) verify(null, msg, key, sig);
-    rates.push(2000 / ((performance.now() - s) / 1000));
-  }
-  return median(rates);
-}
 
 function tmp(): { dir: string; done: () => void } {
   const dir = mkdtempSync(join(tmpdir(), "fc-bench-audit-"));

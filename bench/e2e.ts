@@ -3,33 +3,22 @@
 // p50/p99 latency at half the measured peak. Reported against the signature-bound ceiling
 // (raw verify/s ÷ verifies per decision) measured in the same run.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createPublicKey, verify } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { issueArtifact, originLineage, signRequest } from "../src/core/artifacts.ts";
-import { publicKeyFromSeed, signEd25519 } from "../src/crypto/ed25519.ts";
 import { SUBJECTS } from "../src/nats/contract.ts";
 import { startNatsServer } from "../src/infra/nats-launcher.ts";
 import { DEFAULT_POLICY } from "../src/policy/default-policy.ts";
 import { policyDigest } from "../src/policy/policy-document.ts";
 import { Authority } from "../src/runtime/authority.ts";
 import { DEFAULT_SCOPE, namedKey, namedNonce } from "../src/testkit/world.ts";
-import { fmt, median, opsPerSec, percentile } from "./util.ts";
+import { fmt, median, percentile, rawVerifyPerSec } from "./util.ts";
 
 const agent = namedKey("agent-0");
 const authorityKey = namedKey("authority");
-
-function rawVerifyPerSec(): number {
-  const seed = new Uint8Array(32).fill(9);
-  const pub = publicKeyFromSeed(seed);
-  const msg = new Uint8Array(400);
-  const sig = signEd25519(seed, msg);
-  const key = createPublicKey({ key: Buffer.concat([Buffer.from("302a300506032b6570032100", "hex"), pub]), format: "der", type: "spki" });
-  return opsPerSec(() => verify(null, msg, key, sig), 2000);
-}
 
 export async function startGatewayProc(url: string, id: string, dir: string): Promise<ChildProcess> {
   const p = spawn(process.execPath, [...(process.env["BENCH_PROF"] ? ["--cpu-prof", "--cpu-prof-dir=/tmp/gwprof"] : []), ...(process.env["BENCH_GW_FLAGS"] ?? "").split(" ").filter(Boolean), "--import", "tsx", join(import.meta.dirname, "gateway-proc.ts"), url, id, join(dir, id)], { stdio: ["ignore", "pipe", "inherit"] });

@@ -1,3 +1,6 @@
+import { createPublicKey, verify } from "node:crypto";
+import { publicKeyFromSeed, signEd25519 } from "../src/crypto/ed25519.ts";
+
 // Benchmark helpers: repeat a measurement, report the median, so a noisy 2-core machine
 // gives figures that can be compared within one run (always as ratios to a baseline).
 export function median(xs: number[]): number {
@@ -24,3 +27,15 @@ export function percentile(xs: number[], p: number): number {
 }
 
 export const fmt = (x: number, d = 0): string => x.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
+
+/**
+ * Raw OpenSSL Ed25519 verifies/s on one core (node:crypto, a 400-byte message): the physical
+ * baseline every figure is divided by, measured in the same run.
+ */
+export function rawVerifyPerSec(): number {
+  const seed = new Uint8Array(32).fill(9);
+  const msg = new Uint8Array(400);
+  const sig = signEd25519(seed, msg);
+  const key = createPublicKey({ key: Buffer.concat([Buffer.from("302a300506032b6570032100", "hex"), publicKeyFromSeed(seed)]), format: "der", type: "spki" });
+  return opsPerSec(() => verify(null, msg, key, sig), 2000);
+}
