@@ -1,6 +1,7 @@
 // `failclosed audit verify|replay|prove|checkpoints --db DIR [--json]`.
 // Exit codes: 0 all good · 1 divergence or tampering found · 2 usage or I/O error.
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { Command, CommanderError, Option } from "commander";
 import { parseStrict } from "../canonical/strict-parse.ts";
 import { fromB64u } from "../crypto/base64url.ts";
@@ -95,9 +96,20 @@ async function withDb<T>(dir: string, fn: (b: AuditBackend) => Promise<T>): Prom
   }
 }
 
+// Below this many records, starting worker threads (and Cedar in each) costs more than it saves.
+const AUTO_WORKERS_MIN_RECORDS = 5_000;
+
+/** `--workers auto|N`: auto is one thread per core but this one, which helps, on long logs. */
+function replayWorkers(flag: string | undefined, records: number): number {
+  if (flag === undefined || flag === "auto") return records >= AUTO_WORKERS_MIN_RECORDS && availableParallelism() > 1 ? availableParallelism() - 1 : 0;
+  if (!/^(0|[1-9][0-9]?)$/.test(flag)) throw new AuditCliError(`--workers must be auto or a number from 0 to 99, not ${JSON.stringify(flag)}`);
+  return Number(flag);
+}
+
 async function runReplay(io: AuditIo, o: CommonOpts & { workers?: string }, rederive: boolean): Promise<number> {
   const trust = loadTrustRoots(o);
   const checkpoints = loadCheckpoints(o.checkpoints);
+  replayWorkers(o.workers, 0); // a bad flag is a usage error before the log is opened
   return withDb(o.db, async (backend) => {
     const src = backendLogSource(backend);
     const head = await src.head?.();
@@ -105,7 +117,7 @@ async function runReplay(io: AuditIo, o: CommonOpts & { workers?: string }, rede
     const rep = await replay(src, trust, {
       checkpoints,
       rederive,
-      workers: o.workers === undefined ? 0 : Number(o.workers),
+      workers: replayWorkers(o.workers, head?.size ?? 0),
       ...(onProgress !== undefined ? { onProgress, progressEvery: 5_000 } : {}),
     });
     if (onProgress !== undefined) io.err("\n");
@@ -142,7 +154,7 @@ export function auditCommand(io: AuditIo = processIo()): Command {
   );
   audit.addCommand(
     common(new Command("replay").description("verify, then re-derive state and recompute every decision"))
-      .option("--workers <n>", "worker threads for decision recomputation", "0")
+      .option("--workers <n>", "worker threads for decision recomputation (auto: cores − 1 on logs of 5,000+ records)", "auto")
       .action(guard((o: CommonOpts & { workers?: string }) => runReplay(io, o, true))),
   );
   audit.addCommand(

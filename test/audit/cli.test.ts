@@ -43,6 +43,10 @@ describe("failclosed audit CLI", () => {
     expect(await runAudit(["replay", "--db", db, "--gateway-key", GATEWAY_KEY.keyId, "--json"], io)).toBe(0);
     const rep = JSON.parse(io.stdout()) as { ok: boolean; decisionsRederived: number };
     expect(rep).toMatchObject({ ok: true, decisionsRederived: 12 });
+    // Worker threads give the same report.
+    io = captureIo();
+    expect(await runAudit(["replay", "--db", db, "--gateway-key", GATEWAY_KEY.keyId, "--json", "--workers", "1"], io)).toBe(0);
+    expect(JSON.parse(io.stdout())).toEqual(rep);
   });
 
   it("prove prints a bundle a third party verifies with only the gateway key", async () => {
@@ -73,6 +77,7 @@ describe("failclosed audit CLI", () => {
     expect(io.stderr()).toContain("trust roots required");
     expect(await runAudit(["verify", "--db", join(t.dir, "missing"), "--trust", trustFile], captureIo())).toBe(2);
     expect(await runAudit(["prove", "--db", db, "--seq", "-1"], captureIo())).toBe(2);
+    for (const w of ["x", "-1", "1.5", "100"]) expect(await runAudit(["replay", "--db", db, "--gateway-key", GATEWAY_KEY.keyId, "--workers", w], captureIo()), w).toBe(2);
     expect(await runAudit(["prove", "--db", db, "--seq", "100000"], captureIo())).toBe(2);
   });
 
