@@ -205,6 +205,9 @@ class ScenarioRun {
       audit: backend,
       authorities: trusted,
       peerGateways: peers,
+      // A scenario's gateway decides a handful of tasks: a verify worker thread would cost more
+      // to start than it saves (the gateway suites and the benchmark run with one).
+      verifyWorkers: 0,
       clock: this.clockFor(id),
       limits: {
         ...(lim.maxSkewMs !== undefined ? { maxSkewMs: lim.maxSkewMs } : {}),
