@@ -2,8 +2,7 @@
 // Cedar): spread it over worker threads. `decide` is pure, so where it runs cannot change the
 // answer; the pool only returns the recomputed decision when it differs from the recorded one.
 import { availableParallelism } from "node:os";
-import type { Worker } from "node:worker_threads";
-import { startWorker } from "../infra/worker-thread.ts";
+import { WorkerPool } from "../infra/worker-thread.ts";
 import { canonicalize, type JsonValue } from "../canonical/jcs.ts";
 import { decide } from "../core/decide.ts";
 import type { DecisionInput, TrustSnapshot } from "../core/types.ts";
@@ -60,46 +59,15 @@ export function inlineRunner(): DecideRunner {
 }
 
 /** A pool of `size` worker threads; chunks go to the least busy worker. */
-export function workerRunner(size = Math.max(1, availableParallelism() - 0), helpInline = false): DecideRunner {
-  type Slot = { w: Worker; pending: Map<number, { resolve(m: DecideMismatch[]): void; reject(e: unknown): void }> };
-  const slots: Slot[] = [];
-  let nextId = 0;
-  for (let i = 0; i < size; i++) {
-    const slot: Slot = { w: startWorker(import.meta.url, "decide-worker"), pending: new Map() };
-    slot.w.on("message", (m: { id: number; mismatches: DecideMismatch[] }) => {
-      const p = slot.pending.get(m.id);
-      slot.pending.delete(m.id);
-      p?.resolve(m.mismatches);
-    });
-    slot.w.on("error", (e) => {
-      for (const p of slot.pending.values()) p.reject(e);
-      slot.pending.clear();
-    });
-    slots.push(slot);
-  }
+export function workerRunner(size = Math.max(1, availableParallelism()), helpInline = false): DecideRunner {
+  const pool = new WorkerPool<DecideChunk, DecideMismatch[]>(import.meta.url, "decide-worker", size);
   return {
     submit(chunk) {
-      const slot = slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
       // Every worker has a backlog: this thread recomputes the chunk itself rather than wait,
       // so the thread that reads the log also takes its share of decisions.
-      if (helpInline && slot.pending.size >= 2) return Promise.resolve(recomputeChunk(chunk));
-      const id = nextId++;
-      return new Promise((resolve, reject) => {
-        slot.pending.set(id, { resolve, reject });
-        slot.w.postMessage({ id, chunk });
-      });
+      if (helpInline && pool.backlog >= 2) return Promise.resolve(recomputeChunk(chunk));
+      return pool.request(chunk);
     },
-    async close() {
-      await Promise.all(
-        slots.map(async (s) => {
-          const exited = new Promise<void>((resolve) => s.w.once("exit", () => resolve()));
-          s.w.postMessage({ close: true });
-          // Last resort only: a worker that ignores the request for 30 s is terminated.
-          const timer = setTimeout(() => void s.w.terminate(), 30_000);
-          await exited;
-          clearTimeout(timer);
-        }),
-      );
-    },
+    close: () => pool.close(),
   };
 }

@@ -1,5 +1,5 @@
 // Worker-thread body for verify-pool.ts: the one accept rule (ed25519.ts), off the main thread.
-import { parentPort } from "node:worker_threads";
+import { serveRequests } from "../infra/worker-thread.ts";
 import { verifyEd25519 } from "./ed25519.ts";
 
 export interface VerifyJob {
@@ -8,10 +8,4 @@ export interface VerifyJob {
   readonly sig: Uint8Array;
 }
 
-parentPort?.on("message", (m: { id: number; jobs: VerifyJob[] } | { close: true }) => {
-  if ("close" in m) {
-    parentPort?.close();
-    return;
-  }
-  parentPort?.postMessage({ id: m.id, ok: m.jobs.map((j) => verifyEd25519(j.pub, j.msg, j.sig)) });
-});
+serveRequests((jobs: VerifyJob[]) => jobs.map((j) => verifyEd25519(j.pub, j.msg, j.sig)));
