@@ -10,10 +10,9 @@ import type { AuditLogSource } from "./log-source.ts";
 import { MerkleFrontier, consistencyProof, verifyConsistency } from "./merkle.ts";
 import { EvidenceIndex, checkDecisionClaims, revocationProblem } from "./rederive.ts";
 import { GENESIS_PREV, decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
-import { TrustViewCache, isTrustFromLog } from "./trust-view.ts";
+import { TrustViewCache, refersToLogTrust } from "./trust-view.ts";
 import type { TrustSnapshot } from "../core/types.ts";
 
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 export type DivergenceKind =
   | "RECORD_MALFORMED" // bytes are not a canonical, well-formed record
@@ -181,7 +180,7 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
           if (rec.decision.verdict === "allow") for (const p of evidence.checkAllow(rec.taskId, rec.input)) report(seq, p.kind, p.detail);
           evidence.forget(rec.taskId);
           const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
-          if (isObj(rec.input) && isTrustFromLog(rec.input["trust"])) {
+          if (refersToLogTrust(rec.input)) {
             // The recorded input refers to the log's trust: recompute on the fold's snapshot here.
             chunkTrust[state.trustVersion] ??= trustView.of(state);
             chunk.push({ seq, record: text, trustVersion: state.trustVersion });

@@ -54,6 +54,11 @@ export class TrustViewCache {
   }
 }
 
+/** True when a recorded decision input names the log's trust instead of carrying a snapshot. */
+export function refersToLogTrust(recorded: unknown): recorded is Record<string, JsonValue> {
+  return typeof recorded === "object" && recorded !== null && !Array.isArray(recorded) && isTrustFromLog((recorded as Record<string, unknown>)["trust"]);
+}
+
 /** What goes into the decision record: the input with its trust snapshot by reference. */
 export function recordedDecisionInput(input: DecisionInput): JsonValue {
   return { ...(input as unknown as Record<string, JsonValue>), trust: TRUST_FROM_LOG };
@@ -61,8 +66,7 @@ export function recordedDecisionInput(input: DecisionInput): JsonValue {
 
 /** The input `decide` ran on, from a recorded input and the fold's snapshot at its position. */
 export function rehydrateDecisionInput(recorded: JsonValue, snapshot: TrustSnapshot): JsonValue {
-  if (typeof recorded !== "object" || recorded === null || Array.isArray(recorded) || !isTrustFromLog(recorded["trust"])) return recorded;
-  return { ...recorded, trust: snapshot as unknown as JsonValue };
+  return refersToLogTrust(recorded) ? { ...recorded, trust: snapshot as unknown as JsonValue } : recorded;
 }
 
 function deepFreeze<T>(v: T): T {

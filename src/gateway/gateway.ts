@@ -10,6 +10,7 @@ import { createActor, fromPromise, toPromise } from "xstate";
 import { canonicalBytes, type JsonValue } from "../canonical/jcs.ts";
 import { tryParseStrict } from "../canonical/strict-parse.ts";
 import { fromB64u, toB64u } from "../crypto/base64url.ts";
+import { PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH } from "../crypto/ed25519.ts";
 import { sha256 } from "../crypto/hash.ts";
 import type { KeyPair } from "../crypto/keys.ts";
 import { signingInput, type Signed, type SignedKind } from "../crypto/signing.ts";
@@ -250,8 +251,8 @@ export class Gateway {
       try {
         const s = item as { payload?: Record<string, unknown>; sig?: unknown } | null;
         const signer = s?.payload?.[signerField];
-        const pub = fromB64u(signer, 32);
-        const sig = fromB64u(s?.sig, 64);
+        const pub = fromB64u(signer, PUBLIC_KEY_LENGTH);
+        const sig = fromB64u(s?.sig, SIGNATURE_LENGTH);
         if (s?.payload === undefined || pub === undefined || sig === undefined) return;
         jobs.push({ pub, sig, msg: signingInput(kind, s.payload) });
       } catch {

@@ -6,7 +6,7 @@
 // The store preserves call order, so projection and log agree record for record.
 import { applyRecord, cloneState, type AuditState } from "../audit/fold.ts";
 import { canonicalize } from "../canonical/jcs.ts";
-import { entryShapeProblem, type AuditEntry, type AuditRecord } from "../audit/records.ts";
+import { entryShapeProblem, recordOf, type AuditEntry } from "../audit/records.ts";
 import { AuditStoreError, type AppendReceipt, type AuditStore } from "../audit/store.ts";
 import { TrustViewCache } from "../audit/trust-view.ts";
 import type { TrustSnapshot } from "../core/types.ts";
@@ -45,13 +45,7 @@ export class Ledger {
     } catch (e) {
       return Promise.reject(e instanceof Error ? e : new TypeError(String(e)));
     }
-    // Spread first, then assign: properties after a spread take a slow path in Node 20's V8.
-    const pseudo = { ...entry } as Record<string, unknown>;
-    pseudo["v"] = 1;
-    pseudo["seq"] = this.#projected.size;
-    pseudo["prev"] = "";
-    pseudo["time"] = 0;
-    applyRecord(this.#projected, pseudo as unknown as AuditRecord);
+    applyRecord(this.#projected, recordOf(entry, this.#projected.size, "", 0));
     const p = this.#store.append(entry);
     p.catch((e: unknown) => {
       // Only a failed or refused write means the log can no longer be trusted to keep up.
