@@ -347,6 +347,10 @@ function isValidInput(context: Pick<TaskContext, "taskId" | "evidenceDeadlineMs"
   return context.taskId !== "" && Number.isFinite(context.evidenceDeadlineMs) && context.evidenceDeadlineMs >= 0;
 }
 
+// Before an allow is durable (collecting, verifying), any governance event denies at once.
+const denyOnEvent = { target: "denying", actions: { type: "deny", params: ({ event }: { event: TaskEvent }) => denyOf(event) } } as const;
+const DENY_ON_GOVERNANCE_EVENT = { BUS_LOST: denyOnEvent, AUDIT_FAILED: denyOnEvent, REVOKED: denyOnEvent, ABORT: denyOnEvent } as const;
+
 export const taskMachine = setup({
   types: {
     context: {} as TaskContext,
@@ -456,12 +460,7 @@ export const taskMachine = setup({
           },
         },
       },
-      on: {
-        BUS_LOST: { target: "denying", actions: { type: "deny", params: ({ event }) => denyOf(event) } },
-        AUDIT_FAILED: { target: "denying", actions: { type: "deny", params: ({ event }) => denyOf(event) } },
-        REVOKED: { target: "denying", actions: { type: "deny", params: ({ event }) => denyOf(event) } },
-        ABORT: { target: "denying", actions: { type: "deny", params: ({ event }) => denyOf(event) } },
-      },
+      on: DENY_ON_GOVERNANCE_EVENT,
     },
     verifying: {
       description: "Build the DecisionInput, claim the nonce and run decide().",
@@ -499,12 +498,7 @@ export const taskMachine = setup({
           },
         },
       },
-      on: {
-        BUS_LOST: { target: "denying", actions: { type: "deny", params: ({ event }) => denyOf(event) } },
-        AUDIT_FAILED: { target: "denying", actions: { type: "deny", params: ({ event }) => denyOf(event) } },
-        REVOKED: { target: "denying", actions: { type: "deny", params: ({ event }) => denyOf(event) } },
-        ABORT: { target: "denying", actions: { type: "deny", params: ({ event }) => denyOf(event) } },
-      },
+      on: DENY_ON_GOVERNANCE_EVENT,
     },
     committing: {
       description: "Write-ahead: durably append the allow decision (synced) before anything runs.",
