@@ -5,7 +5,7 @@
 import { canonicalBytes } from "../canonical/jcs.ts";
 import { fromB64u, toB64u } from "../crypto/base64url.ts";
 import { SIGNATURE_LENGTH, verifyEd25519 } from "../crypto/ed25519.ts";
-import { sha256, sha256Concat } from "../crypto/hash.ts";
+import { sha256, sha256B64u } from "../crypto/hash.ts";
 import { signingInputFromCanonical, type SignedKind } from "../crypto/signing.ts";
 import { PolicyEngine, type PolicyEvaluation, type PolicyRequest } from "../policy/cedar.ts";
 import type { PolicyDocument } from "../policy/policy-document.ts";
@@ -69,22 +69,32 @@ function finish(checks: Checks): Decision {
 // Signatures that verified, by SHA-256 of (key ‖ signature ‖ signed bytes). Ancestors of a
 // chain (the root artifact, the origin lineage) recur across sibling and child tasks; a
 // memo of a pure function cannot change an answer, only how fast it comes. Only successes
-// are kept, and the bound keeps memory flat.
-const VERIFIED_MAX = 16_384;
-const verified = new Set<string>();
+// are kept. Two generations keep memory flat without forgetting everything at once: a full
+// young generation becomes the old one, so a signature primed by the gateway's verify pool
+// (primeVerified) is still there when its task's decide runs, however busy the gateway.
+const GENERATION_MAX = 8_192;
+let young = new Set<string>();
+let old = new Set<string>();
+
+function remember(key: string): void {
+  if (young.size >= GENERATION_MAX) {
+    old = young;
+    young = new Set();
+  }
+  young.add(key);
+}
+
+const memoKey = (pub: Uint8Array, sig: Uint8Array, msg: Uint8Array): string => sha256B64u(pub, sig, msg);
 
 function sigOk(kind: SignedKind, item: Parsed<unknown>, signerKeyId: string): boolean {
   const pub = fromB64u(signerKeyId, 32);
   const sig = fromB64u(item.signed.sig, SIGNATURE_LENGTH);
   if (!pub || !sig) return false;
   const msg = signingInputFromCanonical(kind, item.canonical);
-  const memoKey = toB64u(sha256Concat(pub, sig, msg));
-  if (verified.has(memoKey)) return true;
+  const key = memoKey(pub, sig, msg);
+  if (young.has(key) || old.has(key)) return true;
   const ok = verifyEd25519(pub, msg, sig);
-  if (ok) {
-    if (verified.size >= VERIFIED_MAX) verified.clear();
-    verified.add(memoKey);
-  }
+  if (ok) remember(key);
   return ok;
 }
 
@@ -93,13 +103,13 @@ function sigOk(kind: SignedKind, item: Parsed<unknown>, signerKeyId: string): bo
  * (crypto/verify-pool.ts). Only a success may be recorded; decide then skips re-verifying it.
  */
 export function primeVerified(pub: Uint8Array, msg: Uint8Array, sig: Uint8Array): void {
-  if (verified.size >= VERIFIED_MAX) verified.clear();
-  verified.add(toB64u(sha256Concat(pub, sig, msg)));
+  remember(memoKey(pub, sig, msg));
 }
 
 /** Forget memoized verifications (benchmarks measure the cold path with it). */
 export function clearSignatureMemo(): void {
-  verified.clear();
+  young = new Set();
+  old = new Set();
 }
 
 type Problem = { code: DenialCode; detail: string } | undefined;

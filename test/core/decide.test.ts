@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { decide } from "../../src/core/decide.ts";
+import { clearSignatureMemo, decide, primeVerified } from "../../src/core/decide.ts";
+import { fromB64u } from "../../src/crypto/base64url.ts";
 import { artifactId, delegateArtifact, issueArtifact, originLineage, revoke, signRequest, spawnLineage } from "../../src/core/artifacts.ts";
-import { signPayload } from "../../src/crypto/signing.ts";
-import type { DecisionInput, DenialCode, SignedArtifact } from "../../src/core/types.ts";
+import { signPayload, signingInput } from "../../src/crypto/signing.ts";
+import type { DecisionInput, DenialCode, SignedArtifact, SignedRequest } from "../../src/core/types.ts";
 import { buildTask, DEFAULT_SCOPE, HOUR, inputFor, makeWorld, namedKey, namedNonce, T0 } from "../../src/testkit/world.ts";
 import { policyDigest } from "../../src/policy/policy-document.ts";
 
@@ -253,5 +254,48 @@ describe("decide: every denial code of DESIGN §3, each beside its control", () 
     // issueArtifact is the only way to make a root; it binds the policy given.
     const r = issueArtifact(w.authority, { holder: w.agents[0]!.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: T0, expiresAt: T0 + 1 }, nonce: namedNonce("r"), policy: { id: "p", digest: w.policyDigest }, attribution: { initiator: "x", reason: "y" } });
     expect(r.payload.depth).toBe(0);
+  });
+});
+
+describe("decide: the verified-signature memo", () => {
+  // The memo key binds key, signature and the exact signed bytes. To observe the memo from
+  // outside, these tests prime a *forged* request signature (something only a verifier on
+  // another thread that really checked it may do): decide then accepts it while remembered.
+  const forged = () => {
+    const input = inputFor(w, buildTask(w, { depth: 0 }));
+    const request = input.request as SignedRequest;
+    const sig = (request.sig[0] === "A" ? "B" : "A") + request.sig.slice(1);
+    input.request = { ...request, sig };
+    const msg = signingInput("request", request.payload);
+    const pub = fromB64u(request.payload.agent, 32)!;
+    return { input, prime: () => primeVerified(pub, msg, fromB64u(sig, 64)!) };
+  };
+  const filler = (n: number, salt: string) => {
+    for (let i = 0; i < n; i++) primeVerified(new Uint8Array(32), new TextEncoder().encode(`${salt}-${i}`), new Uint8Array(64));
+  };
+
+  it("is keyed by the signed bytes: a remembered signature never vouches for other bytes", () => {
+    clearSignatureMemo();
+    const { input, prime } = forged();
+    expect(decide(input).reasons).toContain("BAD_SIGNATURE");
+    prime();
+    expect(decide(input).verdict).toBe("allow");
+    const other = clone(input);
+    (other.request as SignedRequest).payload.createdAt += 1; // same key and signature, other bytes
+    expect(decide(other).reasons).toContain("BAD_SIGNATURE");
+    clearSignatureMemo();
+    expect(decide(input).reasons).toContain("BAD_SIGNATURE");
+  });
+
+  it("forgets by generation: the newest entries survive a turnover, memory stays bounded", () => {
+    clearSignatureMemo();
+    const { input, prime } = forged();
+    filler(16_383, "a"); // a busy gateway: the memo is at its fullest
+    prime();
+    filler(1, "b"); // turns the young generation over; the primed entry is in the old one
+    expect(decide(input).verdict).toBe("allow");
+    filler(8_192, "c"); // a second turnover drops it
+    expect(decide(input).reasons).toContain("BAD_SIGNATURE");
+    clearSignatureMemo();
   });
 });
