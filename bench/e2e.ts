@@ -1,7 +1,8 @@
 // End-to-end governed decisions/s: submit → executing (evidence over JetStream, KV nonce
 // claim, synced audit write), with 1 and 2 gateway processes against one nats-server, and
 // p50/p99 latency at half the measured peak. Reported against the signature-bound ceiling
-// (raw verify/s ÷ verifies per decision) measured in the same run.
+// (raw verify/s ÷ verifies per decision) and to the bus floor (bench/bus-floor-proc.ts), both
+// measured in the same run.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -20,8 +21,9 @@ import { fmt, median, percentile, rawVerifyPerSec } from "./util.ts";
 const agent = namedKey("agent-0");
 const authorityKey = namedKey("authority");
 
-export async function startGatewayProc(url: string, id: string, dir: string): Promise<ChildProcess> {
-  const p = spawn(process.execPath, [...(process.env["BENCH_PROF"] ? ["--cpu-prof", "--cpu-prof-dir=/tmp/gwprof"] : []), ...(process.env["BENCH_GW_FLAGS"] ?? "").split(" ").filter(Boolean), "--import", "tsx", join(import.meta.dirname, "gateway-proc.ts"), url, id, join(dir, id)], { stdio: ["ignore", "pipe", "inherit"] });
+/** A gateway process, or with `script` "bus-floor-proc.ts" the bus-floor yardstick. */
+export async function startGatewayProc(url: string, id: string, dir: string, script = "gateway-proc.ts"): Promise<ChildProcess> {
+  const p = spawn(process.execPath, [...(process.env["BENCH_PROF"] ? ["--cpu-prof", "--cpu-prof-dir=/tmp/gwprof"] : []), ...(process.env["BENCH_GW_FLAGS"] ?? "").split(" ").filter(Boolean), "--import", "tsx", join(import.meta.dirname, script), url, id, join(dir, id)], { stdio: ["ignore", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     p.stdout?.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
     p.once("exit", (c) => reject(new Error(`gateway ${id} exited ${String(c)}`)));
@@ -116,7 +118,14 @@ export async function runE2eBench(): Promise<Record<string, number>> {
   out["raw_verify_per_s"] = raw;
   out["signature_bound_ceiling_per_s"] = ceiling;
   const N = Number(process.env["BENCH_E2E_TASKS"] ?? 3000);
-  for (const gateways of [1, 2]) {
+  // "floor": one bus-floor process (bench/bus-floor-proc.ts), the same wire and storage work
+  // per task without any governance work — the most a gateway could do here on this contract.
+  const setups: { label: string; gateways: number; script: string }[] = [
+    { label: "floor", gateways: 1, script: "bus-floor-proc.ts" },
+    { label: "gateways1", gateways: 1, script: "gateway-proc.ts" },
+    { label: "gateways2", gateways: 2, script: "gateway-proc.ts" },
+  ];
+  for (const { label, gateways, script } of setups) {
     const server = await startNatsServer();
     const dir = await mkdtemp(join(tmpdir(), "failclosed-bench-"));
     const authority = await Authority.connect({ natsUrl: server.url, key: authorityKey });
@@ -124,29 +133,29 @@ export async function runE2eBench(): Promise<Record<string, number>> {
     await authority.startHeartbeats(1_000);
     const procs: ChildProcess[] = [];
     try {
-      for (let g = 1; g <= gateways; g++) procs.push(await startGatewayProc(server.url, `gw-${g}`, dir));
+      for (let g = 1; g <= gateways; g++) procs.push(await startGatewayProc(server.url, `gw-${g}`, dir, script));
       const peakRuns: number[] = [];
       for (let run = 0; run < 3; run++) {
-        const tasks = await prepare(server.url, N, `peak${gateways}-${run}`);
+        const tasks = await prepare(server.url, N, `peak-${label}-${run}`);
         const r = await drive(server.url, tasks);
         if (r.denied > 0) console.error(`  (${r.denied} denied in peak run ${run})`);
         peakRuns.push(r.perSec);
       }
       const peak = median(peakRuns);
       const half = Math.max(50, Math.floor(peak / 2));
-      const tasks = await prepare(server.url, Math.min(N, half * 5), `half${gateways}`);
+      const tasks = await prepare(server.url, Math.min(N, half * 5), `half-${label}`);
       const r = await drive(server.url, tasks, half);
-      out[`gateways${gateways}.peak_decisions_per_s`] = peak;
-      out[`gateways${gateways}.peak_ratio_to_ceiling`] = peak / ceiling;
-      out[`gateways${gateways}.offered_per_s`] = half;
-      out[`gateways${gateways}.p50_ms`] = percentile(r.latencies, 50);
-      out[`gateways${gateways}.p99_ms`] = percentile(r.latencies, 99);
+      out[`${label}.peak_decisions_per_s`] = peak;
+      out[`${label}.peak_ratio_to_ceiling`] = peak / ceiling;
+      out[`${label}.offered_per_s`] = half;
+      out[`${label}.p50_ms`] = percentile(r.latencies, 50);
+      out[`${label}.p99_ms`] = percentile(r.latencies, 99);
       // The issue's fixed point: 1,000/s offered (or the peak, if lower).
       const fixed = Math.min(1000, Math.floor(peak * 0.9));
-      const f = await drive(server.url, await prepare(server.url, fixed * 4, `fixed${gateways}`), fixed);
-      out[`gateways${gateways}.fixed_offered_per_s`] = fixed;
-      out[`gateways${gateways}.fixed_p99_ms`] = percentile(f.latencies, 99);
-      out[`gateways${gateways}.fixed_p50_ms`] = percentile(f.latencies, 50);
+      const f = await drive(server.url, await prepare(server.url, fixed * 4, `fixed-${label}`), fixed);
+      out[`${label}.fixed_offered_per_s`] = fixed;
+      out[`${label}.fixed_p99_ms`] = percentile(f.latencies, 99);
+      out[`${label}.fixed_p50_ms`] = percentile(f.latencies, 50);
     } finally {
       for (const p of procs) p.kill("SIGTERM");
       await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once("exit", r)))));
@@ -155,13 +164,16 @@ export async function runE2eBench(): Promise<Record<string, number>> {
       await rm(dir, { recursive: true, force: true });
     }
   }
+  for (const g of ["gateways1", "gateways2"]) out[`${g}.peak_ratio_to_bus_floor`] = out[`${g}.peak_decisions_per_s`]! / out["floor.peak_decisions_per_s"]!;
   console.log("\n## End to end (submit → executing, durable audit, KV nonce claim; medians)");
   console.log(`raw verify ${fmt(raw)}/s; signature-bound ceiling per core ${fmt(ceiling)}/s (3 verifies per root decision)`);
-  for (const g of [1, 2]) {
+  for (const label of ["floor", "gateways1", "gateways2"]) {
+    const name = label === "floor" ? "bus floor (no governance)" : `${label.slice(-1)} gateway(s)`;
+    const vsFloor = label === "floor" ? "" : `, ${fmt(out[`${label}.peak_ratio_to_bus_floor`]!, 2)}x bus floor`;
     console.log(
-      `${g} gateway(s): peak ${fmt(out[`gateways${g}.peak_decisions_per_s`]!)}/s (${fmt(out[`gateways${g}.peak_ratio_to_ceiling`]!, 2)}x ceiling); ` +
-        `at ${fmt(out[`gateways${g}.offered_per_s`]!)}/s offered p50 ${fmt(out[`gateways${g}.p50_ms`]!, 1)} ms p99 ${fmt(out[`gateways${g}.p99_ms`]!, 1)} ms; ` +
-        `at ${fmt(out[`gateways${g}.fixed_offered_per_s`]!)}/s offered p99 ${fmt(out[`gateways${g}.fixed_p99_ms`]!, 1)} ms`,
+      `${name}: peak ${fmt(out[`${label}.peak_decisions_per_s`]!)}/s (${fmt(out[`${label}.peak_ratio_to_ceiling`]!, 2)}x ceiling${vsFloor}); ` +
+        `at ${fmt(out[`${label}.offered_per_s`]!)}/s offered p50 ${fmt(out[`${label}.p50_ms`]!, 1)} ms p99 ${fmt(out[`${label}.p99_ms`]!, 1)} ms; ` +
+        `at ${fmt(out[`${label}.fixed_offered_per_s`]!)}/s offered p50 ${fmt(out[`${label}.fixed_p50_ms`]!, 1)} ms p99 ${fmt(out[`${label}.fixed_p99_ms`]!, 1)} ms`,
     );
   }
   return out;
