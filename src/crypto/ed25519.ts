@@ -16,14 +16,45 @@ export const SEED_LENGTH = 32;
 const SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 const PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
 
-// 2^255 - 19 and the group order L, little-endian comparisons below.
+// 2^255 - 19 and the group order L, as little-endian 32-byte strings: the encoding checks
+// below compare bytes from the most significant end instead of building BigInts (they run
+// on every verify; test/crypto/ed25519-encoding.test.ts checks them against BigInt arithmetic).
 const P = (1n << 255n) - 19n;
 const L = (1n << 252n) + 27742317777372353535851937790883648493n;
 
-function leToBigInt(bytes: Uint8Array, start: number, end: number): bigint {
-  let n = 0n;
-  for (let i = end - 1; i >= start; i--) n = (n << 8n) | BigInt(bytes[i] ?? 0);
-  return n;
+function toLE32(n: bigint): Uint8Array {
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) out[i] = Number((n >> BigInt(8 * i)) & 0xffn);
+  return out;
+}
+const L_LE = toLE32(L);
+const P_LE = toLE32(P);
+const P_MINUS_1_LE = toLE32(P - 1n);
+
+/** The 32-byte little-endian number at `offset` (top bit masked off when `maskTop`) is below `limit`. */
+function belowLE(bytes: Uint8Array, offset: number, limit: Uint8Array, maskTop: boolean): boolean {
+  for (let i = 31; i >= 0; i--) {
+    const b = i === 31 && maskTop ? (bytes[offset + 31] ?? 0) & 0x7f : (bytes[offset + i] ?? 0);
+    const l = limit[i] ?? 0;
+    if (b !== l) return b < l;
+  }
+  return false;
+}
+
+/** The masked y at `offset` equals `value` (little-endian). */
+function yEquals(bytes: Uint8Array, offset: number, value: Uint8Array): boolean {
+  for (let i = 0; i < 32; i++) {
+    const b = i === 31 ? (bytes[offset + 31] ?? 0) & 0x7f : (bytes[offset + i] ?? 0);
+    if (b !== value[i]) return false;
+  }
+  return true;
+}
+
+const ONE_LE = toLE32(1n);
+
+/** RFC 8032 §5.1.7: S < L, so no second (malleable) signature. `sig` is 64 bytes. */
+export function scalarIsCanonical(sig: Uint8Array): boolean {
+  return belowLE(sig, 32, L_LE, false);
 }
 
 export type PublicKeyProblem = "WRONG_LENGTH" | "NON_CANONICAL" | "NOT_ON_CURVE" | "SMALL_ORDER";
@@ -47,15 +78,11 @@ export function checkPublicKey(pub: Uint8Array): { ok: true } | { ok: false; pro
 }
 
 /** RFC 8032 §5.1.3 decoding rules that need no curve arithmetic: y < p, and x = 0 never with the sign bit. */
-function isCanonicalPointEncoding(bytes: Uint8Array, offset: number): boolean {
-  const last = bytes[offset + 31] ?? 0;
-  const sign = last & 0x80;
-  const copy = bytes.slice(offset, offset + 32);
-  copy[31] = last & 0x7f;
-  const y = leToBigInt(copy, 0, 32);
-  if (y >= P) return false;
+export function isCanonicalPointEncoding(bytes: Uint8Array, offset: number): boolean {
+  if (!belowLE(bytes, offset, P_LE, true)) return false;
   // x = 0 exactly for y = 1 and y = p - 1; a set sign bit there is a second spelling.
-  if (sign !== 0 && (y === 1n || y === P - 1n)) return false;
+  const sign = (bytes[offset + 31] ?? 0) & 0x80;
+  if (sign !== 0 && (yEquals(bytes, offset, ONE_LE) || yEquals(bytes, offset, P_MINUS_1_LE))) return false;
   return true;
 }
 
@@ -95,7 +122,7 @@ export function verifyEd25519(pub: Uint8Array, msg: Uint8Array, sig: Uint8Array)
   try {
     if (!shapeOk(pub, msg, sig)) return false;
     // RFC 8032 §5.1.7 step 1: S < L (no malleable second signature); R canonically encoded.
-    if (leToBigInt(sig, 32, 64) >= L) return false;
+    if (!scalarIsCanonical(sig)) return false;
     if (!isCanonicalPointEncoding(sig, 0)) return false;
     const key = openSslKey(pub);
     if (key === null) return false;
