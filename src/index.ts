@@ -48,7 +48,8 @@ export {
 } from "./core/artifacts.ts";
 
 // The pure decision and its contract types.
-export { decide, clearSignatureMemo, type PolicyEvaluator } from "./core/decide.ts";
+export { decide, clearSignatureMemo, signatureMemoStats, type PolicyEvaluator } from "./core/decide.ts";
+export type { SignatureMemoStats } from "./core/signature-memo.ts";
 export { scopeAllows, resourceCovers, wideningReason, constraintViolation } from "./core/scope.ts";
 export {
   DENIAL_CODES,

@@ -5,12 +5,13 @@
 import { canonicalBytes } from "../canonical/jcs.ts";
 import { fromB64u, toB64u } from "../crypto/base64url.ts";
 import { SIGNATURE_LENGTH, verifyEd25519 } from "../crypto/ed25519.ts";
-import { sha256, sha256B64u } from "../crypto/hash.ts";
+import { sha256 } from "../crypto/hash.ts";
 import { signingInputFromCanonical, type SignedKind } from "../crypto/signing.ts";
 import { PolicyEngine, type PolicyEvaluation, type PolicyRequest } from "../policy/cedar.ts";
 import type { PolicyDocument } from "../policy/policy-document.ts";
 import { check, signedArtifactSchema, signedLineageSchema, signedRequestSchema } from "./schema.ts";
 import { constraintViolation, scopeAllows, wideningReason } from "./scope.ts";
+import { SignatureMemo, type SignatureMemoStats } from "./signature-memo.ts";
 import type {
   ArtifactPayload,
   Check,
@@ -66,36 +67,15 @@ function finish(checks: Checks): Decision {
   return { verdict: allOk && reasons.length === 0 ? "allow" : "deny", checks: checks.list, reasons };
 }
 
-// Signatures that verified, by SHA-256 of (key ‖ signature ‖ signed bytes). Ancestors of a
-// chain (the root artifact, the origin lineage) recur across sibling and child tasks; a
-// memo of a pure function cannot change an answer, only how fast it comes. Only successes
-// are kept. Two generations keep memory flat without forgetting everything at once: a full
-// young generation becomes the old one, so a signature primed by the gateway's verify pool
-// (primeVerified) is still there when its task's decide runs, however busy the gateway.
-const GENERATION_MAX = 8_192;
-let young = new Set<string>();
-let old = new Set<string>();
-
-function remember(key: string): void {
-  if (young.size >= GENERATION_MAX) {
-    old = young;
-    young = new Set();
-  }
-  young.add(key);
-}
-
-const memoKey = (pub: Uint8Array, sig: Uint8Array, msg: Uint8Array): string => sha256B64u(pub, sig, msg);
+// One memo of verified signatures per thread (signature-memo.ts).
+const memo = new SignatureMemo();
 
 function sigOk(kind: SignedKind, item: Parsed<unknown>, signerKeyId: string): boolean {
   const pub = fromB64u(signerKeyId, 32);
   const sig = fromB64u(item.signed.sig, SIGNATURE_LENGTH);
   if (!pub || !sig) return false;
   const msg = signingInputFromCanonical(kind, item.canonical);
-  const key = memoKey(pub, sig, msg);
-  if (young.has(key) || old.has(key)) return true;
-  const ok = verifyEd25519(pub, msg, sig);
-  if (ok) remember(key);
-  return ok;
+  return memo.verified(pub, sig, msg, () => verifyEd25519(pub, msg, sig));
 }
 
 /**
@@ -103,13 +83,17 @@ function sigOk(kind: SignedKind, item: Parsed<unknown>, signerKeyId: string): bo
  * (crypto/verify-pool.ts). Only a success may be recorded; decide then skips re-verifying it.
  */
 export function primeVerified(pub: Uint8Array, msg: Uint8Array, sig: Uint8Array): void {
-  remember(memoKey(pub, sig, msg));
+  memo.prime(pub, sig, msg);
 }
 
 /** Forget memoized verifications (benchmarks measure the cold path with it). */
 export function clearSignatureMemo(): void {
-  young = new Set();
-  old = new Set();
+  memo.clear();
+}
+
+/** This thread's signature memo counters (tests, benchmarks). */
+export function signatureMemoStats(): SignatureMemoStats {
+  return memo.stats();
 }
 
 type Problem = { code: DenialCode; detail: string } | undefined;

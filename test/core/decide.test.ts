@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { clearSignatureMemo, decide, primeVerified } from "../../src/core/decide.ts";
-import { fromB64u } from "../../src/crypto/base64url.ts";
+import { clearSignatureMemo, decide, signatureMemoStats } from "../../src/core/decide.ts";
+import { SignatureMemo } from "../../src/core/signature-memo.ts";
 import { artifactId, delegateArtifact, issueArtifact, originLineage, revoke, signRequest, spawnLineage } from "../../src/core/artifacts.ts";
-import { signPayload, signingInput } from "../../src/crypto/signing.ts";
+import { signPayload } from "../../src/crypto/signing.ts";
 import type { DecisionInput, DenialCode, SignedArtifact, SignedRequest } from "../../src/core/types.ts";
 import { buildTask, DEFAULT_SCOPE, HOUR, inputFor, makeWorld, namedKey, namedNonce, T0 } from "../../src/testkit/world.ts";
 import { policyDigest } from "../../src/policy/policy-document.ts";
@@ -258,44 +258,60 @@ describe("decide: every denial code of DESIGN §3, each beside its control", () 
 });
 
 describe("decide: the verified-signature memo", () => {
-  // The memo key binds key, signature and the exact signed bytes. To observe the memo from
-  // outside, these tests prime a *forged* request signature (something only a verifier on
-  // another thread that really checked it may do): decide then accepts it while remembered.
-  const forged = () => {
+  it("answers a repeated signature from the memo, and never another signature or other bytes", () => {
+    clearSignatureMemo();
     const input = inputFor(w, buildTask(w, { depth: 0 }));
-    const request = input.request as SignedRequest;
-    const sig = (request.sig[0] === "A" ? "B" : "A") + request.sig.slice(1);
-    input.request = { ...request, sig };
-    const msg = signingInput("request", request.payload);
-    const pub = fromB64u(request.payload.agent, 32)!;
-    return { input, prime: () => primeVerified(pub, msg, fromB64u(sig, 64)!) };
-  };
-  const filler = (n: number, salt: string) => {
-    for (let i = 0; i < n; i++) primeVerified(new Uint8Array(32), new TextEncoder().encode(`${salt}-${i}`), new Uint8Array(64));
-  };
-
-  it("is keyed by the signed bytes: a remembered signature never vouches for other bytes", () => {
-    clearSignatureMemo();
-    const { input, prime } = forged();
-    expect(decide(input).reasons).toContain("BAD_SIGNATURE");
-    prime();
+    const before = signatureMemoStats();
     expect(decide(input).verdict).toBe("allow");
+    const first = signatureMemoStats();
+    expect(first.misses - before.misses).toBe(3); // request, artifact, origin lineage
+    expect(decide(input).verdict).toBe("allow");
+    const second = signatureMemoStats();
+    expect(second.hits - first.hits).toBe(3);
+    expect(second.misses).toBe(first.misses);
+    // Same key and signature over other bytes, or a flipped signature: verified for real, denied.
     const other = clone(input);
-    (other.request as SignedRequest).payload.createdAt += 1; // same key and signature, other bytes
+    (other.request as SignedRequest).payload.createdAt += 1;
     expect(decide(other).reasons).toContain("BAD_SIGNATURE");
-    clearSignatureMemo();
-    expect(decide(input).reasons).toContain("BAD_SIGNATURE");
+    const flipped = clone(input);
+    const r = flipped.request as SignedRequest;
+    r.sig = (r.sig[0] === "A" ? "B" : "A") + r.sig.slice(1);
+    expect(decide(flipped).reasons).toContain("BAD_SIGNATURE");
+    expect(signatureMemoStats().misses - second.misses).toBe(2);
+  });
+});
+
+describe("SignatureMemo", () => {
+  const bytes = (n: number): Uint8Array => new TextEncoder().encode(`entry-${n}`);
+  const pub = new Uint8Array(32);
+  const sig = new Uint8Array(64);
+  /** Whether entry n is remembered (a lookup that would fail verification if it were not). */
+  const held = (m: SignatureMemo, n: number): boolean => m.verified(pub, sig, bytes(n), () => false);
+  const add = (m: SignatureMemo, n: number): boolean => m.verified(pub, sig, bytes(n), () => true);
+
+  it("keeps only successes, keyed by the exact bytes", () => {
+    const m = new SignatureMemo(4);
+    expect(m.verified(pub, sig, bytes(1), () => false)).toBe(false);
+    expect(held(m, 1)).toBe(false);
+    add(m, 2);
+    expect(held(m, 2)).toBe(true);
+    expect(m.verified(new Uint8Array(32).fill(1), sig, bytes(2), () => false)).toBe(false); // other key
+    expect(m.verified(pub, new Uint8Array(64).fill(1), bytes(2), () => false)).toBe(false); // other signature
+    m.prime(pub, sig, bytes(3)); // as a verify pool reports a success
+    expect(held(m, 3)).toBe(true);
+    expect(held(m, 4)).toBe(false);
   });
 
   it("forgets by generation: the newest entries survive a turnover, memory stays bounded", () => {
-    clearSignatureMemo();
-    const { input, prime } = forged();
-    filler(16_383, "a"); // a busy gateway: the memo is at its fullest
-    prime();
-    filler(1, "b"); // turns the young generation over; the primed entry is in the old one
-    expect(decide(input).verdict).toBe("allow");
-    filler(8_192, "c"); // a second turnover drops it
-    expect(decide(input).reasons).toContain("BAD_SIGNATURE");
-    clearSignatureMemo();
+    const m = new SignatureMemo(4);
+    for (let n = 0; n < 4; n++) add(m, n); // young generation full
+    add(m, 4); // turnover: 0..3 become the old generation
+    for (let n = 0; n <= 4; n++) expect(held(m, n)).toBe(true);
+    for (let n = 5; n < 9; n++) add(m, n); // second turnover drops 0..3
+    for (let n = 0; n < 4; n++) expect(held(m, n)).toBe(false);
+    for (let n = 4; n < 9; n++) expect(held(m, n)).toBe(true);
+    expect(m.stats().size).toBeLessThanOrEqual(8);
+    m.clear();
+    expect(held(m, 8)).toBe(false);
   });
 });
