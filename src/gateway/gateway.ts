@@ -132,6 +132,8 @@ export interface GatewayOptions {
   hooks?: {
     beforeVerify?: (taskId: string) => Promise<void>;
     afterAllowCommit?: (taskId: string) => Promise<void>;
+    /** Just before the final decision is made and queued (one synchronous step). */
+    beforeRecordDecision?: (taskId: string) => Promise<void>;
   };
   /** Redelivery wait for a task a gateway pulled but never acknowledged. Default 30 s. */
   taskAckWaitMs?: number;
@@ -671,7 +673,13 @@ export class Gateway {
       // failing, which may spend its nonce; forgery is caught by the signature checks.
       const pre = decide(this.#buildInput(ev, { key, local: local(), cluster: "not-attempted" }), PERMIT_ALL_FOR_PRECHECK);
       const onlyNonceMissing = pre.checks.every((c) => c.ok || c.check === "nonce");
+      // The machine may have left `verifying` during any await here (revoked, bus lost,
+      // aborted) and recorded its deny: then neither claim the nonce nor record a second decision.
+      const superseded = (): boolean => decisionWrite !== undefined;
+      if (superseded()) throw new Error("task was denied while verifying");
       const cluster = onlyNonceMissing && key !== "" ? await this.#claimNonce(key, taskId) : "not-attempted";
+      await this.#o.hooks?.beforeRecordDecision?.(taskId);
+      if (superseded()) throw new Error("task was denied while verifying");
       const r = this.#decideAndRecord(taskId, ev, { key, local: local(), cluster });
       decisionWrite = r.write;
       verifyResult = r.verify;

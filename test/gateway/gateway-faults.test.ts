@@ -3,13 +3,14 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { jetstream } from "@nats-io/jetstream";
-import { artifactId, delegateArtifact, signRequest } from "../../src/core/artifacts.ts";
+import { artifactId, delegateArtifact, revoke, signRequest } from "../../src/core/artifacts.ts";
+import { backendLogSource } from "../../src/audit/log-source.ts";
 import { AuditStore } from "../../src/audit/store.ts";
 import { SUBJECTS } from "../../src/nats/contract.ts";
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { BreakableBackend } from "../../src/testkit/breakable-backend.ts";
-import { startHarness, type Harness } from "../../src/testkit/harness.ts";
+import { replayGateway, startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
 import type { TaskOutcome } from "../../src/gateway/outcome.ts";
 
@@ -123,6 +124,65 @@ describe("gateway faults", () => {
     expect(o2.codes).toContain("REVOKED");
     expect(o2.detail).toMatch(/^revoked: artifact /);
     void js;
+  });
+
+  for (const verifyWorkers of [1, 0]) {
+    it(`a revocation recorded after the nonce claim, just before the decision: the decision is made on it, recorded as a deny, and replay agrees (verify workers: ${verifyWorkers})`, async () => {
+      let revokeNow: (() => Promise<void>) | undefined;
+      h = await startHarness({ gateway: { verifyWorkers, hooks: { beforeRecordDecision: async () => revokeNow?.() } } });
+      const hh = h;
+      const gw = hh.gateways[0]!;
+      let ran = 0;
+      gw.registerAction("transfer", () => (ran++, { ok: true }));
+      const taskId = newTaskId();
+      const { artifact } = await grant(hh, taskId);
+      // Straight into the log, as the governance feed would, but without telling the task:
+      // the decision must still be made on the trust at its own position in the log.
+      revokeNow = async () => {
+        revokeNow = undefined;
+        await gw.ledger.append({ type: "revocation", revocation: revoke(namedKey("authority"), { type: "artifact", id: artifactId(artifact) }, "late", Date.now()) });
+      };
+      const o = await hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
+      expect(o.verdict).toBe("deny");
+      expect(o.codes).toContain("REVOKED");
+      expect(ran).toBe(0);
+      const decisions: string[] = [];
+      for await (const { bytes } of backendLogSource(gw.ledger.store.backend).records()) {
+        const r = JSON.parse(Buffer.from(bytes).toString("utf8")) as { type: string; taskId?: string; decision?: { verdict: string } };
+        if (r.type === "decision" && r.taskId === taskId) decisions.push(r.decision!.verdict);
+      }
+      expect(decisions).toEqual(["deny"]);
+      const rep = await replayGateway(gw);
+      expect(rep.divergences).toEqual([]);
+      expect(rep.ok).toBe(true);
+    });
+  }
+
+  it("a task revoked while its decision is being made is denied once: one decision record, no second one when the decision comes back", async () => {
+    let hold: (() => Promise<void>) | undefined;
+    h = await startHarness({ gateway: { hooks: { beforeRecordDecision: async () => hold?.() } } });
+    const hh = h;
+    const gw = hh.gateways[0]!;
+    gw.registerAction("transfer", () => ({ ok: true }));
+    const taskId = newTaskId();
+    const { artifact } = await grant(hh, taskId);
+    // Revoke through the governance feed and wait until the machine has denied and recorded it.
+    hold = async () => {
+      hold = undefined;
+      await hh.authority.revoke({ type: "artifact", id: artifactId(artifact) }, "mid-decision");
+      await waitFor(() => hh.outcomes.some((x) => x.taskId === taskId));
+    };
+    const o = await hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
+    expect(o.verdict).toBe("deny");
+    expect(o.codes).toContain("REVOKED");
+    await new Promise((r) => setTimeout(r, 200)); // let the abandoned verify step finish
+    const decisions: string[] = [];
+    for await (const { bytes } of backendLogSource(gw.ledger.store.backend).records()) {
+      const r = JSON.parse(Buffer.from(bytes).toString("utf8")) as { type: string; taskId?: string; decision?: { verdict: string } };
+      if (r.type === "decision" && r.taskId === taskId) decisions.push(r.decision!.verdict);
+    }
+    expect(decisions).toEqual(["deny"]);
+    expect((await replayGateway(gw)).ok).toBe(true);
   });
 
   it("two gateways, one nonce submitted to both: exactly one allow, across many races", async () => {
