@@ -46,12 +46,20 @@ export function leafHash(leaf: Uint8Array): Uint8Array {
 
 /** SHA-256(0x01 ‖ left ‖ right) — RFC 9162 §2.1.1. */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
-  const buf = new Uint8Array(1 + left.length + right.length);
-  buf[0] = 0x01;
-  buf.set(left, 1);
-  buf.set(right, 1 + left.length);
-  return sha256(buf);
+  if (left.length !== HASH_SIZE || right.length !== HASH_SIZE) {
+    const buf = new Uint8Array(1 + left.length + right.length);
+    buf[0] = 0x01;
+    buf.set(left, 1);
+    buf.set(right, 1 + left.length);
+    return sha256(buf);
+  }
+  // The common case, on every append and every proof step: one reused buffer (sha256 copies
+  // its input into OpenSSL and returns fresh bytes, so reuse cannot leak between calls).
+  NODE_INPUT.set(left, 1);
+  NODE_INPUT.set(right, 1 + HASH_SIZE);
+  return sha256(NODE_INPUT);
 }
+const NODE_INPUT = new Uint8Array(1 + 2 * HASH_SIZE).fill(0x01, 0, 1);
 
 function isSize(n: number): boolean {
   return Number.isSafeInteger(n) && n >= 0;
