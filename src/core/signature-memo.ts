@@ -14,6 +14,8 @@ export interface SignatureMemoStats {
   readonly size: number;
 }
 
+const fixedWidths = (pub: Uint8Array, sig: Uint8Array): boolean => pub.length === 32 && sig.length === 64;
+
 export class SignatureMemo {
   readonly #generation: number;
   #young = new Set<string>();
@@ -29,6 +31,9 @@ export class SignatureMemo {
 
   /** `verify()` unless (pub, sig, msg) verified before; a success is remembered. */
   verified(pub: Uint8Array, sig: Uint8Array, msg: Uint8Array, verify: () => boolean): boolean {
+    // Policy: the key is a hash of pub ‖ sig ‖ msg, unambiguous only for a 32-byte key and a
+    // 64-byte signature; anything else is verified and never remembered.
+    if (!fixedWidths(pub, sig)) return verify();
     const key = sha256B64u(pub, sig, msg);
     if (this.#young.has(key) || this.#old.has(key)) {
       this.#hits++;
@@ -45,7 +50,7 @@ export class SignatureMemo {
    * (crypto/verify-pool.ts). Only a success may be recorded.
    */
   prime(pub: Uint8Array, sig: Uint8Array, msg: Uint8Array): void {
-    this.#remember(sha256B64u(pub, sig, msg));
+    if (fixedWidths(pub, sig)) this.#remember(sha256B64u(pub, sig, msg));
   }
 
   #remember(key: string): void {

@@ -302,6 +302,17 @@ describe("SignatureMemo", () => {
     expect(held(m, 4)).toBe(false);
   });
 
+  it("never remembers a key or signature of another width (pub ‖ sig ‖ msg would be ambiguous)", () => {
+    const m = new SignatureMemo(4);
+    // 33-byte key + 63-byte signature: the same concatenation as a 32/64 pair with one byte moved.
+    const longPub = new Uint8Array(33);
+    const shortSig = new Uint8Array(63);
+    expect(m.verified(longPub, shortSig, bytes(5), () => true)).toBe(true);
+    m.prime(longPub, shortSig, bytes(6));
+    expect(m.stats().size).toBe(0);
+    expect(held(m, 5)).toBe(false);
+  });
+
   it("forgets by generation: the newest entries survive a turnover, memory stays bounded", () => {
     const m = new SignatureMemo(4);
     for (let n = 0; n < 4; n++) add(m, n); // young generation full
