@@ -228,6 +228,10 @@ export class Gateway {
   #consumers: ConsumerMessages[] = [];
   #stopped = false;
   #slots = 0;
+  /** Flights started: each task machine's key in #inFlight is unique. */
+  #flights = 0;
+  /** How often an unacknowledged task message is reported as still being worked on. */
+  #workingEveryMs = 10_000;
   #slotWaiters: (() => void)[] = [];
   /** Tasks whose handler has been invoked: a handler never runs twice for one task. */
   readonly #executed = new Set<string>();
@@ -503,11 +507,35 @@ export class Gateway {
   async #pullTasks(): Promise<void> {
     try {
       const c = await this.#js.consumers.get(STREAMS.tasks, TASK_CONSUMER);
+      // Tell the server "still working" well inside the consumer's ack wait (set by whichever
+      // gateway created it): a task redelivered while still in flight would run twice.
+      const ackWaitMs = await c.info().then(
+        (i) => (i.config.ack_wait ?? 30_000_000_000) / 1e6,
+        () => this.#o.taskAckWaitMs ?? 30_000,
+      );
+      this.#workingEveryMs = Math.max(100, Math.floor(ackWaitMs / 3));
       const msgs = await c.consume({ max_messages: Math.min(this.#o.maxInFlight ?? 256, 512) });
       this.#consumers.push(msgs);
       for await (const m of msgs) {
         if (this.#stopped) break;
-        await this.#slot();
+        // A message waiting for a slot is held by this gateway too.
+        const holding = setInterval(() => m.working(), this.#workingEveryMs);
+        holding.unref();
+        try {
+          await this.#slot();
+        } finally {
+          clearInterval(holding);
+        }
+        if (this.#stopped) {
+          // stop() began while this message waited: hand it back for another gateway.
+          this.#release();
+          try {
+            m.nak();
+          } catch {
+            // bus gone: it is redelivered after the ack wait anyway
+          }
+          break;
+        }
         this.#runTask(m)
           .catch((e: unknown) => this.#warn(`task crashed outside its machine: ${String(e)}`))
           .finally(() => this.#release());
@@ -629,7 +657,7 @@ export class Gateway {
   async #runTask(m: JsMsg): Promise<void> {
     const sub = this.#parseSubmit(m);
     const { taskId } = sub;
-    const working = setInterval(() => m.working(), 10_000);
+    const working = setInterval(() => m.working(), this.#workingEveryMs);
     working.unref(); // a task stuck in a crashed gateway must not keep the process alive
     let decisionWrite: Promise<AppendReceipt> | undefined;
     let verifyResult: VerifyResult | undefined;
@@ -796,10 +824,11 @@ export class Gateway {
         },
     };
 
-    // Keyed by message, not task id: a duplicate submission runs its own machine and loses
-    // the nonce claim (REPLAYED); the executed-set guard stops a second handler run regardless.
+    // Keyed by flight, not task id or message (a redelivered message keeps its stream
+    // sequence): a duplicate submission runs its own machine and loses the nonce claim
+    // (REPLAYED); the executed-set guard stops a second handler run regardless.
     // The machine's own taskId is this key: its steps find this entry by it (#taskMachine).
-    const flightKey = `${taskId}#${m.seq}`;
+    const flightKey = `${taskId}#${this.#flights++}`;
     const actor = createActor(this.#taskMachine, { input: { taskId: flightKey, evidenceDeadlineMs: deadline + 500 } });
     entry.send = (e) => actor.send(e);
     this.#inFlight.set(flightKey, entry);

@@ -2,11 +2,11 @@
 // the audit store failing under a gateway, revocations racing tasks, gateway restarts.
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { jetstream } from "@nats-io/jetstream";
-import { artifactId, delegateArtifact, revoke, signRequest } from "../../src/core/artifacts.ts";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { artifactId, delegateArtifact, originLineage, revoke, signRequest } from "../../src/core/artifacts.ts";
 import { backendLogSource } from "../../src/audit/log-source.ts";
 import { AuditStore } from "../../src/audit/store.ts";
-import { SUBJECTS } from "../../src/nats/contract.ts";
+import { STREAMS, SUBJECTS, TASK_CONSUMER } from "../../src/nats/contract.ts";
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { BreakableBackend } from "../../src/testkit/breakable-backend.ts";
@@ -183,6 +183,69 @@ describe("gateway faults", () => {
     }
     expect(decisions).toEqual(["deny"]);
     expect((await replayGateway(gw)).ok).toBe(true);
+  });
+
+  it("a task that waits longer than the ack wait is not redelivered into a second flight: one decision, one run", async () => {
+    h = await startHarness({ gateways: 0 });
+    const hh = h;
+    // The shared consumer exists already (the runtime created the bus): shorten its ack wait.
+    const jsm = await jetstreamManager(hh.runtime.nc);
+    await jsm.consumers.update(STREAMS.tasks, TASK_CONSUMER, { ack_wait: 1_000_000_000 });
+    const gw = await hh.startGateway({ evidenceDeadlineMs: 6_000 });
+    let ran = 0;
+    gw.registerAction("transfer", () => (ran++, { ok: true }));
+    const taskId = newTaskId();
+    // Granted under another task id: the origin lineage for this task is published by hand, late.
+    const { artifact } = await hh.authority.grant({ taskId: `other-${taskId}`, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`ack-${taskId}`), attribution: { initiator: "t", reason: "ack wait" } });
+    const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, createdAt: Date.now() });
+    const done = submitTask(hh.runtime.nc, { request, args: { amount: 1 }, chain: [artifact] });
+    await waitFor(() => gw.inFlight === 1);
+    await new Promise((r) => setTimeout(r, 2_600)); // over two ack waits in `collecting`
+    expect(gw.inFlight).toBe(1);
+    const lineage = originLineage(namedKey("authority"), { childTaskId: taskId, childArtifact: artifact, emittedAt: Date.now() });
+    await jetstream(hh.runtime.nc).publish(SUBJECTS.lineage(taskId), JSON.stringify(lineage));
+    const o = await done;
+    expect(o.verdict).toBe("allow");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(ran).toBe(1);
+    const decisions: string[] = [];
+    for await (const { bytes } of backendLogSource(gw.ledger.store.backend).records()) {
+      const r = JSON.parse(Buffer.from(bytes).toString("utf8")) as { type: string; taskId?: string; decision?: { verdict: string } };
+      if (r.type === "decision" && r.taskId === taskId) decisions.push(r.decision!.verdict);
+    }
+    expect(decisions).toEqual(["allow"]);
+    expect(hh.outcomes.filter((x) => x.taskId === taskId)).toHaveLength(1);
+  });
+
+  it("stop() while a task waits for a slot: it is handed back, not run by the stopping gateway, and another gateway runs it", async () => {
+    h = await startHarness({ gateways: 0 });
+    const hh = h;
+    // A short ack wait: a message handed back may first reach the stopped gateway's last pull
+    // request (the server cannot know it is gone), and is redelivered from there after it.
+    const jsm = await jetstreamManager(hh.runtime.nc);
+    await jsm.consumers.update(STREAMS.tasks, TASK_CONSUMER, { ack_wait: 2_000_000_000 });
+    const gw1 = await hh.startGateway({ maxInFlight: 1, evidenceDeadlineMs: 8_000 });
+    const ran: string[] = [];
+    gw1.registerAction("transfer", ({ taskId }) => (ran.push(`gw1:${taskId}`), { ok: true }));
+    // Task 1 holds the only slot: its origin lineage never comes.
+    const t1 = newTaskId();
+    const { artifact: a1 } = await hh.authority.grant({ taskId: `other-${t1}`, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`s1-${t1}`), attribution: { initiator: "t", reason: "slot" } });
+    const p1 = submitTask(hh.runtime.nc, { request: signRequest(agent, { taskId: t1, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact: a1, createdAt: Date.now() }), args: { amount: 1 }, chain: [a1] });
+    await waitFor(() => gw1.inFlight === 1);
+    // Task 2 has all its evidence, and waits for the slot.
+    const t2 = newTaskId();
+    const { artifact: a2 } = await grant(hh, t2);
+    const p2 = submitTask(hh.runtime.nc, { request: signRequest(agent, { taskId: t2, action: "transfer", resource: "payments/transfer", args: { amount: 2 }, artifact: a2, createdAt: Date.now() }), args: { amount: 2 }, chain: [a2] });
+    await new Promise((r) => setTimeout(r, 300));
+    await gw1.stop();
+    expect((await p1).verdict).toBe("deny");
+    expect(ran).toEqual([]);
+    expect(gw1.ledger.state.tasks.has(t2)).toBe(false);
+    // Handed back: the next gateway runs it.
+    const gw2 = await hh.startGateway({ id: "gw-2", key: namedKey("gateway-2") });
+    gw2.registerAction("transfer", ({ taskId }) => (ran.push(`gw2:${taskId}`), { ok: true }));
+    expect(await p2).toMatchObject({ verdict: "allow", gatewayId: "gw-2", status: "succeeded" });
+    expect(ran).toEqual([`gw2:${t2}`]);
   });
 
   it("two gateways, one nonce submitted to both: exactly one allow, across many races", async () => {
