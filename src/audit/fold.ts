@@ -61,6 +61,21 @@ function assertNever(x: never): never {
   throw new TypeError(`unhandled record type ${JSON.stringify(x)}`);
 }
 
+/** Statuses only an allow leads to: allowed, then an outcome. */
+function hadAllow(t: TaskState): boolean {
+  switch (t.status) {
+    case "allowed":
+    case "succeeded":
+    case "failed":
+      return true;
+    case "evidence":
+    case "denied":
+      return false;
+    default:
+      return assertNever(t.status);
+  }
+}
+
 function touchTask(state: AuditState, taskId: string, status: TaskStatus, seq: number): TaskState {
   const t = state.tasks.get(taskId) ?? { status, lastSeq: seq };
   t.status = status;
@@ -131,6 +146,15 @@ export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
     case "decision": {
       const nonce = claimedNonce(r.input);
       if (nonce !== undefined) state.consumedNonces.add(nonce);
+      const had = state.tasks.get(r.taskId);
+      // A deny never replaces a recorded allow: after an allow, the task's own story goes on in
+      // outcome records (a stop before executing is a failed outcome), so a later deny for the
+      // same task id is a duplicate submission's. Letting it win would hide an allow still
+      // waiting for its outcome from crash recovery (gateway.ts #recoverAndTrust).
+      if (r.decision.verdict === "deny" && had !== undefined && hadAllow(had)) {
+        had.lastSeq = r.seq;
+        break;
+      }
       const t = touchTask(state, r.taskId, r.decision.verdict === "allow" ? "allowed" : "denied", r.seq);
       t.decisionSeq = r.seq;
       break;
