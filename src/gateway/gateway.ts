@@ -228,6 +228,12 @@ export class Gateway {
   #consumers: ConsumerMessages[] = [];
   #stopped = false;
   #slots = 0;
+  /**
+   * Flights in progress per task id. The evidence index is keyed by task id, so it forgets a
+   * task's evidence only when its last flight ends: a duplicate (or forged) submission naming
+   * a task must not drop the evidence the real one is still collecting.
+   */
+  readonly #flightsPerTask = new Map<string, number>();
   /** Flights started: each task machine's key in #inFlight is unique. */
   #flights = 0;
   /** How often an unacknowledged task message is reported as still being worked on. */
@@ -829,6 +835,7 @@ export class Gateway {
     // (REPLAYED); the executed-set guard stops a second handler run regardless.
     // The machine's own taskId is this key: its steps find this entry by it (#taskMachine).
     const flightKey = `${taskId}#${this.#flights++}`;
+    this.#flightsPerTask.set(taskId, (this.#flightsPerTask.get(taskId) ?? 0) + 1);
     const actor = createActor(this.#taskMachine, { input: { taskId: flightKey, evidenceDeadlineMs: deadline + 500 } });
     entry.send = (e) => actor.send(e);
     this.#inFlight.set(flightKey, entry);
@@ -864,7 +871,12 @@ export class Gateway {
     } finally {
       clearInterval(working);
       this.#inFlight.delete(flightKey);
-      this.#index.forget(taskId);
+      const left = (this.#flightsPerTask.get(taskId) ?? 1) - 1;
+      if (left > 0) this.#flightsPerTask.set(taskId, left);
+      else {
+        this.#flightsPerTask.delete(taskId);
+        this.#index.forget(taskId);
+      }
     }
     this.#publishOutcome(outcome);
     try {

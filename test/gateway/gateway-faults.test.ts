@@ -248,6 +248,29 @@ describe("gateway faults", () => {
     expect(ran).toEqual([`gw2:${t2}`]);
   });
 
+  it("a malformed submission naming a task that is still collecting does not drop that task's evidence", async () => {
+    h = await startHarness({ gateway: { evidenceDeadlineMs: 6_000 } });
+    const hh = h;
+    const gw = hh.gateways[0]!;
+    gw.registerAction("transfer", () => ({ ok: true }));
+    const taskId = newTaskId();
+    const { artifact } = await hh.authority.grant({ taskId: `other-${taskId}`, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`fg-${taskId}`), attribution: { initiator: "t", reason: "forged twin" } });
+    const done = submitTask(hh.runtime.nc, { request: signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, createdAt: Date.now() }), args: { amount: 1 } , chain: [artifact] });
+    await waitFor(() => gw.inFlight === 1);
+    // Someone else submits a malformed request under the same task id: denied at once.
+    await jetstream(hh.runtime.nc).publish(SUBJECTS.taskSubmit, JSON.stringify({ request: { payload: { taskId } }, args: 1, extra: true }));
+    await waitFor(() => hh.outcomes.some((o) => o.taskId === taskId && o.codes.includes("MALFORMED")));
+    const lineage = originLineage(namedKey("authority"), { childTaskId: taskId, childArtifact: artifact, emittedAt: Date.now() });
+    await jetstream(hh.runtime.nc).publish(SUBJECTS.lineage(taskId), JSON.stringify(lineage));
+    // (The client's own wait may see the forged twin's deny first: outcomes are per task id.)
+    void done.catch(() => undefined);
+    await waitFor(() => hh.outcomes.filter((o) => o.taskId === taskId).length === 2);
+    const outcomes = hh.outcomes.filter((o) => o.taskId === taskId);
+    expect(outcomes.map((o) => o.verdict).sort()).toEqual(["allow", "deny"]);
+    expect(outcomes.find((o) => o.verdict === "allow")).toMatchObject({ status: "succeeded" });
+    expect(outcomes.find((o) => o.verdict === "deny")!.codes).toContain("MALFORMED");
+  });
+
   it("two gateways, one nonce submitted to both: exactly one allow, across many races", async () => {
     const RACES = Number(process.env["FAILCLOSED_RACES"] ?? 1000);
     h = await startHarness({ gateways: 2 });
