@@ -67,7 +67,7 @@ export interface ActionContext {
   readonly args: JsonValue;
   readonly chain: readonly SignedArtifact[];
   readonly gatewayId: string;
-  /** Aborted when the gateway shuts down. */
+  /** Aborted when the gateway shuts down, and when the handler overruns its timeout (its outcome is then already recorded as failed). */
   readonly signal: AbortSignal;
   /**
    * Spawn a child task while this one executes. The gateway signs the spawn lineage event
@@ -736,6 +736,12 @@ export class Gateway {
       const handler = this.#actions.get(req.action);
       if (!handler) return { status: "failed", error: `no handler registered for action "${req.action}"` };
       childWindowOpen = true;
+      // The handler's own signal: aborted when the gateway stops, and when the handler is cut
+      // off by its timeout (its outcome is then recorded as failed; it is told to stop too).
+      const handlerAbort = new AbortController();
+      const onGatewayAbort = (): void => handlerAbort.abort(new Error("gateway stopping"));
+      if (this.#abort.signal.aborted) onGatewayAbort();
+      else this.#abort.signal.addEventListener("abort", onGatewayAbort, { once: true });
       const chain = input.evidence.chain as SignedArtifact[];
       const lineage = input.evidence.lineage as SignedLineage[];
       const ctx: ActionContext = {
@@ -746,7 +752,7 @@ export class Gateway {
         args: input.evidence.args as JsonValue,
         chain,
         gatewayId: this.id,
-        signal: this.#abort.signal,
+        signal: handlerAbort.signal,
         spawn: (child) => {
           if (!childWindowOpen) return Promise.reject(new Error("LINEAGE_BROKEN: parent task is no longer executing"));
           return this.#spawnChild({ taskId, chain, lineage, decisionId: input.commit.decisionId }, child);
@@ -762,9 +768,11 @@ export class Gateway {
         resultByTask.set(taskId, result);
         return { status: "succeeded", resultDigest: digest };
       } catch (e) {
+        handlerAbort.abort(e);
         return { status: "failed", error: e instanceof Error ? e.message : String(e) };
       } finally {
         childWindowOpen = false;
+        this.#abort.signal.removeEventListener("abort", onGatewayAbort);
       }
     };
 

@@ -343,15 +343,22 @@ describe("gateway faults", () => {
     expect(reruns).toBe(0);
   });
 
-  it("a handler that never returns is cut off: outcome failed, recorded, and the final checkpoint reaches the bus on stop", async () => {
+  it("a handler that never returns is cut off: outcome failed, recorded, its signal aborted, and the final checkpoint reaches the bus on stop", async () => {
     h = await startHarness({ gateways: 0 });
     const hh = h;
     const gw = await hh.startGateway({ handlerTimeoutMs: 300 });
-    gw.registerAction("transfer", () => new Promise(() => undefined));
+    let toldToStop: unknown;
+    gw.registerAction("transfer", ({ signal }) => {
+      signal.addEventListener("abort", () => {
+        toldToStop = signal.reason as unknown;
+      });
+      return new Promise(() => undefined);
+    });
     const t = newTaskId();
     const o = await hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [(await grant(hh, t)).artifact], taskId: t }).outcome;
     expect(o).toMatchObject({ verdict: "allow", status: "failed" });
     expect(o.error).toMatch(/took longer than 300 ms/);
+    expect(String(toldToStop)).toMatch(/took longer than 300 ms/); // the handler was told to stop
     expect(gw.ledger.state.tasks.get(t)?.status).toBe("failed");
     await gw.stop();
     const jsm = await (await import("@nats-io/jetstream")).jetstreamManager(hh.runtime.nc);
