@@ -499,9 +499,18 @@ export class Gateway {
     }
   }
 
-  async #slot(): Promise<void> {
+  /** Take an in-flight slot; `whileWaiting` runs every #workingEveryMs until one is free. */
+  async #slot(whileWaiting: () => void): Promise<void> {
     const max = this.#o.maxInFlight ?? 256;
-    while (this.#slots >= max) await new Promise<void>((r) => this.#slotWaiters.push(r));
+    if (this.#slots >= max) {
+      const keepAlive = setInterval(whileWaiting, this.#workingEveryMs);
+      keepAlive.unref();
+      try {
+        while (this.#slots >= max) await new Promise<void>((r) => this.#slotWaiters.push(r));
+      } finally {
+        clearInterval(keepAlive);
+      }
+    }
     this.#slots++;
   }
 
@@ -525,13 +534,7 @@ export class Gateway {
       for await (const m of msgs) {
         if (this.#stopped) break;
         // A message waiting for a slot is held by this gateway too.
-        const holding = setInterval(() => m.working(), this.#workingEveryMs);
-        holding.unref();
-        try {
-          await this.#slot();
-        } finally {
-          clearInterval(holding);
-        }
+        await this.#slot(() => m.working());
         if (this.#stopped) {
           // stop() began while this message waited: hand it back for another gateway.
           this.#release();

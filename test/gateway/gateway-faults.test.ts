@@ -13,6 +13,8 @@ import { BreakableBackend } from "../../src/testkit/breakable-backend.ts";
 import { replayGateway, startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
 import type { TaskOutcome } from "../../src/gateway/outcome.ts";
+import type { Gateway } from "../../src/gateway/gateway.ts";
+import type { SignedArtifact } from "../../src/core/types.ts";
 
 const agent = namedKey("agent-0");
 const other = namedKey("agent-1");
@@ -30,6 +32,21 @@ afterEach(async () => {
 
 async function grant(hh: Harness, taskId: string, holder = agent.keyId) {
   return hh.authority.grant({ taskId, holder, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`g-${taskId}`), attribution: { initiator: "t", reason: "faults" } });
+}
+
+/** An artifact for `taskId` whose origin lineage is never published: the task sits in `collecting`. */
+async function grantWithoutLineage(hh: Harness, taskId: string): Promise<SignedArtifact> {
+  return (await grant(hh, `other-${taskId}`)).artifact;
+}
+
+/** The verdicts of `taskId`'s decision records in a gateway's log, in order. */
+async function decisionVerdicts(gw: Gateway, taskId: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const { bytes } of backendLogSource(gw.ledger.store.backend).records()) {
+    const r = JSON.parse(Buffer.from(bytes).toString("utf8")) as { type: string; taskId?: string; decision?: { verdict: string } };
+    if (r.type === "decision" && r.taskId === taskId) out.push(r.decision!.verdict);
+  }
+  return out;
 }
 
 describe("gateway faults", () => {
@@ -96,11 +113,7 @@ describe("gateway faults", () => {
     const js = jetstream(hh.runtime.nc);
     // Root task: the artifact arrives, the origin lineage is held back.
     const taskId = newTaskId();
-    const { artifact, lineage } = await (async () => {
-      const a = await hh.authority.grant({ taskId: `other-${taskId}`, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`rv-${taskId}`), attribution: { initiator: "t", reason: "t" } });
-      return a;
-    })();
-    void lineage;
+    const artifact = await grantWithoutLineage(hh, taskId);
     const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, createdAt: Date.now() });
     const p1 = submitTask(hh.runtime.nc, { request, args: { amount: 1 }, chain: [artifact] });
     await waitFor(() => hh.gateways[0]!.inFlight === 1);
@@ -146,12 +159,7 @@ describe("gateway faults", () => {
       expect(o.verdict).toBe("deny");
       expect(o.codes).toContain("REVOKED");
       expect(ran).toBe(0);
-      const decisions: string[] = [];
-      for await (const { bytes } of backendLogSource(gw.ledger.store.backend).records()) {
-        const r = JSON.parse(Buffer.from(bytes).toString("utf8")) as { type: string; taskId?: string; decision?: { verdict: string } };
-        if (r.type === "decision" && r.taskId === taskId) decisions.push(r.decision!.verdict);
-      }
-      expect(decisions).toEqual(["deny"]);
+      expect(await decisionVerdicts(gw, taskId)).toEqual(["deny"]);
       const rep = await replayGateway(gw);
       expect(rep.divergences).toEqual([]);
       expect(rep.ok).toBe(true);
@@ -176,12 +184,7 @@ describe("gateway faults", () => {
     expect(o.verdict).toBe("deny");
     expect(o.codes).toContain("REVOKED");
     await new Promise((r) => setTimeout(r, 200)); // let the abandoned verify step finish
-    const decisions: string[] = [];
-    for await (const { bytes } of backendLogSource(gw.ledger.store.backend).records()) {
-      const r = JSON.parse(Buffer.from(bytes).toString("utf8")) as { type: string; taskId?: string; decision?: { verdict: string } };
-      if (r.type === "decision" && r.taskId === taskId) decisions.push(r.decision!.verdict);
-    }
-    expect(decisions).toEqual(["deny"]);
+    expect(await decisionVerdicts(gw, taskId)).toEqual(["deny"]);
     expect((await replayGateway(gw)).ok).toBe(true);
   });
 
@@ -195,8 +198,8 @@ describe("gateway faults", () => {
     let ran = 0;
     gw.registerAction("transfer", () => (ran++, { ok: true }));
     const taskId = newTaskId();
-    // Granted under another task id: the origin lineage for this task is published by hand, late.
-    const { artifact } = await hh.authority.grant({ taskId: `other-${taskId}`, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`ack-${taskId}`), attribution: { initiator: "t", reason: "ack wait" } });
+    // The origin lineage for this task is published by hand, late.
+    const artifact = await grantWithoutLineage(hh, taskId);
     const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, createdAt: Date.now() });
     const done = submitTask(hh.runtime.nc, { request, args: { amount: 1 }, chain: [artifact] });
     await waitFor(() => gw.inFlight === 1);
@@ -208,12 +211,7 @@ describe("gateway faults", () => {
     expect(o.verdict).toBe("allow");
     await new Promise((r) => setTimeout(r, 300));
     expect(ran).toBe(1);
-    const decisions: string[] = [];
-    for await (const { bytes } of backendLogSource(gw.ledger.store.backend).records()) {
-      const r = JSON.parse(Buffer.from(bytes).toString("utf8")) as { type: string; taskId?: string; decision?: { verdict: string } };
-      if (r.type === "decision" && r.taskId === taskId) decisions.push(r.decision!.verdict);
-    }
-    expect(decisions).toEqual(["allow"]);
+    expect(await decisionVerdicts(gw, taskId)).toEqual(["allow"]);
     expect(hh.outcomes.filter((x) => x.taskId === taskId)).toHaveLength(1);
   });
 
@@ -229,7 +227,7 @@ describe("gateway faults", () => {
     gw1.registerAction("transfer", ({ taskId }) => (ran.push(`gw1:${taskId}`), { ok: true }));
     // Task 1 holds the only slot: its origin lineage never comes.
     const t1 = newTaskId();
-    const { artifact: a1 } = await hh.authority.grant({ taskId: `other-${t1}`, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`s1-${t1}`), attribution: { initiator: "t", reason: "slot" } });
+    const a1 = await grantWithoutLineage(hh, t1);
     const p1 = submitTask(hh.runtime.nc, { request: signRequest(agent, { taskId: t1, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact: a1, createdAt: Date.now() }), args: { amount: 1 }, chain: [a1] });
     await waitFor(() => gw1.inFlight === 1);
     // Task 2 has all its evidence, and waits for the slot.
@@ -254,7 +252,7 @@ describe("gateway faults", () => {
     const gw = hh.gateways[0]!;
     gw.registerAction("transfer", () => ({ ok: true }));
     const taskId = newTaskId();
-    const { artifact } = await hh.authority.grant({ taskId: `other-${taskId}`, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`fg-${taskId}`), attribution: { initiator: "t", reason: "forged twin" } });
+    const artifact = await grantWithoutLineage(hh, taskId);
     const done = submitTask(hh.runtime.nc, { request: signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, createdAt: Date.now() }), args: { amount: 1 } , chain: [artifact] });
     await waitFor(() => gw.inFlight === 1);
     // Someone else submits a malformed request under the same task id: denied at once.
