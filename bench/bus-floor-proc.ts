@@ -10,7 +10,7 @@
 import { jetstream, type JsMsg } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { Level } from "level";
-import { STREAMS, SUBJECTS, TASK_CONSUMER, parseEvidenceSubject } from "../src/nats/contract.ts";
+import { STREAMS, SUBJECTS, TASK_CONSUMER, parseEvidenceSubject, taskClaimKey } from "../src/nats/contract.ts";
 import { ensureBus } from "../src/nats/setup.ts";
 
 const [natsUrl, id, dir] = process.argv.slice(2);
@@ -85,8 +85,8 @@ async function evidenceFor(taskId: string): Promise<Required<Evidence>> {
   return e;
 }
 
-// A decision message of the gateway's size: fifteen passed checks.
-const CHECKS = ["governance", "schema", "evidence", "request-signature", "chain-signatures", "lineage-signatures", "issuer", "identity", "validity", "delegation", "lineage", "revocation", "environment", "policy", "nonce"].map((check) => ({ check, ok: true }));
+// A decision message of the gateway's size: sixteen passed checks.
+const CHECKS = ["governance", "schema", "evidence", "request-signature", "chain-signatures", "lineage-signatures", "issuer", "identity", "validity", "delegation", "lineage", "revocation", "environment", "policy", "task", "nonce"].map((check) => ({ check, ok: true }));
 
 async function runTask(m: JsMsg): Promise<void> {
   const submit = m.string();
@@ -94,7 +94,8 @@ async function runTask(m: JsMsg): Promise<void> {
   const taskId = body.request.payload.taskId;
   const ev = await evidenceFor(taskId);
   const artifact = JSON.parse(ev.artifact) as { payload: { nonce: string } };
-  await nonceKv.create(artifact.payload.nonce, JSON.stringify({ taskId, gatewayId: id }));
+  // The two create-only claims a gateway makes together: the nonce and the task id.
+  await Promise.all([nonceKv.create(artifact.payload.nonce, JSON.stringify({ taskId, gatewayId: id })), nonceKv.create(taskClaimKey(taskId), JSON.stringify({ nonce: artifact.payload.nonce, gatewayId: id }))]);
   const decision = { taskId, verdict: "allow", checks: CHECKS, reasons: [] };
   // The records a gateway writes: three evidence records, then the decision with its input.
   await write([submit, ev.artifact, ev.lineage, JSON.stringify({ input: { submit, artifact: ev.artifact, lineage: ev.lineage }, decision })]);

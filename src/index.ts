@@ -86,6 +86,7 @@ export {
   type MeasuredEnvironment,
   type GovernanceHealth,
   type NonceState,
+  type TaskClaimState,
 } from "./core/types.ts";
 export { TrustStore, TrustStoreError, assertAcceptableKey, type TrustStoreErrorCode, type TrustRole, type TrustEvent } from "./core/trust-store.ts";
 

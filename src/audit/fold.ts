@@ -76,6 +76,15 @@ function hadAllow(t: TaskState): boolean {
   }
 }
 
+/**
+ * True when the log already holds an allow for this task id (executed, finished or
+ * interrupted): the id is spent on this gateway (DecisionInput.taskClaim.local "decided").
+ */
+export function taskDecided(state: Readonly<AuditState>, taskId: string): boolean {
+  const t = state.tasks.get(taskId);
+  return t !== undefined && hadAllow(t);
+}
+
 function touchTask(state: AuditState, taskId: string, status: TaskStatus, seq: number): TaskState {
   const t = state.tasks.get(taskId) ?? { status, lastSeq: seq };
   t.status = status;

@@ -5,11 +5,11 @@
 import { canonicalize, type JsonValue } from "../canonical/jcs.ts";
 import { fromB64u } from "../crypto/base64url.ts";
 import { contentId, verifySigned, type Signed } from "../crypto/signing.ts";
-import type { AuditState } from "./fold.ts";
+import { taskDecided, type AuditState } from "./fold.ts";
 import type { AuditRecord } from "./records.ts";
 import { isTrustFromLog } from "./trust-view.ts";
 
-export type ClaimProblem = { readonly kind: "TRUST_STATE" | "NONCE_STATE" | "EVIDENCE_MISSING" | "INPUT_MALFORMED"; readonly detail: string };
+export type ClaimProblem = { readonly kind: "TRUST_STATE" | "NONCE_STATE" | "TASK_STATE" | "EVIDENCE_MISSING" | "INPUT_MALFORMED"; readonly detail: string };
 
 const isObj = (v: unknown): v is Record<string, JsonValue> => typeof v === "object" && v !== null && !Array.isArray(v);
 
@@ -56,7 +56,23 @@ export function checkDecisionClaims(input: JsonValue, state: AuditState): ClaimP
     if (n["local"] === "fresh" && consumed) out.push({ kind: "NONCE_STATE", detail: `nonce ${n["key"]} claimed unused but the log already spent it` });
     if (n["local"] === "consumed" && !consumed) out.push({ kind: "NONCE_STATE", detail: `nonce ${n["key"]} claimed spent but the log never spent it` });
   }
+  // Absent in logs from before task-id claims; decide() judges a malformed one.
+  const t = input["taskClaim"];
+  if (isObj(t) && typeof t["taskId"] === "string") {
+    const decided = taskDecided(state, t["taskId"]);
+    if (t["local"] === "fresh" && decided) out.push({ kind: "TASK_STATE", detail: `task ${t["taskId"]} claimed undecided but the log already allowed it` });
+    if (t["local"] === "decided" && !decided) out.push({ kind: "TASK_STATE", detail: `task ${t["taskId"]} claimed decided but the log never allowed it` });
+  }
   return out;
+}
+
+/**
+ * One execution per task id: an allow for an id the log already allowed is a divergence even
+ * in a log from before task claims (an input with a claim is judged by checkDecisionClaims).
+ */
+export function secondAllowProblem(taskId: string, input: JsonValue, state: AuditState): ClaimProblem | undefined {
+  if (isObj(input) && input["taskClaim"] !== undefined) return undefined;
+  return taskDecided(state, taskId) ? { kind: "TASK_STATE", detail: `second allow for task ${taskId}` } : undefined;
 }
 
 /** Evidence recorded per task, by content id of the signed object. */

@@ -8,7 +8,7 @@ import { inlineRunner, workerRunner, type DecideJob, type DecideMismatch, type D
 import { applyRecord, emptyState } from "./fold.ts";
 import type { AuditLogSource } from "./log-source.ts";
 import { MerkleFrontier, consistencyProof, verifyConsistency } from "./merkle.ts";
-import { EvidenceIndex, checkDecisionClaims, revocationProblem } from "./rederive.ts";
+import { EvidenceIndex, checkDecisionClaims, revocationProblem, secondAllowProblem } from "./rederive.ts";
 import { GENESIS_PREV, decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
 import { TrustViewCache, refersToLogTrust } from "./trust-view.ts";
 import type { TrustSnapshot } from "../core/types.ts";
@@ -28,6 +28,7 @@ export type DivergenceKind =
   | "REVOCATION_UNVERIFIED" // a revocation in force without a valid authority signature
   | "TRUST_STATE" // a decision's trust snapshot differs from the fold
   | "NONCE_STATE" // a decision's nonce state differs from the fold
+  | "TASK_STATE" // a decision's task-claim state differs from the fold
   | "EVIDENCE_MISSING" // an allow resting on evidence the log never recorded
   | "INPUT_MALFORMED" // a decision input without trust or nonce state
   | "DECISION_MISMATCH"; // decide(recorded input) ≠ recorded decision
@@ -177,7 +178,11 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
           if (opts.rederive === false) break;
           decisions++;
           for (const p of checkDecisionClaims(rec.input, state)) report(seq, p.kind, p.detail);
-          if (rec.decision.verdict === "allow") for (const p of evidence.checkAllow(rec.taskId, rec.input)) report(seq, p.kind, p.detail);
+          if (rec.decision.verdict === "allow") {
+            for (const p of evidence.checkAllow(rec.taskId, rec.input)) report(seq, p.kind, p.detail);
+            const p = secondAllowProblem(rec.taskId, rec.input, state);
+            if (p !== undefined) report(seq, p.kind, p.detail);
+          }
           evidence.forget(rec.taskId);
           const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
           if (refersToLogTrust(rec.input)) {

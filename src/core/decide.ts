@@ -23,6 +23,7 @@ import type {
   SignedArtifact,
   SignedLineage,
   SignedRequest,
+  TaskClaimState,
 } from "./types.ts";
 
 export type PolicyEvaluator = (doc: PolicyDocument, digest: string, req: PolicyRequest) => PolicyEvaluation;
@@ -193,14 +194,37 @@ function decideChecked(input: DecisionInput, evaluate: PolicyEvaluator): Decisio
   c.record("environment", environmentProblem(chain, input));
   c.record("policy", policyProblem(chain, input, evaluate));
 
+  // The task id: one execution per id, whatever artifact is presented for it. A problem known
+  // without the claim (decided here already, or another gateway's claim) is recorded before the
+  // nonce, so such a duplicate is REPLAYED without spending its nonce.
+  const t = taskClaimOf(input);
+  let taskUnclaimed = false;
+  if (t === "malformed") c.fail("task", "GOVERNANCE_UNAVAILABLE", "task claim is malformed");
+  else if (t !== undefined) {
+    const problem: Problem =
+      t.taskId !== r.taskId
+        ? { code: "REPLAYED", detail: "claimed task id is not the request's" }
+        : t.local === "decided"
+          ? { code: "REPLAYED", detail: "task id already decided on this gateway" }
+          : t.cluster === "taken"
+            ? { code: "REPLAYED", detail: "task id already claimed in the cluster" }
+            : t.cluster === "unavailable"
+              ? { code: "GOVERNANCE_UNAVAILABLE", detail: "task-claim store unavailable" }
+              : undefined;
+    if (problem !== undefined || t.cluster === "claimed") c.record("task", problem);
+    else taskUnclaimed = true;
+  }
+
   const n = input.nonce;
   if (n.cluster === "not-attempted" && c.list.some((x) => !x.ok) && n.key === leaf.p.nonce && n.local === "fresh") {
     // The gateway spends a nonce only after everything else passed; here something did not,
     // so the unclaimed nonce is a consequence, not a reason: no code of its own. (A nonce
-    // this gateway already saw spent is still REPLAYED, below.)
+    // this gateway already saw spent is still REPLAYED, below.) Likewise the task id.
+    if (taskUnclaimed) c.list.push({ check: "task", ok: false, detail: "not claimed: denied before the claim" });
     c.list.push({ check: "nonce", ok: false, detail: "not claimed: denied before the claim" });
     return finish(c);
   }
+  if (taskUnclaimed) c.fail("task", "GOVERNANCE_UNAVAILABLE", "task id not claimed");
   c.record(
     "nonce",
     n.key !== leaf.p.nonce
@@ -216,6 +240,19 @@ function decideChecked(input: DecisionInput, evaluate: PolicyEvaluator): Decisio
               : undefined,
   );
   return finish(c);
+}
+
+const CLAIM_LOCAL: ReadonlySet<unknown> = new Set(["fresh", "decided"]);
+const CLAIM_CLUSTER: ReadonlySet<unknown> = new Set(["claimed", "taken", "unavailable", "not-attempted"]);
+
+/** The input's task claim: absent (a log from before claims), well-formed, or "malformed". */
+function taskClaimOf(input: DecisionInput): TaskClaimState | undefined | "malformed" {
+  const t: unknown = input.taskClaim;
+  if (t === undefined) return undefined;
+  if (typeof t !== "object" || t === null || Array.isArray(t)) return "malformed";
+  const o = t as Record<string, unknown>;
+  if (typeof o["taskId"] !== "string" || !CLAIM_LOCAL.has(o["local"]) || !CLAIM_CLUSTER.has(o["cluster"])) return "malformed";
+  return t as TaskClaimState;
 }
 
 function governanceProblem(input: DecisionInput): Problem {

@@ -185,6 +185,19 @@ export interface NonceState {
   cluster: "claimed" | "taken" | "unavailable" | "not-attempted";
 }
 
+/**
+ * The task-id claim: a task id names one execution, cluster-wide and across restarts, whatever
+ * artifacts are presented for it. `local` is this gateway's log (an allow already recorded for
+ * the id, executed or interrupted); `cluster` is the create-only KV claim, made together with
+ * the nonce's and only when everything else passed. Absent in logs recorded before the claim
+ * existed, which replay as they were decided.
+ */
+export interface TaskClaimState {
+  taskId: string;
+  local: "fresh" | "decided";
+  cluster: "claimed" | "taken" | "unavailable" | "not-attempted";
+}
+
 export interface DecisionLimits {
   maxSkewMs: number;
   maxDepth: number;
@@ -206,6 +219,8 @@ export interface DecisionInput {
   now: number;
   limits: DecisionLimits;
   nonce: NonceState;
+  /** Always set by the gateway; optional only so that older recorded logs still replay. */
+  taskClaim?: TaskClaimState;
   health: GovernanceHealth;
   /** Problems the gateway met while gathering evidence (oversized or unparseable messages). */
   intakeErrors: string[];
@@ -226,6 +241,7 @@ export type CheckName =
   | "revocation"
   | "environment"
   | "policy"
+  | "task"
   | "nonce";
 
 export interface Check {

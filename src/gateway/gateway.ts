@@ -28,13 +28,14 @@ import type {
   DecisionInput,
   DecisionLimits,
   NonceState,
+  TaskClaimState,
   SignedArtifact,
   SignedLineage,
   SignedRequest,
   SignedRevocation,
 } from "../core/types.ts";
 import { isPolicyDocument, policyDigest } from "../policy/policy-document.ts";
-import { MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE } from "../nats/contract.ts";
+import { MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, taskClaimKey } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
 import { submitTask } from "../runtime/client.ts";
 import { systemClock } from "../runtime/clock.ts";
@@ -164,6 +165,9 @@ interface InFlight {
   touches(): Set<string>;
   executing: boolean;
 }
+
+/** What a decision is told of the two single-use claims. */
+type Claims = { nonce: NonceState; task: TaskClaimState };
 
 type SubmitParse = { taskId: string; request: unknown; args: unknown; intakeErrors: string[] };
 
@@ -594,7 +598,7 @@ export class Gateway {
     return { gatewayId: this.id, agentCodeDigest: code, attributes };
   }
 
-  #buildInput(ev: Evidence, nonce: NonceState): DecisionInput {
+  #buildInput(ev: Evidence, claims: Claims): DecisionInput {
     const agent = (ev.request as { payload?: { agent?: unknown } } | null)?.payload?.agent;
     return {
       request: ev.request,
@@ -605,15 +609,16 @@ export class Gateway {
       environment: this.#environment(agent),
       now: this.#clock(),
       limits: this.#limits,
-      nonce,
+      nonce: claims.nonce,
+      taskClaim: claims.task,
       health: this.#health(),
       intakeErrors: ev.intakeErrors,
     };
   }
 
   /** Decide and queue the decision record in one synchronous step (see ledger.ts). */
-  #decideAndRecord(taskId: string, ev: Evidence, nonce: NonceState): { verify: VerifyResult; write: Promise<AppendReceipt> } {
-    const input = this.#buildInput(ev, nonce);
+  #decideAndRecord(taskId: string, ev: Evidence, claims: Claims): { verify: VerifyResult; write: Promise<AppendReceipt> } {
+    const input = this.#buildInput(ev, claims);
     const decision = decide(input);
     let recorded: JsonValue;
     try {
@@ -624,7 +629,7 @@ export class Gateway {
       canonicalBytes(recorded);
     } catch {
       // Input that cannot be recorded cannot be replayed: record what can be, and deny.
-      const fallback = this.#buildInput({ request: null, args: null, chain: [], lineage: [], intakeErrors: ["unrecordable input"] }, nonce);
+      const fallback = this.#buildInput({ request: null, args: null, chain: [], lineage: [], intakeErrors: ["unrecordable input"] }, claims);
       recorded = recordedDecisionInput(fallback);
       const denied = decide(fallback);
       const write = this.#ledger.append({ type: "decision", taskId, input: recorded, decision: denied });
@@ -650,11 +655,22 @@ export class Gateway {
     }
   }
 
-  async #claimNonce(key: string, taskId: string): Promise<NonceState["cluster"]> {
+  /** Claims as this gateway's log sees them now, before any cluster claim. */
+  #localClaims(taskId: string, nonceKey: string): Claims {
+    return {
+      nonce: { key: nonceKey, local: nonceKey !== "" && this.#ledger.nonceConsumed(nonceKey) ? "consumed" : "fresh", cluster: "not-attempted" },
+      task: { taskId, local: this.#ledger.taskDecided(taskId) ? "decided" : "fresh", cluster: "not-attempted" },
+    };
+  }
+
+  /**
+   * KV create is create-only: exactly one claim of a key wins cluster-wide. The nonce is keyed
+   * by itself, the task id by taskClaimKey (nonces hold no '.', so the two never meet).
+   */
+  async #claim(key: string, value: Record<string, string>): Promise<NonceState["cluster"]> {
     if (!this.#busConnected) return "unavailable";
     try {
-      // KV create is create-only: exactly one claim wins cluster-wide.
-      await this.#nonceKv.create(key, JSON.stringify({ taskId, gatewayId: this.id }));
+      await this.#nonceKv.create(key, JSON.stringify({ ...value, gatewayId: this.id }));
       return "claimed";
     } catch (e) {
       const msg = String((e as Error | undefined)?.message ?? e);
@@ -703,21 +719,26 @@ export class Gateway {
       evidence = ev;
       const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
       const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
-      const local = (): NonceState["local"] => (key !== "" && this.#ledger.nonceConsumed(key) ? "consumed" : "fresh");
       await this.#primeSignatures(ev);
       // Pre-check everything but the nonce, so a forged request cannot burn a real nonce.
       // Cedar is left to the recorded decision: a policy deny is the holder's own request
       // failing, which may spend its nonce; forgery is caught by the signature checks.
-      const pre = decide(this.#buildInput(ev, { key, local: local(), cluster: "not-attempted" }), PERMIT_ALL_FOR_PRECHECK);
-      const onlyNonceMissing = pre.checks.every((c) => c.ok || c.check === "nonce");
+      // The task id is claimed with the nonce: a pre-check that fails only for want of the two
+      // claims goes on to make them (a task id already decided here fails with REPLAYED).
+      const pre = decide(this.#buildInput(ev, this.#localClaims(taskId, key)), PERMIT_ALL_FOR_PRECHECK);
+      const onlyClaimsMissing = pre.checks.every((c) => c.ok || c.check === "nonce" || (c.check === "task" && c.code === "GOVERNANCE_UNAVAILABLE"));
       // The machine may have left `verifying` during any await here (revoked, bus lost,
       // aborted) and recorded its deny: then neither claim the nonce nor record a second decision.
       const superseded = (): boolean => decisionWrite !== undefined;
       if (superseded()) throw new Error("task was denied while verifying");
-      const cluster = onlyNonceMissing && key !== "" ? await this.#claimNonce(key, taskId) : "not-attempted";
+      const [cluster, taskCluster] =
+        onlyClaimsMissing && key !== ""
+          ? await Promise.all([this.#claim(key, { taskId }), this.#claim(taskClaimKey(taskId), { nonce: key })])
+          : (["not-attempted", "not-attempted"] as const);
       await this.#o.hooks?.beforeRecordDecision?.(taskId);
       if (superseded()) throw new Error("task was denied while verifying");
-      const r = this.#decideAndRecord(taskId, ev, { key, local: local(), cluster });
+      const now = this.#localClaims(taskId, key);
+      const r = this.#decideAndRecord(taskId, ev, { nonce: { ...now.nonce, cluster }, task: { ...now.task, cluster: taskCluster } });
       decisionWrite = r.write;
       verifyResult = r.verify;
       return r.verify;
@@ -831,7 +852,7 @@ export class Gateway {
             const ev = evidence ?? { request: sub.request, args: sub.args, chain: [], lineage: [], intakeErrors: sub.intakeErrors };
             const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
             const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
-            const r = this.#decideAndRecord(taskId, ev, { key, local: key !== "" && this.#ledger.nonceConsumed(key) ? "consumed" : "fresh", cluster: "not-attempted" });
+            const r = this.#decideAndRecord(taskId, ev, this.#localClaims(taskId, key));
             decisionWrite = r.write;
             verifyResult = r.verify;
           }

@@ -4,7 +4,7 @@
 // goes through here: the entry is folded into a projected state in the same tick as it is
 // queued, and decisions snapshot that projection in the same tick as they queue themselves.
 // The store preserves call order, so projection and log agree record for record.
-import { applyRecord, cloneState, type AuditState } from "../audit/fold.ts";
+import { applyRecord, cloneState, taskDecided, type AuditState } from "../audit/fold.ts";
 import { canonicalize } from "../canonical/jcs.ts";
 import { entryShapeProblem, recordOf, type AuditEntry } from "../audit/records.ts";
 import { AuditStoreError, type AppendReceipt, type AuditStore } from "../audit/store.ts";
@@ -61,5 +61,10 @@ export class Ledger {
 
   nonceConsumed(key: string): boolean {
     return this.#projected.consumedNonces.has(key);
+  }
+
+  /** An allow for this task id is already in the (projected) log. */
+  taskDecided(taskId: string): boolean {
+    return taskDecided(this.#projected, taskId);
   }
 }

@@ -463,7 +463,7 @@ export const taskMachine = setup({
       on: DENY_ON_GOVERNANCE_EVENT,
     },
     verifying: {
-      description: "Build the DecisionInput, claim the nonce and run decide().",
+      description: "Build the DecisionInput, claim the nonce and the task id and run decide().",
       tags: ["pending"],
       invoke: {
         id: "verify",

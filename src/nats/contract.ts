@@ -31,6 +31,12 @@ export const KV_BUCKETS = {
 
 export const POLICY_KEY = "active";
 
+/**
+ * The task-id claim's key in the nonce bucket (create-only, like a nonce's): one execution per
+ * task id cluster-wide. Nonces are base64url, with no '.', so they never collide with these.
+ */
+export const taskClaimKey = (taskId: string): string => `task.${taskId}`;
+
 /** Largest message any failclosed subject accepts; bigger is MALFORMED (and the server caps too). */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
 

@@ -138,6 +138,7 @@ export function inputFor(w: World, b: Built, now = T0): DecisionInput {
     now,
     limits: { maxSkewMs: 5_000, maxDepth: 4, maxFeedAgeMs: 30_000, maxRequestAgeMs: 60_000 },
     nonce: { key: b.chain[b.chain.length - 1]!.payload.nonce, local: "fresh", cluster: "claimed" },
+    taskClaim: { taskId: b.request.payload.taskId, local: "fresh", cluster: "claimed" },
     health: { busConnected: true, auditWritable: true, revocationFeedAt: now - 1_000 },
     intakeErrors: [],
   };

@@ -1,6 +1,7 @@
 // Replay of committed, recorded logs (Temporal-style): they must keep replaying clean, and any
 // edit to them must come back as a typed divergence. v1 copies each decision's trust snapshot;
-// v2 refers to the log's own trust (src/audit/trust-view.ts). Both formats stay replayable.
+// v2 refers to the log's own trust (src/audit/trust-view.ts); v3 adds the task-id claim to every
+// decision input. All formats stay replayable.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { jsonlLogSource } from "../../src/audit/log-source.ts";
@@ -33,7 +34,17 @@ const V2_EDITS: Edit[] = [
   ["a trust reference garbled", (ls) => ls.map((l, i) => (i === firstDenied(ls) ? l.replace('"trust":{"source":"log"}', '"trust":{"source":"lol"}') : l)), "TRUST_STATE", (ls) => firstDenied(ls)],
 ];
 
-function fixtureSuite(version: "v1" | "v2", extra: Edit[]): void {
+// Edits only a log with task-id claims can suffer.
+const V3_EDITS: Edit[] = [
+  [
+    "a task claim edited to say the id was already decided",
+    (ls) => ls.map((l, i) => (i === firstDenied(ls) ? l.replace('"local":"fresh","taskId"', '"local":"decided","taskId"') : l)),
+    "TASK_STATE",
+    (ls) => firstDenied(ls),
+  ],
+];
+
+function fixtureSuite(version: "v1" | "v2" | "v3", extra: Edit[]): void {
   const text = readFileSync(new URL(`scenario-${version}.jsonl`, FIXTURES), "utf8");
   const trust = JSON.parse(readFileSync(new URL(`scenario-${version}.trust.json`, FIXTURES), "utf8")) as TrustRoots;
   const lines = text.split("\n").filter((l) => l !== "");
@@ -70,3 +81,4 @@ function fixtureSuite(version: "v1" | "v2", extra: Edit[]): void {
 
 fixtureSuite("v1", []);
 fixtureSuite("v2", V2_EDITS);
+fixtureSuite("v3", [...V2_EDITS.filter(([name]) => name === "a trust reference garbled"), ...V3_EDITS]);

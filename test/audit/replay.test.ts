@@ -166,6 +166,47 @@ for (const make of HARNESSES) {
         expect(kinds(rep)).toEqual([`${k}:NONCE_STATE`]);
       });
 
+      for (const legacy of [false, true]) {
+        it(`a second allow for a task id the log already allowed → TASK_STATE (${legacy ? "input without a task claim, as logs from before claims" : "input claiming the id is fresh"})`, async () => {
+          await setup();
+          const records = await readRecords(store.backend);
+          const allow = records.find((r) => r.type === "decision" && r.decision.verdict === "allow" && r.seq > 20)!;
+          if (allow.type !== "decision") throw new Error("not a decision");
+          const evidence = records.filter((r) => r.type === "evidence" && r.taskId === allow.taskId);
+          let second: AuditRecord = allow;
+          if (legacy) {
+            const input = structuredClone(rehydrateDecisionInput(allow.input, trustSnapshotOf(fold(records.slice(0, allow.seq))))) as unknown as DecisionInput;
+            delete input.taskClaim;
+            const decision = decide(input);
+            expect(decision.verdict).toBe("allow");
+            second = { ...allow, input: { ...(input as unknown as Record<string, JsonValue>), trust: TRUST_FROM_LOG }, decision };
+          }
+          // The task's evidence and decision again, right after its outcome: a second run of one task.
+          const outcomeAt = records.findIndex((r) => r.type === "outcome" && r.taskId === allow.taskId);
+          const forged = [...records.slice(0, outcomeAt + 1), ...evidence, second, ...records.slice(outcomeAt + 1)];
+          await writeForgedLog(store.backend, forged.map(strip), GATEWAY_KEY);
+          const rep = await run();
+          const at = outcomeAt + 1 + evidence.length;
+          expect(kinds(rep)).toContain(`${at}:TASK_STATE`);
+          expect(rep.divergences.find((d) => d.kind === "TASK_STATE")!.detail).toMatch(legacy ? /second allow for task/ : /claimed undecided but the log already allowed it/);
+        });
+      }
+
+      it("input claims its task id was already decided when the log never allowed it → TASK_STATE", async () => {
+        await setup();
+        // A deny stays a deny here: the forged claim is caught as a claim, not by the verdict.
+        const records = await readRecords(store.backend);
+        const target = records.find((r) => r.type === "decision" && r.decision.verdict === "allow" && r.seq > 20)!;
+        if (target.type !== "decision") throw new Error("not a decision");
+        const input = structuredClone(target.input) as Record<string, JsonValue>;
+        input["taskClaim"] = { ...(input["taskClaim"] as Record<string, JsonValue>), local: "decided" };
+        const decision = decide(rehydrateDecisionInput(input, trustSnapshotOf(fold(records.slice(0, target.seq)))) as unknown as DecisionInput);
+        expect(decision.reasons).toEqual(["REPLAYED"]);
+        await writeForgedLog(store.backend, records.map((r) => (r.seq === target.seq ? { ...target, input, decision } : r)).map(strip), GATEWAY_KEY);
+        const rep = await run();
+        expect(rep.divergences.filter((d) => d.kind === "TASK_STATE").map((d) => d.seq)).toEqual([target.seq]);
+      });
+
       it("allow without recorded evidence → EVIDENCE_MISSING", async () => {
         await setup();
         const records = await readRecords(store.backend);

@@ -3,6 +3,7 @@
 // replayed artifacts. Used by the replay tests, the fixtures and the benchmark.
 import type { JsonValue } from "../../src/canonical/jcs.ts";
 import type { AuditStore } from "../../src/audit/store.ts";
+import { taskDecided } from "../../src/audit/fold.ts";
 import type { TrustRoots } from "../../src/audit/replay.ts";
 import { issueArtifact, originLineage, revoke, signRequest, artifactId } from "../../src/core/artifacts.ts";
 import { decide } from "../../src/core/decide.ts";
@@ -37,7 +38,7 @@ export function makeArtifact(i: number, now: number, agent: KeyPair = AGENT_KEY)
 }
 
 /** The DecisionInput the gateway would build from the store's folded state. */
-export function buildInput(store: AuditStore, taskId: string, artifact: SignedArtifact, now: number): DecisionInput {
+export function buildInput(store: AuditStore, taskId: string, artifact: SignedArtifact, now: number, taskClaims = true): DecisionInput {
   const args = { path: `docs/${taskId}` };
   const request = signRequest(AGENT_KEY, { taskId, action: "read", resource: `docs/${taskId}`, args, artifact, createdAt: now - 10 });
   const lineage = originLineage(AUTHORITY_KEY, { childTaskId: taskId, childArtifact: artifact, emittedAt: now - 20 });
@@ -59,6 +60,8 @@ export function buildInput(store: AuditStore, taskId: string, artifact: SignedAr
     now,
     limits: { maxSkewMs: 30_000, maxDepth: 4, maxFeedAgeMs: 60_000, maxRequestAgeMs: 60_000 },
     nonce: { key: artifact.payload.nonce, local: spent ? "consumed" : "fresh", cluster: spent ? "taken" : "claimed" },
+    // Every task id here is new, so the gateway's create-only claim of it always wins.
+    ...(taskClaims ? { taskClaim: { taskId, local: taskDecided(s, taskId) ? "decided" : "fresh", cluster: "claimed" } as const } : {}),
     health: { busConnected: true, auditWritable: true, revocationFeedAt: now - 1_000 },
     intakeErrors: [],
   };
@@ -71,8 +74,8 @@ export function buildInput(store: AuditStore, taskId: string, artifact: SignedAr
 export type TrustRecording = "reference" | "snapshot";
 
 /** Record evidence, then the decision, then (for an allow) the outcome — as a gateway does. */
-export async function runTask(store: AuditStore, taskId: string, artifact: SignedArtifact, now: number, trust: TrustRecording = "reference"): Promise<{ decision: Decision; seq: number }> {
-  const input = buildInput(store, taskId, artifact, now);
+export async function runTask(store: AuditStore, taskId: string, artifact: SignedArtifact, now: number, trust: TrustRecording = "reference", taskClaims = true): Promise<{ decision: Decision; seq: number }> {
+  const input = buildInput(store, taskId, artifact, now, taskClaims);
   await Promise.all([
     store.append({ type: "evidence", taskId, kind: "request", signed: input.request as never }),
     store.append({ type: "evidence", taskId, kind: "artifact", signed: artifact as never }),
@@ -89,14 +92,14 @@ export async function runTask(store: AuditStore, taskId: string, artifact: Signe
  * `tasks` tasks; every 7th reuses the previous artifact (→ REPLAYED), every 11th artifact is
  * revoked before use (→ REVOKED). Returns the verdicts in order.
  */
-export async function writeScenario(store: AuditStore, tasks: number, now = 1_700_000_000_000, trust: TrustRecording = "reference"): Promise<Decision["verdict"][]> {
+export async function writeScenario(store: AuditStore, tasks: number, now = 1_700_000_000_000, trust: TrustRecording = "reference", taskClaims = true): Promise<Decision["verdict"][]> {
   await writeTrustSetup(store);
   const verdicts: Decision["verdict"][] = [];
   let last: SignedArtifact | undefined;
   for (let i = 0; i < tasks; i++) {
     const artifact = i % 7 === 6 && last !== undefined ? last : makeArtifact(i, now);
     if (i % 11 === 10) await store.append({ type: "revocation", revocation: revoke(AUTHORITY_KEY, { type: "artifact", id: artifactId(artifact) }, "test", now) });
-    const { decision } = await runTask(store, `task-${i}`, artifact, now + i, trust);
+    const { decision } = await runTask(store, `task-${i}`, artifact, now + i, trust, taskClaims);
     verdicts.push(decision.verdict);
     last = artifact;
   }

@@ -24,7 +24,7 @@ describe("decide: positive controls", () => {
       expect(d).toMatchObject({ verdict: "allow", reasons: [] });
       expect(d.checks.map((c) => c.check)).toEqual([
         "governance", "schema", "evidence", "request-signature", "chain-signatures", "lineage-signatures",
-        "issuer", "identity", "validity", "delegation", "lineage", "revocation", "environment", "policy", "nonce",
+        "issuer", "identity", "validity", "delegation", "lineage", "revocation", "environment", "policy", "task", "nonce",
       ]);
       expect(d.checks.every((c) => c.ok)).toBe(true);
     });
@@ -146,6 +146,57 @@ describe("decide: every denial code of DESIGN §3, each beside its control", () 
     const c = base();
     c.nonce.key = namedNonce("other");
     expectDeny(c, "REPLAYED");
+  });
+
+  it("REPLAYED: task id already allowed on this gateway, claimed elsewhere, or not the request's", () => {
+    const a = base();
+    a.taskClaim = { ...a.taskClaim!, local: "decided" };
+    expectDeny(a, "REPLAYED");
+    const b = base();
+    b.taskClaim = { ...b.taskClaim!, cluster: "taken" };
+    expectDeny(b, "REPLAYED");
+    const c = base();
+    c.taskClaim = { ...c.taskClaim!, taskId: "another-task" };
+    expectDeny(c, "REPLAYED");
+    expect(decide(base()).verdict).toBe("allow");
+  });
+
+  it("task claim: a store that cannot be reached, or no claim made, is GOVERNANCE_UNAVAILABLE; malformed is a deny", () => {
+    const a = base();
+    a.taskClaim = { ...a.taskClaim!, cluster: "unavailable" };
+    expectDeny(a, "GOVERNANCE_UNAVAILABLE");
+    const b = base();
+    b.taskClaim = { ...b.taskClaim!, cluster: "not-attempted" };
+    expectDeny(b, "GOVERNANCE_UNAVAILABLE");
+    for (const bad of [null, "claimed", [], { taskId: 1, local: "fresh", cluster: "claimed" }, { ...base().taskClaim!, local: "maybe" }, { ...base().taskClaim!, cluster: "won" }]) {
+      const m = base();
+      (m as { taskClaim: unknown }).taskClaim = bad;
+      expectDeny(m, "GOVERNANCE_UNAVAILABLE");
+    }
+  });
+
+  it("task claim: absent (logs recorded before claims) decides as before; a duplicate is denied without spending its nonce", () => {
+    const legacy = base();
+    delete legacy.taskClaim;
+    const d = decide(legacy);
+    expect(d.verdict).toBe("allow");
+    expect(d.checks.map((c) => c.check)).not.toContain("task");
+    // What the gateway's pre-check sees for a task id already decided here: REPLAYED alone,
+    // and the nonce left unclaimed (no code of its own), so the gateway claims nothing.
+    const dup = base();
+    dup.nonce.cluster = "not-attempted";
+    dup.taskClaim = { ...dup.taskClaim!, local: "decided", cluster: "not-attempted" };
+    const dd = decide(dup);
+    expect(dd.reasons).toEqual(["REPLAYED"]);
+    expect(dd.checks.find((c) => c.check === "nonce")).toMatchObject({ ok: false, detail: "not claimed: denied before the claim" });
+    expect(dd.checks.find((c) => c.check === "nonce")?.code).toBeUndefined();
+    // Fresh and unclaimed, everything else passing: both claims are what is missing.
+    const fresh = base();
+    fresh.nonce.cluster = "not-attempted";
+    fresh.taskClaim = { ...fresh.taskClaim!, cluster: "not-attempted" };
+    const df = decide(fresh);
+    expect(df.reasons).toEqual(["GOVERNANCE_UNAVAILABLE"]);
+    expect(df.checks.filter((c) => !c.ok).map((c) => c.check)).toEqual(["task", "nonce"]);
   });
 
   it("REVOKED: the artifact, an ancestor, or a signing key", () => {

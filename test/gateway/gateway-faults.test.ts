@@ -6,7 +6,8 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { artifactId, delegateArtifact, originLineage, revoke, signRequest } from "../../src/core/artifacts.ts";
 import { backendLogSource } from "../../src/audit/log-source.ts";
 import { AuditStore } from "../../src/audit/store.ts";
-import { STREAMS, SUBJECTS, TASK_CONSUMER } from "../../src/nats/contract.ts";
+import { Kvm } from "@nats-io/kv";
+import { KV_BUCKETS, STREAMS, SUBJECTS, TASK_CONSUMER, taskClaimKey } from "../../src/nats/contract.ts";
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { BreakableBackend } from "../../src/testkit/breakable-backend.ts";
@@ -306,6 +307,77 @@ describe("gateway faults", () => {
     expect(outcomes.size).toBe(RACES);
     // The race is real: a good share of pairs were split across the two gateways.
     expect(bothGateways).toBeGreaterThan(RACES / 10);
+  });
+
+  it("one task id, two different artifacts, one to each of two gateways: one allow and one run, across many races", async () => {
+    // Two valid authorizations naming one task id are two nonces, so only the task-id claim
+    // can stop the second run; the gateways keep separate logs.
+    const RACES = Number(process.env["FAILCLOSED_TASK_RACES"] ?? 200);
+    h = await startHarness({ gateways: 2 });
+    const hh = h;
+    const runs = new Map<string, number>();
+    for (const g of hh.gateways) g.registerAction("transfer", ({ taskId }) => (runs.set(taskId, (runs.get(taskId) ?? 0) + 1), { ok: true }));
+    const js = jetstream(hh.runtime.nc);
+    const batch = 50;
+    let bothGateways = 0;
+    for (let start = 0; start < RACES; start += batch) {
+      const ids: string[] = [];
+      await Promise.all(
+        Array.from({ length: Math.min(batch, RACES - start) }, async () => {
+          const taskId = newTaskId();
+          ids.push(taskId);
+          const bodies = await Promise.all(
+            ["a", "b"].map(async (which) => {
+              const { artifact } = await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`${which}-${taskId}`), attribution: { initiator: "t", reason: "twin" } });
+              await js.publish(SUBJECTS.artifact(taskId), JSON.stringify(artifact));
+              const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, createdAt: Date.now() });
+              return JSON.stringify({ request, args: { amount: 1 } });
+            }),
+          );
+          await Promise.all(bodies.map((b) => js.publish(SUBJECTS.taskSubmit, b)));
+        }),
+      );
+      await waitFor(() => ids.every((t) => hh.outcomes.filter((o) => o.taskId === t).length === 2), 60_000);
+      for (const t of ids) {
+        const os = hh.outcomes.filter((o) => o.taskId === t);
+        expect(os.filter((o) => o.verdict === "allow").length).toBe(1);
+        expect(os.filter((o) => o.verdict === "deny" && o.codes.includes("REPLAYED")).length).toBe(1);
+        expect(runs.get(t)).toBe(1);
+        if (new Set(os.map((o) => o.gatewayId)).size === 2) bothGateways++;
+      }
+    }
+    // The race is real: a good share of pairs were split across the two gateways.
+    expect(bothGateways).toBeGreaterThan(RACES / 10);
+    for (const g of hh.gateways) expect((await replayGateway(g)).ok).toBe(true);
+  });
+
+  it("a task id that ran is never run again after a restart, with a fresh artifact, even when the cluster has lost its claim", async () => {
+    h = await startHarness({ gateways: 0 });
+    const hh = h;
+    const dir = join(hh.dir, "gw-restart");
+    let runs = 0;
+    const gw = await hh.startGateway({ id: "gw-1", audit: dir, key: namedKey("gateway-1") });
+    gw.registerAction("transfer", () => (runs++, { ok: true }));
+    const t = newTaskId();
+    const first = await hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [(await grant(hh, t)).artifact], taskId: t }).outcome;
+    expect(first).toMatchObject({ verdict: "allow", status: "succeeded" });
+    await gw.stop();
+
+    // JetStream on nats-server 2.9 acks before fsync, so a claim can be lost; the log is the backstop.
+    const kv = await new Kvm(hh.runtime.nc).open(KV_BUCKETS.nonces);
+    expect(await kv.get(taskClaimKey(t))).toMatchObject({ operation: "PUT" });
+    await kv.purge(taskClaimKey(t));
+    const gw2 = await hh.startGateway({ id: "gw-1", audit: dir, key: namedKey("gateway-1") });
+    gw2.registerAction("transfer", () => (runs++, { ok: true }));
+    const fresh = await hh.authority.grant({ taskId: t, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`again-${t}`), attribution: { initiator: "t", reason: "again" } });
+    const again = await hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [fresh.artifact], taskId: t }).outcome;
+    expect(again).toMatchObject({ verdict: "deny", codes: ["REPLAYED"] });
+    expect(again.checks?.find((c) => c.check === "task")).toMatchObject({ ok: false, code: "REPLAYED", detail: "task id already decided on this gateway" });
+    expect(runs).toBe(1);
+    // A duplicate is refused before any claim: the fresh artifact's nonce is not spent.
+    expect(await kv.get(fresh.artifact.payload.nonce)).toBeNull();
+    expect(await decisionVerdicts(gw2, t)).toEqual(["allow", "deny"]);
+    expect((await replayGateway(gw2)).ok).toBe(true);
   });
 
   it("a handler that throws records a failed outcome; a crash while executing is recorded as interrupted and never re-run", async () => {
