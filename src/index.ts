@@ -106,7 +106,7 @@ export { DEFAULT_POLICY } from "./policy/default-policy.ts";
 // Audit log: the store, its backends, the fold and the auditor's replay.
 export { AuditStore, AuditStoreError, type AuditStoreErrorCode, type AuditStoreOptions, type AppendReceipt, type InclusionProofJson } from "./audit/store.ts";
 export { LevelBackend, MemoryBackend, BackendError, type AuditBackend } from "./audit/backend.ts";
-export { fold, applyRecord, emptyState, type AuditState, type TaskState, type TaskStatus } from "./audit/fold.ts";
+export { fold, applyRecord, emptyState, FOLD_WINDOW, type AuditState, type TaskState, type TaskStatus } from "./audit/fold.ts";
 export { replay, type ReplayReport, type ReplayOptions, type TrustRoots, type Divergence, type DivergenceKind } from "./audit/replay.ts";
 export { backendLogSource, jsonlLogSource, exportJsonl, type AuditLogSource } from "./audit/log-source.ts";
 export { buildProofBundle, verifyProofBundle, type ProofBundle, type BundleCheck } from "./audit/proof-bundle.ts";

@@ -6,6 +6,19 @@ import type { AuditRecord, CheckpointPayload } from "./records.ts";
 
 export type TaskStatus = "evidence" | "allowed" | "denied" | "succeeded" | "failed";
 
+/**
+ * How many records a finished task and a spent nonce stay in the fold: the log's local memory.
+ * Cluster-wide, the create-only KV claims keep every nonce and task id spent for good; the
+ * fold's copy is the backstop for claims the KV lost (JetStream on nats-server 2.9 acks before
+ * fsync, so a server crash can lose the last moments of claims), and a window of about a
+ * million records covers that with room to spare while keeping a long-lived gateway's memory
+ * flat. Tasks allowed and without an outcome are never forgotten: crash recovery needs them.
+ * Part of the log's meaning: replay folds with the same window, so both agree on every claim.
+ * The window counts entries, that is records other than checkpoints: the gateway's projection
+ * (gateway/ledger.ts) never sees the checkpoints the store writes, and must forget in step.
+ */
+export const FOLD_WINDOW = 1 << 20;
+
 export interface TaskState {
   status: TaskStatus;
   lastSeq: number;
@@ -20,14 +33,33 @@ export interface AuditState {
   policy: { digest: string; document: JsonValue } | undefined;
   revokedArtifacts: Set<string>;
   revokedKeys: Set<string>;
-  consumedNonces: Set<string>;
+  /** Nonces spent within the window, with the seq that last spent each. */
+  consumedNonces: Map<string, number>;
   tasks: Map<string, TaskState>;
+  /** Entries (non-checkpoint records) folded so far: the window's clock. */
+  entries: number;
+  /** Entries a finished task or spent nonce stays (FOLD_WINDOW; smaller only in tests). */
+  window: number;
+  /** What to forget when, in entry order, tasks and nonces apart; read from `head`. */
+  retire: { tasks: Retiring; nonces: Retiring };
   lastCheckpoint: CheckpointPayload | undefined;
   /** Bumped by every trust and revocation record: a cache key for derived trust views. */
   trustVersion: number;
 }
 
-export function emptyState(): AuditState {
+/**
+ * A FIFO of (entry, seq, key), appended in entry order and consumed from `head`: the key is
+ * forgotten once `entry` falls out of the window, unless touched again since (its seq moved).
+ */
+export interface Retiring {
+  entries: number[];
+  seqs: number[];
+  keys: string[];
+  head: number;
+}
+
+export function emptyState(window = FOLD_WINDOW): AuditState {
+  if (!Number.isSafeInteger(window) || window < 1) throw new RangeError(`fold window must be a positive integer, got ${window}`);
   return {
     size: 0,
     authorities: new Set(),
@@ -35,12 +67,17 @@ export function emptyState(): AuditState {
     policy: undefined,
     revokedArtifacts: new Set(),
     revokedKeys: new Set(),
-    consumedNonces: new Set(),
+    consumedNonces: new Map(),
     tasks: new Map(),
+    entries: 0,
+    window,
+    retire: { tasks: { entries: [], seqs: [], keys: [], head: 0 }, nonces: { entries: [], seqs: [], keys: [], head: 0 } },
     lastCheckpoint: undefined,
     trustVersion: 0,
   };
 }
+
+const cloneRetiring = (r: Retiring): Retiring => ({ entries: r.entries.slice(r.head), seqs: r.seqs.slice(r.head), keys: r.keys.slice(r.head), head: 0 });
 
 export function cloneState(s: AuditState): AuditState {
   return {
@@ -50,8 +87,11 @@ export function cloneState(s: AuditState): AuditState {
     policy: s.policy,
     revokedArtifacts: new Set(s.revokedArtifacts),
     revokedKeys: new Set(s.revokedKeys),
-    consumedNonces: new Set(s.consumedNonces),
+    consumedNonces: new Map(s.consumedNonces),
     tasks: new Map([...s.tasks].map(([k, v]) => [k, { ...v }])),
+    entries: s.entries,
+    window: s.window,
+    retire: { tasks: cloneRetiring(s.retire.tasks), nonces: cloneRetiring(s.retire.nonces) },
     lastCheckpoint: s.lastCheckpoint,
     trustVersion: s.trustVersion,
   };
@@ -85,12 +125,75 @@ export function taskDecided(state: Readonly<AuditState>, taskId: string): boolea
   return t !== undefined && hadAllow(t);
 }
 
-function touchTask(state: AuditState, taskId: string, status: TaskStatus, seq: number): TaskState {
-  const t = state.tasks.get(taskId) ?? { status, lastSeq: seq };
-  t.status = status;
+/**
+ * Forgettable a window after its last record: every status but `allowed`, which waits for its
+ * outcome (crash recovery records it as interrupted). An `evidence` task whose decision never
+ * made it to the log is forgotten too; a decision arriving later starts it afresh.
+ */
+function finished(status: TaskStatus): boolean {
+  switch (status) {
+    case "evidence":
+    case "denied":
+    case "succeeded":
+    case "failed":
+      return true;
+    case "allowed":
+      return false;
+    default:
+      return assertNever(status);
+  }
+}
+
+function push(state: AuditState, r: Retiring, seq: number, key: string): void {
+  r.entries.push(state.entries);
+  r.seqs.push(seq);
+  r.keys.push(key);
+}
+
+/** Set a task's last seq; a finished task is due to be forgotten a window after it. */
+function touched(state: AuditState, taskId: string, t: TaskState, seq: number): void {
   t.lastSeq = seq;
-  state.tasks.set(taskId, t);
+  if (finished(t.status)) push(state, state.retire.tasks, seq, taskId);
+}
+
+function touchTask(state: AuditState, taskId: string, status: TaskStatus, seq: number): TaskState {
+  let t = state.tasks.get(taskId);
+  if (t === undefined) state.tasks.set(taskId, (t = { status, lastSeq: seq }));
+  t.status = status;
+  touched(state, taskId, t, seq);
   return t;
+}
+
+/**
+ * Forget what fell out of the window before the next entry: a task only if it is finished and
+ * untouched since it was queued, a nonce only if nothing spent it again since.
+ */
+function retire(state: AuditState): void {
+  const limit = state.entries - state.window;
+  const rt = state.retire.tasks;
+  while (rt.head < rt.entries.length && rt.entries[rt.head]! < limit) {
+    const key = rt.keys[rt.head]!;
+    const t = state.tasks.get(key);
+    if (t !== undefined && t.lastSeq === rt.seqs[rt.head] && finished(t.status)) state.tasks.delete(key);
+    rt.head++;
+  }
+  const rn = state.retire.nonces;
+  while (rn.head < rn.entries.length && rn.entries[rn.head]! < limit) {
+    const key = rn.keys[rn.head]!;
+    if (state.consumedNonces.get(key) === rn.seqs[rn.head]) state.consumedNonces.delete(key);
+    rn.head++;
+  }
+  compact(rt);
+  compact(rn);
+}
+
+/** Drop consumed entries once they are most of the arrays (amortized O(1) per entry). */
+function compact(r: Retiring): void {
+  if (r.head < 4096 || r.head * 2 < r.seqs.length) return;
+  r.entries = r.entries.slice(r.head);
+  r.seqs = r.seqs.slice(r.head);
+  r.keys = r.keys.slice(r.head);
+  r.head = 0;
 }
 
 /**
@@ -109,6 +212,7 @@ export function claimedNonce(input: JsonValue): string | undefined {
 /** Apply one record in place (the caller owns `state`). Records must come in seq order. */
 export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
   if (r.seq !== state.size) throw new RangeError(`fold expects seq ${state.size}, got ${r.seq}`);
+  if (r.type !== "checkpoint") retire(state);
   switch (r.type) {
     case "trust": {
       const c = r.change;
@@ -149,19 +253,22 @@ export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
       const t = state.tasks.get(r.taskId);
       // Late evidence never reopens a decided task.
       if (t === undefined) touchTask(state, r.taskId, "evidence", r.seq);
-      else t.lastSeq = r.seq;
+      else touched(state, r.taskId, t, r.seq);
       break;
     }
     case "decision": {
       const nonce = claimedNonce(r.input);
-      if (nonce !== undefined) state.consumedNonces.add(nonce);
+      if (nonce !== undefined) {
+        state.consumedNonces.set(nonce, r.seq);
+        push(state, state.retire.nonces, r.seq, nonce);
+      }
       const had = state.tasks.get(r.taskId);
       // A deny never replaces a recorded allow: after an allow, the task's own story goes on in
       // outcome records (a stop before executing is a failed outcome), so a later deny for the
       // same task id is a duplicate submission's. Letting it win would hide an allow still
       // waiting for its outcome from crash recovery (gateway.ts #recoverAndTrust).
       if (r.decision.verdict === "deny" && had !== undefined && hadAllow(had)) {
-        had.lastSeq = r.seq;
+        touched(state, r.taskId, had, r.seq);
         break;
       }
       const t = touchTask(state, r.taskId, r.decision.verdict === "allow" ? "allowed" : "denied", r.seq);
@@ -177,6 +284,7 @@ export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
     default:
       assertNever(r);
   }
+  if (r.type !== "checkpoint") state.entries += 1;
   state.size = r.seq + 1;
   return state;
 }

@@ -7,7 +7,8 @@ export type AuditStoreErrorCode =
   | "AUDIT_CLOSED"
   | "AUDIT_CORRUPT" // the stored log contradicts itself on open
   | "AUDIT_FORMAT" // the log is stored in an on-disk layout this version does not read
-  | "AUDIT_NOT_FOUND";
+  | "AUDIT_NOT_FOUND"
+  | "AUDIT_STATE_HANDED_OFF"; // the folded state now belongs to its owner (handOffState)
 
 export class AuditStoreError extends Error {
   override readonly name = "AuditStoreError";

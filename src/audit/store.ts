@@ -102,7 +102,8 @@ function parseHead(bytes: Uint8Array | undefined): Head {
 export class AuditStore {
   readonly #backend: AuditBackend;
   readonly #opts: AuditStoreOptions;
-  readonly #state: AuditState;
+  /** Undefined once handed off: the owner folds from then on (one copy, folded once). */
+  #state: AuditState | undefined;
   #frontier: MerkleFrontier;
   #prev: string;
   #sinceCheckpoint: number;
@@ -193,9 +194,22 @@ export class AuditStore {
     return this.#failed === undefined && !this.#closed;
   }
 
-  /** Folded governance state; read-only by contract. */
+  /** Folded governance state; read-only by contract. Gone once handed off (handOffState). */
   get state(): Readonly<AuditState> {
+    if (this.#state === undefined) throw new AuditStoreError("AUDIT_STATE_HANDED_OFF", "the folded state was handed to its owner");
     return this.#state;
+  }
+
+  /**
+   * Give the folded state to the one caller that will fold every later record itself (the
+   * gateway's ledger, which folds each entry as it queues it). The store stops folding, so a
+   * long-lived gateway keeps one copy of the state, not two, and folds each record once.
+   */
+  handOffState(): AuditState {
+    const s = this.#state;
+    if (s === undefined) throw new AuditStoreError("AUDIT_STATE_HANDED_OFF", "the folded state was already handed off");
+    this.#state = undefined;
+    return s;
   }
 
   get backend(): AuditBackend {
@@ -340,7 +354,8 @@ export class AuditStore {
     this.#prev = b.prev;
     this.#sinceCheckpoint = b.since;
     this.#tail = b.tail;
-    for (const r of b.written) applyRecord(this.#state, r);
+    const state = this.#state;
+    if (state !== undefined) for (const r of b.written) applyRecord(state, r);
     for (const it of items) {
       if (it.kind === "entry") {
         if (it.receipt !== undefined) it.resolve(it.receipt);

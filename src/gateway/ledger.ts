@@ -4,7 +4,7 @@
 // goes through here: the entry is folded into a projected state in the same tick as it is
 // queued, and decisions snapshot that projection in the same tick as they queue themselves.
 // The store preserves call order, so projection and log agree record for record.
-import { applyRecord, cloneState, taskDecided, type AuditState } from "../audit/fold.ts";
+import { applyRecord, taskDecided, type AuditState } from "../audit/fold.ts";
 import { canonicalize } from "../canonical/jcs.ts";
 import { entryShapeProblem, recordOf, type AuditEntry } from "../audit/records.ts";
 import { AuditStoreError, type AppendReceipt, type AuditStore } from "../audit/store.ts";
@@ -20,7 +20,8 @@ export class Ledger {
 
   constructor(store: AuditStore) {
     this.#store = store;
-    this.#projected = cloneState(store.state);
+    // The store's fold as of open, taken over: from here on only this projection folds.
+    this.#projected = store.handOffState();
   }
 
   get store(): AuditStore {

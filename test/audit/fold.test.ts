@@ -1,6 +1,6 @@
 // The fold's view of tasks: what crash recovery and auditors follow from decision to outcome.
 import { describe, expect, it } from "vitest";
-import { fold } from "../../src/audit/fold.ts";
+import { applyRecord, cloneState, emptyState, fold, taskDecided, type AuditState } from "../../src/audit/fold.ts";
 import { recordOf, type AuditEntry, type AuditRecord } from "../../src/audit/records.ts";
 
 const decision = (taskId: string, verdict: "allow" | "deny", nonce: string): AuditEntry => ({
@@ -25,5 +25,91 @@ describe("fold: task states", () => {
     const s = fold(log([decision("b", "deny", "n2"), decision("b", "allow", "n3")]));
     expect(s.tasks.get("b")).toMatchObject({ status: "allowed", decisionSeq: 1 });
     expect(fold(log([decision("c", "deny", "n4")])).tasks.get("c")).toMatchObject({ status: "denied", decisionSeq: 0 });
+  });
+});
+
+describe("fold: the window (finished tasks and spent nonces are forgotten, so memory stays flat)", () => {
+  const evidence = (taskId: string): AuditEntry => ({ type: "evidence", taskId, kind: "request", signed: { payload: { taskId }, sig: "s" } });
+  const filler = (n: number): AuditEntry[] => Array.from({ length: n }, (_, i) => ({ type: "trust", change: { op: "gateway.add", keyId: `k${i}` } }));
+  const W = 5;
+  const windowed = (entries: AuditEntry[]): AuditState => fold(log(entries), emptyState(W));
+
+  it("a finished task and a spent nonce stay for exactly a window of records after their last record, then go", () => {
+    // The nonce is spent at seq 0, the task finished at seq 1; what happened at seq q is still
+    // in the fold that record q+W sees, and gone for record q+W+1.
+    const head = [decision("a", "allow", "n1"), outcome("a")];
+    const both = windowed([...head, ...filler(W - 1)]); // seqs up to W
+    expect(taskDecided(both, "a")).toBe(true);
+    expect(both.consumedNonces.has("n1")).toBe(true);
+    const taskOnly = windowed([...head, ...filler(W)]); // up to W+1
+    expect(taskDecided(taskOnly, "a")).toBe(true);
+    expect(taskOnly.consumedNonces.has("n1")).toBe(false);
+    const none = windowed([...head, ...filler(W + 1)]); // up to W+2
+    expect(none.tasks.has("a")).toBe(false);
+    expect(none.consumedNonces.has("n1")).toBe(false);
+  });
+
+  it("an allowed task without an outcome is never forgotten (crash recovery needs it)", () => {
+    const s = windowed([decision("a", "allow", "n1"), ...filler(10 * W)]);
+    expect(s.tasks.get("a")).toMatchObject({ status: "allowed" });
+    expect(s.consumedNonces.has("n1")).toBe(false); // its nonce is the KV's to keep from then on
+    const closed = windowed([decision("a", "allow", "n1"), ...filler(10 * W), outcome("a"), ...filler(W + 1)]);
+    expect(closed.tasks.has("a")).toBe(false);
+  });
+
+  it("a task or nonce touched again is kept a window after its latest record, not its first", () => {
+    const s = windowed([decision("a", "deny", "n1"), ...filler(W - 1), evidence("a"), decision("b", "deny", "n1"), ...filler(W - 1)]);
+    // Seq 0's entries are due, but "a" was touched at seq W and n1 spent again at W+1.
+    expect(s.tasks.get("a")).toMatchObject({ status: "denied", lastSeq: W });
+    expect(s.consumedNonces.get("n1")).toBe(W + 1);
+    const later = windowed([decision("a", "deny", "n1"), ...filler(W - 1), evidence("a"), decision("b", "deny", "n1"), ...filler(W + 2)]);
+    expect(later.tasks.has("a")).toBe(false);
+    expect(later.consumedNonces.has("n1")).toBe(false);
+  });
+
+  it("a copy taken mid-log (the gateway's projection) goes on exactly as the straight fold", () => {
+    const entries = Array.from({ length: 400 }, (_, i) => [evidence(`t${i}`), decision(`t${i}`, i % 3 === 0 ? "deny" : "allow", `n${i % 50}`), ...(i % 3 === 0 || i % 7 === 0 ? [] : [outcome(`t${i}`)])]).flat();
+    const records = log(entries);
+    const straight = fold(records, emptyState(37));
+    const half = fold(records.slice(0, 500), emptyState(37));
+    const resumed = cloneState(half);
+    for (const r of records.slice(500)) applyRecord(resumed, r);
+    expect([...resumed.tasks].sort()).toEqual([...straight.tasks].sort());
+    expect([...resumed.consumedNonces].sort()).toEqual([...straight.consumedNonces].sort());
+  });
+
+  it("checkpoints do not count: the gateway's projection, which never sees them, forgets in step with the log", () => {
+    const entries = Array.from({ length: 200 }, (_, i) => [evidence(`t${i}`), decision(`t${i}`, i % 4 === 0 ? "deny" : "allow", `n${i % 30}`), ...(i % 4 === 0 ? [] : [outcome(`t${i}`)])]).flat();
+    const projection = fold(log(entries), emptyState(W * 3));
+    // The store's log: the same entries with a checkpoint after every 7th.
+    const withCheckpoints: AuditRecord[] = [];
+    entries.forEach((e, i) => {
+      withCheckpoints.push(recordOf(e, withCheckpoints.length, "", 0));
+      if (i % 7 === 6) {
+        const seq = withCheckpoints.length;
+        withCheckpoints.push({ v: 1, seq, prev: "", time: 0, type: "checkpoint", checkpoint: { payload: { kind: "failclosed/checkpoint/v1", origin: "o", size: seq, root: "r", time: 0 }, sig: "s" } });
+      }
+    });
+    const logState = fold(withCheckpoints, emptyState(W * 3));
+    expect([...logState.tasks.keys()].sort()).toEqual([...projection.tasks.keys()].sort());
+    expect([...logState.consumedNonces.keys()].sort()).toEqual([...projection.consumedNonces.keys()].sort());
+    expect(logState.entries).toBe(projection.entries);
+  });
+
+  it("memory stays flat over a long log: 100,000 tasks through a window of 1,000 records", () => {
+    const s = emptyState(1000);
+    let seq = 0;
+    for (let i = 0; i < 100_000; i++) {
+      for (const e of [evidence(`t${i}`), decision(`t${i}`, i % 10 === 0 ? "deny" : "allow", `n${i}`), ...(i % 10 === 0 ? [] : [outcome(`t${i}`)])]) {
+        applyRecord(s, recordOf(e, seq++, "", 0));
+      }
+    }
+    expect(s.size).toBe(seq);
+    expect(s.tasks.size).toBeLessThanOrEqual(1000);
+    expect(s.consumedNonces.size).toBeLessThanOrEqual(1000);
+    for (const r of [s.retire.tasks, s.retire.nonces]) expect(r.seqs.length).toBeLessThan(3 * 1000 + 8192);
+    // The newest are all there.
+    expect(taskDecided(s, "t99999")).toBe(true);
+    expect(s.consumedNonces.has("n99999")).toBe(true);
   });
 });

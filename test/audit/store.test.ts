@@ -197,6 +197,24 @@ for (const make of HARNESSES) {
       expect(decodeRecord(bytes!).ok).toBe(true);
     });
 
+    it("the folded state is handed to one owner: the store stops folding, appends go on, a reopen folds it all again", async () => {
+      store = await openStore(h, { checkpointEvery: 4 });
+      await store.append(outcomeEntry(1));
+      const owned = store.handOffState();
+      const sizeAtHandOff = owned.size;
+      expect(sizeAtHandOff).toBe(store.size);
+      expect(owned.tasks.get("task-1")?.status).toBe("succeeded");
+      const handedOff = store;
+      expect(() => handedOff.state).toThrow(/AUDIT_STATE_HANDED_OFF/);
+      expect(() => handedOff.handOffState()).toThrow(/AUDIT_STATE_HANDED_OFF/);
+      await store.append(outcomeEntry(2));
+      expect(owned.tasks.has("task-2")).toBe(false); // the owner folds; the store no longer does
+      expect(owned.size).toBe(sizeAtHandOff);
+      await store.close();
+      store = await openStore(h, { checkpointEvery: 4 });
+      expect(store.state.tasks.get("task-2")?.status).toBe("succeeded");
+    });
+
     it("a failed write leaves disk and the partial bundle as they were: reopened, the log continues cleanly", async () => {
       h = make();
       const backend = instrument(await h.open());
