@@ -4,7 +4,7 @@
 // Runtime API: connect, spawn governed tasks, delegate; authorities; the submitting client.
 export { Runtime, newTaskId, type ConnectOptions, type SpawnRequest } from "./runtime/runtime.ts";
 export { Authority, type GrantOptions } from "./runtime/authority.ts";
-export { submitTask, awaitOutcome, type Submission } from "./runtime/client.ts";
+export { submitTask, awaitOutcome, type AwaitOptions, type Submission } from "./runtime/client.ts";
 export { systemClock, skewedClock, type Clock } from "./runtime/clock.ts";
 
 // The execution gateway and what it reports.
@@ -113,7 +113,7 @@ export { buildProofBundle, verifyProofBundle, type ProofBundle, type BundleCheck
 export type { AuditEntry, AuditRecord, CheckpointPayload, RecordType, TrustChange } from "./audit/records.ts";
 
 // The NATS wire contract (DESIGN §6): agents and witnesses written against the bus use these names.
-export { SUBJECTS, STREAMS, KV_BUCKETS, POLICY_KEY, TASK_CONSUMER, TASK_ID_RE, MAX_MESSAGE_BYTES } from "./nats/contract.ts";
+export { SUBJECTS, STREAMS, KV_BUCKETS, POLICY_KEY, TASK_CONSUMER, TASK_ID_RE, MAX_MESSAGE_BYTES, submissionIdOf, taskClaimKey } from "./nats/contract.ts";
 
 // Infrastructure: a real nats-server for local runs and tests.
 export { startNatsServer, natsServerAvailable, NatsServerNotFoundError, type NatsServerHandle } from "./infra/nats-launcher.ts";

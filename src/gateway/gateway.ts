@@ -35,7 +35,7 @@ import type {
   SignedRevocation,
 } from "../core/types.ts";
 import { isPolicyDocument, policyDigest } from "../policy/policy-document.ts";
-import { MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, taskClaimKey } from "../nats/contract.ts";
+import { MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
 import { submitTask } from "../runtime/client.ts";
 import { systemClock } from "../runtime/clock.ts";
@@ -169,7 +169,7 @@ interface InFlight {
 /** What a decision is told of the two single-use claims. */
 type Claims = { nonce: NonceState; task: TaskClaimState };
 
-type SubmitParse = { taskId: string; request: unknown; args: unknown; intakeErrors: string[] };
+type SubmitParse = { taskId: string; request: unknown; args: unknown; intakeErrors: string[]; submissionId: string | undefined };
 
 /** Reject after `ms`: the machine turns a rejected step into a deny (a hung step must not hang the task). */
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -562,6 +562,7 @@ export class Gateway {
     const intakeErrors: string[] = [];
     let request: unknown = null;
     let args: unknown = null;
+    let submissionId: string | undefined;
     const parsed = tryParseStrict(m.data, { maxBytes: MAX_MESSAGE_BYTES });
     if (!parsed.ok) intakeErrors.push(`submit: ${parsed.error.code}`);
     else if (typeof parsed.value !== "object" || parsed.value === null || Array.isArray(parsed.value)) intakeErrors.push("submit: not an object");
@@ -570,10 +571,11 @@ export class Gateway {
       if (keys !== "args,request") intakeErrors.push(`submit: fields ${keys}`);
       request = parsed.value["request"] ?? null;
       args = parsed.value["args"] ?? null;
+      submissionId = submissionIdOf(parsed.value);
     }
     const named = (request as { payload?: { taskId?: unknown } } | null)?.payload?.taskId;
     const taskId = typeof named === "string" && TASK_ID_RE.test(named) ? named : `malformed-${m.seq}`;
-    return { taskId, request, args, intakeErrors };
+    return { taskId, request, args, intakeErrors, submissionId };
   }
 
   #health(): DecisionInput["health"] {
@@ -733,7 +735,7 @@ export class Gateway {
       if (superseded()) throw new Error("task was denied while verifying");
       const [cluster, taskCluster] =
         onlyClaimsMissing && key !== ""
-          ? await Promise.all([this.#claim(key, { taskId }), this.#claim(taskClaimKey(taskId), { nonce: key })])
+          ? await Promise.all([this.#claim(key, { taskId }), this.#claim(taskClaimKey(taskId), { nonce: key, submissionId: sub.submissionId ?? "" })])
           : (["not-attempted", "not-attempted"] as const);
       await this.#o.hooks?.beforeRecordDecision?.(taskId);
       if (superseded()) throw new Error("task was denied while verifying");
@@ -755,7 +757,7 @@ export class Gateway {
       entry.executing = true;
       if (this.#executed.has(taskId)) return { status: "failed", error: "handler already ran for this task" };
       this.#executed.add(taskId);
-      this.#publishDecision(taskId, input.verify.decision, input.commit.seq);
+      this.#publishDecision(taskId, input.verify.decision, input.commit.seq, sub.submissionId);
       const req = (input.evidence.request as SignedRequest).payload;
       const handler = this.#actions.get(req.action);
       if (!handler) return { status: "failed", error: `no handler registered for action "${req.action}"` };
@@ -881,7 +883,10 @@ export class Gateway {
         const codes = [...new Set([...out.codes, ...reasons])];
         outcome = { taskId, gatewayId: this.id, verdict: "deny", codes, status: "denied", detail: out.detail, ...(decisionSeq !== undefined ? { decisionSeq } : {}) };
         if (verifyResult) outcome.checks = verifyResult.decision.checks;
-        this.#publishDecision(taskId, { verdict: "deny", checks: verifyResult?.decision.checks ?? [], reasons: codes }, decisionSeq);
+        if (sub.submissionId !== undefined && verifyResult?.decision.checks.some((c) => c.check === "task" && c.code === "REPLAYED") === true) {
+          if (await this.#claimHeldBy(taskId, sub.submissionId)) outcome.duplicate = true;
+        }
+        this.#publishDecision(taskId, { verdict: "deny", checks: verifyResult?.decision.checks ?? [], reasons: codes }, decisionSeq, sub.submissionId);
       } else {
         const r = out.result;
         const result = resultByTask.get(taskId);
@@ -910,6 +915,7 @@ export class Gateway {
         this.#index.forget(taskId);
       }
     }
+    if (sub.submissionId !== undefined) outcome.submissionId = sub.submissionId;
     this.#publishOutcome(outcome);
     try {
       m.ack();
@@ -971,8 +977,38 @@ export class Gateway {
     });
   }
 
-  #publishDecision(taskId: string, d: Decision, seq: number | undefined): void {
-    const msg: DecisionMessage = { taskId, gatewayId: this.id, verdict: d.verdict, reasons: d.reasons, checks: d.checks, ...(seq !== undefined ? { decisionSeq: seq } : {}) };
+  /**
+   * True when the task id's cluster claim was made for this very submission (another copy of it
+   * holds the task): the deny is then marked a duplicate, not a verdict on the submission.
+   * Bounded and never throws: unknown is "no".
+   */
+  async #claimHeldBy(taskId: string, submissionId: string): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const entry = await Promise.race([
+        this.#nonceKv.get(taskClaimKey(taskId)),
+        new Promise<null>((r) => (timer = setTimeout(() => r(null), 1_000))),
+      ]);
+      if (entry?.operation !== "PUT") return false;
+      const v = tryParseStrict(entry.value, { maxBytes: 4096 });
+      return v.ok && typeof v.value === "object" && v.value !== null && !Array.isArray(v.value) && v.value["submissionId"] === submissionId;
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #publishDecision(taskId: string, d: Decision, seq: number | undefined, submissionId: string | undefined): void {
+    const msg: DecisionMessage = {
+      taskId,
+      gatewayId: this.id,
+      verdict: d.verdict,
+      reasons: d.reasons,
+      checks: d.checks,
+      ...(seq !== undefined ? { decisionSeq: seq } : {}),
+      ...(submissionId !== undefined ? { submissionId } : {}),
+    };
     try {
       this.#nc.publish(SUBJECTS.decision(taskId), JSON.stringify(msg));
     } catch {

@@ -14,6 +14,13 @@ export interface TaskOutcome {
   detail?: string;
   /** Seq of the decision record in the gateway's audit log. */
   decisionSeq?: number;
+  /** The submission this outcome answers (contract.ts submissionIdOf); absent if it did not parse. */
+  submissionId?: string;
+  /**
+   * Set on a REPLAYED deny whose task id is held by an identical submission (same submission
+   * id): a copy of a submission, not a verdict on it. The original's outcome is published too.
+   */
+  duplicate?: true;
   resultDigest?: string;
   result?: JsonValue;
   error?: string;
@@ -27,4 +34,5 @@ export interface DecisionMessage {
   reasons: DenialCode[];
   checks: Check[];
   decisionSeq?: number;
+  submissionId?: string;
 }

@@ -1,5 +1,9 @@
 // The wire contract of DESIGN §6. Agents in other languages, witnesses and auditors rely on
 // these names: change them only with a version bump.
+import { canonicalBytes } from "../canonical/jcs.ts";
+import { toB64u } from "../crypto/base64url.ts";
+import { sha256 } from "../crypto/hash.ts";
+
 export const SUBJECT_PREFIX = "failclosed";
 
 export const SUBJECTS = {
@@ -36,6 +40,20 @@ export const POLICY_KEY = "active";
  * task id cluster-wide. Nonces are base64url, with no '.', so they never collide with these.
  */
 export const taskClaimKey = (taskId: string): string => `task.${taskId}`;
+
+/**
+ * A submission's fingerprint: base64url SHA-256 of the RFC 8785 form of the submit message
+ * `{request, args}` (signature included). Gateways put it on the decision and outcome they
+ * publish for it, so a client can tell its own submission's outcome from one for another
+ * submission naming the same task id. Undefined for a value that is not I-JSON.
+ */
+export function submissionIdOf(submit: unknown): string | undefined {
+  try {
+    return toB64u(sha256(canonicalBytes(submit)));
+  } catch {
+    return undefined;
+  }
+}
 
 /** Largest message any failclosed subject accepts; bigger is MALFORMED (and the server caps too). */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
