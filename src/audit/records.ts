@@ -3,7 +3,7 @@
 // so the hash chain and the tree commit to exactly the same bytes.
 import { parseCanonical, type CanonicalParseOptions } from "../canonical/canonical-parse.ts";
 import { CanonicalError } from "../canonical/errors.ts";
-import { canonicalBytes, type JsonValue } from "../canonical/jcs.ts";
+import { canonicalBytes, canonicalize, canonicalMembers, mergeCanonicalMembers, type JsonValue } from "../canonical/jcs.ts";
 import { toB64u } from "../crypto/base64url.ts";
 import type { Signed } from "../crypto/signing.ts";
 import type { SignedRevocation } from "../core/types.ts";
@@ -78,6 +78,37 @@ export function recordOf(entry: AuditEntry, seq: number, prev: string, time: num
   r["prev"] = prev;
   r["time"] = time;
   return r as unknown as AuditRecord;
+}
+
+/** An entry encoded once (canonical members), ready for the store to add its own fields. */
+export interface PreparedEntry {
+  readonly entry: AuditEntry;
+  readonly members: readonly [string, string][];
+}
+
+/** Encode an entry's members now; throws CanonicalError when it is not I-JSON. */
+export function prepareEntry(entry: AuditEntry): PreparedEntry {
+  // The store's fields win (recordOf), so an entry's own are never encoded: never written.
+  const e = entry as unknown as Record<string, unknown>;
+  if (typeof e === "object" && e !== null && ("v" in e || "seq" in e || "prev" in e || "time" in e)) {
+    const { v: _v, seq: _s, prev: _p, time: _t, ...rest } = e;
+    return { entry, members: canonicalMembers(rest) };
+  }
+  return { entry, members: canonicalMembers(entry) };
+}
+
+/**
+ * canonicalize(recordOf(entry, seq, prev, time)), from the prepared members: the entry is not
+ * encoded again. (Tested byte for byte against that definition.)
+ */
+export function canonicalRecord(p: PreparedEntry, seq: number, prev: string, time: number): string {
+  const header: [string, string][] = [
+    ["prev", `"prev":${canonicalize(prev)}`],
+    ["seq", `"seq":${canonicalize(seq)}`],
+    ["time", `"time":${canonicalize(time)}`],
+    ["v", `"v":1`],
+  ];
+  return mergeCanonicalMembers(p.members, header);
 }
 
 export function encodeRecord(record: AuditRecord): Uint8Array {

@@ -12,7 +12,19 @@ import { FORMAT_MARKER, checkFormat } from "./format.ts";
 import { applyRecord, emptyState, type AuditState } from "./fold.ts";
 import { BUNDLE_SIZE, FORMAT_KEY, HEAD_KEY, bundleOfKey, bundleRange, checkpointKey, checkpointRange, nodesCompletedBy } from "./keys.ts";
 import { MerkleFrontier, consistencyProof, frontierNodeIds, inclusionProof, rootAt, type NodeLookup } from "./merkle.ts";
-import { GENESIS_PREV, decodeRecord, entryShapeProblem, recordLeafHash, recordOf, type AuditEntry, type AuditRecord, type CheckpointPayload } from "./records.ts";
+import {
+  GENESIS_PREV,
+  canonicalRecord,
+  decodeRecord,
+  entryShapeProblem,
+  prepareEntry,
+  recordLeafHash,
+  recordOf,
+  type AuditEntry,
+  type AuditRecord,
+  type CheckpointPayload,
+  type PreparedEntry,
+} from "./records.ts";
 import { AuditStoreError } from "./store-error.ts";
 
 export { AuditStoreError, type AuditStoreErrorCode } from "./store-error.ts";
@@ -53,7 +65,7 @@ export interface InclusionProofJson {
 
 // A pending append carries its own outcome once the batch is built: no closure per record.
 type Pending =
-  | { readonly kind: "entry"; readonly entry: AuditEntry; receipt?: AppendReceipt; resolve(r: AppendReceipt): void; reject(e: unknown): void }
+  | { readonly kind: "entry"; readonly entry: AuditEntry; readonly prepared: PreparedEntry | undefined; receipt?: AppendReceipt; resolve(r: AppendReceipt): void; reject(e: unknown): void }
   | { readonly kind: "checkpoint"; written?: Signed<CheckpointPayload>; resolve(cp: Signed<CheckpointPayload> | undefined): void; reject(e: unknown): void };
 
 interface Head {
@@ -222,6 +234,15 @@ export class AuditStore {
 
   /** Append one record; resolves once the group-committed batch holding it is synced. */
   append(entry: AuditEntry): Promise<AppendReceipt> {
+    return this.#append(entry, undefined);
+  }
+
+  /** append() for an entry the caller already encoded (records.ts prepareEntry): it is not encoded again. */
+  appendPrepared(p: PreparedEntry): Promise<AppendReceipt> {
+    return this.#append(p.entry, p);
+  }
+
+  #append(entry: AuditEntry, prepared: PreparedEntry | undefined): Promise<AppendReceipt> {
     if (this.#closed) return Promise.reject(new AuditStoreError("AUDIT_CLOSED", "store is closed"));
     if (this.#failed !== undefined) return Promise.reject(new AuditStoreError("AUDIT_UNWRITABLE", "an earlier write failed", { cause: this.#failed }));
     const problem = entryShapeProblem(entry);
@@ -229,7 +250,7 @@ export class AuditStore {
       return Promise.reject(new AuditStoreError("AUDIT_INVALID_ENTRY", `bad entry (${problem ?? "checkpoints are written by the store"})`));
     }
     return new Promise<AppendReceipt>((resolve, reject) => {
-      this.#queue.push({ kind: "entry", entry, resolve, reject });
+      this.#queue.push({ kind: "entry", entry, prepared, resolve, reject });
       this.#kick();
     });
   }
@@ -296,15 +317,15 @@ export class AuditStore {
         if (since > 0) it.written = addCheckpoint(time);
         continue;
       }
-      const record = recordOf(it.entry, frontier.size, prev, time);
       let json: string;
       try {
-        json = canonicalize(record);
+        json = canonicalRecord(it.prepared ?? prepareEntry(it.entry), frontier.size, prev, time);
       } catch (e) {
         // Encoding runs before anything of this record is written, so only this append fails.
         it.reject(new AuditStoreError("AUDIT_INVALID_ENTRY", "entry is not I-JSON", { cause: e }));
         continue;
       }
+      const record = recordOf(it.entry, frontier.size, prev, time);
       prev = toB64u(bundles.appendRecord(json, frontier));
       written.push(record);
       since += 1;

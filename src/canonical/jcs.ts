@@ -179,6 +179,62 @@ function fast(value: unknown, depth: number, ijson: boolean, nesting: number): s
   return s + "}";
 }
 
+/**
+ * The members of a plain object in RFC 8785 order, each as `[key, "key":value]`: what
+ * `canonicalize` puts between the braces. Lets a caller encode an object once and later add
+ * members of its own (mergeCanonicalMembers) without encoding the rest again. Same errors.
+ */
+export function canonicalMembers(value: object): [string, string][] {
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (Array.isArray(value) || (proto !== Object.prototype && proto !== null)) {
+    throw new CanonicalError("NOT_JSON", "only plain objects have members");
+  }
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj);
+  for (let i = 1; i < keys.length; i++) {
+    if (keys[i - 1]! > keys[i]!) {
+      keys.sort();
+      break;
+    }
+  }
+  const out: [string, string][] = [];
+  for (const k of keys) {
+    const v = obj[k];
+    if (v === undefined) throw new CanonicalError("NOT_JSON", `member "${k}" is undefined`);
+    out.push([k, fastString(k) + ":" + fast(v, 1, true, Infinity)]);
+  }
+  return out;
+}
+
+/**
+ * `{…}` of two sorted member lists (canonicalMembers), merged in key order. A key in both is
+ * taken from `over`, as `{ ...base, ...over }` would.
+ */
+export function mergeCanonicalMembers(base: readonly [string, string][], over: readonly [string, string][]): string {
+  let s = "{";
+  let i = 0;
+  let j = 0;
+  let first = true;
+  const add = (m: string): void => {
+    if (!first) s += ",";
+    s += m;
+    first = false;
+  };
+  while (i < base.length || j < over.length) {
+    const a = base[i];
+    const b = over[j];
+    if (b === undefined || (a !== undefined && a[0] < b[0])) {
+      add(a![1]);
+      i++;
+    } else {
+      if (a !== undefined && a[0] === b[0]) i++;
+      add(b[1]);
+      j++;
+    }
+  }
+  return s + "}";
+}
+
 /** RFC 8785 canonical form. Throws CanonicalError on anything that is not I-JSON. */
 export function canonicalize(value: unknown, opts: CanonicalizeOptions = {}): string {
   return fast(value, 0, opts.ijson ?? true, opts.maxNesting ?? Infinity);

@@ -1,8 +1,9 @@
 // The execution gateway (DESIGN §4, §6). It pulls task submissions from the shared JetStream
-// work queue, gathers each task's evidence, claims its nonce cluster-wide, decides, writes the
+// work queue, gathers each task's evidence, claims its nonce and task id cluster-wide, decides, writes the
 // decision ahead to its audit log, and only then runs the registered action handler. One
 // XState actor per task; every path that is not a durable allow ends in `denied`.
 import { availableParallelism } from "node:os";
+import { setMaxListeners } from "node:events";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
@@ -19,7 +20,7 @@ import { AuditStore } from "../audit/store.ts";
 import { recordedDecisionInput } from "../audit/trust-view.ts";
 import type { AuditBackend } from "../audit/backend.ts";
 import type { AppendReceipt } from "../audit/store.ts";
-import type { CheckpointPayload } from "../audit/records.ts";
+import type { CheckpointPayload, PreparedEntry } from "../audit/records.ts";
 import { artifactId, spawnLineage } from "../core/artifacts.ts";
 import { decide, primeVerified } from "../core/decide.ts";
 import { assertAcceptableKey } from "../core/trust-store.ts";
@@ -253,6 +254,9 @@ export class Gateway {
     this.#limits = { ...DEFAULT_LIMITS, ...o.limits };
     this.#index = new EvidenceIndex(this.#clock);
     this.#verifyPool = new VerifyPool(o.verifyWorkers ?? (availableParallelism() > 1 ? 1 : 0));
+    // Every task in flight listens on the stop signal (at most two listeners each, removed when
+    // it settles), so the count is bounded by maxInFlight, not a leak: size Node's warning to it.
+    setMaxListeners(2 * (o.maxInFlight ?? 256) + 16, this.#abort.signal);
   }
 
   /**
@@ -623,12 +627,14 @@ export class Gateway {
     const input = this.#buildInput(ev, claims);
     const decision = decide(input);
     let recorded: JsonValue;
+    let prepared: PreparedEntry;
     try {
       // The trust snapshot is recorded by reference (trust-view.ts): it is the fold of the log
       // before this record. Nothing else in `input` is mutated after this point, so the rest
-      // is recorded as is; the check only proves it is I-JSON.
+      // is recorded as is. Encoded here once: a failure proves it is not I-JSON, and the store
+      // writes these very bytes.
       recorded = recordedDecisionInput(input);
-      canonicalBytes(recorded);
+      prepared = this.#ledger.prepare({ type: "decision", taskId, input: recorded, decision });
     } catch {
       // Input that cannot be recorded cannot be replayed: record what can be, and deny.
       const fallback = this.#buildInput({ request: null, args: null, chain: [], lineage: [], intakeErrors: ["unrecordable input"] }, claims);
@@ -638,7 +644,7 @@ export class Gateway {
       return { verify: { decision: denied, input: recorded }, write };
     }
     this.#recordEvidence(taskId, ev);
-    const write = this.#ledger.append({ type: "decision", taskId, input: recorded, decision });
+    const write = this.#ledger.appendPrepared(prepared);
     return { verify: { decision, input: recorded }, write };
   }
 

@@ -5,8 +5,7 @@
 // queued, and decisions snapshot that projection in the same tick as they queue themselves.
 // The store preserves call order, so projection and log agree record for record.
 import { applyRecord, taskDecided, type AuditState } from "../audit/fold.ts";
-import { canonicalize } from "../canonical/jcs.ts";
-import { entryShapeProblem, recordOf, type AuditEntry } from "../audit/records.ts";
+import { entryShapeProblem, prepareEntry, recordOf, type AuditEntry, type PreparedEntry } from "../audit/records.ts";
 import { AuditStoreError, type AppendReceipt, type AuditStore } from "../audit/store.ts";
 import { TrustViewCache } from "../audit/trust-view.ts";
 import type { TrustSnapshot } from "../core/types.ts";
@@ -38,16 +37,31 @@ export class Ledger {
 
   /** Queue an entry; its effect on trust and nonce state is visible at once to later decisions. */
   append(entry: AuditEntry): Promise<AppendReceipt> {
-    // Refuse a bad entry before projecting it, or projection and log would part ways.
-    const problem = entryShapeProblem(entry);
-    if (problem !== undefined) return Promise.reject(new TypeError(`ledger: bad ${problem}`));
+    let prepared: PreparedEntry;
     try {
-      canonicalize(entry);
+      prepared = this.prepare(entry);
     } catch (e) {
       return Promise.reject(e instanceof Error ? e : new TypeError(String(e)));
     }
-    applyRecord(this.#projected, recordOf(entry, this.#projected.size, "", 0));
-    const p = this.#store.append(entry);
+    return this.appendPrepared(prepared);
+  }
+
+  /**
+   * Check and encode an entry without queueing it: throws (TypeError for a bad shape,
+   * CanonicalError for anything not I-JSON), so a caller can still choose what to record. The
+   * encoding is the one the store writes; the entry must not change after this.
+   */
+  prepare(entry: AuditEntry): PreparedEntry {
+    // Refuse a bad entry before projecting it, or projection and log would part ways.
+    const problem = entryShapeProblem(entry);
+    if (problem !== undefined) throw new TypeError(`ledger: bad ${problem}`);
+    return prepareEntry(entry);
+  }
+
+  /** Queue a prepared entry (see append). */
+  appendPrepared(prepared: PreparedEntry): Promise<AppendReceipt> {
+    applyRecord(this.#projected, recordOf(prepared.entry, this.#projected.size, "", 0));
+    const p = this.#store.appendPrepared(prepared);
     p.catch((e: unknown) => {
       // Only a failed or refused write means the log can no longer be trusted to keep up.
       if (e instanceof AuditStoreError && e.code !== "AUDIT_INVALID_ENTRY") this.#failure ??= e;
