@@ -1,5 +1,5 @@
-// End-to-end governed decisions/s: submit → executing (evidence over JetStream, KV nonce
-// claim, synced audit write), with 1 and 2 gateway processes against one nats-server, and
+// End-to-end governed decisions/s: submit → executing (evidence over JetStream, KV nonce and
+// task-id claims, synced audit write), with 1 and 2 gateway processes against one nats-server, and
 // p50/p99 latency at half the measured peak. Reported against the signature-bound ceiling
 // (raw verify/s ÷ verifies per decision) and to the bus floor (bench/bus-floor-proc.ts), both
 // measured in the same run.
@@ -165,7 +165,7 @@ export async function runE2eBench(): Promise<Record<string, number>> {
     }
   }
   for (const g of ["gateways1", "gateways2"]) out[`${g}.peak_ratio_to_bus_floor`] = out[`${g}.peak_decisions_per_s`]! / out["floor.peak_decisions_per_s"]!;
-  console.log("\n## End to end (submit → executing, durable audit, KV nonce claim; medians)");
+  console.log("\n## End to end (submit → executing, durable audit, KV nonce and task-id claims; medians)");
   console.log(`raw verify ${fmt(raw)}/s; signature-bound ceiling per core ${fmt(ceiling)}/s (3 verifies per root decision)`);
   for (const label of ["floor", "gateways1", "gateways2"]) {
     const name = label === "floor" ? "bus floor (no governance)" : `${label.slice(-1)} gateway(s)`;
