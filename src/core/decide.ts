@@ -224,9 +224,8 @@ function decideChecked(input: DecisionInput, evaluate: PolicyEvaluator): Decisio
     c.list.push({ check: "nonce", ok: false, detail: "not claimed: denied before the claim" });
     return finish(c);
   }
-  if (taskUnclaimed) c.fail("task", "GOVERNANCE_UNAVAILABLE", "task id not claimed");
-  c.record(
-    "nonce",
+  // Only the two known-good states pass; anything else a recorded input may hold is a deny.
+  const nonceProblem: Problem =
     n.key !== leaf.p.nonce
       ? { code: "REPLAYED", detail: "claimed nonce is not the artifact's" }
       : n.local === "consumed"
@@ -237,8 +236,16 @@ function decideChecked(input: DecisionInput, evaluate: PolicyEvaluator): Decisio
             ? { code: "GOVERNANCE_UNAVAILABLE", detail: "nonce store unavailable" }
             : n.cluster === "not-attempted"
               ? { code: "GOVERNANCE_UNAVAILABLE", detail: "nonce not claimed" }
-              : undefined,
-  );
+              : n.local !== "fresh" || n.cluster !== "claimed"
+                ? { code: "GOVERNANCE_UNAVAILABLE", detail: "nonce claim state is malformed" }
+                : undefined;
+  c.record("nonce", nonceProblem);
+  // The gateway claims the task id only once the nonce is won: unclaimed after a lost nonce is
+  // a consequence (no code of its own), unclaimed after a won one a governance failure.
+  if (taskUnclaimed) {
+    if (nonceProblem !== undefined) c.list.push({ check: "task", ok: false, detail: "not claimed: the nonce was not won" });
+    else c.fail("task", "GOVERNANCE_UNAVAILABLE", "task id not claimed");
+  }
   return finish(c);
 }
 

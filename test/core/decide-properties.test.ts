@@ -99,4 +99,30 @@ describe("decide: properties", () => {
       expect(d.reasons).toContain("MALFORMED");
     }
   });
+  it("allows only on both claims won: any other nonce or task-id claim state, or a malformed claim, is a deny", () => {
+    const taskId = (base.request as { payload: { taskId: string } }).payload.taskId;
+    const nonceKey = base.nonce.key;
+    const local = fc.constantFrom("fresh", "consumed", "decided", "", null);
+    const cluster = fc.constantFrom("claimed", "taken", "unavailable", "not-attempted", "won", null);
+    const ids = fc.constantFrom(taskId, `${taskId}x`, "", 7);
+    const claim = fc.oneof(fc.record({ taskId: ids, local, cluster }), fc.constantFrom(null, "claimed", [], 0, {}), fc.anything().filter((x) => x !== undefined));
+    const nonce = fc.record({ key: fc.constantFrom(nonceKey, `${nonceKey}x`), local: fc.constantFrom("fresh", "consumed", "decided", null), cluster });
+    // The control: both claims won.
+    expect(decide({ ...base, nonce: { key: nonceKey, local: "fresh", cluster: "claimed" }, taskClaim: { taskId, local: "fresh", cluster: "claimed" } }).verdict).toBe("allow");
+    fc.assert(
+      fc.property(claim, nonce, (t, n) => {
+        const input = { ...base, nonce: n, taskClaim: t } as unknown as DecisionInput;
+        const d = decide(input);
+        const won =
+          typeof t === "object" && t !== null && !Array.isArray(t) && (t as Record<string, unknown>)["taskId"] === taskId &&
+          (t as Record<string, unknown>)["local"] === "fresh" && (t as Record<string, unknown>)["cluster"] === "claimed" &&
+          n.key === nonceKey && n.local === "fresh" && n.cluster === "claimed";
+        expect(d.verdict).toBe(won ? "allow" : "deny");
+      }),
+      { numRuns: RUNS * 10 },
+    );
+    // Absent (a log from before task claims): the nonce alone decides, as it did.
+    const { taskClaim: _absent, ...legacy } = base;
+    expect(decide(legacy).verdict).toBe("allow");
+  });
 });

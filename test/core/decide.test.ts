@@ -148,6 +148,18 @@ describe("decide: every denial code of DESIGN §3, each beside its control", () 
     expectDeny(c, "REPLAYED");
   });
 
+  it("a nonce claim state outside the known ones (a forged or corrupt recorded input) is a deny, never a pass", () => {
+    for (const [local, cluster] of [["fresh", null], ["fresh", "won"], [null, "claimed"], ["spent", "claimed"], ["fresh", undefined]] as const) {
+      const a = base();
+      (a.nonce as unknown as Record<string, unknown>)["local"] = local;
+      (a.nonce as unknown as Record<string, unknown>)["cluster"] = cluster;
+      expectDeny(a, "GOVERNANCE_UNAVAILABLE");
+    }
+    const b = base();
+    (b as unknown as Record<string, unknown>)["nonce"] = null;
+    expectDeny(b, "GOVERNANCE_UNAVAILABLE");
+  });
+
   it("REPLAYED: task id already allowed on this gateway, claimed elsewhere, or not the request's", () => {
     const a = base();
     a.taskClaim = { ...a.taskClaim!, local: "decided" };
@@ -196,7 +208,14 @@ describe("decide: every denial code of DESIGN §3, each beside its control", () 
     fresh.taskClaim = { ...fresh.taskClaim!, cluster: "not-attempted" };
     const df = decide(fresh);
     expect(df.reasons).toEqual(["GOVERNANCE_UNAVAILABLE"]);
-    expect(df.checks.filter((c) => !c.ok).map((c) => c.check)).toEqual(["task", "nonce"]);
+    expect(df.checks.filter((c) => !c.ok).map((c) => c.check)).toEqual(["nonce", "task"]);
+    // The nonce lost: the task id was never claimed, and that is no reason of its own.
+    const lost = base();
+    lost.nonce.cluster = "taken";
+    lost.taskClaim = { ...lost.taskClaim!, cluster: "not-attempted" };
+    const dl = decide(lost);
+    expect(dl.reasons).toEqual(["REPLAYED"]);
+    expect(dl.checks.find((c) => c.check === "task")).toMatchObject({ ok: false, detail: "not claimed: the nonce was not won" });
   });
 
   it("REVOKED: the artifact, an ancestor, or a signing key", () => {
