@@ -14,8 +14,13 @@ export type TaskStatus = "evidence" | "allowed" | "denied" | "succeeded" | "fail
  * million records covers that with room to spare while keeping a long-lived gateway's memory
  * flat. Tasks allowed and without an outcome are never forgotten: crash recovery needs them.
  * Part of the log's meaning: replay folds with the same window, so both agree on every claim.
- * The window counts entries, that is records other than checkpoints: the gateway's projection
- * (gateway/ledger.ts) never sees the checkpoints the store writes, and must forget in step.
+ * The window counts entries: decisions, outcomes, trust and revocation records. Not checkpoints:
+ * the gateway's projection (gateway/ledger.ts) never sees the ones the store writes, and must
+ * forget in step with replay. Not evidence either: it is queued in the same step as the
+ * decision it supports, so the claim states a gateway reads for that decision are the fold at
+ * the decision's position whichever side of its evidence they are read on.
+ * It applies from the first decision that carries a task claim on: gateways that wrote logs
+ * without claims never forgot anything, so their logs are folded, and replayed, as they were.
  */
 export const FOLD_WINDOW = 1 << 20;
 
@@ -36,8 +41,10 @@ export interface AuditState {
   /** Nonces spent within the window, with the seq that last spent each. */
   consumedNonces: Map<string, number>;
   tasks: Map<string, TaskState>;
-  /** Entries (non-checkpoint records) folded so far: the window's clock. */
+  /** Entries (records other than checkpoints and evidence) folded so far: the window's clock. */
   entries: number;
+  /** Set by the first decision with a task claim: from then on the window forgets. */
+  windowed: boolean;
   /** Entries a finished task or spent nonce stays (FOLD_WINDOW; smaller only in tests). */
   window: number;
   /** What to forget when, in entry order, tasks and nonces apart; read from `head`. */
@@ -70,6 +77,7 @@ export function emptyState(window = FOLD_WINDOW): AuditState {
     consumedNonces: new Map(),
     tasks: new Map(),
     entries: 0,
+    windowed: false,
     window,
     retire: { tasks: { entries: [], seqs: [], keys: [], head: 0 }, nonces: { entries: [], seqs: [], keys: [], head: 0 } },
     lastCheckpoint: undefined,
@@ -90,6 +98,7 @@ export function cloneState(s: AuditState): AuditState {
     consumedNonces: new Map(s.consumedNonces),
     tasks: new Map([...s.tasks].map(([k, v]) => [k, { ...v }])),
     entries: s.entries,
+    windowed: s.windowed,
     window: s.window,
     retire: { tasks: cloneRetiring(s.retire.tasks), nonces: cloneRetiring(s.retire.nonces) },
     lastCheckpoint: s.lastCheckpoint,
@@ -145,6 +154,7 @@ function finished(status: TaskStatus): boolean {
 }
 
 function push(state: AuditState, r: Retiring, seq: number, key: string): void {
+  if (!state.windowed) return;
   r.entries.push(state.entries);
   r.seqs.push(seq);
   r.keys.push(key);
@@ -169,6 +179,7 @@ function touchTask(state: AuditState, taskId: string, status: TaskStatus, seq: n
  * untouched since it was queued, a nonce only if nothing spent it again since.
  */
 function retire(state: AuditState): void {
+  if (!state.windowed) return;
   const limit = state.entries - state.window;
   const rt = state.retire.tasks;
   while (rt.head < rt.entries.length && rt.entries[rt.head]! < limit) {
@@ -212,7 +223,8 @@ export function claimedNonce(input: JsonValue): string | undefined {
 /** Apply one record in place (the caller owns `state`). Records must come in seq order. */
 export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
   if (r.seq !== state.size) throw new RangeError(`fold expects seq ${state.size}, got ${r.seq}`);
-  if (r.type !== "checkpoint") retire(state);
+  const tick = r.type !== "checkpoint" && r.type !== "evidence";
+  if (tick) retire(state);
   switch (r.type) {
     case "trust": {
       const c = r.change;
@@ -257,6 +269,7 @@ export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
       break;
     }
     case "decision": {
+      if (!state.windowed && typeof r.input === "object" && r.input !== null && !Array.isArray(r.input) && r.input["taskClaim"] !== undefined) state.windowed = true;
       const nonce = claimedNonce(r.input);
       if (nonce !== undefined) {
         state.consumedNonces.set(nonce, r.seq);
@@ -284,7 +297,7 @@ export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
     default:
       assertNever(r);
   }
-  if (r.type !== "checkpoint") state.entries += 1;
+  if (tick) state.entries += 1;
   state.size = r.seq + 1;
   return state;
 }

@@ -66,6 +66,11 @@ export interface ReplayOptions {
   /** Called every `progressEvery` records (CLI progress bar). */
   readonly onProgress?: (recordsChecked: number) => void;
   readonly progressEvery?: number;
+  /**
+   * The fold's window in entries (fold.ts FOLD_WINDOW). For tests only: the log's writer and
+   * every replay of it must use the same value, and only the default is ever assumed.
+   */
+  readonly foldWindow?: number;
 }
 
 export interface ReplayReport {
@@ -101,7 +106,7 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
     chunkTrust = {};
   };
 
-  const state = emptyState();
+  const state = emptyState(opts.foldWindow);
   const evidence = new EvidenceIndex();
   const frontier = new MerkleFrontier();
   const rootsAtSize = new Map<number, string>(); // roots wanted by external checkpoints

@@ -45,6 +45,11 @@ export interface AuditStoreOptions {
   readonly onPublishError?: (err: unknown) => void;
   /** Upper bound on appends per group commit (default 4096). */
   readonly maxBatch?: number;
+  /**
+   * The fold's window in entries (fold.ts FOLD_WINDOW). For tests only: the log's writer and
+   * every replay of it must use the same value, and only the default is ever assumed.
+   */
+  readonly foldWindow?: number;
 }
 
 export interface AppendReceipt {
@@ -149,14 +154,14 @@ export class AuditStore {
   static async open(target: string | AuditBackend, opts: AuditStoreOptions): Promise<AuditStore> {
     const backend = typeof target === "string" ? await LevelBackend.open(target) : target;
     try {
-      return new AuditStore(backend, opts, await AuditStore.#load(backend));
+      return new AuditStore(backend, opts, await AuditStore.#load(backend, opts.foldWindow));
     } catch (e) {
       if (typeof target === "string") await backend.close();
       throw e;
     }
   }
 
-  static async #load(backend: AuditBackend): Promise<Loaded> {
+  static async #load(backend: AuditBackend, foldWindow: number | undefined): Promise<Loaded> {
     const formatWritten = await checkFormat(backend);
     const head = parseHead(await backend.get(HEAD_KEY));
     const ids = frontierNodeIds(head.size);
@@ -164,7 +169,7 @@ export class AuditStore {
     if (peaks.some((p) => p === undefined)) throw new AuditStoreError("AUDIT_CORRUPT", "frontier nodes missing");
     const frontier = new MerkleFrontier(head.size, peaks as Uint8Array[]);
     // Rebuild governance state from the log itself (event sourcing), bundle by bundle.
-    const state = emptyState();
+    const state = emptyState(foldWindow);
     let since = 0;
     let prev = GENESIS_PREV;
     let last: { index: number; count: number; value: Uint8Array } | undefined;

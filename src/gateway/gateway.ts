@@ -98,6 +98,8 @@ export interface GatewayOptions {
   gatewayKey: KeyPair;
   /** LevelDB directory of the audit log, or a backend (tests: fault injection, in-memory). */
   audit: string | AuditBackend;
+  /** The audit fold's window (AuditStoreOptions.foldWindow). Tests only. */
+  foldWindow?: number;
   /** Authority keyIds trusted from the start (recorded as trust records on first start). */
   authorities: string[];
   /** Other gateways whose spawn lineage this gateway accepts. Its own key is always trusted. */
@@ -169,6 +171,7 @@ interface InFlight {
 
 /** What a decision is told of the two single-use claims. */
 type Claims = { nonce: NonceState; task: TaskClaimState };
+type ClusterClaim = NonceState["cluster"];
 
 type SubmitParse = { taskId: string; request: unknown; args: unknown; intakeErrors: string[]; submissionId: string | undefined };
 
@@ -348,6 +351,7 @@ export class Gateway {
       clock: this.#clock,
       ...(o.checkpointEvery !== undefined ? { checkpointEvery: o.checkpointEvery } : {}),
       ...(o.checkpointIntervalMs !== undefined ? { checkpointIntervalMs: o.checkpointIntervalMs } : {}),
+      ...(o.foldWindow !== undefined ? { foldWindow: o.foldWindow } : {}),
       onCheckpoint: (cp) => this.#publishCheckpoint(cp),
       onPublishError: (e) => this.#warn(`checkpoint publish failed: ${String(e)}`),
     });
@@ -622,8 +626,16 @@ export class Gateway {
     };
   }
 
-  /** Decide and queue the decision record in one synchronous step (see ledger.ts). */
-  #decideAndRecord(taskId: string, ev: Evidence, claims: Claims): { verify: VerifyResult; write: Promise<AppendReceipt> } {
+  /**
+   * Queue the evidence, then decide and queue the decision record, in one synchronous step (see
+   * ledger.ts). The local claim states are read after the evidence is queued, so they are the
+   * fold at the decision's own position, as replay sees it (evidence entries move the fold's
+   * window). `cluster` is what the KV claims returned.
+   */
+  #decideAndRecord(taskId: string, ev: Evidence, nonceKey: string, cluster: { nonce: ClusterClaim; task: ClusterClaim }): { verify: VerifyResult; write: Promise<AppendReceipt> } {
+    this.#recordEvidence(taskId, ev);
+    const local = this.#localClaims(taskId, nonceKey);
+    const claims: Claims = { nonce: { ...local.nonce, cluster: cluster.nonce }, task: { ...local.task, cluster: cluster.task } };
     const input = this.#buildInput(ev, claims);
     const decision = decide(input);
     let recorded: JsonValue;
@@ -643,7 +655,6 @@ export class Gateway {
       const write = this.#ledger.append({ type: "decision", taskId, input: recorded, decision: denied });
       return { verify: { decision: denied, input: recorded }, write };
     }
-    this.#recordEvidence(taskId, ev);
     const write = this.#ledger.appendPrepared(prepared);
     return { verify: { decision, input: recorded }, write };
   }
@@ -675,7 +686,7 @@ export class Gateway {
    * KV create is create-only: exactly one claim of a key wins cluster-wide. The nonce is keyed
    * by itself, the task id by taskClaimKey (nonces hold no '.', so the two never meet).
    */
-  async #claim(key: string, value: Record<string, string>): Promise<NonceState["cluster"]> {
+  async #claim(key: string, value: Record<string, string>): Promise<ClusterClaim> {
     if (!this.#busConnected) return "unavailable";
     try {
       await this.#nonceKv.create(key, JSON.stringify({ ...value, gatewayId: this.id }));
@@ -697,6 +708,9 @@ export class Gateway {
     let evidence: Evidence | undefined;
     let decisionSeq: number | undefined;
     let childWindowOpen = false;
+    // This flight's mark in #executed, dropped when the flight ends: from then on the log
+    // (taskDecided) and the cluster claim refuse the task id, and the set stays small.
+    let claimedExecution = false;
     const deadline = this.#o.evidenceDeadlineMs ?? 2_000;
 
     const leafId = (sub.request as { payload?: { artifactId?: unknown } } | null)?.payload?.artifactId;
@@ -734,19 +748,24 @@ export class Gateway {
       // The task id is claimed with the nonce: a pre-check that fails only for want of the two
       // claims goes on to make them (a task id already decided here fails with REPLAYED).
       const pre = decide(this.#buildInput(ev, this.#localClaims(taskId, key)), PERMIT_ALL_FOR_PRECHECK);
-      const onlyClaimsMissing = pre.checks.every((c) => c.ok || c.check === "nonce" || (c.check === "task" && c.code === "GOVERNANCE_UNAVAILABLE"));
+      const onlyClaimsMissing = pre.checks.every((c) => c.ok || c.check === "nonce" || (c.check === "task" && c.code !== "REPLAYED"));
       // The machine may have left `verifying` during any await here (revoked, bus lost,
       // aborted) and recorded its deny: then neither claim the nonce nor record a second decision.
       const superseded = (): boolean => decisionWrite !== undefined;
       if (superseded()) throw new Error("task was denied while verifying");
-      const [cluster, taskCluster] =
-        onlyClaimsMissing && key !== ""
-          ? await Promise.all([this.#claim(key, { taskId }), this.#claim(taskClaimKey(taskId), { nonce: key, submissionId: sub.submissionId ?? "" })])
-          : (["not-attempted", "not-attempted"] as const);
+      let cluster: ClusterClaim = "not-attempted";
+      let taskCluster: ClusterClaim = "not-attempted";
+      if (onlyClaimsMissing && key !== "") {
+        const claimValue = { taskId, nonce: key, submissionId: sub.submissionId ?? "" };
+        cluster = await this.#claim(key, claimValue);
+        // The task id only once the nonce is won: copies of one submission then contend for the
+        // nonce alone, and a copy that lost it spends nothing more (claims made side by side
+        // could cross, one copy winning each, and burn both for good).
+        if (cluster === "claimed") taskCluster = await this.#claim(taskClaimKey(taskId), claimValue);
+      }
       await this.#o.hooks?.beforeRecordDecision?.(taskId);
       if (superseded()) throw new Error("task was denied while verifying");
-      const now = this.#localClaims(taskId, key);
-      const r = this.#decideAndRecord(taskId, ev, { nonce: { ...now.nonce, cluster }, task: { ...now.task, cluster: taskCluster } });
+      const r = this.#decideAndRecord(taskId, ev, key, { nonce: cluster, task: taskCluster });
       decisionWrite = r.write;
       verifyResult = r.verify;
       return r.verify;
@@ -763,6 +782,7 @@ export class Gateway {
       entry.executing = true;
       if (this.#executed.has(taskId)) return { status: "failed", error: "handler already ran for this task" };
       this.#executed.add(taskId);
+      claimedExecution = true;
       this.#publishDecision(taskId, input.verify.decision, input.commit.seq, sub.submissionId);
       const req = (input.evidence.request as SignedRequest).payload;
       const handler = this.#actions.get(req.action);
@@ -860,7 +880,7 @@ export class Gateway {
             const ev = evidence ?? { request: sub.request, args: sub.args, chain: [], lineage: [], intakeErrors: sub.intakeErrors };
             const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
             const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
-            const r = this.#decideAndRecord(taskId, ev, this.#localClaims(taskId, key));
+            const r = this.#decideAndRecord(taskId, ev, key, { nonce: "not-attempted", task: "not-attempted" });
             decisionWrite = r.write;
             verifyResult = r.verify;
           }
@@ -889,8 +909,15 @@ export class Gateway {
         const codes = [...new Set([...out.codes, ...reasons])];
         outcome = { taskId, gatewayId: this.id, verdict: "deny", codes, status: "denied", detail: out.detail, ...(decisionSeq !== undefined ? { decisionSeq } : {}) };
         if (verifyResult) outcome.checks = verifyResult.decision.checks;
-        if (sub.submissionId !== undefined && verifyResult?.decision.checks.some((c) => c.check === "task" && c.code === "REPLAYED") === true) {
-          if (await this.#claimHeldBy(taskId, sub.submissionId)) outcome.duplicate = true;
+        if (sub.submissionId !== undefined && verifyResult?.decision.checks.some((c) => (c.check === "task" || c.check === "nonce") && c.code === "REPLAYED") === true) {
+          const leafNonce = (evidence?.chain[evidence.chain.length - 1] as SignedArtifact | undefined)?.payload?.nonce;
+          if (await this.#claimHeldBy([taskClaimKey(taskId), ...(typeof leafNonce === "string" ? [leafNonce] : [])], sub.submissionId)) {
+            outcome.duplicate = true;
+            // Finished here: the original's outcome went out already, so the waiting client
+            // takes this one now instead of waiting for an outcome that has come and gone.
+            const status = this.#ledger.state.tasks.get(taskId)?.status;
+            if (status === "succeeded" || status === "failed") outcome.originalDone = true;
+          }
         }
         this.#publishDecision(taskId, { verdict: "deny", checks: verifyResult?.decision.checks ?? [], reasons: codes }, decisionSeq, sub.submissionId);
       } else {
@@ -914,6 +941,7 @@ export class Gateway {
     } finally {
       clearInterval(working);
       this.#inFlight.delete(flightKey);
+      if (claimedExecution) this.#executed.delete(taskId);
       const left = (this.#flightsPerTask.get(taskId) ?? 1) - 1;
       if (left > 0) this.#flightsPerTask.set(taskId, left);
       else {
@@ -984,25 +1012,25 @@ export class Gateway {
   }
 
   /**
-   * True when the task id's cluster claim was made for this very submission (another copy of it
-   * holds the task): the deny is then marked a duplicate, not a verdict on the submission.
-   * Bounded and never throws: unknown is "no".
+   * True when a cluster claim among `keys` (the task id's, then the nonce's) was made for this
+   * very submission, that is another copy of it holds the task: the deny is then marked a
+   * duplicate, not a verdict on the submission. Bounded and never throws: unknown is "no".
    */
-  async #claimHeldBy(taskId: string, submissionId: string): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const entry = await Promise.race([
-        this.#nonceKv.get(taskClaimKey(taskId)),
-        new Promise<null>((r) => (timer = setTimeout(() => r(null), 1_000))),
-      ]);
-      if (entry?.operation !== "PUT") return false;
-      const v = tryParseStrict(entry.value, { maxBytes: 4096 });
-      return v.ok && typeof v.value === "object" && v.value !== null && !Array.isArray(v.value) && v.value["submissionId"] === submissionId;
-    } catch {
-      return false;
-    } finally {
-      clearTimeout(timer);
+  async #claimHeldBy(keys: readonly string[], submissionId: string): Promise<boolean> {
+    for (const key of keys) {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const entry = await Promise.race([this.#nonceKv.get(key), new Promise<null>((r) => (timer = setTimeout(() => r(null), 1_000)))]);
+        if (entry?.operation !== "PUT") continue;
+        const v = tryParseStrict(entry.value, { maxBytes: 4096 });
+        if (v.ok && typeof v.value === "object" && v.value !== null && !Array.isArray(v.value) && v.value["submissionId"] === submissionId) return true;
+      } catch {
+        // unknown: try the next key, else "no"
+      } finally {
+        clearTimeout(timer);
+      }
     }
+    return false;
   }
 
   #publishDecision(taskId: string, d: Decision, seq: number | undefined, submissionId: string | undefined): void {

@@ -21,6 +21,8 @@ export interface TaskOutcome {
    * id): a copy of a submission, not a verdict on it. The original's outcome is published too.
    */
   duplicate?: true;
+  /** With `duplicate`: the gateway saw the original finish, so its outcome was already published. */
+  originalDone?: true;
   resultDigest?: string;
   result?: JsonValue;
   error?: string;

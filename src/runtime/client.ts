@@ -25,30 +25,38 @@ export function noAnswer(taskId: string, why: string): TaskOutcome {
 
 export interface AwaitOptions {
   /**
-   * The submission waited for (contract.ts submissionIdOf): outcomes for any other submission
-   * naming the task id, a forged twin or someone else's, are ignored. Without it, the first
-   * readable outcome for the task id is taken.
+   * The submission waited for (contract.ts submissionIdOf): outcomes that name another
+   * submission for the task id (a malformed twin, another artifact's request) are ignored.
+   * Without it, the first readable outcome for the task id is taken. Not authentication:
+   * anyone who reads the submit subject can compute it, so NATS permissions must keep
+   * `failclosed.outcome.>` to gateways.
    */
   submissionId?: string;
-  /**
-   * How long a `duplicate` outcome (this very submission, submitted again, lost the task-id
-   * claim to its original) waits for the original's own outcome before it is returned.
-   * Default 2,000 ms, never past the timeout.
-   */
-  duplicateGraceMs?: number;
 }
 
 /**
  * Wait for a task's outcome message; resolves with a client-side deny on timeout or bus loss.
- * Messages that do not parse, name another task, or answer another submission are ignored:
- * anyone on the bus can publish them, and none may end the wait early.
+ * Messages that do not parse, name another task, or answer another submission are ignored, so
+ * none of them ends the wait early. A `duplicate` outcome (a copy of this submission that lost
+ * the claim to the original) ends it only when the gateway saw the original finish; otherwise
+ * the original's own outcome is waited for, and the duplicate is the answer at the timeout.
  */
-export function awaitOutcome(nc: NatsConnection, taskId: string, timeoutMs: number, o: AwaitOptions = {}): { ready: Promise<void>; outcome: Promise<TaskOutcome> } {
+export function awaitOutcome(
+  nc: NatsConnection,
+  taskId: string,
+  timeoutMs: number,
+  o: AwaitOptions = {},
+): { ready: Promise<void>; outcome: Promise<TaskOutcome>; cancel: () => void } {
   const sub = nc.subscribe(SUBJECTS.outcome(taskId));
+  const stop = (): void => {
+    try {
+      sub.unsubscribe();
+    } catch {
+      // already closed with the connection
+    }
+  };
   const outcome = (async (): Promise<TaskOutcome> => {
-    const started = performance.now();
-    const timer = setTimeout(() => sub.unsubscribe(), timeoutMs);
-    let grace: NodeJS.Timeout | undefined;
+    const timer = setTimeout(stop, timeoutMs);
     let held: TaskOutcome | undefined;
     try {
       for await (const m of sub) {
@@ -56,13 +64,8 @@ export function awaitOutcome(nc: NatsConnection, taskId: string, timeoutMs: numb
         if (!p.ok || typeof p.value !== "object" || p.value === null || Array.isArray(p.value) || p.value["taskId"] !== taskId) continue;
         const out = p.value as unknown as TaskOutcome;
         if (o.submissionId !== undefined && out.submissionId !== o.submissionId) continue;
-        if (out.duplicate === true) {
-          // A copy of this submission: the original's outcome is the answer, if it comes.
-          if (held === undefined) {
-            held = out;
-            const left = Math.max(0, timeoutMs - (performance.now() - started));
-            grace = setTimeout(() => sub.unsubscribe(), Math.min(o.duplicateGraceMs ?? 2_000, left));
-          }
+        if (out.duplicate === true && out.originalDone !== true) {
+          held ??= out;
           continue;
         }
         return out;
@@ -72,24 +75,20 @@ export function awaitOutcome(nc: NatsConnection, taskId: string, timeoutMs: numb
       return noAnswer(taskId, `outcome wait failed: ${String(e)}`);
     } finally {
       clearTimeout(timer);
-      clearTimeout(grace);
-      try {
-        sub.unsubscribe();
-      } catch {
-        // already closed with the connection
-      }
+      stop();
     }
   })();
-  return { ready: nc.flush(), outcome };
+  return { ready: nc.flush(), outcome, cancel: stop };
 }
 
 export async function submitTask(nc: NatsConnection, s: Submission): Promise<TaskOutcome> {
   const taskId = s.request.payload.taskId;
-  const body = JSON.stringify({ request: s.request, args: s.args });
-  // What the gateway will fingerprint: the submit message as it parses it.
-  const submissionId = submissionIdOf(JSON.parse(body));
-  const waiter = awaitOutcome(nc, taskId, s.timeoutMs ?? 30_000, submissionId !== undefined ? { submissionId } : {});
+  let waiter: ReturnType<typeof awaitOutcome> | undefined;
   try {
+    const body = JSON.stringify({ request: s.request, args: s.args });
+    // What the gateway will fingerprint: the submit message as it parses it.
+    const submissionId = submissionIdOf(JSON.parse(body));
+    waiter = awaitOutcome(nc, taskId, s.timeoutMs ?? 30_000, submissionId !== undefined ? { submissionId } : {});
     await waiter.ready;
     const js = jetstream(nc);
     // Evidence first: a gateway that pulls the request should find it already streaming in.
@@ -97,6 +96,7 @@ export async function submitTask(nc: NatsConnection, s: Submission): Promise<Tas
     for (const l of s.lineage ?? []) await js.publish(SUBJECTS.lineage(taskId), JSON.stringify(l));
     await js.publish(SUBJECTS.taskSubmit, body);
   } catch (e) {
+    waiter?.cancel();
     return noAnswer(taskId, `submission failed: ${String(e)}`);
   }
   return waiter.outcome;

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AuditBackend } from "../audit/backend.ts";
 import { backendLogSource } from "../audit/log-source.ts";
-import { replay, type ReplayReport } from "../audit/replay.ts";
+import { replay, type ReplayOptions, type ReplayReport } from "../audit/replay.ts";
 import type { KeyPair } from "../crypto/keys.ts";
 import { Gateway, type GatewayOptions } from "../gateway/gateway.ts";
 import type { TaskOutcome } from "../gateway/outcome.ts";
@@ -86,8 +86,8 @@ export async function startHarness(o: { natsUrl?: string; gateways?: number; clo
 
 
 /** Replay a gateway's own log as an auditor would (trusting only the harness's keys). */
-export async function replayGateway(g: Gateway): Promise<ReplayReport> {
+export async function replayGateway(g: Gateway, opts: ReplayOptions = {}): Promise<ReplayReport> {
   await g.ledger.store.checkpoint().catch(() => undefined);
   const peerKeys = Array.from({ length: 4 }, (_, i) => namedKey(`gateway-${i + 1}`).keyId);
-  return replay(backendLogSource(g.ledger.store.backend), { gatewayKeys: peerKeys, authorities: [namedKey("authority").keyId], origin: g.id });
+  return replay(backendLogSource(g.ledger.store.backend), { gatewayKeys: peerKeys, authorities: [namedKey("authority").keyId], origin: g.id }, opts);
 }

@@ -6,7 +6,10 @@ import { recordOf, type AuditEntry, type AuditRecord } from "../../src/audit/rec
 const decision = (taskId: string, verdict: "allow" | "deny", nonce: string): AuditEntry => ({
   type: "decision",
   taskId,
-  input: { nonce: { key: nonce, local: "fresh", cluster: verdict === "allow" ? "claimed" : "taken" } },
+  input: {
+    nonce: { key: nonce, local: "fresh", cluster: verdict === "allow" ? "claimed" : "taken" },
+    taskClaim: { taskId, local: "fresh", cluster: verdict === "allow" ? "claimed" : "not-attempted" },
+  },
   decision: { verdict, checks: [], reasons: verdict === "deny" ? ["REPLAYED"] : [] },
 });
 const outcome = (taskId: string): AuditEntry => ({ type: "outcome", taskId, status: "succeeded", resultDigest: "q".repeat(43) });
@@ -67,7 +70,7 @@ describe("fold: the window (finished tasks and spent nonces are forgotten, so me
     expect(later.consumedNonces.has("n1")).toBe(false);
   });
 
-  it("a copy taken mid-log (the gateway's projection) goes on exactly as the straight fold", () => {
+  it("a fold resumed mid-log from a copy (fold(records, from)) goes on exactly as the straight fold", () => {
     const entries = Array.from({ length: 400 }, (_, i) => [evidence(`t${i}`), decision(`t${i}`, i % 3 === 0 ? "deny" : "allow", `n${i % 50}`), ...(i % 3 === 0 || i % 7 === 0 ? [] : [outcome(`t${i}`)])]).flat();
     const records = log(entries);
     const straight = fold(records, emptyState(37));
@@ -94,6 +97,21 @@ describe("fold: the window (finished tasks and spent nonces are forgotten, so me
     expect([...logState.tasks.keys()].sort()).toEqual([...projection.tasks.keys()].sort());
     expect([...logState.consumedNonces.keys()].sort()).toEqual([...projection.consumedNonces.keys()].sort());
     expect(logState.entries).toBe(projection.entries);
+  });
+
+  it("a log from before task claims never forgets: it is folded, and replayed, as it was written", () => {
+    const legacy = (taskId: string, nonce: string): AuditEntry => ({ type: "decision", taskId, input: { nonce: { key: nonce, local: "fresh", cluster: "claimed" } }, decision: { verdict: "allow", checks: [], reasons: [] } });
+    const old = windowed([legacy("a", "n1"), outcome("a"), ...filler(10 * W)]);
+    expect(old.windowed).toBe(false);
+    expect(taskDecided(old, "a")).toBe(true);
+    expect(old.consumedNonces.has("n1")).toBe(true);
+    expect(old.retire.tasks.seqs).toEqual([]);
+    // A gateway of this version continuing that log: forgetting starts at its first claim.
+    const continued = windowed([legacy("a", "n1"), outcome("a"), decision("b", "allow", "n2"), outcome("b"), ...filler(10 * W)]);
+    expect(continued.windowed).toBe(true);
+    expect(taskDecided(continued, "a")).toBe(true);
+    expect(continued.tasks.has("b")).toBe(false);
+    expect(continued.consumedNonces.has("n2")).toBe(false);
   });
 
   it("memory stays flat over a long log: 100,000 tasks through a window of 1,000 records", () => {

@@ -161,7 +161,11 @@ for (const make of HARNESSES) {
 
       it("input claims 'nonce unused' → NONCE_STATE", async () => {
         await setup();
-        const k = await forgeDecision(denied("REPLAYED"), (i) => void (i.nonce = { ...i.nonce, local: "fresh", cluster: "claimed" }));
+        const k = await forgeDecision(denied("REPLAYED"), (i) => {
+          i.nonce = { ...i.nonce, local: "fresh", cluster: "claimed" };
+          // The forger also claims the task id was won (the gateway makes that claim only after the nonce's).
+          if (i.taskClaim !== undefined) i.taskClaim = { ...i.taskClaim, cluster: "claimed" };
+        });
         const rep = await run();
         expect(kinds(rep)).toEqual([`${k}:NONCE_STATE`]);
       });

@@ -60,8 +60,9 @@ export function buildInput(store: AuditStore, taskId: string, artifact: SignedAr
     now,
     limits: { maxSkewMs: 30_000, maxDepth: 4, maxFeedAgeMs: 60_000, maxRequestAgeMs: 60_000 },
     nonce: { key: artifact.payload.nonce, local: spent ? "consumed" : "fresh", cluster: spent ? "taken" : "claimed" },
-    // Every task id here is new, so the gateway's create-only claim of it always wins.
-    ...(taskClaims ? { taskClaim: { taskId, local: taskDecided(s, taskId) ? "decided" : "fresh", cluster: "claimed" } as const } : {}),
+    // Every task id here is new, so the gateway's create-only claim of it wins whenever it is
+    // made: once the nonce is won (a spent nonce leaves it unattempted).
+    ...(taskClaims ? { taskClaim: { taskId, local: taskDecided(s, taskId) ? "decided" : "fresh", cluster: spent ? "not-attempted" : "claimed" } as const } : {}),
     health: { busConnected: true, auditWritable: true, revocationFeedAt: now - 1_000 },
     intakeErrors: [],
   };

@@ -6,6 +6,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { artifactId, delegateArtifact, originLineage, revoke, signRequest } from "../../src/core/artifacts.ts";
 import { backendLogSource } from "../../src/audit/log-source.ts";
 import { AuditStore } from "../../src/audit/store.ts";
+import { replay } from "../../src/audit/replay.ts";
 import { Kvm } from "@nats-io/kv";
 import { KV_BUCKETS, STREAMS, SUBJECTS, TASK_CONSUMER, taskClaimKey } from "../../src/nats/contract.ts";
 import { submitTask } from "../../src/runtime/client.ts";
@@ -378,6 +379,47 @@ describe("gateway faults", () => {
     expect(await kv.get(fresh.artifact.payload.nonce)).toBeNull();
     expect(await decisionVerdicts(gw2, t)).toEqual(["allow", "deny"]);
     expect((await replayGateway(gw2)).ok).toBe(true);
+  });
+
+  it("a copy of a task sent as the fold window passes the original: denied, one run, and the log replays clean", async () => {
+    // The claims a decision records must be the fold at the decision's own position, as replay
+    // sees it: the copy's evidence entries, queued just before its decision, move the window.
+    // F entries after the original's outcome, the copy's four entries straddle its edge for
+    // F = W-2, W-1 and W; the runs around them check both sides.
+    const W = 30;
+    for (let F = W - 3; F <= W + 1; F++) {
+      h = await startHarness({ gateways: 0 });
+      const hh = h;
+      const gw = await hh.startGateway({ foldWindow: W });
+      let runs = 0;
+      gw.registerAction("transfer", () => (runs++, { ok: true }));
+      const taskId = newTaskId();
+      const { artifact, lineage } = await grant(hh, taskId);
+      const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, createdAt: Date.now() });
+      const first = await submitTask(hh.runtime.nc, { request, args: { amount: 1 }, chain: [artifact], timeoutMs: 15_000 });
+      expect(first).toMatchObject({ verdict: "allow", status: "succeeded" });
+      const at = gw.ledger.state.entries;
+      await Promise.all(Array.from({ length: F }, (_, i) => gw.addAuthority(namedKey(`filler-${i}`).keyId)));
+      expect(gw.ledger.state.entries - at).toBe(F);
+      const js = jetstream(hh.runtime.nc);
+      await js.publish(SUBJECTS.artifact(taskId), JSON.stringify(artifact));
+      await js.publish(SUBJECTS.lineage(taskId), JSON.stringify(lineage));
+      await js.publish(SUBJECTS.taskSubmit, JSON.stringify({ request, args: { amount: 1 } }));
+      await waitFor(() => hh.outcomes.filter((o) => o.taskId === taskId).length === 2);
+      expect(hh.outcomes.filter((o) => o.taskId === taskId)[1], JSON.stringify({ F, checks: hh.outcomes.filter((o) => o.taskId === taskId)[1]?.checks?.filter((c) => !c.ok) })).toMatchObject({ verdict: "deny", codes: expect.arrayContaining(["REPLAYED"]) });
+      expect(runs).toBe(1);
+      await gw.ledger.store.checkpoint();
+      const roots = {
+        gatewayKeys: Array.from({ length: 4 }, (_, i) => namedKey(`gateway-${i + 1}`).keyId),
+        authorities: [namedKey("authority").keyId, ...Array.from({ length: F }, (_, i) => namedKey(`filler-${i}`).keyId)],
+        origin: gw.id,
+      };
+      const rep = await replay(backendLogSource(gw.ledger.store.backend), roots, { foldWindow: W });
+      expect({ F, divergences: rep.divergences }).toEqual({ F, divergences: [] });
+      expect(rep.decisionsRederived).toBe(2);
+      await hh.close();
+      h = undefined;
+    }
   });
 
   it("a handler that throws records a failed outcome; a crash while executing is recorded as interrupted and never re-run", async () => {

@@ -58,7 +58,8 @@ describe("outcomes on the bus", () => {
   });
 
   it("a copy of a submission racing it: the copy is denied as a duplicate and the submitter gets the original's outcome", async () => {
-    const { hh, runs } = await slowGateway(800);
+    // A handler longer than any fixed grace: the submitter must wait for the original however long it runs.
+    const { hh, runs } = await slowGateway(3_000);
     const taskId = newTaskId();
     const s = await submission(hh, taskId);
     const pending = submitTask(hh.runtime.nc, { request: s.request, args: s.args, chain: [s.artifact], timeoutMs: 15_000 });
@@ -77,7 +78,7 @@ describe("outcomes on the bus", () => {
     expect(runs()).toBe(1);
   });
 
-  it("a copy sent after the original finished gets its REPLAYED deny (marked duplicate) once the grace passes", async () => {
+  it("a copy sent after the original finished gets its REPLAYED deny at once, marked a duplicate of a finished original", async () => {
     const { hh, runs } = await slowGateway(0);
     const taskId = newTaskId();
     const s = await submission(hh, taskId);
@@ -85,7 +86,7 @@ describe("outcomes on the bus", () => {
     expect(first).toMatchObject({ verdict: "allow", status: "succeeded" });
     const again = await submitTask(hh.runtime.nc, { request: s.request, args: s.args, chain: [s.artifact], timeoutMs: 15_000 });
     // (Its lineage was not sent again, so LINEAGE_BROKEN may join REPLAYED.)
-    expect(again).toMatchObject({ verdict: "deny", codes: expect.arrayContaining(["REPLAYED"]), duplicate: true, gatewayId: "gw-1" });
+    expect(again).toMatchObject({ verdict: "deny", codes: expect.arrayContaining(["REPLAYED"]), duplicate: true, originalDone: true, gatewayId: "gw-1" });
     expect(runs()).toBe(1);
   });
 
