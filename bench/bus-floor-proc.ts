@@ -94,8 +94,10 @@ async function runTask(m: JsMsg): Promise<void> {
   const taskId = body.request.payload.taskId;
   const ev = await evidenceFor(taskId);
   const artifact = JSON.parse(ev.artifact) as { payload: { nonce: string } };
-  // The two create-only claims a gateway makes together: the nonce and the task id.
-  await Promise.all([nonceKv.create(artifact.payload.nonce, JSON.stringify({ taskId, gatewayId: id })), nonceKv.create(taskClaimKey(taskId), JSON.stringify({ nonce: artifact.payload.nonce, gatewayId: id }))]);
+  // The two create-only claims a gateway makes, in its order: the nonce, then the task id.
+  const claim = JSON.stringify({ taskId, nonce: artifact.payload.nonce, submissionId: "s".repeat(43), gatewayId: id });
+  await nonceKv.create(artifact.payload.nonce, claim);
+  await nonceKv.create(taskClaimKey(taskId), claim);
   const decision = { taskId, verdict: "allow", checks: CHECKS, reasons: [] };
   // The records a gateway writes: three evidence records, then the decision with its input.
   await write([submit, ev.artifact, ev.lineage, JSON.stringify({ input: { submit, artifact: ev.artifact, lineage: ev.lineage }, decision })]);
