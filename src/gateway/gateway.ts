@@ -705,6 +705,7 @@ export class Gateway {
     working.unref(); // a task stuck in a crashed gateway must not keep the process alive
     let decisionWrite: Promise<AppendReceipt> | undefined;
     let verifyResult: VerifyResult | undefined;
+    let nonceWon = false;
     let evidence: Evidence | undefined;
     let decisionSeq: number | undefined;
     let childWindowOpen = false;
@@ -761,7 +762,8 @@ export class Gateway {
         // The task id only once the nonce is won: copies of one submission then contend for the
         // nonce alone, and a copy that lost it spends nothing more (claims made side by side
         // could cross, one copy winning each, and burn both for good).
-        if (cluster === "claimed") taskCluster = await this.#claim(taskClaimKey(taskId), claimValue);
+        nonceWon = cluster === "claimed";
+        if (nonceWon) taskCluster = await this.#claim(taskClaimKey(taskId), claimValue);
       }
       await this.#o.hooks?.beforeRecordDecision?.(taskId);
       if (superseded()) throw new Error("task was denied while verifying");
@@ -909,9 +911,13 @@ export class Gateway {
         const codes = [...new Set([...out.codes, ...reasons])];
         outcome = { taskId, gatewayId: this.id, verdict: "deny", codes, status: "denied", detail: out.detail, ...(decisionSeq !== undefined ? { decisionSeq } : {}) };
         if (verifyResult) outcome.checks = verifyResult.decision.checks;
-        if (sub.submissionId !== undefined && verifyResult?.decision.checks.some((c) => (c.check === "task" || c.check === "nonce") && c.code === "REPLAYED") === true) {
-          const leafNonce = (evidence?.chain[evidence.chain.length - 1] as SignedArtifact | undefined)?.payload?.nonce;
-          if (await this.#claimHeldBy([taskClaimKey(taskId), ...(typeof leafNonce === "string" ? [leafNonce] : [])], sub.submissionId)) {
+        // Only a claim this flight lost can be held by a copy of it: a nonce it won itself
+        // carries its own submission id, and would make it look like its own duplicate.
+        const lost = (check: "task" | "nonce"): boolean => verifyResult?.decision.checks.some((c) => c.check === check && c.code === "REPLAYED") === true;
+        const leafNonce = (evidence?.chain[evidence.chain.length - 1] as SignedArtifact | undefined)?.payload?.nonce;
+        const heldElsewhere = [...(lost("task") ? [taskClaimKey(taskId)] : []), ...(lost("nonce") && !nonceWon && typeof leafNonce === "string" ? [leafNonce] : [])];
+        if (sub.submissionId !== undefined && heldElsewhere.length > 0) {
+          if (await this.#claimHeldBy(heldElsewhere, sub.submissionId)) {
             outcome.duplicate = true;
             // Finished here: the original's outcome went out already, so the waiting client
             // takes this one now instead of waiting for an outcome that has come and gone.

@@ -82,7 +82,9 @@ export function awaitOutcome(
 }
 
 export async function submitTask(nc: NatsConnection, s: Submission): Promise<TaskOutcome> {
-  const taskId = s.request.payload.taskId;
+  // Read defensively: a malformed submission from plain JavaScript still gets a deny, not a throw.
+  const named = (s as { request?: { payload?: { taskId?: unknown } } } | null)?.request?.payload?.taskId;
+  const taskId = typeof named === "string" ? named : "unknown";
   let waiter: ReturnType<typeof awaitOutcome> | undefined;
   try {
     const body = JSON.stringify({ request: s.request, args: s.args });

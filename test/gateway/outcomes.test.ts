@@ -4,7 +4,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { jetstream } from "@nats-io/jetstream";
 import { signRequest } from "../../src/core/artifacts.ts";
-import { SUBJECTS, submissionIdOf } from "../../src/nats/contract.ts";
+import { Kvm } from "@nats-io/kv";
+import { KV_BUCKETS, SUBJECTS, submissionIdOf, taskClaimKey } from "../../src/nats/contract.ts";
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
@@ -88,6 +89,22 @@ describe("outcomes on the bus", () => {
     // (Its lineage was not sent again, so LINEAGE_BROKEN may join REPLAYED.)
     expect(again).toMatchObject({ verdict: "deny", codes: expect.arrayContaining(["REPLAYED"]), duplicate: true, originalDone: true, gatewayId: "gw-1" });
     expect(runs()).toBe(1);
+  });
+
+  it("a submission that wins its nonce but finds the task id held by another submission is answered at once, not as its own duplicate", async () => {
+    const { hh, runs } = await slowGateway(0);
+    const taskId = newTaskId();
+    // Another submission already holds the task id cluster-wide (on some other gateway).
+    const kv = await new Kvm(hh.runtime.nc).open(KV_BUCKETS.nonces);
+    await kv.create(taskClaimKey(taskId), JSON.stringify({ taskId, nonce: "someone-else", submissionId: "another-submission", gatewayId: "gw-x" }));
+    const s = await submission(hh, taskId);
+    const started = performance.now();
+    const out = await submitTask(hh.runtime.nc, { request: s.request, args: s.args, chain: [s.artifact], timeoutMs: 15_000 });
+    expect(out).toMatchObject({ verdict: "deny", codes: ["REPLAYED"], gatewayId: "gw-1" });
+    expect(out.duplicate).toBeUndefined();
+    expect(out.checks?.find((c) => c.check === "task")).toMatchObject({ code: "REPLAYED", detail: "task id already claimed in the cluster" });
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(runs()).toBe(0);
   });
 
   it("another submission for a task id that already ran is denied REPLAYED at once, not as a duplicate", async () => {
