@@ -126,6 +126,19 @@ function fastString(s: string): string {
   return encodeString(s);
 }
 
+/** An object's own keys in RFC 8785 order, sorted only when they are not already. */
+function sortedKeys(obj: Record<string, unknown>): string[] {
+  const keys = Object.keys(obj);
+  // Sorting by UTF-16 code units is what `<` on strings and the default sort compare.
+  for (let i = 1; i < keys.length; i++) {
+    if (keys[i - 1]! > keys[i]!) {
+      keys.sort();
+      break;
+    }
+  }
+  return keys;
+}
+
 // Same output and same errors as `encode`, built by string concatenation (V8 ropes) instead of
 // an array of parts: every signature, content id and audit record goes through here.
 function fast(value: unknown, depth: number, ijson: boolean, nesting: number): string {
@@ -160,14 +173,7 @@ function fast(value: unknown, depth: number, ijson: boolean, nesting: number): s
     throw new CanonicalError("NOT_JSON", "only plain objects and arrays are JSON");
   }
   const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj);
-  // Sorting by UTF-16 code units is what `<` on strings and the default sort compare.
-  for (let i = 1; i < keys.length; i++) {
-    if (keys[i - 1]! > keys[i]!) {
-      keys.sort();
-      break;
-    }
-  }
+  const keys = sortedKeys(obj);
   let s = "{";
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i]!;
@@ -190,13 +196,7 @@ export function canonicalMembers(value: object): [string, string][] {
     throw new CanonicalError("NOT_JSON", "only plain objects have members");
   }
   const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj);
-  for (let i = 1; i < keys.length; i++) {
-    if (keys[i - 1]! > keys[i]!) {
-      keys.sort();
-      break;
-    }
-  }
+  const keys = sortedKeys(obj);
   const out: [string, string][] = [];
   for (const k of keys) {
     const v = obj[k];

@@ -41,6 +41,50 @@ async function grantWithoutLineage(hh: Harness, taskId: string): Promise<SignedA
   return (await grant(hh, `other-${taskId}`)).artifact;
 }
 
+/** Two gateways whose "transfer" handler counts its runs per task id. */
+async function twoCountingGateways(): Promise<{ hh: Harness; runs: Map<string, number> }> {
+  h = await startHarness({ gateways: 2 });
+  const runs = new Map<string, number>();
+  for (const g of h.gateways) g.registerAction("transfer", ({ taskId }) => (runs.set(taskId, (runs.get(taskId) ?? 0) + 1), { ok: true }));
+  return { hh: h, runs };
+}
+
+/**
+ * `races` new task ids, 50 at a time: for each, publish the submit bodies `submit` returns on
+ * the shared queue at once. Resolves with every task's outcomes once each body has one.
+ */
+async function raceSubmissions(hh: Harness, races: number, submit: (taskId: string) => Promise<string[]>): Promise<Map<string, TaskOutcome[]>> {
+  const js = jetstream(hh.runtime.nc);
+  const out = new Map<string, TaskOutcome[]>();
+  for (let start = 0; start < races; start += 50) {
+    const sent = new Map<string, number>();
+    await Promise.all(
+      Array.from({ length: Math.min(50, races - start) }, async () => {
+        const taskId = newTaskId();
+        const bodies = await submit(taskId);
+        sent.set(taskId, bodies.length);
+        await Promise.all(bodies.map((b) => js.publish(SUBJECTS.taskSubmit, b)));
+      }),
+    );
+    await waitFor(() => [...sent].every(([t, n]) => hh.outcomes.filter((o) => o.taskId === t).length === n), 60_000);
+    for (const t of sent.keys()) out.set(t, hh.outcomes.filter((o) => o.taskId === t));
+  }
+  return out;
+}
+
+/** Per task: one allow, one REPLAYED deny, one run; and the race was real (often split across gateways). */
+function expectOneRunEach(outcomes: Map<string, TaskOutcome[]>, runs: Map<string, number>, races: number): void {
+  expect(outcomes.size).toBe(races);
+  let bothGateways = 0;
+  for (const [t, os] of outcomes) {
+    expect(os.filter((o) => o.verdict === "allow").length).toBe(1);
+    expect(os.filter((o) => o.verdict === "deny" && o.codes.includes("REPLAYED")).length).toBe(1);
+    expect(runs.get(t)).toBe(1);
+    if (new Set(os.map((o) => o.gatewayId)).size === 2) bothGateways++;
+  }
+  expect(bothGateways).toBeGreaterThan(races / 10);
+}
+
 /** The verdicts of `taskId`'s decision records in a gateway's log, in order. */
 async function decisionVerdicts(gw: Gateway, taskId: string): Promise<string[]> {
   const out: string[] = [];
@@ -273,82 +317,36 @@ describe("gateway faults", () => {
 
   it("two gateways, one nonce submitted to both: exactly one allow, across many races", async () => {
     const RACES = Number(process.env["FAILCLOSED_RACES"] ?? 1000);
-    h = await startHarness({ gateways: 2 });
-    const hh = h;
-    const runs = new Map<string, number>();
-    for (const g of hh.gateways) g.registerAction("transfer", ({ taskId }) => (runs.set(taskId, (runs.get(taskId) ?? 0) + 1), { ok: true }));
+    const { hh, runs } = await twoCountingGateways();
     const js = jetstream(hh.runtime.nc);
-    const outcomes = new Map<string, TaskOutcome[]>();
-    hh.gateways.forEach(() => undefined);
-    const batch = 50;
-    for (let start = 0; start < RACES; start += batch) {
-      const ids: string[] = [];
-      await Promise.all(
-        Array.from({ length: Math.min(batch, RACES - start) }, async () => {
-          const taskId = newTaskId();
-          ids.push(taskId);
-          const { artifact } = await grant(hh, taskId);
-          await js.publish(SUBJECTS.artifact(taskId), JSON.stringify(artifact));
-          const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, createdAt: Date.now() });
-          const body = JSON.stringify({ request, args: { amount: 1 } });
-          // The same submission twice on the shared queue: each gateway may take one.
-          await Promise.all([js.publish(SUBJECTS.taskSubmit, body), js.publish(SUBJECTS.taskSubmit, body)]);
-        }),
-      );
-      await waitFor(() => ids.every((t) => hh.outcomes.filter((o) => o.taskId === t).length === 2), 60_000);
-      for (const t of ids) outcomes.set(t, hh.outcomes.filter((o) => o.taskId === t));
-    }
-    let bothGateways = 0;
-    for (const [t, os] of outcomes) {
-      expect(os.filter((o) => o.verdict === "allow").length).toBe(1);
-      expect(os.filter((o) => o.verdict === "deny" && o.codes.includes("REPLAYED")).length).toBe(1);
-      expect(runs.get(t)).toBe(1);
-      if (new Set(os.map((o) => o.gatewayId)).size === 2) bothGateways++;
-    }
-    expect(outcomes.size).toBe(RACES);
-    // The race is real: a good share of pairs were split across the two gateways.
-    expect(bothGateways).toBeGreaterThan(RACES / 10);
+    const outcomes = await raceSubmissions(hh, RACES, async (taskId) => {
+      const { artifact } = await grant(hh, taskId);
+      await js.publish(SUBJECTS.artifact(taskId), JSON.stringify(artifact));
+      const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, createdAt: Date.now() });
+      const body = JSON.stringify({ request, args: { amount: 1 } });
+      // The same submission twice on the shared queue: each gateway may take one.
+      return [body, body];
+    });
+    expectOneRunEach(outcomes, runs, RACES);
   });
 
   it("one task id, two different artifacts, one to each of two gateways: one allow and one run, across many races", async () => {
     // Two valid authorizations naming one task id are two nonces, so only the task-id claim
     // can stop the second run; the gateways keep separate logs.
     const RACES = Number(process.env["FAILCLOSED_TASK_RACES"] ?? 200);
-    h = await startHarness({ gateways: 2 });
-    const hh = h;
-    const runs = new Map<string, number>();
-    for (const g of hh.gateways) g.registerAction("transfer", ({ taskId }) => (runs.set(taskId, (runs.get(taskId) ?? 0) + 1), { ok: true }));
+    const { hh, runs } = await twoCountingGateways();
     const js = jetstream(hh.runtime.nc);
-    const batch = 50;
-    let bothGateways = 0;
-    for (let start = 0; start < RACES; start += batch) {
-      const ids: string[] = [];
-      await Promise.all(
-        Array.from({ length: Math.min(batch, RACES - start) }, async () => {
-          const taskId = newTaskId();
-          ids.push(taskId);
-          const bodies = await Promise.all(
-            ["a", "b"].map(async (which) => {
-              const { artifact } = await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`${which}-${taskId}`), attribution: { initiator: "t", reason: "twin" } });
-              await js.publish(SUBJECTS.artifact(taskId), JSON.stringify(artifact));
-              const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, createdAt: Date.now() });
-              return JSON.stringify({ request, args: { amount: 1 } });
-            }),
-          );
-          await Promise.all(bodies.map((b) => js.publish(SUBJECTS.taskSubmit, b)));
+    const outcomes = await raceSubmissions(hh, RACES, (taskId) =>
+      Promise.all(
+        ["a", "b"].map(async (which) => {
+          const { artifact } = await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`${which}-${taskId}`), attribution: { initiator: "t", reason: "twin" } });
+          await js.publish(SUBJECTS.artifact(taskId), JSON.stringify(artifact));
+          const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, createdAt: Date.now() });
+          return JSON.stringify({ request, args: { amount: 1 } });
         }),
-      );
-      await waitFor(() => ids.every((t) => hh.outcomes.filter((o) => o.taskId === t).length === 2), 60_000);
-      for (const t of ids) {
-        const os = hh.outcomes.filter((o) => o.taskId === t);
-        expect(os.filter((o) => o.verdict === "allow").length).toBe(1);
-        expect(os.filter((o) => o.verdict === "deny" && o.codes.includes("REPLAYED")).length).toBe(1);
-        expect(runs.get(t)).toBe(1);
-        if (new Set(os.map((o) => o.gatewayId)).size === 2) bothGateways++;
-      }
-    }
-    // The race is real: a good share of pairs were split across the two gateways.
-    expect(bothGateways).toBeGreaterThan(RACES / 10);
+      ),
+    );
+    expectOneRunEach(outcomes, runs, RACES);
     for (const g of hh.gateways) expect((await replayGateway(g)).ok).toBe(true);
   });
 
