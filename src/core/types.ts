@@ -188,8 +188,8 @@ export interface NonceState {
 /**
  * The task-id claim: a task id names one execution, cluster-wide and across restarts, whatever
  * artifacts are presented for it. `local` is this gateway's log (an allow already recorded for
- * the id, executed or interrupted); `cluster` is the create-only KV claim, made together with
- * the nonce's and only when everything else passed. Absent in logs recorded before the claim
+ * the id, executed or interrupted); `cluster` is the create-only KV claim, made once the
+ * nonce's is won and only when everything else passed. Absent in logs recorded before the claim
  * existed, which replay as they were decided.
  */
 export interface TaskClaimState {

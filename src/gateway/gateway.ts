@@ -25,6 +25,7 @@ import { artifactId, spawnLineage } from "../core/artifacts.ts";
 import { decide, primeVerified } from "../core/decide.ts";
 import { assertAcceptableKey } from "../core/trust-store.ts";
 import type {
+  CheckName,
   Decision,
   DecisionInput,
   DecisionLimits,
@@ -628,9 +629,9 @@ export class Gateway {
 
   /**
    * Queue the evidence, then decide and queue the decision record, in one synchronous step (see
-   * ledger.ts). The local claim states are read after the evidence is queued, so they are the
-   * fold at the decision's own position, as replay sees it (evidence entries move the fold's
-   * window). `cluster` is what the KV claims returned.
+   * ledger.ts). The local claim states are read right before the decision is queued, so they
+   * are the fold at the decision's own position, as replay sees it. `cluster` is what the KV
+   * claims returned.
    */
   #decideAndRecord(taskId: string, ev: Evidence, nonceKey: string, cluster: { nonce: ClusterClaim; task: ClusterClaim }): { verify: VerifyResult; write: Promise<AppendReceipt> } {
     this.#recordEvidence(taskId, ev);
@@ -705,7 +706,6 @@ export class Gateway {
     working.unref(); // a task stuck in a crashed gateway must not keep the process alive
     let decisionWrite: Promise<AppendReceipt> | undefined;
     let verifyResult: VerifyResult | undefined;
-    let nonceWon = false;
     let evidence: Evidence | undefined;
     let decisionSeq: number | undefined;
     let childWindowOpen = false;
@@ -746,8 +746,8 @@ export class Gateway {
       // Pre-check everything but the nonce, so a forged request cannot burn a real nonce.
       // Cedar is left to the recorded decision: a policy deny is the holder's own request
       // failing, which may spend its nonce; forgery is caught by the signature checks.
-      // The task id is claimed with the nonce: a pre-check that fails only for want of the two
-      // claims goes on to make them (a task id already decided here fails with REPLAYED).
+      // A pre-check that fails only for want of the two claims (nonce, then task id) goes on to
+      // make them; a task id already decided here fails it with REPLAYED.
       const pre = decide(this.#buildInput(ev, this.#localClaims(taskId, key)), PERMIT_ALL_FOR_PRECHECK);
       const onlyClaimsMissing = pre.checks.every((c) => c.ok || c.check === "nonce" || (c.check === "task" && c.code !== "REPLAYED"));
       // The machine may have left `verifying` during any await here (revoked, bus lost,
@@ -762,8 +762,7 @@ export class Gateway {
         // The task id only once the nonce is won: copies of one submission then contend for the
         // nonce alone, and a copy that lost it spends nothing more (claims made side by side
         // could cross, one copy winning each, and burn both for good).
-        nonceWon = cluster === "claimed";
-        if (nonceWon) taskCluster = await this.#claim(taskClaimKey(taskId), claimValue);
+        if (cluster === "claimed") taskCluster = await this.#claim(taskClaimKey(taskId), claimValue);
       }
       await this.#o.hooks?.beforeRecordDecision?.(taskId);
       if (superseded()) throw new Error("task was denied while verifying");
@@ -911,20 +910,7 @@ export class Gateway {
         const codes = [...new Set([...out.codes, ...reasons])];
         outcome = { taskId, gatewayId: this.id, verdict: "deny", codes, status: "denied", detail: out.detail, ...(decisionSeq !== undefined ? { decisionSeq } : {}) };
         if (verifyResult) outcome.checks = verifyResult.decision.checks;
-        // Only a claim this flight lost can be held by a copy of it: a nonce it won itself
-        // carries its own submission id, and would make it look like its own duplicate.
-        const lost = (check: "task" | "nonce"): boolean => verifyResult?.decision.checks.some((c) => c.check === check && c.code === "REPLAYED") === true;
-        const leafNonce = (evidence?.chain[evidence.chain.length - 1] as SignedArtifact | undefined)?.payload?.nonce;
-        const heldElsewhere = [...(lost("task") ? [taskClaimKey(taskId)] : []), ...(lost("nonce") && !nonceWon && typeof leafNonce === "string" ? [leafNonce] : [])];
-        if (sub.submissionId !== undefined && heldElsewhere.length > 0) {
-          if (await this.#claimHeldBy(heldElsewhere, sub.submissionId)) {
-            outcome.duplicate = true;
-            // Finished here: the original's outcome went out already, so the waiting client
-            // takes this one now instead of waiting for an outcome that has come and gone.
-            const status = this.#ledger.state.tasks.get(taskId)?.status;
-            if (status === "succeeded" || status === "failed") outcome.originalDone = true;
-          }
-        }
+        if (verifyResult !== undefined && sub.submissionId !== undefined) Object.assign(outcome, await this.#duplicateMark(taskId, verifyResult, sub.submissionId));
         this.#publishDecision(taskId, { verdict: "deny", checks: verifyResult?.decision.checks ?? [], reasons: codes }, decisionSeq, sub.submissionId);
       } else {
         const r = out.result;
@@ -1015,6 +1001,22 @@ export class Gateway {
       lineage: [...parent.lineage, event],
       timeoutMs: this.#o.childTimeoutMs ?? 30_000,
     });
+  }
+
+  /**
+   * A REPLAYED deny whose lost claim is held by this very submission is a copy of it, not a
+   * verdict on it: mark it so (and say whether the original already finished here, so the
+   * waiting client need not wait for an outcome that has come and gone). Only claims the
+   * decision lost are looked at, read off its recorded input: a nonce this flight won itself
+   * carries its own submission id.
+   */
+  async #duplicateMark(taskId: string, v: VerifyResult, submissionId: string): Promise<Pick<TaskOutcome, "duplicate" | "originalDone">> {
+    const lost = (check: CheckName): boolean => v.decision.checks.some((c) => c.check === check && c.code === "REPLAYED");
+    const nonce = (v.input as { nonce?: { key?: unknown; cluster?: unknown } } | null)?.nonce;
+    const keys = [...(lost("task") ? [taskClaimKey(taskId)] : []), ...(lost("nonce") && nonce?.cluster !== "claimed" && typeof nonce?.key === "string" ? [nonce.key] : [])];
+    if (keys.length === 0 || !(await this.#claimHeldBy(keys, submissionId))) return {};
+    const status = this.#ledger.state.tasks.get(taskId)?.status;
+    return status === "succeeded" || status === "failed" ? { duplicate: true, originalDone: true } : { duplicate: true };
   }
 
   /**
