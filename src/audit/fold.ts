@@ -209,15 +209,22 @@ function compact(r: Retiring): void {
 
 /**
  * The nonce a decision spent: its DecisionInput.nonce (core/types NonceState) when the cluster
- * claim succeeded ("claimed") or showed another gateway had spent it ("taken"). From then on
- * the gateway's local nonce state must say "consumed" for that key.
+ * claim succeeded ("claimed"), and in logs from before task claims also when it showed the
+ * nonce held elsewhere ("taken"). From then on the gateway's local nonce state must say
+ * "consumed" for that key.
+ *
+ * Why "taken" no longer counts once task claims are in the log (`windowed`): the holder of a
+ * taken nonce may be a flight on this very gateway that has won the nonce and is still claiming
+ * its task id. Its copy's REPLAYED decision is then queued first, and counting it would make
+ * the winner's own nonce look spent here, denying both. A nonce spent by another gateway is
+ * in that gateway's log and in the KV, which the next claim asks.
  */
-export function claimedNonce(input: JsonValue): string | undefined {
+export function claimedNonce(input: JsonValue, onlyWon = false): string | undefined {
   if (typeof input !== "object" || input === null || Array.isArray(input)) return undefined;
   const n = input["nonce"];
   if (typeof n !== "object" || n === null || Array.isArray(n)) return undefined;
   const key = n["key"];
-  return typeof key === "string" && (n["cluster"] === "claimed" || n["cluster"] === "taken") ? key : undefined;
+  return typeof key === "string" && (n["cluster"] === "claimed" || (!onlyWon && n["cluster"] === "taken")) ? key : undefined;
 }
 
 /** Apply one record in place (the caller owns `state`). Records must come in seq order. */
@@ -270,7 +277,7 @@ export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
     }
     case "decision": {
       if (!state.windowed && typeof r.input === "object" && r.input !== null && !Array.isArray(r.input) && r.input["taskClaim"] !== undefined) state.windowed = true;
-      const nonce = claimedNonce(r.input);
+      const nonce = claimedNonce(r.input, state.windowed);
       if (nonce !== undefined) {
         state.consumedNonces.set(nonce, r.seq);
         push(state, state.retire.nonces, r.seq, nonce);

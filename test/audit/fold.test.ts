@@ -24,6 +24,16 @@ describe("fold: task states", () => {
     expect(done.tasks.get("a")).toMatchObject({ status: "succeeded", decisionSeq: 0, lastSeq: 3 });
   });
 
+  it("a nonce seen taken spends it here only in logs from before task claims", () => {
+    // With claims: a copy's REPLAYED (nonce taken) queued before the winner's decision on the
+    // same gateway must not make the winner's nonce look spent; only a won claim spends it.
+    const withClaims = fold(log([decision("copy", "deny", "n1")]));
+    expect(withClaims.consumedNonces.has("n1")).toBe(false);
+    expect(fold(log([decision("win", "allow", "n1")])).consumedNonces.has("n1")).toBe(true);
+    const legacy = fold(log([{ type: "decision", taskId: "copy", input: { nonce: { key: "n1", local: "fresh", cluster: "taken" } }, decision: { verdict: "deny", checks: [], reasons: ["REPLAYED"] } }]));
+    expect(legacy.consumedNonces.has("n1")).toBe(true);
+  });
+
   it("a deny, then an allow for the same task id: the allow stands", () => {
     const s = fold(log([decision("b", "deny", "n2"), decision("b", "allow", "n3")]));
     expect(s.tasks.get("b")).toMatchObject({ status: "allowed", decisionSeq: 1 });
@@ -61,11 +71,18 @@ describe("fold: the window (finished tasks and spent nonces are forgotten, so me
   });
 
   it("a task or nonce touched again is kept a window after its latest record, not its first", () => {
-    const s = windowed([decision("a", "deny", "n1"), ...filler(W - 1), evidence("a"), decision("b", "deny", "n1"), ...filler(W - 1)]);
+    // Denied after both claims were won (a Cedar deny, say): the nonce is spent.
+    const spentDeny = (taskId: string, nonce: string): AuditEntry => ({
+      type: "decision",
+      taskId,
+      input: { nonce: { key: nonce, local: "fresh", cluster: "claimed" }, taskClaim: { taskId, local: "fresh", cluster: "claimed" } },
+      decision: { verdict: "deny", checks: [], reasons: ["POLICY_MISMATCH"] },
+    });
+    const s = windowed([spentDeny("a", "n1"), ...filler(W - 1), evidence("a"), spentDeny("b", "n1"), ...filler(W - 1)]);
     // Seq 0's entries are due, but "a" was touched at seq W and n1 spent again at W+1.
     expect(s.tasks.get("a")).toMatchObject({ status: "denied", lastSeq: W });
     expect(s.consumedNonces.get("n1")).toBe(W + 1);
-    const later = windowed([decision("a", "deny", "n1"), ...filler(W - 1), evidence("a"), decision("b", "deny", "n1"), ...filler(W + 2)]);
+    const later = windowed([spentDeny("a", "n1"), ...filler(W - 1), evidence("a"), spentDeny("b", "n1"), ...filler(W + 2)]);
     expect(later.tasks.has("a")).toBe(false);
     expect(later.consumedNonces.has("n1")).toBe(false);
   });
