@@ -14,6 +14,8 @@
 //   c/<size>           seq of the checkpoint record that signs the tree of that size
 //   m/format           FORMAT: which layout the other keys follow; written by the first commit
 //   m/head             {size, last} written in every batch: the commit point
+//   s/manifest         the fold snapshot's signed manifest (fold-snapshot.ts; store.ts): a cache
+//   s/p<part>          and its parts, replaced whole by each new snapshot; never part of the log
 //   r/<seq>            (earlier layout, one key per record: never written, only recognised so
 //                      that such a log is refused instead of being read as an empty one)
 
@@ -28,6 +30,7 @@ export const CHECKPOINT_PREFIX = "c/";
 export const HEAD_KEY = "m/head";
 export const FORMAT_KEY = "m/format";
 export const LEGACY_RECORD_PREFIX = "r/";
+export const SNAPSHOT_MANIFEST_KEY = "s/manifest";
 
 const HEX_WIDTH = 14;
 const hex = (n: number): string => n.toString(16).padStart(HEX_WIDTH, "0");
@@ -36,6 +39,7 @@ export const bundleKey = (bundle: number): string => `${BUNDLE_PREFIX}${hex(bund
 /** Key of the bundle that holds record `seq`. */
 export const bundleKeyFor = (seq: number): string => bundleKey(Math.floor(seq / BUNDLE_SIZE));
 export const checkpointKey = (size: number): string => `${CHECKPOINT_PREFIX}${hex(size)}`;
+export const snapshotPartKey = (part: number): string => `s/p${hex(part)}`;
 
 const HEX_KEY = /^[0-9a-f]{14}$/;
 
@@ -49,6 +53,7 @@ export function bundleOfKey(key: string): number | undefined {
 // '0' follows '/', so [p/, p0) is exactly the keys under prefix p/.
 export const bundleRange = { gte: BUNDLE_PREFIX, lt: "b0" } as const;
 export const checkpointRange = { gte: CHECKPOINT_PREFIX, lt: "c0" } as const;
+export const snapshotPartRange = { gte: "s/p", lt: "s/q" } as const;
 export const legacyRecordRange = { gte: LEGACY_RECORD_PREFIX, lt: "r0" } as const;
 
 /** How many tree nodes appending leaf `seq` completes: 1 + its trailing 1-bits. */

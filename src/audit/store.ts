@@ -5,12 +5,27 @@ import { canonicalBytes, canonicalize } from "../canonical/jcs.ts";
 import { parseStrict } from "../canonical/strict-parse.ts";
 import { bytesEqual, fromB64u, toB64u } from "../crypto/base64url.ts";
 import type { KeyPair } from "../crypto/keys.ts";
-import { signPayload, type Signed } from "../crypto/signing.ts";
+import { sha256B64u } from "../crypto/hash.ts";
+import { signPayload, verifySigned, type Signed } from "../crypto/signing.ts";
 import { LevelBackend, type AuditBackend, type KvOp } from "./backend.ts";
 import { BundleWriter, bundleCount, emptyTail, isExactBundle, readStoredNode, readStoredRecord, slotBytes, slotNode, slotNodeCount, slotRecord, type BundleTail } from "./entry-bundle.ts";
 import { FORMAT_MARKER, checkFormat } from "./format.ts";
-import { applyRecord, emptyState, type AuditState } from "./fold.ts";
-import { BUNDLE_SIZE, FORMAT_KEY, HEAD_KEY, bundleOfKey, bundleRange, checkpointKey, checkpointRange, nodesCompletedBy } from "./keys.ts";
+import { FOLD_WINDOW, applyRecord, emptyState, type AuditState } from "./fold.ts";
+import { SNAPSHOT_KIND, decodeState, encodeState, sealState, type EncodedState } from "./fold-snapshot.ts";
+import {
+  BUNDLE_SIZE,
+  FORMAT_KEY,
+  HEAD_KEY,
+  SNAPSHOT_MANIFEST_KEY,
+  bundleKey,
+  bundleOfKey,
+  bundleRange,
+  checkpointKey,
+  checkpointRange,
+  nodesCompletedBy,
+  snapshotPartKey,
+  snapshotPartRange,
+} from "./keys.ts";
 import { MerkleFrontier, consistencyProof, frontierNodeIds, inclusionProof, rootAt, type NodeLookup } from "./merkle.ts";
 import {
   GENESIS_PREV,
@@ -59,6 +74,41 @@ export interface AppendReceipt {
   readonly record: AuditRecord;
 }
 
+/** The signed manifest of a fold snapshot (fold-snapshot.ts), stored under s/manifest. */
+export interface SnapshotManifest {
+  readonly kind: typeof SNAPSHOT_KIND;
+  /** The log's origin (the gateway id); a snapshot from another log is never used. */
+  readonly origin: string;
+  /** Log position: the state is the fold of records [0, size). */
+  readonly size: number;
+  /** base64url Merkle root of records [0, size): binds the snapshot to this very log. */
+  readonly root: string;
+  /** base64url leaf hash of record size − 1: the chain link of the next record. */
+  readonly prev: string;
+  /** Records since the last checkpoint at that position (the checkpoint cadence goes on). */
+  readonly since: number;
+  readonly window: number;
+  /** base64url SHA-256 of each part, header first. */
+  readonly parts: string[];
+  readonly time: number;
+}
+
+export interface SnapshotInfo {
+  readonly size: number;
+  readonly parts: number;
+  readonly bytes: number;
+}
+
+/** How open() came by its state: which snapshot it used, or why it used none. */
+export interface OpenedFrom {
+  /** Log position folding started from: 0, or the snapshot's size. */
+  readonly snapshotSize: number;
+  /** Records folded from the log itself (head size − snapshotSize). */
+  readonly recordsFolded: number;
+  /** Set when a snapshot was stored but failed a check: the state came from the log instead. */
+  readonly snapshotProblem?: string;
+}
+
 export interface InclusionProofJson {
   readonly seq: number;
   readonly size: number;
@@ -70,7 +120,9 @@ export interface InclusionProofJson {
 // A pending append carries its own outcome once the batch is built: no closure per record.
 type Pending =
   | { readonly kind: "entry"; readonly entry: AuditEntry; readonly prepared: PreparedEntry | undefined; receipt?: AppendReceipt; resolve(r: AppendReceipt): void; reject(e: unknown): void }
-  | { readonly kind: "checkpoint"; written?: Signed<CheckpointPayload>; resolve(cp: Signed<CheckpointPayload> | undefined): void; reject(e: unknown): void };
+  | { readonly kind: "checkpoint"; written?: Signed<CheckpointPayload>; resolve(cp: Signed<CheckpointPayload> | undefined): void; reject(e: unknown): void }
+  // Ends its batch (#take), so the position it stands for is the batch's end.
+  | { readonly kind: "snapshot"; readonly encoded: EncodedState | undefined; resolve(info: SnapshotInfo): void; reject(e: unknown): void };
 
 interface Head {
   size: number;
@@ -95,6 +147,17 @@ interface Loaded {
   since: number;
   tail: BundleTail;
   formatWritten: boolean;
+  openedFrom: OpenedFrom;
+  /** Parts the stored snapshot has (its successor deletes those it does not overwrite). */
+  snapshotParts: number;
+}
+
+/** A stored snapshot that passed every check: the state at `size`, and where the chain stands. */
+interface UsableSnapshot {
+  state: AuditState;
+  size: number;
+  prev: string;
+  since: number;
 }
 
 const utf8 = new TextEncoder();
@@ -126,6 +189,10 @@ export class AuditStore {
   /** The stored partial bundle (its bytes kept so that extending it needs no read). */
   #tail: BundleTail;
   #formatWritten: boolean;
+  /** The log's last checkpoint (a snapshot's header records it; the state may be handed off). */
+  #lastCheckpoint: CheckpointPayload | undefined;
+  #snapshotParts: number;
+  readonly #openedFrom: OpenedFrom;
   #queue: Pending[] = [];
   #draining = false;
   #failed: unknown = undefined;
@@ -141,6 +208,9 @@ export class AuditStore {
     this.#sinceCheckpoint = loaded.since;
     this.#tail = loaded.tail;
     this.#formatWritten = loaded.formatWritten;
+    this.#lastCheckpoint = loaded.state.lastCheckpoint;
+    this.#snapshotParts = loaded.snapshotParts;
+    this.#openedFrom = loaded.openedFrom;
     const every = opts.checkpointIntervalMs ?? 0;
     if (every > 0) {
       this.#timer = setInterval(() => {
@@ -154,32 +224,37 @@ export class AuditStore {
   static async open(target: string | AuditBackend, opts: AuditStoreOptions): Promise<AuditStore> {
     const backend = typeof target === "string" ? await LevelBackend.open(target) : target;
     try {
-      return new AuditStore(backend, opts, await AuditStore.#load(backend, opts.foldWindow));
+      return new AuditStore(backend, opts, await AuditStore.#load(backend, opts));
     } catch (e) {
       if (typeof target === "string") await backend.close();
       throw e;
     }
   }
 
-  static async #load(backend: AuditBackend, foldWindow: number | undefined): Promise<Loaded> {
+  static async #load(backend: AuditBackend, opts: AuditStoreOptions): Promise<Loaded> {
     const formatWritten = await checkFormat(backend);
     const head = parseHead(await backend.get(HEAD_KEY));
     const ids = frontierNodeIds(head.size);
     const peaks = ids.map((id) => readStoredNode((k) => backend.getSync(k), id.level, id.index));
     if (peaks.some((p) => p === undefined)) throw new AuditStoreError("AUDIT_CORRUPT", "frontier nodes missing");
     const frontier = new MerkleFrontier(head.size, peaks as Uint8Array[]);
-    // Rebuild governance state from the log itself (event sourcing), bundle by bundle.
-    const state = emptyState(foldWindow);
-    let since = 0;
-    let prev = GENESIS_PREV;
+    const snap = await AuditStore.#readSnapshot(backend, opts, head, frontier);
+    // Rebuild governance state from the log itself (event sourcing), bundle by bundle: from
+    // genesis, or from a verified snapshot's position on.
+    const from = snap.usable?.size ?? 0;
+    const state = snap.usable?.state ?? emptyState(opts.foldWindow);
+    let since = snap.usable?.since ?? 0;
+    let prev = snap.usable?.prev ?? GENESIS_PREV;
     let last: { index: number; count: number; value: Uint8Array } | undefined;
-    for await (const [key, value] of backend.iterate(bundleRange)) {
+    for await (const [key, value] of backend.iterate({ ...bundleRange, gte: bundleKey(Math.floor(from / BUNDLE_SIZE)) })) {
       const index = bundleOfKey(key);
       const count = bundleCount(value);
       if (index === undefined || count === undefined || !isExactBundle(value)) throw new AuditStoreError("AUDIT_CORRUPT", `bundle ${key} is malformed`);
-      // Bundles before the last are full, so each must start where the previous one ended.
-      if (index * BUNDLE_SIZE !== state.size) throw new AuditStoreError("AUDIT_CORRUPT", `record ${state.size} missing (next bundle is ${key})`);
-      for (let i = 0; i < count; i++) {
+      // Bundles before the last are full, so each must start where the previous one ended; the
+      // first may hold records before the snapshot's position, which are skipped.
+      const skip = Math.max(0, from - index * BUNDLE_SIZE);
+      if (index * BUNDLE_SIZE + skip !== state.size || skip > count) throw new AuditStoreError("AUDIT_CORRUPT", `record ${state.size} missing (next bundle is ${key})`);
+      for (let i = skip; i < count; i++) {
         const seq = state.size;
         const slot = slotBytes(value, count, i);
         const bytes = slot === undefined ? undefined : slotRecord(slot);
@@ -198,7 +273,69 @@ export class AuditStore {
     }
     if (state.size !== head.size || prev !== head.last) throw new AuditStoreError("AUDIT_CORRUPT", `head says ${head.size} records, log has ${state.size}`);
     const tail = last !== undefined && last.count < BUNDLE_SIZE ? last : emptyTail(state.size / BUNDLE_SIZE);
-    return { head, frontier, state, since, tail, formatWritten };
+    const openedFrom: OpenedFrom = { snapshotSize: from, recordsFolded: head.size - from, ...(snap.problem !== undefined ? { snapshotProblem: snap.problem } : {}) };
+    return { head, frontier, state, since, tail, formatWritten, openedFrom, snapshotParts: snap.parts };
+  }
+
+  /**
+   * The stored fold snapshot, if it passes every check: signed by this gateway's key for this
+   * origin and window, at a position the log has, bound to the log by the Merkle root and the
+   * chain link there (computed from the stored tree, not taken from the snapshot), every part
+   * matching its digest, and decoding to a well-formed state. Otherwise the reason, and the
+   * state is folded from genesis: a snapshot is a cache, the log is the truth.
+   */
+  static async #readSnapshot(backend: AuditBackend, opts: AuditStoreOptions, head: Head, frontier: MerkleFrontier): Promise<{ usable?: UsableSnapshot; problem?: string; parts: number }> {
+    const bytes = await backend.get(SNAPSHOT_MANIFEST_KEY);
+    if (bytes === undefined) return { parts: 0 };
+    // Parts the stored manifest names, or (unreadable manifest) those the range holds.
+    let parts = 0;
+    const refuse = async (problem: string): Promise<{ problem: string; parts: number }> => {
+      if (parts === 0) for await (const _ of backend.iterate(snapshotPartRange)) parts++;
+      return { problem, parts };
+    };
+    let signed: Signed<SnapshotManifest>;
+    try {
+      signed = parseStrict(bytes) as unknown as Signed<SnapshotManifest>;
+    } catch {
+      return refuse("manifest is not JSON");
+    }
+    const m = typeof signed === "object" && signed !== null ? (signed.payload as Partial<SnapshotManifest> | undefined) : undefined;
+    if (typeof m !== "object" || m === null || !Array.isArray(m.parts) || !m.parts.every((d) => typeof d === "string")) return refuse("manifest is malformed");
+    parts = m.parts.length;
+    if (!verifySigned("snapshot", signed, opts.gatewayKey.publicKey)) return refuse("manifest signature does not verify under this gateway's key");
+    const window = opts.foldWindow ?? FOLD_WINDOW;
+    if (m.kind !== SNAPSHOT_KIND || m.origin !== opts.origin || m.window !== window) return refuse(`snapshot is of another log or fold (origin ${String(m.origin)}, window ${String(m.window)})`);
+    const size = m.size;
+    if (!Number.isSafeInteger(size) || size! < 1 || size! > head.size || !Number.isSafeInteger(m.since) || m.since! < 0) return refuse("snapshot position is not in the log");
+    const lookup: NodeLookup = (level, index) => {
+      const h = readStoredNode((k) => backend.getSync(k), level, index);
+      if (h === undefined) throw new AuditStoreError("AUDIT_CORRUPT", `tree node ${level}/${index} missing`);
+      return h;
+    };
+    try {
+      const root = size === head.size ? frontier.root() : rootAt(size!, lookup);
+      if (toB64u(root) !== m.root) return refuse("snapshot root differs from the log's root at its position");
+      if (toB64u(lookup(0, size! - 1)) !== m.prev) return refuse("snapshot chain link differs from the log's");
+    } catch (e) {
+      return refuse(`log tree unreadable at the snapshot's position (${String(e)})`);
+    }
+    const stored = await backend.getMany(m.parts.map((_, i) => snapshotPartKey(i)));
+    for (let i = 0; i < stored.length; i++) {
+      const part = stored[i];
+      if (part === undefined || sha256B64u(part) !== m.parts[i]) return refuse(`part ${i} is missing or differs from its digest`);
+    }
+    try {
+      const state = decodeState(stored as Uint8Array[], window);
+      if (state.size !== size) return refuse("snapshot state is not at the manifest's position");
+      return { usable: { state, size, prev: m.prev, since: m.since! }, parts };
+    } catch (e) {
+      return refuse(`snapshot does not decode (${e instanceof Error ? e.message : String(e)})`);
+    }
+  }
+
+  /** Where open() started folding, and why a stored snapshot was not used. */
+  get openedFrom(): OpenedFrom {
+    return this.#openedFrom;
   }
 
   get size(): number {
@@ -268,6 +405,36 @@ export class AuditStore {
     });
   }
 
+  /**
+   * Store a fold snapshot of this store's own state at the end of everything queued so far,
+   * so that the next open folds only the records after it. Replaces the previous snapshot.
+   * For a store that handed its state off, the owner snapshots through queueSnapshot.
+   */
+  writeSnapshot(): Promise<SnapshotInfo> {
+    if (this.#state === undefined) return Promise.reject(new AuditStoreError("AUDIT_STATE_HANDED_OFF", "the folded state was handed to its owner, who snapshots it"));
+    return this.#queueSnapshot(undefined);
+  }
+
+  /**
+   * Store a fold snapshot of a state its owner (handOffState) encoded after queueing its last
+   * entry: it stands at the end of everything queued so far, and is written once that is
+   * durable. A checkpoint the store inserted in between does not change the fold but its
+   * last checkpoint, which the store records in the snapshot itself.
+   */
+  queueSnapshot(encoded: EncodedState): Promise<SnapshotInfo> {
+    if (this.#state !== undefined) return Promise.reject(new AuditStoreError("AUDIT_INVALID_ENTRY", "this store folds its own state: use writeSnapshot"));
+    return this.#queueSnapshot(encoded);
+  }
+
+  #queueSnapshot(encoded: EncodedState | undefined): Promise<SnapshotInfo> {
+    if (this.#closed) return Promise.reject(new AuditStoreError("AUDIT_CLOSED", "store is closed"));
+    if (this.#failed !== undefined) return Promise.reject(new AuditStoreError("AUDIT_UNWRITABLE", "an earlier write failed", { cause: this.#failed }));
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ kind: "snapshot", encoded, resolve, reject });
+      this.#kick();
+    });
+  }
+
   #kick(): void {
     if (this.#draining) return;
     this.#draining = true;
@@ -279,12 +446,19 @@ export class AuditStore {
   async #drain(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
-        const items = this.#queue.splice(0, this.#opts.maxBatch ?? 4096);
-        await this.#commit(items);
+        await this.#commit(this.#take());
       }
     } finally {
       this.#draining = false;
     }
+  }
+
+  /** The next batch: up to maxBatch items, ending early at a snapshot (it stands at its batch's end). */
+  #take(): Pending[] {
+    const max = Math.min(this.#queue.length, this.#opts.maxBatch ?? 4096);
+    let n = 0;
+    while (n < max) if (this.#queue[n++]!.kind === "snapshot") break;
+    return this.#queue.splice(0, n);
   }
 
   #checkpointRecord(frontier: MerkleFrontier, seq: number, prev: string, time: number): AuditRecord & { type: "checkpoint" } {
@@ -321,6 +495,7 @@ export class AuditStore {
         if (since > 0) it.written = addCheckpoint(time);
         continue;
       }
+      if (it.kind === "snapshot") continue;
       let json: string;
       try {
         // A prepared entry is not encoded again; a plain one is encoded whole (faster for the
@@ -383,14 +558,60 @@ export class AuditStore {
     this.#tail = b.tail;
     const state = this.#state;
     if (state !== undefined) for (const r of b.written) applyRecord(state, r);
+    for (const r of b.written) if (r.type === "checkpoint") this.#lastCheckpoint = r.checkpoint.payload;
+    let snapshot: (Pending & { kind: "snapshot" }) | undefined;
     for (const it of items) {
-      if (it.kind === "entry") {
-        if (it.receipt !== undefined) it.resolve(it.receipt);
-      } else {
-        it.resolve(it.written);
+      switch (it.kind) {
+        case "entry":
+          if (it.receipt !== undefined) it.resolve(it.receipt);
+          break;
+        case "checkpoint":
+          it.resolve(it.written);
+          break;
+        case "snapshot":
+          snapshot = it;
+          break;
+        default:
+          it satisfies never;
       }
     }
     for (const r of b.written) if (r.type === "checkpoint") this.#publish(r.checkpoint);
+    if (snapshot !== undefined) await this.#writeSnapshot(snapshot);
+  }
+
+  /**
+   * Write a snapshot standing at the current end of the log (its batch ended with it, and that
+   * batch is durable). A failure rejects the snapshot only: the batch replaces the manifest
+   * and its parts atomically, so the log and the previous snapshot are as they were.
+   */
+  async #writeSnapshot(it: Pending & { kind: "snapshot" }): Promise<void> {
+    try {
+      const size = this.#frontier.size;
+      if (size === 0) throw new AuditStoreError("AUDIT_INVALID_ENTRY", "nothing to snapshot in an empty log");
+      const own = this.#state;
+      const encoded = it.encoded ?? (own !== undefined ? encodeState(own) : undefined);
+      if (encoded === undefined) throw new AuditStoreError("AUDIT_STATE_HANDED_OFF", "no state to snapshot");
+      const parts = sealState(encoded, size, this.#lastCheckpoint);
+      const manifest: SnapshotManifest = {
+        kind: SNAPSHOT_KIND,
+        origin: this.#opts.origin,
+        size,
+        root: toB64u(this.#frontier.root()),
+        prev: this.#prev,
+        since: this.#sinceCheckpoint,
+        window: encoded.header.window,
+        parts: parts.map((p) => sha256B64u(p)),
+        time: this.#opts.clock(),
+      };
+      const ops: KvOp[] = parts.map((value, i) => ({ type: "put", key: snapshotPartKey(i), value }));
+      for (let i = parts.length; i < this.#snapshotParts; i++) ops.push({ type: "del", key: snapshotPartKey(i) });
+      ops.push({ type: "put", key: SNAPSHOT_MANIFEST_KEY, value: canonicalBytes(signPayload("snapshot", manifest, this.#opts.gatewayKey)) });
+      await this.#backend.batch(ops, { sync: true });
+      this.#snapshotParts = parts.length;
+      it.resolve({ size, parts: parts.length, bytes: parts.reduce((a, p) => a + p.length, 0) });
+    } catch (e) {
+      it.reject(e);
+    }
   }
 
   #publish(cp: Signed<CheckpointPayload>): void {

@@ -101,6 +101,12 @@ export interface GatewayOptions {
   audit: string | AuditBackend;
   /** The audit fold's window (AuditStoreOptions.foldWindow). Tests only. */
   foldWindow?: number;
+  /**
+   * Snapshot the audit fold every this many entries, so that a restart after a crash folds at
+   * most that many records (Ledger). Default 0: only at stop(), which always snapshots. Each
+   * periodic snapshot pauses this gateway for time in proportion to its fold (docs/performance.md).
+   */
+  snapshotEveryEntries?: number;
   /** Authority keyIds trusted from the start (recorded as trust records on first start). */
   authorities: string[];
   /** Other gateways whose spawn lineage this gateway accepts. Its own key is always trusted. */
@@ -356,7 +362,12 @@ export class Gateway {
       onCheckpoint: (cp) => this.#publishCheckpoint(cp),
       onPublishError: (e) => this.#warn(`checkpoint publish failed: ${String(e)}`),
     });
-    this.#ledger = new Ledger(store);
+    const opened = store.openedFrom;
+    if (opened.snapshotProblem !== undefined) this.#warn(`audit snapshot not used (${opened.snapshotProblem}): folded ${opened.recordsFolded} records from the log`);
+    this.#ledger = new Ledger(store, {
+      snapshotEvery: o.snapshotEveryEntries ?? 0,
+      onSnapshotError: (e) => this.#warn(`audit snapshot failed: ${String(e)}`),
+    });
     await this.#recoverAndTrust();
 
     this.#watchStatus();
@@ -1091,6 +1102,8 @@ export class Gateway {
     }
     for (let i = 0; i < 250 && this.#inFlight.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
     await this.#ledger.store.checkpoint().catch(() => undefined);
+    // The next start folds only what comes after this (a cache: the log stays the truth).
+    if (this.#ledger.writable) await this.#ledger.snapshot().catch((e: unknown) => this.#warn(`audit snapshot failed: ${String(e)}`));
     // Witnesses need the final checkpoint; give its publish (and any other) a moment to land.
     await Promise.race([Promise.allSettled([...this.#publishing]), new Promise((r) => setTimeout(r, 2_000))]);
     try {

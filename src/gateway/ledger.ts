@@ -5,8 +5,9 @@
 // queued, and decisions snapshot that projection in the same tick as they queue themselves.
 // The store preserves call order, so projection and log agree record for record.
 import { applyRecord, taskDecided, type AuditState } from "../audit/fold.ts";
+import { encodeState } from "../audit/fold-snapshot.ts";
 import { entryShapeProblem, prepareEntry, recordOf, type AuditEntry, type PreparedEntry } from "../audit/records.ts";
-import { AuditStoreError, type AppendReceipt, type AuditStore } from "../audit/store.ts";
+import { AuditStoreError, type AppendReceipt, type AuditStore, type SnapshotInfo } from "../audit/store.ts";
 import { TrustViewCache } from "../audit/trust-view.ts";
 import type { TrustSnapshot } from "../core/types.ts";
 
@@ -16,11 +17,25 @@ export class Ledger {
   /** Set once any append failed: the gateway reports "audit not writable" from then on. */
   #failure: unknown = undefined;
   readonly #trustView = new TrustViewCache();
+  readonly #snapshotEvery: number;
+  readonly #onSnapshotError: (e: unknown) => void;
+  /** Entry count at the last snapshot queued. */
+  #snapshotAt: number;
+  #snapshotting = false;
 
-  constructor(store: AuditStore) {
+  /**
+   * `snapshotEvery`: queue a fold snapshot (store.ts queueSnapshot) every this many entries
+   * (0 = only when asked). Encoding stops this thread for time in proportion to the state
+   * (about 1 s for a full window of a million entries on the reference machine), so a gateway
+   * trades that pause against how many records a crash restart must fold.
+   */
+  constructor(store: AuditStore, opts: { snapshotEvery?: number; onSnapshotError?: (e: unknown) => void } = {}) {
     this.#store = store;
     // The store's fold as of open, taken over: from here on only this projection folds.
     this.#projected = store.handOffState();
+    this.#snapshotEvery = opts.snapshotEvery ?? 0;
+    this.#onSnapshotError = opts.onSnapshotError ?? (() => undefined);
+    this.#snapshotAt = this.#projected.entries;
   }
 
   get store(): AuditStore {
@@ -66,7 +81,25 @@ export class Ledger {
       // Only a failed or refused write means the log can no longer be trusted to keep up.
       if (e instanceof AuditStoreError && e.code !== "AUDIT_INVALID_ENTRY") this.#failure ??= e;
     });
+    if (this.#snapshotEvery > 0 && !this.#snapshotting && this.#projected.entries - this.#snapshotAt >= this.#snapshotEvery) {
+      this.snapshot().catch(this.#onSnapshotError);
+    }
     return p;
+  }
+
+  /**
+   * Snapshot the projection as it stands now: it is the fold of everything queued so far, and
+   * the store writes it once that is durable, so the next open folds only what follows.
+   */
+  async snapshot(): Promise<SnapshotInfo> {
+    if (!this.writable) throw new AuditStoreError("AUDIT_UNWRITABLE", "no snapshot of a log that failed a write");
+    this.#snapshotAt = this.#projected.entries;
+    this.#snapshotting = true;
+    try {
+      return await this.#store.queueSnapshot(encodeState(this.#projected));
+    } finally {
+      this.#snapshotting = false;
+    }
   }
 
   /** The trust snapshot at the current end of the projected log (shared and frozen; see trust-view.ts). */

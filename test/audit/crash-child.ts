@@ -1,5 +1,6 @@
 // Child process for the crash test: appends under concurrent load and prints one line per
-// acknowledged (durable) append: "<seq> <leafHash>". The parent kill -9s it at random.
+// acknowledged (durable) append: "<seq> <leafHash>", and one per fold snapshot written:
+// "snapshot <size>". The parent kill -9s it at random.
 import { AuditStore } from "../../src/audit/store.ts";
 import { keyPairFromSeed } from "../../src/crypto/keys.ts";
 
@@ -21,4 +22,12 @@ async function writer(w: number): Promise<void> {
     process.stdout.write(`${r.seq} ${r.leafHash}\n`);
   }
 }
-await Promise.all(Array.from({ length: WRITERS }, (_, w) => writer(w)));
+// Fold snapshots are written between the appends, so some kills land in the middle of one.
+async function snapshots(): Promise<void> {
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 3 + Math.floor(Math.random() * 12)));
+    const s = await store.writeSnapshot();
+    process.stdout.write(`snapshot ${s.size}\n`);
+  }
+}
+await Promise.all([...Array.from({ length: WRITERS }, (_, w) => writer(w)), snapshots()]);

@@ -1,7 +1,9 @@
 // Crash safety: a child appends under concurrent load and is SIGKILLed at random moments.
 // After every reopen each acknowledged record must be there, byte-identical in its leaf hash,
-// nothing partial, and the log must verify and replay. FAILCLOSED_CRASH_ITERATIONS raises the
-// iteration count (default 30).
+// nothing partial, and the log must verify and replay. The child also writes fold snapshots,
+// so some kills land mid-snapshot: the store must reopen from an intact one (or none) with the
+// state a fold from genesis gives. FAILCLOSED_CRASH_ITERATIONS raises the iteration count
+// (default 30).
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,6 +13,8 @@ import { readStoredNode } from "../../src/audit/entry-bundle.ts";
 import { toB64u } from "../../src/crypto/base64url.ts";
 import { backendLogSource } from "../../src/audit/log-source.ts";
 import { replay } from "../../src/audit/replay.ts";
+import { fold } from "../../src/audit/fold.ts";
+import type { AuditRecord } from "../../src/audit/records.ts";
 import { AuditStore } from "../../src/audit/store.ts";
 import { GATEWAY_KEY, storeOptions, tempDir } from "./support.ts";
 
@@ -29,10 +33,11 @@ function rng(seed: number): () => number {
   };
 }
 
-function runAndKill(dir: string, delayMs: number): Promise<Map<number, string>> {
+function runAndKill(dir: string, delayMs: number): Promise<{ acked: Map<number, string>; snapshots: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", CHILD, dir], { stdio: ["ignore", "pipe", "pipe"] });
     const acked = new Map<number, string>();
+    let snapshots = 0;
     let buf = "";
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
@@ -45,6 +50,10 @@ function runAndKill(dir: string, delayMs: number): Promise<Map<number, string>> 
           setTimeout(() => child.kill("SIGKILL"), delayMs);
           continue;
         }
+        if (line.startsWith("snapshot")) {
+          snapshots++;
+          continue;
+        }
         const [seq, leaf] = line.split(" ");
         acked.set(Number(seq), leaf!);
       }
@@ -52,7 +61,7 @@ function runAndKill(dir: string, delayMs: number): Promise<Map<number, string>> 
     child.on("error", reject);
     child.on("close", (_code, signal) => {
       if (signal !== "SIGKILL") reject(new Error(`child exited without being killed: ${stderr}`));
-      else resolve(acked);
+      else resolve({ acked, snapshots });
     });
   });
 }
@@ -64,10 +73,13 @@ describe("audit store: crash safety under kill -9", () => {
     const random = rng(0xfa11c105);
     const allAcked = new Map<number, string>();
     let totalAcked = 0;
+    let snapshotsWritten = 0;
+    let openedFromSnapshot = 0;
     try {
       for (let i = 0; i < ITERATIONS; i++) {
-        const acked = await runAndKill(dir, Math.floor(random() * 120));
+        const { acked, snapshots } = await runAndKill(dir, Math.floor(random() * 120));
         totalAcked += acked.size;
+        snapshotsWritten += snapshots;
         for (const [k, v] of acked) allAcked.set(k, v);
         // Reopen: the store re-verifies the chain and head on load (throws AUDIT_CORRUPT otherwise).
         const store = await AuditStore.open(dir, storeOptions({ origin: "gw-crash" }));
@@ -77,6 +89,15 @@ describe("audit store: crash safety under kill -9", () => {
             expect(seq, `iteration ${i}: acked seq ${seq} lost (size ${store.size})`).toBeLessThan(store.size);
             expect(store.proveInclusion(seq).leafHash, `iteration ${i}: seq ${seq}`).toBe(leaf);
           }
+          // A snapshot batch is atomic: a kill leaves the last whole one, never a broken one.
+          expect(store.openedFrom.snapshotProblem, `iteration ${i}`).toBeUndefined();
+          if (store.openedFrom.snapshotSize > 0) openedFromSnapshot++;
+          const records: AuditRecord[] = [];
+          for (let seq = 0; seq < store.size; seq++) records.push((await store.getRecord(seq))!);
+          const truth = fold(records);
+          expect(store.state.size).toBe(truth.size);
+          expect([...store.state.tasks.keys()].sort(), `iteration ${i}`).toEqual([...truth.tasks.keys()].sort());
+          expect(store.state.lastCheckpoint).toEqual(truth.lastCheckpoint);
         } finally {
           await store.close();
         }
@@ -89,6 +110,8 @@ describe("audit store: crash safety under kill -9", () => {
       expect(rep.recordsChecked).toBeGreaterThanOrEqual(allAcked.size);
       expect(rep.checkpointsVerified).toBeGreaterThan(0);
       expect(totalAcked).toBeGreaterThan(ITERATIONS); // the kills did land under load
+      expect(snapshotsWritten).toBeGreaterThan(0);
+      expect(openedFromSnapshot).toBeGreaterThan(0);
     } finally {
       t.cleanup();
     }

@@ -373,12 +373,15 @@ describe("gateway faults", () => {
     const first = await hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [(await grant(hh, t)).artifact], taskId: t }).outcome;
     expect(first).toMatchObject({ verdict: "allow", status: "succeeded" });
     await gw.stop();
+    const sizeAtStop = gw.ledger.store.size;
 
     // JetStream on nats-server 2.9 acks before fsync, so a claim can be lost; the log is the backstop.
     const kv = await new Kvm(hh.runtime.nc).open(KV_BUCKETS.nonces);
     expect(await kv.get(taskClaimKey(t))).toMatchObject({ operation: "PUT" });
     await kv.purge(taskClaimKey(t));
     const gw2 = await hh.startGateway({ id: "gw-1", audit: dir, key: namedKey("gateway-1") });
+    // stop() snapshotted the fold: the restart read its state from there and folded nothing.
+    expect(gw2.ledger.store.openedFrom).toEqual({ snapshotSize: sizeAtStop, recordsFolded: 0 });
     gw2.registerAction("transfer", () => (runs++, { ok: true }));
     const fresh = await hh.authority.grant({ taskId: t, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`again-${t}`), attribution: { initiator: "t", reason: "again" } });
     const again = await hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [fresh.artifact], taskId: t }).outcome;
@@ -388,6 +391,41 @@ describe("gateway faults", () => {
     // A duplicate is refused before any claim: the fresh artifact's nonce is not spent.
     expect(await kv.get(fresh.artifact.payload.nonce)).toBeNull();
     expect(await decisionVerdicts(gw2, t)).toEqual(["allow", "deny"]);
+    expect((await replayGateway(gw2)).ok).toBe(true);
+  });
+
+  it("a gateway that crashed restarts from its last periodic snapshot: the records after it are folded, and what ran stays spent", async () => {
+    h = await startHarness({ gateways: 0 });
+    const hh = h;
+    const dir = join(hh.dir, "gw-crash");
+    let runs = 0;
+    const gw = await hh.startGateway({ id: "gw-1", audit: dir, key: namedKey("gateway-1"), snapshotEveryEntries: 5 });
+    gw.registerAction("transfer", () => (runs++, { ok: true }));
+    const ids = Array.from({ length: 6 }, () => newTaskId());
+    for (const t of ids) {
+      const o = await hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [(await grant(hh, t)).artifact], taskId: t }).outcome;
+      expect(o).toMatchObject({ verdict: "allow", status: "succeeded" });
+    }
+    await gw.crash();
+    const size = gw.ledger.store.size;
+    const kv = await new Kvm(hh.runtime.nc).open(KV_BUCKETS.nonces);
+    for (const t of ids) await kv.purge(taskClaimKey(t));
+
+    const gw2 = await hh.startGateway({ id: "gw-1", audit: dir, key: namedKey("gateway-1"), snapshotEveryEntries: 5 });
+    gw2.registerAction("transfer", () => (runs++, { ok: true }));
+    const opened = gw2.ledger.store.openedFrom;
+    expect(opened.snapshotProblem).toBeUndefined();
+    expect(opened.snapshotSize).toBeGreaterThan(0);
+    expect(opened.snapshotSize + opened.recordsFolded).toBe(size);
+    expect(opened.recordsFolded).toBeLessThan(size / 2);
+    // The first task's allow is in the snapshot, the last one's in the records folded after it.
+    for (const t of [ids[0]!, ids[5]!]) {
+      const fresh = await hh.authority.grant({ taskId: t, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`again-${t}`), attribution: { initiator: "t", reason: "again" } });
+      const again = await hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [fresh.artifact], taskId: t }).outcome;
+      expect(again).toMatchObject({ verdict: "deny", codes: ["REPLAYED"] });
+    }
+    expect(runs).toBe(6);
+    expect(hh.warnings.filter((w) => w.includes("snapshot"))).toEqual([]);
     expect((await replayGateway(gw2)).ok).toBe(true);
   });
 

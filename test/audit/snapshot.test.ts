@@ -1,0 +1,355 @@
+// Fold snapshots (fold-snapshot.ts, store.ts): opening a long log folds only the records after
+// the last snapshot, and ends with exactly the state a fold from genesis gives; a snapshot that
+// fails any check is ignored, never trusted. Real LevelDB in a temp dir and the in-memory
+// backend, through the same suite.
+import fc from "fast-check";
+import { afterEach, describe, expect, it } from "vitest";
+import type { AuditBackend } from "../../src/audit/backend.ts";
+import { emptyState, fold, taskDecided, type AuditState, type Retiring } from "../../src/audit/fold.ts";
+import { SNAPSHOT_KIND, decodeState, encodeState, sealState, SnapshotError } from "../../src/audit/fold-snapshot.ts";
+import { SNAPSHOT_MANIFEST_KEY, snapshotPartKey } from "../../src/audit/keys.ts";
+import type { AuditEntry, AuditRecord } from "../../src/audit/records.ts";
+import { AuditStore, type SnapshotManifest } from "../../src/audit/store.ts";
+import { canonicalBytes } from "../../src/canonical/jcs.ts";
+import { parseStrict } from "../../src/canonical/strict-parse.ts";
+import { sha256B64u } from "../../src/crypto/hash.ts";
+import { signPayload, type Signed } from "../../src/crypto/signing.ts";
+import { Ledger } from "../../src/gateway/ledger.ts";
+import { GATEWAY_KEY, HARNESSES, ROGUE_KEY, memoryHarness, storeOptions, type BackendHarness } from "./support.ts";
+
+const W = 23;
+
+const decision = (taskId: string, verdict: "allow" | "deny", nonce: string): AuditEntry => ({
+  type: "decision",
+  taskId,
+  input: {
+    nonce: { key: nonce, local: "fresh", cluster: verdict === "allow" ? "claimed" : "taken" },
+    taskClaim: { taskId, local: "fresh", cluster: verdict === "allow" ? "claimed" : "not-attempted" },
+  },
+  decision: { verdict, checks: [], reasons: verdict === "deny" ? ["REPLAYED"] : [] },
+});
+const outcome = (taskId: string): AuditEntry => ({ type: "outcome", taskId, status: "succeeded", resultDigest: "q".repeat(43) });
+const evidence = (taskId: string): AuditEntry => ({ type: "evidence", taskId, kind: "request", signed: { payload: { taskId }, sig: "s" } });
+const trust = (i: number): AuditEntry => ({ type: "trust", change: { op: i % 2 === 0 ? "gateway.add" : "authority.add", keyId: `k${i % 5}` } });
+const revocation = (i: number): AuditEntry => ({
+  type: "revocation",
+  revocation: { payload: { kind: "failclosed/revocation/v1", issuer: "a", target: { type: "artifact", id: `art-${i}` }, reason: "r", issuedAt: 0 }, sig: "s" },
+});
+
+/** A mixed workload: tasks with evidence, allows and denies over a small nonce pool, outcomes, trust and revocations. */
+function workload(n: number, seed = 1): AuditEntry[] {
+  const out: AuditEntry[] = [];
+  for (let i = 0; i < n; i++) {
+    const k = (i * 7919 + seed * 104729) % 1000;
+    const t = `t${seed}-${i}`;
+    out.push(evidence(t), decision(t, k % 3 === 0 ? "deny" : "allow", `n${k % 40}`));
+    if (k % 5 !== 0) out.push(outcome(t));
+    if (k % 11 === 0) out.push(trust(k));
+    if (k % 13 === 0) out.push(revocation(k));
+  }
+  return out;
+}
+
+/** The live entries of a retire queue, in order: what is still due to be forgotten, and when. */
+function live(r: Retiring, seqOf: (k: string) => number | undefined): [number, string][] {
+  const out: [number, string][] = [];
+  for (let i = r.head; i < r.keys.length; i++) if (seqOf(r.keys[i]!) === r.seqs[i]) out.push([r.entries[i]!, r.keys[i]!]);
+  return out;
+}
+
+/**
+ * Everything a state means, without its internal seq numbering (a gateway's projection numbers
+ * entries only; seqs serve only to match a retire entry to its key's latest touch).
+ */
+function view(s: Readonly<AuditState>): unknown {
+  const sorted = (x: Iterable<string>): string[] => [...x].sort();
+  return {
+    size: s.size,
+    entries: s.entries,
+    windowed: s.windowed,
+    window: s.window,
+    trustVersion: s.trustVersion,
+    authorities: sorted(s.authorities),
+    gateways: sorted(s.gateways),
+    policy: s.policy,
+    revokedArtifacts: sorted(s.revokedArtifacts),
+    revokedKeys: sorted(s.revokedKeys),
+    nonces: sorted(s.consumedNonces.keys()),
+    tasks: [...s.tasks].map(([k, t]) => `${k}:${t.status}`).sort(),
+    retireTasks: live(s.retire.tasks, (k) => s.tasks.get(k)?.lastSeq),
+    retireNonces: live(s.retire.nonces, (k) => s.consumedNonces.get(k)),
+    lastCheckpoint: s.lastCheckpoint,
+  };
+}
+
+async function records(store: AuditStore): Promise<AuditRecord[]> {
+  const out: AuditRecord[] = [];
+  for (let seq = 0; seq < store.size; seq++) out.push((await store.getRecord(seq))!);
+  return out;
+}
+
+/** The state a fold from genesis gives for the store's log. */
+async function genesisFold(store: AuditStore, window = W): Promise<AuditState> {
+  return fold(await records(store), emptyState(window));
+}
+
+const opts = (over: Parameters<typeof storeOptions>[0] = {}) => storeOptions({ foldWindow: W, checkpointEvery: 7, ...over });
+
+let harnesses: BackendHarness[] = [];
+afterEach(() => {
+  for (const h of harnesses) h.cleanup();
+  harnesses = [];
+});
+const harness = (make: () => BackendHarness): BackendHarness => {
+  const h = make();
+  harnesses.push(h);
+  return h;
+};
+
+for (const make of HARNESSES) {
+  describe(`fold snapshots (${make().name})`, () => {
+    it("a store reopened after a snapshot folds only the records after it, and holds exactly the state a fold from genesis gives", async () => {
+      const h = harness(make);
+      let store = await AuditStore.open(await h.open(), opts());
+      for (const e of workload(120)) await store.append(e);
+      const info = await store.writeSnapshot();
+      expect(info.size).toBe(store.size);
+      for (const e of workload(30, 2)) await store.append(e);
+      const size = store.size;
+      await store.close();
+
+      store = await AuditStore.open(await h.open(), opts());
+      expect(store.openedFrom).toEqual({ snapshotSize: info.size, recordsFolded: size - info.size });
+      expect(view(store.state)).toEqual(view(await genesisFold(store)));
+      // …and goes on exactly as the genesis fold would: appending more keeps them equal.
+      for (const e of workload(40, 3)) await store.append(e);
+      expect(view(store.state)).toEqual(view(await genesisFold(store)));
+      await store.close();
+    });
+
+    it("a snapshot at the very end of the log: nothing is folded on open", async () => {
+      const h = harness(make);
+      let store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 0 }));
+      for (const e of workload(33)) await store.append(e);
+      await store.writeSnapshot();
+      const size = store.size;
+      await store.close();
+      store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 0 }));
+      expect(store.openedFrom).toEqual({ snapshotSize: size, recordsFolded: 0 });
+      expect(view(store.state)).toEqual(view(await genesisFold(store)));
+      // The partial bundle the snapshot ended in is extended, not lost.
+      await store.append(outcome("after"));
+      expect((await store.getRecord(size))?.type).toBe("outcome");
+      await store.close();
+    });
+
+    it("a gateway's projection (it never sees the store's checkpoints) snapshots to the log's own state", async () => {
+      const h = harness(make);
+      let store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 5 }));
+      let ledger = new Ledger(store);
+      const entries = workload(80);
+      for (let i = 0; i < entries.length; i++) {
+        const p = ledger.append(entries[i]!);
+        // A snapshot queued while appends are in flight stands right after the last one.
+        if (i === 100) await Promise.all([p, ledger.snapshot()]);
+        if (i % 17 === 0) await store.checkpoint();
+      }
+      await ledger.snapshot();
+      await store.close();
+      store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 5 }));
+      expect(store.openedFrom.snapshotSize).toBe(store.size);
+      expect(view(store.state)).toEqual(view(await genesisFold(store)));
+      // Going on from the restored projection: its answers stay those of the genesis fold.
+      ledger = new Ledger(store);
+      const more = workload(60, 4);
+      for (const e of more) await ledger.append(e);
+      const truth = await genesisFold(store);
+      for (const e of [...entries, ...more]) {
+        if (e.type === "decision") expect(ledger.taskDecided(e.taskId), e.taskId).toBe(taskDecided(truth, e.taskId));
+      }
+      for (let n = 0; n < 40; n++) expect(ledger.nonceConsumed(`n${n}`)).toBe(truth.consumedNonces.has(`n${n}`));
+      await store.close();
+    });
+
+    it("a periodic snapshot (every N entries) bounds what a crash restart folds", async () => {
+      const h = harness(make);
+      let store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 0 }));
+      const errors: unknown[] = [];
+      const ledger = new Ledger(store, { snapshotEvery: 50, onSnapshotError: (e) => errors.push(e) });
+      for (const e of workload(200)) await ledger.append(e);
+      // A crash: no snapshot at the end; the last periodic one is at most 50 entries back.
+      await store.close();
+      store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 0 }));
+      expect(errors).toEqual([]);
+      expect(store.openedFrom.snapshotSize).toBeGreaterThan(0);
+      // 50 entries, plus the evidence between them (it does not count as an entry).
+      expect(store.openedFrom.recordsFolded).toBeLessThan(120);
+      expect(view(store.state)).toEqual(view(await genesisFold(store)));
+      await store.close();
+    });
+  });
+}
+
+describe("fold snapshots: a snapshot that fails a check is ignored, and the state comes from the log", () => {
+  /** A memory log with a snapshot part way, records after it, and the genesis view to expect. */
+  async function logWithSnapshot(): Promise<{ backend: AuditBackend; h: BackendHarness; truth: unknown; size: number }> {
+    const h = harness(memoryHarness);
+    const store = await AuditStore.open(await h.open(), opts());
+    for (const e of workload(60)) await store.append(e);
+    await store.writeSnapshot();
+    for (const e of workload(10, 2)) await store.append(e);
+    const truth = view(await genesisFold(store));
+    const size = store.size;
+    await store.close();
+    return { backend: await h.open(), h, truth, size };
+  }
+  const manifestOf = async (b: AuditBackend): Promise<Signed<SnapshotManifest>> => parseStrict((await b.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>;
+  const put = (b: AuditBackend, key: string, value: Uint8Array) => b.batch([{ type: "put", key, value }], { sync: true });
+  const resign = (b: AuditBackend, m: SnapshotManifest, key = GATEWAY_KEY) => put(b, SNAPSHOT_MANIFEST_KEY, canonicalBytes(signPayload("snapshot", m, key)));
+
+  async function expectRefused(mutate: (b: AuditBackend, m: SnapshotManifest) => Promise<void>, problem: RegExp, over: Parameters<typeof opts>[0] = {}): Promise<void> {
+    const { backend, h, truth, size } = await logWithSnapshot();
+    await mutate(backend, (await manifestOf(backend)).payload);
+    const store = await AuditStore.open(await h.open(), opts(over));
+    expect(store.openedFrom.snapshotSize).toBe(0);
+    expect(store.openedFrom.recordsFolded).toBe(size);
+    expect(store.openedFrom.snapshotProblem).toMatch(problem);
+    if (over.origin === undefined && over.gatewayKey === undefined) expect(view(store.state)).toEqual(truth);
+    // The next snapshot replaces the refused one whole, and is used.
+    await store.writeSnapshot();
+    await store.close();
+    const again = await AuditStore.open(await h.open(), opts(over));
+    expect(again.openedFrom).toEqual({ snapshotSize: size, recordsFolded: 0 });
+    await again.close();
+  }
+
+  it("manifest not JSON", () => expectRefused((b) => put(b, SNAPSHOT_MANIFEST_KEY, new TextEncoder().encode("{")), /not JSON/));
+  it("one bit flipped in the signed manifest", async () => {
+    await expectRefused(async (b) => {
+      const bytes = (await b.get(SNAPSHOT_MANIFEST_KEY))!.slice();
+      const at = new TextDecoder().decode(bytes).indexOf('"since"') + 9;
+      bytes[at] = bytes[at]! ^ 0x01;
+      await put(b, SNAPSHOT_MANIFEST_KEY, bytes);
+    }, /signature|malformed|not JSON/);
+  });
+  it("signed by another key (or the gateway's key changed)", () => expectRefused((b, m) => resign(b, m, ROGUE_KEY), /signature/));
+  it("opened by a gateway with another key", () => expectRefused(() => Promise.resolve(), /signature/, { gatewayKey: ROGUE_KEY }));
+  it("another log's snapshot (origin)", () => expectRefused(() => Promise.resolve(), /another log/, { origin: "gw-other" }));
+  it("folded with another window", () => expectRefused((b, m) => resign(b, { ...m, window: W + 1 }), /another log or fold/));
+  it("a position past the log's end", () => expectRefused((b, m) => resign(b, { ...m, size: 10_000 }), /not in the log/));
+  it("a root that is not the log's root there (a snapshot of a rewritten log)", () => expectRefused((b, m) => resign(b, { ...m, root: m.prev }), /root differs/));
+  it("a chain link that is not the log's", () => expectRefused((b, m) => resign(b, { ...m, prev: m.root }), /chain link/));
+  it("a part changed after signing", () => expectRefused((b) => put(b, snapshotPartKey(0), new TextEncoder().encode("{}")), /part 0/));
+  it("a part missing", () => expectRefused((b) => b.batch([{ type: "del", key: snapshotPartKey(1) }], { sync: true }), /part 1/));
+  it("parts with a valid signature and digests but a malformed state (duplicate keys)", async () => {
+    await expectRefused(async (b, m) => {
+      const header = JSON.parse(new TextDecoder().decode((await b.get(snapshotPartKey(0))))) as { counts: number[] };
+      const parts = [
+        { ...header, counts: [2, 0, 0, 0, 0, 0, 0, 0] },
+        { s: "authorities", k: ["a", "a"] },
+      ].map((p) => new TextEncoder().encode(JSON.stringify(p)));
+      await b.batch(
+        parts.map((value, i) => ({ type: "put" as const, key: snapshotPartKey(i), value })),
+        { sync: true },
+      );
+      await resign(b, { ...m, parts: parts.map((p) => sha256B64u(p)) });
+    }, /duplicate keys/);
+  });
+});
+
+describe("fold snapshots: decoding refuses anything that is not exactly an encoded state", () => {
+  const state = fold(
+    workload(40).map((e, seq) => ({ ...e, v: 1, seq, prev: "", time: 0 })),
+    emptyState(W),
+  );
+  const sealed = () => sealState(encodeState(state), state.size, undefined);
+  const edit = (i: number, f: (o: Record<string, unknown>) => void): Uint8Array[] => {
+    const parts = sealed();
+    const o = JSON.parse(new TextDecoder().decode(parts[i])) as Record<string, unknown>;
+    f(o);
+    parts[i] = new TextEncoder().encode(JSON.stringify(o));
+    return parts;
+  };
+  it("round trip", () => expect(view(decodeState(sealed(), W))).toEqual(view(state)));
+  it.each([
+    ["another window", () => sealed(), W + 1],
+    ["a seq at or past the position", () => edit(sealed().findIndex((p) => new TextDecoder().decode(p).includes('"tasks"')), (o) => ((o["q"] as number[])[0] = state.size)), W],
+    ["an unknown task status", () => edit(sealed().findIndex((p) => new TextDecoder().decode(p).includes('"tasks"')), (o) => ((o["st"] as number[])[0] = 9)), W],
+    ["a retire entry naming no key", () => edit(sealed().findIndex((p) => new TextDecoder().decode(p).includes('"retireTasks"')), (o) => ((o["i"] as number[])[0] = 1e6)), W],
+    ["retire entries out of order", () => edit(sealed().findIndex((p) => new TextDecoder().decode(p).includes('"retireNonces"')), (o) => (o["e"] as number[]).reverse()), W],
+    ["a part too many", () => [...sealed(), new TextEncoder().encode('{"s":"tasks"}')], W],
+    ["a part missing", () => sealed().slice(0, -1), W],
+    ["a header that is not an object", () => [new TextEncoder().encode("[]")], W],
+    ["a policy without a document", () => edit(0, (o) => (o["policy"] = { digest: "d" })), W],
+  ] as const)("%s", (_, parts, window) => {
+    expect(() => decodeState(parts(), window)).toThrow(SnapshotError);
+  });
+  it("the kind tag names the format", () => expect(SNAPSHOT_KIND).toBe("failclosed/fold-snapshot/v1"));
+});
+
+describe("fold snapshots: property — whatever the log and wherever the snapshots, reopening gives the genesis fold", () => {
+  type Op = { t: "task"; allow: boolean; nonce: number; done: boolean } | { t: "dupe"; of: number } | { t: "trust"; i: number } | { t: "revoke"; i: number } | { t: "checkpoint" } | { t: "snapshot" } | { t: "reopen" };
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    { weight: 12, arbitrary: fc.record({ t: fc.constant("task" as const), allow: fc.boolean(), nonce: fc.nat(15), done: fc.boolean() }) },
+    { weight: 3, arbitrary: fc.record({ t: fc.constant("dupe" as const), of: fc.nat(200) }) },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant("trust" as const), i: fc.nat(9) }) },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant("revoke" as const), i: fc.nat(9) }) },
+    { weight: 2, arbitrary: fc.constant({ t: "checkpoint" as const }) },
+    { weight: 2, arbitrary: fc.constant({ t: "snapshot" as const }) },
+    { weight: 1, arbitrary: fc.constant({ t: "reopen" as const }) },
+  );
+
+  it("own state and a gateway projection alike, with a small window", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 120 }), fc.integer({ min: 3, max: 12 }), fc.boolean(), async (ops, window, viaLedger) => {
+        const h = memoryHarness();
+        const o = storeOptions({ foldWindow: window, checkpointEvery: 0 });
+        let store = await AuditStore.open(await h.open(), o);
+        let ledger = viaLedger ? new Ledger(store) : undefined;
+        const append = (e: AuditEntry) => (ledger !== undefined ? ledger.append(e) : store.append(e));
+        const snapshot = () => (ledger !== undefined ? ledger.snapshot() : store.writeSnapshot());
+        let tasks = 0;
+        for (const x of ops) {
+          switch (x.t) {
+            case "task": {
+              const t = `t${tasks++}`;
+              await append(evidence(t));
+              await append(decision(t, x.allow ? "allow" : "deny", `n${x.nonce}`));
+              if (x.done && x.allow) await append(outcome(t));
+              break;
+            }
+            case "dupe":
+              await append(decision(`t${x.of % Math.max(1, tasks)}`, "deny", `n${x.of % 16}`));
+              break;
+            case "trust":
+              await append(trust(x.i));
+              break;
+            case "revoke":
+              await append(revocation(x.i));
+              break;
+            case "checkpoint":
+              await store.checkpoint();
+              break;
+            case "snapshot":
+              if (store.size > 0) await snapshot();
+              break;
+            case "reopen": {
+              await store.close();
+              store = await AuditStore.open(await h.open(), o);
+              expect(view(store.state)).toEqual(view(await genesisFold(store, window)));
+              ledger = viaLedger ? new Ledger(store) : undefined;
+              break;
+            }
+            default:
+              return x satisfies never;
+          }
+        }
+        await store.close();
+        store = await AuditStore.open(await h.open(), o);
+        expect(view(store.state)).toEqual(view(await genesisFold(store, window)));
+        await store.close();
+      }),
+      { numRuns: Number(process.env["FAILCLOSED_SNAPSHOT_RUNS"] ?? 150) },
+    );
+  });
+});
