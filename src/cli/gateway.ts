@@ -28,8 +28,11 @@ export function gatewayCommand(io: CliIo): Command {
     .option("--key <file>", "the gateway's key file")
     .option("--authority <keyId...>", "trusted authority key ids (default: $FAILCLOSED_AUTHORITIES)")
     .option("--actions <module>", "module exporting `actions` (handlers by action name)")
+    .option("--snapshot-every <entries>", "snapshot the audit fold every this many entries, so a restart after a crash folds at most that many (0: only at shutdown)", "1000000")
     .option("--json", "log lines as JSON")
-    .action(async (o: { nats: string; data: string; id: string; key?: string; json?: boolean; authority?: string[]; actions?: string }): Promise<void> => {
+    .action(async (o: { nats: string; data: string; id: string; key?: string; json?: boolean; authority?: string[]; actions?: string; snapshotEvery: string }): Promise<void> => {
+      const snapshotEvery = Number(o.snapshotEvery);
+      if (!/^\d+$/.test(o.snapshotEvery) || !Number.isSafeInteger(snapshotEvery)) throw new CliError("USAGE", `--snapshot-every: expected a whole number of entries, got ${JSON.stringify(o.snapshotEvery)}`);
       const run = await loadService();
       const stop = new AbortController();
       let signals = 0;
@@ -53,6 +56,7 @@ export function gatewayCommand(io: CliIo): Command {
           ...(o.key !== undefined ? { keyFile: o.key } : {}),
           ...(o.authority !== undefined ? { authorities: o.authority } : {}),
           ...(o.actions !== undefined ? { actionsModule: o.actions } : {}),
+          snapshotEveryEntries: snapshotEvery,
           signal: stop.signal,
           log: (line) => io.err(`${line}\n`),
           json: o.json === true,

@@ -20,6 +20,8 @@ export interface GatewayServiceOptions {
   authorities?: string[];
   /** A module exporting `actions: Record<string, ActionHandler>`. */
   actionsModule?: string;
+  /** GatewayOptions.snapshotEveryEntries; default 1,000,000 (0: only at shutdown). */
+  snapshotEveryEntries?: number;
   signal: AbortSignal;
   log: (line: string) => void;
   json: boolean;
@@ -58,10 +60,13 @@ export async function runGatewayService(o: GatewayServiceOptions): Promise<void>
     audit: join(o.dataDir, "audit"),
     authorities,
     checkpointIntervalMs: 10_000,
+    snapshotEveryEntries: o.snapshotEveryEntries ?? 1_000_000,
     onWarning: (w) => say(w, { level: "warn" }),
     onOutcome: (x) => say(`${x.taskId} ${x.verdict}${x.codes.length ? ` ${x.codes.join(",")}` : ""} ${x.status}`, { task: x.taskId, verdict: x.verdict, codes: x.codes, status: x.status }),
   });
   for (const [name, h] of Object.entries(actions)) gw.registerAction(name, h);
+  const opened = gw.ledger.store.openedFrom;
+  say(`audit log: ${opened.snapshotSize + opened.recordsFolded} records, ${opened.recordsFolded} folded on open${opened.snapshotSize > 0 ? ` after the snapshot at ${opened.snapshotSize}` : ""}`, { ...opened });
   say(`started on ${o.nats}: key ${key.keyId}, audit log ${join(o.dataDir, "audit")}, actions ${Object.keys(actions).join(",")}`);
   await new Promise<void>((r) => (o.signal.aborted ? r() : o.signal.addEventListener("abort", () => r(), { once: true })));
   say("stopping: no new tasks; pending tasks are denied; audit log flushed");

@@ -75,4 +75,27 @@ describe("failclosed gateway (process)", () => {
     expect(r.decisionsRederived).toBe(1);
     expect(r.checkpointsVerified).toBeGreaterThan(0);
   });
+
+  it("restarted on the same log, it reads its fold from the snapshot it wrote at shutdown", async () => {
+    const proc = spawn(process.execPath, ["--import", TSX, MAIN, "gateway", "--nats", server.url, "--data", dir, "--id", "gw-svc", "--authority", namedKey("svc-authority").keyId, "--snapshot-every", "5"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let logs = "";
+    proc.stderr.on("data", (d: Buffer) => (logs += d.toString()));
+    const exited = new Promise<number | null>((r) => proc.once("exit", (c) => r(c)));
+    for (let i = 0; i < 300 && !logs.includes("started on"); i++) await new Promise((r) => setTimeout(r, 50));
+    const m = /audit log: (\d+) records, 0 folded on open after the snapshot at (\d+)/.exec(logs);
+    expect(m, logs).not.toBeNull();
+    expect(m![1]).toBe(m![2]);
+    proc.kill("SIGTERM");
+    expect(await exited).toBe(0);
+  });
+
+  it("refuses a --snapshot-every that is not a whole number (exit 2)", async () => {
+    const proc = spawn(process.execPath, ["--import", TSX, MAIN, "gateway", "--nats", server.url, "--data", dir, "--snapshot-every", "-1"], { stdio: ["ignore", "pipe", "pipe"] });
+    let err = "";
+    proc.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    expect(await new Promise<number | null>((r) => proc.once("exit", (c) => r(c)))).toBe(2);
+    expect(err).toContain("--snapshot-every");
+  });
 });
