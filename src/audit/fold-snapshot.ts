@@ -12,7 +12,7 @@
 // invariant throws SnapshotError, which the store turns into "rebuild from the log".
 import type { JsonValue } from "../canonical/jcs.ts";
 import type { CheckpointPayload } from "./records.ts";
-import { emptyState, type AuditState, type Retiring, type TaskState, type TaskStatus } from "./fold.ts";
+import { FOLD_VERSION, emptyState, type AuditState, type Retiring, type TaskState, type TaskStatus } from "./fold.ts";
 
 export const SNAPSHOT_KIND = "failclosed/fold-snapshot/v1";
 
@@ -31,6 +31,8 @@ const SECTIONS: readonly Section[] = ["authorities", "gateways", "revokedArtifac
 
 interface Header {
   v: 1;
+  /** FOLD_VERSION of the rules the state was folded by. */
+  fold: number;
   /** The log position the state stands for (records before it folded). */
   size: number;
   entries: number;
@@ -121,6 +123,7 @@ export function encodeState(state: Readonly<AuditState>): EncodedState {
   return {
     header: {
       v: 1,
+      fold: FOLD_VERSION,
       entries: state.entries,
       windowed: state.windowed,
       window: state.window,
@@ -179,6 +182,7 @@ export function decodeState(parts: readonly Uint8Array[], window: number): Audit
   if (parts.length === 0) fail("no header");
   const h = parsePart(parts[0]!, "header");
   if (h["v"] !== 1) fail("unknown header version");
+  if (h["fold"] !== FOLD_VERSION) fail(`state folded by fold rules v${String(h["fold"])}, this code folds by v${FOLD_VERSION}`);
   const size = h["size"];
   const entries = h["entries"];
   const trustVersion = h["trustVersion"];

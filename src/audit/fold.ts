@@ -24,6 +24,14 @@ export type TaskStatus = "evidence" | "allowed" | "denied" | "succeeded" | "fail
  */
 export const FOLD_WINDOW = 1 << 20;
 
+/**
+ * The version of the fold's rules (this file) and of their snapshot encoding (fold-snapshot.ts).
+ * A fold snapshot records it, and one made under other rules is never restored: the state is
+ * folded from the log again, as replay does. Bump it with any change to either file that could
+ * change what a fold holds; test/audit/snapshot.test.ts pins both files' text to it.
+ */
+export const FOLD_VERSION = 1;
+
 export interface TaskState {
   status: TaskStatus;
   lastSeq: number;

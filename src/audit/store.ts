@@ -10,7 +10,7 @@ import { signPayload, verifySigned, type Signed } from "../crypto/signing.ts";
 import { LevelBackend, type AuditBackend, type KvOp } from "./backend.ts";
 import { BundleWriter, bundleCount, emptyTail, isExactBundle, readStoredNode, readStoredRecord, slotBytes, slotNode, slotNodeCount, slotRecord, type BundleTail } from "./entry-bundle.ts";
 import { FORMAT_MARKER, checkFormat } from "./format.ts";
-import { FOLD_WINDOW, applyRecord, emptyState, type AuditState } from "./fold.ts";
+import { FOLD_VERSION, FOLD_WINDOW, applyRecord, emptyState, type AuditState } from "./fold.ts";
 import { SNAPSHOT_KIND, decodeState, encodeState, sealState, type EncodedState } from "./fold-snapshot.ts";
 import {
   BUNDLE_SIZE,
@@ -88,6 +88,8 @@ export interface SnapshotManifest {
   /** Records since the last checkpoint at that position (the checkpoint cadence goes on). */
   readonly since: number;
   readonly window: number;
+  /** FOLD_VERSION of the rules the state was folded by: a snapshot made under others is not used. */
+  readonly fold: number;
   /** base64url SHA-256 of each part, header first. */
   readonly parts: string[];
   readonly time: number;
@@ -305,6 +307,7 @@ export class AuditStore {
     if (!verifySigned("snapshot", signed, opts.gatewayKey.publicKey)) return refuse("manifest signature does not verify under this gateway's key");
     const window = opts.foldWindow ?? FOLD_WINDOW;
     if (m.kind !== SNAPSHOT_KIND || m.origin !== opts.origin || m.window !== window) return refuse(`snapshot is of another log or fold (origin ${String(m.origin)}, window ${String(m.window)})`);
+    if (m.fold !== FOLD_VERSION) return refuse(`snapshot was folded by the rules of fold v${String(m.fold)}, this version folds by v${FOLD_VERSION}`);
     const size = m.size;
     if (!Number.isSafeInteger(size) || size! < 1 || size! > head.size || !Number.isSafeInteger(m.since) || m.since! < 0) return refuse("snapshot position is not in the log");
     const lookup: NodeLookup = (level, index) => {
@@ -490,23 +493,23 @@ export class AuditStore {
     };
 
     for (const it of items) {
+      if (it.kind === "snapshot") continue;
       const time = this.#opts.clock();
       if (it.kind === "checkpoint") {
         if (since > 0) it.written = addCheckpoint(time);
         continue;
       }
-      if (it.kind === "snapshot") continue;
+      const record = recordOf(it.entry, frontier.size, prev, time);
       let json: string;
       try {
         // A prepared entry is not encoded again; a plain one is encoded whole (faster for the
         // small entries that come unprepared than preparing them here).
-        json = it.prepared !== undefined ? canonicalRecord(it.prepared, frontier.size, prev, time) : canonicalize(recordOf(it.entry, frontier.size, prev, time));
+        json = it.prepared !== undefined ? canonicalRecord(it.prepared, record.seq, prev, time) : canonicalize(record);
       } catch (e) {
         // Encoding runs before anything of this record is written, so only this append fails.
         it.reject(new AuditStoreError("AUDIT_INVALID_ENTRY", "entry is not I-JSON", { cause: e }));
         continue;
       }
-      const record = recordOf(it.entry, frontier.size, prev, time);
       prev = toB64u(bundles.appendRecord(json, frontier));
       written.push(record);
       since += 1;
@@ -600,6 +603,7 @@ export class AuditStore {
         prev: this.#prev,
         since: this.#sinceCheckpoint,
         window: encoded.header.window,
+        fold: encoded.header.fold,
         parts: parts.map((p) => sha256B64u(p)),
         time: this.#opts.clock(),
       };

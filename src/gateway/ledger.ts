@@ -21,7 +21,13 @@ export class Ledger {
   readonly #onSnapshotError: (e: unknown) => void;
   /** Entry count at the last snapshot queued. */
   #snapshotAt: number;
-  #snapshotting = false;
+  /** Snapshots queued and not yet written. */
+  #snapshotting = 0;
+  /**
+   * Set once the store refused an entry this projection had already folded: from then on the
+   * projection is not the log's fold, and it must never be saved as one.
+   */
+  #diverged = false;
 
   /**
    * `snapshotEvery`: queue a fold snapshot (store.ts queueSnapshot) every this many entries
@@ -78,10 +84,11 @@ export class Ledger {
     applyRecord(this.#projected, recordOf(prepared.entry, this.#projected.size, "", 0));
     const p = this.#store.appendPrepared(prepared);
     p.catch((e: unknown) => {
+      this.#diverged = true;
       // Only a failed or refused write means the log can no longer be trusted to keep up.
       if (e instanceof AuditStoreError && e.code !== "AUDIT_INVALID_ENTRY") this.#failure ??= e;
     });
-    if (this.#snapshotEvery > 0 && !this.#snapshotting && this.#projected.entries - this.#snapshotAt >= this.#snapshotEvery) {
+    if (this.#snapshotEvery > 0 && this.#snapshotting === 0 && this.#projected.entries - this.#snapshotAt >= this.#snapshotEvery && this.writable && !this.#diverged) {
       this.snapshot().catch(this.#onSnapshotError);
     }
     return p;
@@ -92,13 +99,14 @@ export class Ledger {
    * the store writes it once that is durable, so the next open folds only what follows.
    */
   async snapshot(): Promise<SnapshotInfo> {
-    if (!this.writable) throw new AuditStoreError("AUDIT_UNWRITABLE", "no snapshot of a log that failed a write");
     this.#snapshotAt = this.#projected.entries;
-    this.#snapshotting = true;
+    if (!this.writable) throw new AuditStoreError("AUDIT_UNWRITABLE", "no snapshot of a log that failed a write");
+    if (this.#diverged) throw new AuditStoreError("AUDIT_UNWRITABLE", "no snapshot: the log refused an entry this projection had folded");
+    this.#snapshotting++;
     try {
       return await this.#store.queueSnapshot(encodeState(this.#projected));
     } finally {
-      this.#snapshotting = false;
+      this.#snapshotting--;
     }
   }
 

@@ -11,6 +11,7 @@ const store = await AuditStore.open(dir, {
   gatewayKey: keyPairFromSeed(new Uint8Array(32).fill(7)),
   clock: () => Date.now(),
   checkpointEvery: 25,
+  foldWindow: Number(process.argv[3] ?? 40),
 });
 process.stdout.write(`ready ${store.size}\n`);
 const WRITERS = 16;
@@ -18,7 +19,19 @@ let n = 0;
 async function writer(w: number): Promise<void> {
   for (;;) {
     const i = n++;
-    const r = await store.append({ type: "outcome", taskId: `w${w}-t${i}`, status: "succeeded", resultDigest: "x".repeat(i % 300) });
+    // Tasks with spent nonces (some reused: denies) and task claims, so the fold forgets
+    // through its window and snapshots carry retire queues; some allows never get an outcome.
+    const taskId = `w${w}-t${i}-${process.pid}`;
+    const allow = i % 4 !== 0;
+    const d = await store.append({
+      type: "decision",
+      taskId,
+      input: { nonce: { key: `n${i % 97}`, local: "fresh", cluster: allow ? "claimed" : "taken" }, taskClaim: { taskId, local: "fresh", cluster: allow ? "claimed" : "not-attempted" } },
+      decision: { verdict: allow ? "allow" : "deny", checks: [], reasons: allow ? [] : ["REPLAYED"] },
+    });
+    process.stdout.write(`${d.seq} ${d.leafHash}\n`);
+    if (!allow || i % 7 === 0) continue;
+    const r = await store.append({ type: "outcome", taskId, status: "succeeded", resultDigest: "x".repeat(i % 300) });
     process.stdout.write(`${r.seq} ${r.leafHash}\n`);
   }
 }

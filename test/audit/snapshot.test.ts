@@ -2,10 +2,12 @@
 // the last snapshot, and ends with exactly the state a fold from genesis gives; a snapshot that
 // fails any check is ignored, never trusted. Real LevelDB in a temp dir and the in-memory
 // backend, through the same suite.
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AuditBackend } from "../../src/audit/backend.ts";
-import { emptyState, fold, taskDecided, type AuditState, type Retiring } from "../../src/audit/fold.ts";
+import { FOLD_VERSION, emptyState, fold, taskDecided, type AuditState } from "../../src/audit/fold.ts";
 import { SNAPSHOT_KIND, decodeState, encodeState, sealState, SnapshotError } from "../../src/audit/fold-snapshot.ts";
 import { SNAPSHOT_MANIFEST_KEY, snapshotPartKey } from "../../src/audit/keys.ts";
 import type { AuditEntry, AuditRecord } from "../../src/audit/records.ts";
@@ -15,9 +17,12 @@ import { parseStrict } from "../../src/canonical/strict-parse.ts";
 import { sha256B64u } from "../../src/crypto/hash.ts";
 import { signPayload, type Signed } from "../../src/crypto/signing.ts";
 import { Ledger } from "../../src/gateway/ledger.ts";
-import { GATEWAY_KEY, HARNESSES, ROGUE_KEY, memoryHarness, storeOptions, type BackendHarness } from "./support.ts";
+import { GATEWAY_KEY, HARNESSES, ROGUE_KEY, foldView as view, memoryHarness, storeOptions, type BackendHarness } from "./support.ts";
 
 const W = 23;
+
+/** sha256 of src/audit/fold.ts and fold-snapshot.ts for FOLD_VERSION 1 (see the test that reads it). */
+const FOLD_RULES_PIN = "uyGHsOO8bd8EiIN0LKlAoGOf3-iOBca4hzFeZeevPlA";
 
 const decision = (taskId: string, verdict: "allow" | "deny", nonce: string): AuditEntry => ({
   type: "decision",
@@ -48,38 +53,6 @@ function workload(n: number, seed = 1): AuditEntry[] {
     if (k % 13 === 0) out.push(revocation(k));
   }
   return out;
-}
-
-/** The live entries of a retire queue, in order: what is still due to be forgotten, and when. */
-function live(r: Retiring, seqOf: (k: string) => number | undefined): [number, string][] {
-  const out: [number, string][] = [];
-  for (let i = r.head; i < r.keys.length; i++) if (seqOf(r.keys[i]!) === r.seqs[i]) out.push([r.entries[i]!, r.keys[i]!]);
-  return out;
-}
-
-/**
- * Everything a state means, without its internal seq numbering (a gateway's projection numbers
- * entries only; seqs serve only to match a retire entry to its key's latest touch).
- */
-function view(s: Readonly<AuditState>): unknown {
-  const sorted = (x: Iterable<string>): string[] => [...x].sort();
-  return {
-    size: s.size,
-    entries: s.entries,
-    windowed: s.windowed,
-    window: s.window,
-    trustVersion: s.trustVersion,
-    authorities: sorted(s.authorities),
-    gateways: sorted(s.gateways),
-    policy: s.policy,
-    revokedArtifacts: sorted(s.revokedArtifacts),
-    revokedKeys: sorted(s.revokedKeys),
-    nonces: sorted(s.consumedNonces.keys()),
-    tasks: [...s.tasks].map(([k, t]) => `${k}:${t.status}`).sort(),
-    retireTasks: live(s.retire.tasks, (k) => s.tasks.get(k)?.lastSeq),
-    retireNonces: live(s.retire.nonces, (k) => s.consumedNonces.get(k)),
-    lastCheckpoint: s.lastCheckpoint,
-  };
 }
 
 async function records(store: AuditStore): Promise<AuditRecord[]> {
@@ -190,72 +163,76 @@ for (const make of HARNESSES) {
   });
 }
 
-describe("fold snapshots: a snapshot that fails a check is ignored, and the state comes from the log", () => {
-  /** A memory log with a snapshot part way, records after it, and the genesis view to expect. */
-  async function logWithSnapshot(): Promise<{ backend: AuditBackend; h: BackendHarness; truth: unknown; size: number }> {
-    const h = harness(memoryHarness);
-    const store = await AuditStore.open(await h.open(), opts());
-    for (const e of workload(60)) await store.append(e);
-    await store.writeSnapshot();
-    for (const e of workload(10, 2)) await store.append(e);
-    const truth = view(await genesisFold(store));
-    const size = store.size;
-    await store.close();
-    return { backend: await h.open(), h, truth, size };
-  }
-  const manifestOf = async (b: AuditBackend): Promise<Signed<SnapshotManifest>> => parseStrict((await b.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>;
-  const put = (b: AuditBackend, key: string, value: Uint8Array) => b.batch([{ type: "put", key, value }], { sync: true });
-  const resign = (b: AuditBackend, m: SnapshotManifest, key = GATEWAY_KEY) => put(b, SNAPSHOT_MANIFEST_KEY, canonicalBytes(signPayload("snapshot", m, key)));
+for (const make of HARNESSES) {
+  describe(`fold snapshots (${make().name}): a snapshot that fails a check is ignored, and the state comes from the log`, () => {
+    /** A log with a snapshot part way, records after it, and the genesis view to expect. */
+    async function logWithSnapshot(): Promise<{ h: BackendHarness; truth: unknown; size: number }> {
+      const h = harness(make);
+      const store = await AuditStore.open(await h.open(), opts());
+      for (const e of workload(60)) await store.append(e);
+      await store.writeSnapshot();
+      for (const e of workload(10, 2)) await store.append(e);
+      const truth = view(await genesisFold(store));
+      const size = store.size;
+      await store.close();
+      return { h, truth, size };
+    }
+    const manifestOf = async (b: AuditBackend): Promise<Signed<SnapshotManifest>> => parseStrict((await b.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>;
+    const put = (b: AuditBackend, key: string, value: Uint8Array) => b.batch([{ type: "put", key, value }], { sync: true });
+    const resign = (b: AuditBackend, m: SnapshotManifest, key = GATEWAY_KEY) => put(b, SNAPSHOT_MANIFEST_KEY, canonicalBytes(signPayload("snapshot", m, key)));
 
-  async function expectRefused(mutate: (b: AuditBackend, m: SnapshotManifest) => Promise<void>, problem: RegExp, over: Parameters<typeof opts>[0] = {}): Promise<void> {
-    const { backend, h, truth, size } = await logWithSnapshot();
-    await mutate(backend, (await manifestOf(backend)).payload);
-    const store = await AuditStore.open(await h.open(), opts(over));
-    expect(store.openedFrom.snapshotSize).toBe(0);
-    expect(store.openedFrom.recordsFolded).toBe(size);
-    expect(store.openedFrom.snapshotProblem).toMatch(problem);
-    if (over.origin === undefined && over.gatewayKey === undefined) expect(view(store.state)).toEqual(truth);
-    // The next snapshot replaces the refused one whole, and is used.
-    await store.writeSnapshot();
-    await store.close();
-    const again = await AuditStore.open(await h.open(), opts(over));
-    expect(again.openedFrom).toEqual({ snapshotSize: size, recordsFolded: 0 });
-    await again.close();
-  }
+    async function expectRefused(mutate: (b: AuditBackend, m: SnapshotManifest) => Promise<void>, problem: RegExp, over: Parameters<typeof opts>[0] = {}): Promise<void> {
+      const { h, truth, size } = await logWithSnapshot();
+      const backend = await h.open();
+      await mutate(backend, (await manifestOf(backend)).payload);
+      await backend.close();
+      const store = await AuditStore.open(await h.open(), opts(over));
+      expect(store.openedFrom.snapshotSize).toBe(0);
+      expect(store.openedFrom.recordsFolded).toBe(size);
+      expect(store.openedFrom.snapshotProblem).toMatch(problem);
+      if (over.origin === undefined && over.gatewayKey === undefined) expect(view(store.state)).toEqual(truth);
+      // The next snapshot replaces the refused one whole, and is used.
+      await store.writeSnapshot();
+      await store.close();
+      const again = await AuditStore.open(await h.open(), opts(over));
+      expect(again.openedFrom).toEqual({ snapshotSize: size, recordsFolded: 0 });
+      await again.close();
+    }
 
-  it("manifest not JSON", () => expectRefused((b) => put(b, SNAPSHOT_MANIFEST_KEY, new TextEncoder().encode("{")), /not JSON/));
-  it("one bit flipped in the signed manifest", async () => {
-    await expectRefused(async (b) => {
-      const bytes = (await b.get(SNAPSHOT_MANIFEST_KEY))!.slice();
-      const at = new TextDecoder().decode(bytes).indexOf('"since"') + 9;
-      bytes[at] = bytes[at]! ^ 0x01;
-      await put(b, SNAPSHOT_MANIFEST_KEY, bytes);
-    }, /signature|malformed|not JSON/);
-  });
-  it("signed by another key (or the gateway's key changed)", () => expectRefused((b, m) => resign(b, m, ROGUE_KEY), /signature/));
-  it("opened by a gateway with another key", () => expectRefused(() => Promise.resolve(), /signature/, { gatewayKey: ROGUE_KEY }));
-  it("another log's snapshot (origin)", () => expectRefused(() => Promise.resolve(), /another log/, { origin: "gw-other" }));
-  it("folded with another window", () => expectRefused((b, m) => resign(b, { ...m, window: W + 1 }), /another log or fold/));
-  it("a position past the log's end", () => expectRefused((b, m) => resign(b, { ...m, size: 10_000 }), /not in the log/));
-  it("a root that is not the log's root there (a snapshot of a rewritten log)", () => expectRefused((b, m) => resign(b, { ...m, root: m.prev }), /root differs/));
-  it("a chain link that is not the log's", () => expectRefused((b, m) => resign(b, { ...m, prev: m.root }), /chain link/));
-  it("a part changed after signing", () => expectRefused((b) => put(b, snapshotPartKey(0), new TextEncoder().encode("{}")), /part 0/));
-  it("a part missing", () => expectRefused((b) => b.batch([{ type: "del", key: snapshotPartKey(1) }], { sync: true }), /part 1/));
-  it("parts with a valid signature and digests but a malformed state (duplicate keys)", async () => {
-    await expectRefused(async (b, m) => {
-      const header = JSON.parse(new TextDecoder().decode((await b.get(snapshotPartKey(0))))) as { counts: number[] };
-      const parts = [
-        { ...header, counts: [2, 0, 0, 0, 0, 0, 0, 0] },
-        { s: "authorities", k: ["a", "a"] },
-      ].map((p) => new TextEncoder().encode(JSON.stringify(p)));
-      await b.batch(
-        parts.map((value, i) => ({ type: "put" as const, key: snapshotPartKey(i), value })),
-        { sync: true },
-      );
-      await resign(b, { ...m, parts: parts.map((p) => sha256B64u(p)) });
-    }, /duplicate keys/);
-  });
+    it("manifest not JSON", () => expectRefused((b) => put(b, SNAPSHOT_MANIFEST_KEY, new TextEncoder().encode("{")), /not JSON/));
+    it("one bit flipped in the signed manifest", async () => {
+      await expectRefused(async (b) => {
+        const bytes = (await b.get(SNAPSHOT_MANIFEST_KEY))!.slice();
+        const at = new TextDecoder().decode(bytes).indexOf('"since"') + 9;
+        bytes[at] = bytes[at]! ^ 0x01;
+        await put(b, SNAPSHOT_MANIFEST_KEY, bytes);
+      }, /signature|malformed|not JSON/);
+    });
+    it("signed by another key (or the gateway's key changed)", () => expectRefused((b, m) => resign(b, m, ROGUE_KEY), /signature/));
+    it("opened by a gateway with another key", () => expectRefused(() => Promise.resolve(), /signature/, { gatewayKey: ROGUE_KEY }));
+    it("another log's snapshot (origin)", () => expectRefused(() => Promise.resolve(), /another log/, { origin: "gw-other" }));
+    it("folded with another window", () => expectRefused((b, m) => resign(b, { ...m, window: W + 1 }), /another log or fold/));
+    it("a position past the log's end", () => expectRefused((b, m) => resign(b, { ...m, size: 10_000 }), /not in the log/));
+    it("a root that is not the log's root there (a snapshot of a rewritten log)", () => expectRefused((b, m) => resign(b, { ...m, root: m.prev }), /root differs/));
+    it("a chain link that is not the log's", () => expectRefused((b, m) => resign(b, { ...m, prev: m.root }), /chain link/));
+    it("a part changed after signing", () => expectRefused((b) => put(b, snapshotPartKey(0), new TextEncoder().encode("{}")), /part 0/));
+    it("a part missing", () => expectRefused((b) => b.batch([{ type: "del", key: snapshotPartKey(1) }], { sync: true }), /part 1/));
+    it("parts with a valid signature and digests but a malformed state (duplicate keys)", async () => {
+      await expectRefused(async (b, m) => {
+        const header = JSON.parse(new TextDecoder().decode((await b.get(snapshotPartKey(0))))) as { counts: number[] };
+        const parts = [
+          { ...header, counts: [2, 0, 0, 0, 0, 0, 0, 0] },
+          { s: "authorities", k: ["a", "a"] },
+        ].map((p) => new TextEncoder().encode(JSON.stringify(p)));
+        await b.batch(
+          parts.map((value, i) => ({ type: "put" as const, key: snapshotPartKey(i), value })),
+          { sync: true },
+        );
+        await resign(b, { ...m, parts: parts.map((p) => sha256B64u(p)) });
+      }, /duplicate keys/);
+    });
 });
+}
 
 describe("fold snapshots: decoding refuses anything that is not exactly an encoded state", () => {
   const state = fold(
@@ -287,69 +264,180 @@ describe("fold snapshots: decoding refuses anything that is not exactly an encod
   it("the kind tag names the format", () => expect(SNAPSHOT_KIND).toBe("failclosed/fold-snapshot/v1"));
 });
 
-describe("fold snapshots: property — whatever the log and wherever the snapshots, reopening gives the genesis fold", () => {
-  type Op = { t: "task"; allow: boolean; nonce: number; done: boolean } | { t: "dupe"; of: number } | { t: "trust"; i: number } | { t: "revoke"; i: number } | { t: "checkpoint" } | { t: "snapshot" } | { t: "reopen" };
+describe("fold snapshots: property — whatever the log and wherever the snapshots, reopening gives the genesis fold, now and later", () => {
+  const legacyOr = (taskId: string, verdict: "allow" | "deny", nonce: string, legacy: boolean, cluster: "claimed" | "taken"): AuditEntry =>
+    legacy ? { type: "decision", taskId, input: { nonce: { key: nonce, local: "fresh", cluster } }, decision: { verdict, checks: [], reasons: verdict === "deny" ? ["REPLAYED"] : [] } } : decision(taskId, verdict, nonce);
+  type Op =
+    | { t: "task"; allow: boolean; nonce: number; done: number; legacy: boolean; taken: boolean }
+    | { t: "dupe"; of: number; nonce: number; legacy: boolean }
+    | { t: "late"; of: number }
+    | { t: "out"; of: number }
+    | { t: "trust"; i: number }
+    | { t: "revoke"; i: number }
+    | { t: "checkpoint" }
+    | { t: "snapshot" }
+    | { t: "await" }
+    | { t: "reopen" };
   const op: fc.Arbitrary<Op> = fc.oneof(
-    { weight: 12, arbitrary: fc.record({ t: fc.constant("task" as const), allow: fc.boolean(), nonce: fc.nat(15), done: fc.boolean() }) },
-    { weight: 3, arbitrary: fc.record({ t: fc.constant("dupe" as const), of: fc.nat(200) }) },
+    { weight: 10, arbitrary: fc.record({ t: fc.constant("task" as const), allow: fc.boolean(), nonce: fc.nat(9), done: fc.nat(2), legacy: fc.boolean(), taken: fc.boolean() }) },
+    { weight: 3, arbitrary: fc.record({ t: fc.constant("dupe" as const), of: fc.nat(100), nonce: fc.nat(9), legacy: fc.boolean() }) },
+    { weight: 2, arbitrary: fc.record({ t: fc.constant("late" as const), of: fc.nat(100) }) },
+    { weight: 2, arbitrary: fc.record({ t: fc.constant("out" as const), of: fc.nat(120) }) },
     { weight: 1, arbitrary: fc.record({ t: fc.constant("trust" as const), i: fc.nat(9) }) },
     { weight: 1, arbitrary: fc.record({ t: fc.constant("revoke" as const), i: fc.nat(9) }) },
     { weight: 2, arbitrary: fc.constant({ t: "checkpoint" as const }) },
-    { weight: 2, arbitrary: fc.constant({ t: "snapshot" as const }) },
+    { weight: 3, arbitrary: fc.constant({ t: "snapshot" as const }) },
+    { weight: 2, arbitrary: fc.constant({ t: "await" as const }) },
     { weight: 1, arbitrary: fc.constant({ t: "reopen" as const }) },
   );
+  /** The view without the log position: a gateway's projection numbers entries only. */
+  const entriesView = (s: Readonly<AuditState>): unknown => ({ ...(view(s) as object), size: undefined, lastCheckpoint: undefined });
 
-  it("own state and a gateway projection alike, with a small window", async () => {
+  it("appends in flight around the snapshots, legacy and windowed decisions, checkpoints by count and on demand; own state or a gateway projection", async () => {
+    let fromSnapshot = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 120 }), fc.integer({ min: 3, max: 12 }), fc.boolean(), async (ops, window, viaLedger) => {
-        const h = memoryHarness();
-        const o = storeOptions({ foldWindow: window, checkpointEvery: 0 });
-        let store = await AuditStore.open(await h.open(), o);
-        let ledger = viaLedger ? new Ledger(store) : undefined;
-        const append = (e: AuditEntry) => (ledger !== undefined ? ledger.append(e) : store.append(e));
-        const snapshot = () => (ledger !== undefined ? ledger.snapshot() : store.writeSnapshot());
-        let tasks = 0;
-        for (const x of ops) {
-          switch (x.t) {
-            case "task": {
-              const t = `t${tasks++}`;
-              await append(evidence(t));
-              await append(decision(t, x.allow ? "allow" : "deny", `n${x.nonce}`));
-              if (x.done && x.allow) await append(outcome(t));
-              break;
+      fc.asyncProperty(
+        fc.array(op, { minLength: 1, maxLength: 100 }),
+        fc.integer({ min: 2, max: 8 }),
+        fc.integer({ min: 0, max: 4 }),
+        fc.integer({ min: 0, max: 6 }),
+        fc.integer({ min: 1, max: 64 }),
+        fc.boolean(),
+        async (ops, window, every, snapEvery, maxBatch, viaLedger) => {
+          const h = memoryHarness();
+          const o = storeOptions({ foldWindow: window, checkpointEvery: every, maxBatch });
+          const errors: unknown[] = [];
+          let store = await AuditStore.open(await h.open(), o);
+          const newLedger = (): Ledger | undefined => (viaLedger ? new Ledger(store, { snapshotEvery: snapEvery, onSnapshotError: (e) => errors.push(e) }) : undefined);
+          let ledger = newLedger();
+          let pending: Promise<unknown>[] = [];
+          let tasks = 0;
+          // Not awaited: snapshots and checkpoints are queued between appends still in flight.
+          const add = (e: AuditEntry) => pending.push(ledger !== undefined ? ledger.append(e) : store.append(e));
+          const reopened = async (): Promise<void> => {
+            await Promise.all(pending);
+            pending = [];
+            await store.close();
+            store = await AuditStore.open(await h.open(), o);
+            expect(store.openedFrom.snapshotProblem).toBeUndefined();
+            if (store.openedFrom.snapshotSize > 0) fromSnapshot++;
+            expect(view(store.state)).toEqual(view(await genesisFold(store, window)));
+            ledger = newLedger();
+          };
+          for (const x of ops) {
+            switch (x.t) {
+              case "task": {
+                const t = `t${tasks++}`;
+                add(evidence(t));
+                add(legacyOr(t, x.allow ? "allow" : "deny", `n${x.nonce}`, x.legacy, x.taken ? "taken" : "claimed"));
+                if (x.done > 0 && x.allow) add(x.done === 1 ? outcome(t) : { type: "outcome", taskId: t, status: "failed", error: "e" });
+                break;
+              }
+              case "dupe":
+                add(legacyOr(`t${x.of % Math.max(1, tasks)}`, "deny", `n${x.nonce}`, x.legacy, "taken"));
+                break;
+              case "late":
+                add(evidence(`t${x.of % Math.max(1, tasks)}`));
+                break;
+              case "out":
+                add(outcome(`t${x.of % Math.max(1, tasks + 3)}`));
+                break;
+              case "trust":
+                add(trust(x.i));
+                break;
+              case "revoke":
+                add(revocation(x.i));
+                break;
+              case "checkpoint":
+                pending.push(store.checkpoint());
+                break;
+              case "snapshot":
+                if (store.size > 0 || pending.length > 0) pending.push((ledger !== undefined ? ledger.snapshot() : store.writeSnapshot()).catch((e: unknown) => errors.push(e)));
+                break;
+              case "await":
+                await Promise.all(pending);
+                pending = [];
+                break;
+              case "reopen":
+                await reopened();
+                break;
+              default:
+                return x satisfies never;
             }
-            case "dupe":
-              await append(decision(`t${x.of % Math.max(1, tasks)}`, "deny", `n${x.of % 16}`));
-              break;
-            case "trust":
-              await append(trust(x.i));
-              break;
-            case "revoke":
-              await append(revocation(x.i));
-              break;
-            case "checkpoint":
-              await store.checkpoint();
-              break;
-            case "snapshot":
-              if (store.size > 0) await snapshot();
-              break;
-            case "reopen": {
-              await store.close();
-              store = await AuditStore.open(await h.open(), o);
-              expect(view(store.state)).toEqual(view(await genesisFold(store, window)));
-              ledger = viaLedger ? new Ledger(store) : undefined;
-              break;
-            }
-            default:
-              return x satisfies never;
           }
-        }
-        await store.close();
-        store = await AuditStore.open(await h.open(), o);
-        expect(view(store.state)).toEqual(view(await genesisFold(store, window)));
-        await store.close();
-      }),
-      { numRuns: Number(process.env["FAILCLOSED_SNAPSHOT_RUNS"] ?? 150) },
+          await reopened();
+          // A long tail: everything still in the window is forgotten exactly when the genesis fold forgets it.
+          ledger ??= new Ledger(store);
+          for (let i = 0; i < 3 * window + 4; i++) {
+            await ledger.append(i % 3 === 0 ? decision(`t${i % Math.max(1, tasks)}`, "deny", `n${i % 10}`) : trust(i));
+            expect(entriesView(ledger.state)).toEqual(entriesView(await genesisFold(store, window)));
+          }
+          await store.close();
+          // Only a snapshot of a log with nothing in it yet is refused.
+          expect(errors.filter((e) => !String(e).includes("empty log"))).toEqual([]);
+        },
+      ),
+      { numRuns: Number(process.env["FAILCLOSED_SNAPSHOT_RUNS"] ?? 200) },
     );
+    // The property did exercise restores, not only genesis folds.
+    expect(fromSnapshot).toBeGreaterThan(50);
+  });
+});
+
+describe("fold snapshots: what else a restore must carry on", () => {
+  it("the checkpoint cadence goes on where it stood (records since the last checkpoint)", async () => {
+    const cadence = async (useSnapshot: boolean): Promise<number[]> => {
+      const h = harness(memoryHarness);
+      const o = storeOptions({ checkpointEvery: 5 });
+      let store = await AuditStore.open(await h.open(), o);
+      for (let i = 0; i < 13; i++) await store.append(outcome(`a${i}`));
+      if (useSnapshot) await store.writeSnapshot();
+      await store.close();
+      store = await AuditStore.open(await h.open(), o);
+      expect(store.openedFrom.snapshotSize > 0).toBe(useSnapshot);
+      for (let i = 0; i < 6; i++) await store.append(outcome(`b${i}`));
+      const at = (await records(store)).flatMap((r) => (r.type === "checkpoint" ? [r.seq] : []));
+      await store.close();
+      return at;
+    };
+    expect(await cadence(true)).toEqual(await cadence(false));
+  });
+
+  it("a snapshot made under other fold rules is never restored (FOLD_VERSION), and the rules' text is pinned to the version", async () => {
+    // A fold whose rules changed would restore a state the new rules do not give, and replay
+    // (always from genesis, under the new rules) would accuse an honest gateway. Editing
+    // fold.ts or fold-snapshot.ts therefore means: bump FOLD_VERSION if what a fold holds (or
+    // how it is encoded) could change, then update this pin.
+    const text = ["fold.ts", "fold-snapshot.ts"].map((f) => readFileSync(fileURLToPath(new URL(`../../src/audit/${f}`, import.meta.url)), "utf8")).join("\0");
+    expect({ FOLD_VERSION, sha256: sha256B64u(new TextEncoder().encode(text)) }).toEqual({ FOLD_VERSION: 1, sha256: FOLD_RULES_PIN });
+
+    const h = harness(memoryHarness);
+    let store = await AuditStore.open(await h.open(), opts());
+    for (const e of workload(20)) await store.append(e);
+    await store.writeSnapshot();
+    await store.close();
+    const b = await h.open();
+    const m = (parseStrict((await b.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>).payload;
+    await b.batch([{ type: "put", key: SNAPSHOT_MANIFEST_KEY, value: canonicalBytes(signPayload("snapshot", { ...m, fold: FOLD_VERSION + 1 }, GATEWAY_KEY)) }], { sync: true });
+    store = await AuditStore.open(b, opts());
+    expect(store.openedFrom.snapshotSize).toBe(0);
+    expect(store.openedFrom.snapshotProblem).toMatch(/rules of fold v2/);
+    await store.close();
+    // The header carries the version too, so parts from other rules never decode.
+    const enc = encodeState(emptyState(W));
+    expect(() => decodeState(sealState({ ...enc, header: { ...enc.header, fold: FOLD_VERSION + 1 } }, 1, undefined), W)).toThrow(/fold rules v2/);
+  });
+
+  it("a ledger whose log refused an entry it had already folded never saves its projection", async () => {
+    const h = harness(memoryHarness);
+    const store = await AuditStore.open(await h.open(), opts());
+    const errors: unknown[] = [];
+    const ledger = new Ledger(store, { snapshotEvery: 2, onSnapshotError: (e) => errors.push(e) });
+    await ledger.append(outcome("a"));
+    await store.close();
+    // The store is closed: it refuses what the ledger has folded. No snapshot, and no flood of errors.
+    for (let i = 0; i < 20; i++) await ledger.append(outcome(`b${i}`)).catch(() => undefined);
+    await expect(ledger.snapshot()).rejects.toThrow(/AUDIT_UNWRITABLE|refused/);
+    expect(errors.length).toBeLessThanOrEqual(1);
   });
 });

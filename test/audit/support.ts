@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LevelBackend, MemoryBackend, type AuditBackend, type MemoryData } from "../../src/audit/backend.ts";
+import type { AuditState, Retiring } from "../../src/audit/fold.ts";
 import type { AuditEntry } from "../../src/audit/records.ts";
 import { AuditStore, type AuditStoreOptions } from "../../src/audit/store.ts";
 import { keyPairFromSeed, type KeyPair } from "../../src/crypto/keys.ts";
@@ -57,3 +58,35 @@ export const outcomeEntry = (i: number): AuditEntry => ({
   status: i % 3 === 0 ? "failed" : "succeeded",
   resultDigest: `digest-${i}`,
 });
+
+/** The live entries of a retire queue, in order: what is still due to be forgotten, and when. */
+function live(r: Retiring, seqOf: (k: string) => number | undefined): [number, string][] {
+  const out: [number, string][] = [];
+  for (let i = r.head; i < r.keys.length; i++) if (seqOf(r.keys[i]!) === r.seqs[i]) out.push([r.entries[i]!, r.keys[i]!]);
+  return out;
+}
+
+/**
+ * Everything a state means, without its internal seq numbering (a gateway's projection numbers
+ * entries only; seqs serve only to match a retire entry to its key's latest touch).
+ */
+export function foldView(s: Readonly<AuditState>): unknown {
+  const sorted = (x: Iterable<string>): string[] => [...x].sort();
+  return {
+    size: s.size,
+    entries: s.entries,
+    windowed: s.windowed,
+    window: s.window,
+    trustVersion: s.trustVersion,
+    authorities: sorted(s.authorities),
+    gateways: sorted(s.gateways),
+    policy: s.policy,
+    revokedArtifacts: sorted(s.revokedArtifacts),
+    revokedKeys: sorted(s.revokedKeys),
+    nonces: sorted(s.consumedNonces.keys()),
+    tasks: [...s.tasks].map(([k, t]) => `${k}:${t.status}`).sort(),
+    retireTasks: live(s.retire.tasks, (k) => s.tasks.get(k)?.lastSeq),
+    retireNonces: live(s.retire.nonces, (k) => s.consumedNonces.get(k)),
+    lastCheckpoint: s.lastCheckpoint,
+  };
+}
