@@ -19,7 +19,8 @@ if (!natsUrl || !id || !dir) {
   process.exit(2);
 }
 
-const nc = await connect({ servers: natsUrl });
+// The gateway's own client settings (gateway.ts #start), so the floor stays its yardstick.
+const nc = await connect({ servers: natsUrl, noAsyncTraces: true });
 const { nonceKv } = await ensureBus(nc);
 const js = jetstream(nc);
 const db = new Level<string, string>(dir, { valueEncoding: "utf8" });
