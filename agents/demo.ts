@@ -49,6 +49,8 @@ export async function runAgentDemo(opts: { natsUrl: string; dataDir: string; log
       natsUrl: opts.natsUrl,
       dataDir: opts.dataDir,
       outcomeTimeoutMs: 20_000,
+      // Outcomes count only when signed by the gateway (its key is added by connect).
+      gatewayKeys: [],
       gateway: {
         gatewayId: GATEWAY_ID,
         gatewayKey,

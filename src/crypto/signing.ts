@@ -6,7 +6,7 @@ import { signEd25519, verifyEd25519, SIGNATURE_LENGTH } from "./ed25519.ts";
 import { sha256 } from "./hash.ts";
 import type { KeyPair } from "./keys.ts";
 
-export type SignedKind = "artifact" | "request" | "lineage" | "revocation" | "checkpoint" | "heartbeat" | "snapshot";
+export type SignedKind = "artifact" | "request" | "lineage" | "revocation" | "checkpoint" | "heartbeat" | "snapshot" | "outcome";
 
 export const DOMAIN_TAGS: Readonly<Record<SignedKind, string>> = {
   artifact: "failclosed/artifact/v1",
@@ -16,6 +16,7 @@ export const DOMAIN_TAGS: Readonly<Record<SignedKind, string>> = {
   checkpoint: "failclosed/checkpoint/v1",
   heartbeat: "failclosed/heartbeat/v1",
   snapshot: "failclosed/fold-snapshot/v1",
+  outcome: "failclosed/outcome/v1",
 };
 
 const encoder = new TextEncoder();

@@ -44,7 +44,7 @@ import { systemClock } from "../runtime/clock.ts";
 import { EvidenceIndex } from "./evidence-index.ts";
 import { applyGovernanceMessage } from "./governance-feed.ts";
 import { Ledger } from "./ledger.ts";
-import type { DecisionMessage, TaskOutcome } from "./outcome.ts";
+import { signOutcome, type DecisionMessage, type TaskOutcome } from "./outcome.ts";
 import {
   taskMachine,
   type CollectEvidenceInput,
@@ -314,6 +314,11 @@ export class Gateway {
 
   registerAction(name: string, handler: ActionHandler): void {
     this.#actions.set(name, handler);
+  }
+
+  /** This gateway's key id: the signer of its outcomes, checkpoints and spawn lineage. */
+  get keyId(): string {
+    return this.#o.gatewayKey.keyId;
   }
 
   get ledger(): Ledger {
@@ -1015,6 +1020,8 @@ export class Gateway {
       chain: [...parent.chain, child.artifact],
       lineage: [...parent.lineage, event],
       timeoutMs: this.#o.childTimeoutMs ?? 30_000,
+      // Only a gateway this one trusts for lineage can answer for the child.
+      gatewayKeys: new Set(this.#ledger.state.gateways),
     });
   }
 
@@ -1073,9 +1080,19 @@ export class Gateway {
     }
   }
 
+  /** Signed with the gateway key (signOutcome), so clients that know the key can tell it from a forgery. */
   #publishOutcome(o: TaskOutcome): void {
+    let signed: TaskOutcome;
     try {
-      this.#nc.publish(SUBJECTS.outcome(o.taskId), JSON.stringify(o));
+      signed = signOutcome(o, this.#o.gatewayKey);
+    } catch {
+      // A result that is not I-JSON cannot be signed (nor digested: the outcome says failed);
+      // the outcome goes out without it.
+      const { result: _dropped, ...rest } = o;
+      signed = signOutcome({ ...rest, error: rest.error ?? "result is not I-JSON" }, this.#o.gatewayKey);
+    }
+    try {
+      this.#nc.publish(SUBJECTS.outcome(o.taskId), JSON.stringify(signed));
     } catch {
       // as above
     }

@@ -1,6 +1,10 @@
 // What a task's submitter learns: published on failclosed.outcome.<taskId> and returned by
 // spawn(). The decision itself goes on failclosed.decision.<taskId> with all its checks.
 import type { JsonValue } from "../canonical/jcs.ts";
+import { PUBLIC_KEY_LENGTH } from "../crypto/ed25519.ts";
+import { fromB64u } from "../crypto/base64url.ts";
+import type { KeyPair } from "../crypto/keys.ts";
+import { signPayload, verifySigned } from "../crypto/signing.ts";
 import type { Check, DenialCode } from "../core/types.ts";
 
 export interface TaskOutcome {
@@ -27,6 +31,33 @@ export interface TaskOutcome {
   result?: JsonValue;
   error?: string;
   checks?: Check[];
+  /**
+   * The deciding gateway's keyId and its signature over every other field (domain tag
+   * failclosed/outcome/v1, JCS of the outcome without `sig`). Absent on a client-side deny.
+   * A client that knows the gateways' keys (Runtime ConnectOptions.gatewayKeys) takes only
+   * outcomes signed by one of them.
+   */
+  signer?: string;
+  sig?: string;
+}
+
+/** The outcome as published: signed by the gateway key over all its other fields. */
+export function signOutcome(o: TaskOutcome, key: KeyPair): TaskOutcome {
+  const { sig: _drop, ...rest } = o;
+  const signed = signPayload("outcome", { ...rest, signer: key.keyId }, key);
+  return { ...signed.payload, sig: signed.sig };
+}
+
+/** True when `o` carries a valid signature by one of `trusted` (gateway keyIds). Never throws. */
+export function outcomeSignedBy(o: TaskOutcome, trusted: ReadonlySet<string>): boolean {
+  try {
+    const { sig, ...payload } = o;
+    if (typeof sig !== "string" || typeof payload.signer !== "string" || !trusted.has(payload.signer)) return false;
+    const pub = fromB64u(payload.signer, PUBLIC_KEY_LENGTH);
+    return pub !== undefined && verifySigned("outcome", { payload, sig }, pub);
+  } catch {
+    return false;
+  }
 }
 
 export interface DecisionMessage {

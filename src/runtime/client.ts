@@ -7,7 +7,7 @@ import type { JsonValue } from "../canonical/jcs.ts";
 import { tryParseStrict } from "../canonical/strict-parse.ts";
 import type { SignedArtifact, SignedLineage, SignedRequest } from "../core/types.ts";
 import { SUBJECTS, submissionIdOf } from "../nats/contract.ts";
-import type { TaskOutcome } from "../gateway/outcome.ts";
+import { outcomeSignedBy, type TaskOutcome } from "../gateway/outcome.ts";
 
 export interface Submission {
   request: SignedRequest;
@@ -17,6 +17,8 @@ export interface Submission {
   /** Lineage events to publish on the task's lineage subject. */
   lineage?: SignedLineage[];
   timeoutMs?: number;
+  /** AwaitOptions.gatewayKeys. */
+  gatewayKeys?: ReadonlySet<string>;
 }
 
 export function noAnswer(taskId: string, why: string): TaskOutcome {
@@ -32,6 +34,12 @@ export interface AwaitOptions {
    * `failclosed.outcome.>` to gateways.
    */
   submissionId?: string;
+  /**
+   * The gateways' keyIds: when given, only outcomes signed by one of them count (signOutcome);
+   * an unsigned or forged one is ignored like an unreadable one. Without it an outcome is as
+   * trustworthy as the NATS permissions on `failclosed.outcome.>`.
+   */
+  gatewayKeys?: ReadonlySet<string>;
 }
 
 /**
@@ -63,6 +71,7 @@ export function awaitOutcome(
         const p = tryParseStrict(m.data, { maxBytes: 4 * 1024 * 1024 });
         if (!p.ok || typeof p.value !== "object" || p.value === null || Array.isArray(p.value) || p.value["taskId"] !== taskId) continue;
         const out = p.value as unknown as TaskOutcome;
+        if (o.gatewayKeys !== undefined && !outcomeSignedBy(out, o.gatewayKeys)) continue;
         if (o.submissionId !== undefined && out.submissionId !== o.submissionId) continue;
         if (out.duplicate === true && out.originalDone !== true) {
           held ??= out;
@@ -90,7 +99,10 @@ export async function submitTask(nc: NatsConnection, s: Submission): Promise<Tas
     const body = JSON.stringify({ request: s.request, args: s.args });
     // What the gateway will fingerprint: the submit message as it parses it.
     const submissionId = submissionIdOf(JSON.parse(body));
-    waiter = awaitOutcome(nc, taskId, s.timeoutMs ?? 30_000, submissionId !== undefined ? { submissionId } : {});
+    waiter = awaitOutcome(nc, taskId, s.timeoutMs ?? 30_000, {
+      ...(submissionId !== undefined ? { submissionId } : {}),
+      ...(s.gatewayKeys !== undefined ? { gatewayKeys: s.gatewayKeys } : {}),
+    });
     await waiter.ready;
     const js = jetstream(nc);
     // Evidence first: a gateway that pulls the request should find it already streaming in.

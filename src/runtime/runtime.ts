@@ -23,6 +23,14 @@ export interface ConnectOptions {
   clock?: Clock;
   /** How long spawn() waits for an outcome before reporting a deny. Default 30 s. */
   outcomeTimeoutMs?: number;
+  /**
+   * The keyIds of the gateways whose outcomes spawn() accepts: each outcome must carry a valid
+   * signature by one of them, and anything else on the outcome subject is ignored (so a forged
+   * "succeeded" cannot reach the agent; with no genuine answer, spawn() reports a deny at its
+   * timeout). Without it, outcomes are trusted as far as NATS permissions are. The in-process
+   * gateway's key is added when this runtime runs one.
+   */
+  gatewayKeys?: string[];
 }
 
 export interface SpawnRequest {
@@ -47,6 +55,7 @@ export class Runtime {
     readonly gateway: Gateway | undefined,
     private readonly clock: Clock,
     private readonly timeoutMs: number,
+    private readonly gatewayKeys: ReadonlySet<string> | undefined,
   ) {}
 
   /**
@@ -64,7 +73,8 @@ export class Runtime {
       if (!o.gateway) throw new TypeError("connect: dataDir needs gateway settings (gatewayId, gatewayKey, authorities)");
       gateway = await Gateway.start({ ...o.gateway, natsUrl: o.natsUrl, audit: o.dataDir, ...(o.clock ? { clock: o.clock } : {}) });
     }
-    return new Runtime(nc, gateway, o.clock ?? systemClock, o.outcomeTimeoutMs ?? 30_000);
+    const keys = o.gatewayKeys === undefined ? undefined : new Set([...o.gatewayKeys, ...(gateway !== undefined ? [gateway.keyId] : [])]);
+    return new Runtime(nc, gateway, o.clock ?? systemClock, o.outcomeTimeoutMs ?? 30_000, keys);
   }
 
   /** Handlers run only from `executing`, after a durable allow, on whichever gateway decided. */
@@ -79,7 +89,7 @@ export class Runtime {
     const leaf = r.chain[r.chain.length - 1];
     if (!leaf) throw new TypeError("spawn: empty artifact chain");
     const request = signRequest(r.agent, { taskId, action: r.action, resource: r.resource, args: r.args, artifact: leaf, createdAt: this.clock() });
-    return { taskId, outcome: submitTask(this.nc, { request, args: r.args, chain: r.chain, timeoutMs: this.timeoutMs }) };
+    return { taskId, outcome: submitTask(this.nc, { request, args: r.args, chain: r.chain, timeoutMs: this.timeoutMs, ...(this.gatewayKeys !== undefined ? { gatewayKeys: this.gatewayKeys } : {}) }) };
   }
 
   /** Prepare a child task for ctx.spawn(): a delegated artifact and the child's signed request. */

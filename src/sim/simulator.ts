@@ -704,7 +704,7 @@ class ScenarioRun {
     }
     if (hasChildren) {
       // A parent: done when it is executing (held open for its children) or decided otherwise.
-      void submitTask(this.nc, { request: run.request, args: run.args, chain: run.chain, lineage: run.lineage, timeoutMs: deadline }).then((o) => (client = o));
+      void submitTask(this.nc, { request: run.request, args: run.args, chain: run.chain, lineage: run.lineage, timeoutMs: deadline, gatewayKeys: this.gatewayKeys() }).then((o) => (client = o));
       const raced = await Promise.race([this.waitLive(run.wireId, deadline).then(() => "live" as const), outcomeP.then(() => "done" as const)]);
       if (raced === "live") {
         this.finishing.push(outcomeP);
@@ -712,9 +712,14 @@ class ScenarioRun {
       }
       return { outcome: await outcomeP, client };
     }
-    client = await submitTask(this.nc, { request: run.request, args: run.args, chain: run.chain, lineage: run.lineage, timeoutMs: deadline });
+    client = await submitTask(this.nc, { request: run.request, args: run.args, chain: run.chain, lineage: run.lineage, timeoutMs: deadline, gatewayKeys: this.gatewayKeys() });
     const outcome = client.gatewayId === "client" ? await Promise.race([outcomeP, sleep(500).then(() => undefined)]) : await outcomeP;
     return { outcome, client };
+  }
+
+  /** The scenario's gateways' keys: the client takes only outcomes they signed. */
+  gatewayKeys(): ReadonlySet<string> {
+    return new Set(this.s.gateways.map((g) => this.key("gateway", g).keyId));
   }
 
   async runReplay(st: ReplayStep, index: number): Promise<void> {
@@ -722,7 +727,7 @@ class ScenarioRun {
     if (!orig) throw new Error(`replay: unknown task ${st.of}`);
     const submittedAt = this.now;
     const outcomeP = this.nextOutcome(orig.wireId, 30_000);
-    const client = await submitTask(this.nc, { request: orig.request, args: orig.args, chain: orig.chain, lineage: orig.lineage, timeoutMs: 20_000 });
+    const client = await submitTask(this.nc, { request: orig.request, args: orig.args, chain: orig.chain, lineage: orig.lineage, timeoutMs: 20_000, gatewayKeys: this.gatewayKeys() });
     const outcome = client.gatewayId === "client" ? undefined : await outcomeP;
     const actual = this.actualOf(undefined, outcome ?? client, false);
     this.tasks.push({

@@ -37,7 +37,9 @@ export async function startHarness(o: { natsUrl?: string; gateways?: number; clo
   const authority = await Authority.connect({ natsUrl: url, key: namedKey("authority"), ...(o.clock ? { clock: o.clock } : {}) });
   await authority.publishPolicy(DEFAULT_POLICY);
   await authority.startHeartbeats(o.heartbeatMs ?? 1_000);
-  const runtime = await Runtime.connect({ natsUrl: url, ...(o.clock ? { clock: o.clock } : {}), outcomeTimeoutMs: 20_000 });
+  // The client takes only outcomes signed by a gateway key it knows: those startGateway hands out.
+  const gatewayKeys = Array.from({ length: 8 }, (_, i) => namedKey(`gateway-${i + 1}`).keyId);
+  const runtime = await Runtime.connect({ natsUrl: url, ...(o.clock ? { clock: o.clock } : {}), outcomeTimeoutMs: 20_000, gatewayKeys });
   const outcomes: TaskOutcome[] = [];
   const warnings: string[] = [];
   const gateways: Gateway[] = [];

@@ -6,7 +6,8 @@ import { jetstream } from "@nats-io/jetstream";
 import { signRequest } from "../../src/core/artifacts.ts";
 import { Kvm } from "@nats-io/kv";
 import { KV_BUCKETS, SUBJECTS, submissionIdOf, taskClaimKey } from "../../src/nats/contract.ts";
-import { submitTask } from "../../src/runtime/client.ts";
+import { awaitOutcome, submitTask } from "../../src/runtime/client.ts";
+import { outcomeSignedBy, signOutcome, type TaskOutcome } from "../../src/gateway/outcome.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
@@ -40,6 +41,67 @@ async function slowGateway(ms: number): Promise<{ hh: Harness; runs: () => numbe
   });
   return { hh: h, runs: () => runs };
 }
+
+describe("outcomes are signed by the deciding gateway", () => {
+  const gw = namedKey("gateway-1");
+  const base: TaskOutcome = { taskId: "t-1", gatewayId: "gw-1", verdict: "allow", codes: [], status: "succeeded", decisionSeq: 4, submissionId: "s".repeat(43), result: { ok: true } };
+  const trusted = new Set([gw.keyId]);
+
+  it("a signed outcome verifies under its gateway's key, and nothing else does", () => {
+    const signed = signOutcome(base, gw);
+    expect(signed.signer).toBe(gw.keyId);
+    expect(outcomeSignedBy(signed, trusted)).toBe(true);
+    expect(outcomeSignedBy(JSON.parse(JSON.stringify(signed)) as TaskOutcome, trusted)).toBe(true); // as it crosses the wire
+    expect(outcomeSignedBy(signOutcome(signed, gw), trusted)).toBe(true); // re-signing replaces the signature
+    expect(outcomeSignedBy(base, trusted)).toBe(false); // unsigned
+    expect(outcomeSignedBy(signed, new Set([namedKey("gateway-2").keyId]))).toBe(false); // a gateway not trusted
+    expect(outcomeSignedBy({ ...signed, result: { ok: false } }, trusted)).toBe(false);
+    expect(outcomeSignedBy({ ...signed, status: "failed" }, trusted)).toBe(false);
+    expect(outcomeSignedBy({ ...signed, submissionId: "z".repeat(43) }, trusted)).toBe(false);
+    const { result: _r, ...withoutResult } = signed;
+    expect(outcomeSignedBy(withoutResult, trusted)).toBe(false); // a field dropped
+    // Signed by another key that claims to be the gateway.
+    const rogue = signOutcome(base, namedKey("rogue"));
+    expect(outcomeSignedBy({ ...rogue, signer: gw.keyId }, trusted)).toBe(false);
+    expect(outcomeSignedBy({ ...signed, sig: "AAAA" }, trusted)).toBe(false);
+    expect(outcomeSignedBy({ ...signed, signer: 7 } as unknown as TaskOutcome, trusted)).toBe(false);
+  });
+
+  it("a client that knows the gateway keys takes the genuine outcome, not a forgery sent ahead of it with the right submission id", async () => {
+    const { hh, runs } = await slowGateway(800);
+    const taskId = newTaskId();
+    const s = await submission(hh, taskId);
+    const submissionId = submissionIdOf({ request: s.request, args: s.args })!;
+    const trustedKeys = new Set([hh.gateways[0]!.keyId]);
+    const pending = submitTask(hh.runtime.nc, { request: s.request, args: s.args, chain: [s.artifact], timeoutMs: 15_000, gatewayKeys: trustedKeys });
+    // A second waiter that does not check signatures: the forgery is what it gets.
+    const naive = awaitOutcome(hh.runtime.nc, taskId, 15_000, { submissionId });
+    await naive.ready;
+    await sleep(250);
+    const forged: TaskOutcome = { taskId, gatewayId: "gw-1", verdict: "allow", codes: [], status: "succeeded", submissionId, result: { forged: true } };
+    const nc = hh.runtime.nc;
+    nc.publish(SUBJECTS.outcome(taskId), JSON.stringify(forged)); // unsigned
+    nc.publish(SUBJECTS.outcome(taskId), JSON.stringify(signOutcome(forged, namedKey("rogue")))); // signed by an unknown key
+    nc.publish(SUBJECTS.outcome(taskId), JSON.stringify({ ...signOutcome(forged, namedKey("rogue")), signer: hh.gateways[0]!.keyId })); // claims the gateway's key
+    const genuineLooking = signOutcome({ ...forged, result: { ok: true } }, namedKey("gateway-1"));
+    nc.publish(SUBJECTS.outcome(taskId), JSON.stringify({ ...genuineLooking, result: { forged: true } })); // a real signature, altered after
+    await nc.flush();
+    expect((await naive.outcome).result).toEqual({ forged: true });
+    const outcome = await pending;
+    expect(outcome).toMatchObject({ verdict: "allow", status: "succeeded", result: { ok: true }, signer: hh.gateways[0]!.keyId });
+    expect(outcomeSignedBy(outcome, trustedKeys)).toBe(true);
+    expect(runs()).toBe(1);
+  });
+
+  it("a client whose gateway keys match no gateway gets no outcome: a deny at its timeout, never a pass", async () => {
+    const { hh, runs } = await slowGateway(10);
+    const taskId = newTaskId();
+    const s = await submission(hh, taskId);
+    const outcome = await submitTask(hh.runtime.nc, { request: s.request, args: s.args, chain: [s.artifact], timeoutMs: 2_000, gatewayKeys: new Set([namedKey("someone-else").keyId]) });
+    expect(outcome).toMatchObject({ verdict: "deny", gatewayId: "client", codes: ["GOVERNANCE_UNAVAILABLE"] });
+    expect(runs()).toBe(1); // it did run: the client just cannot tell, so it reports a deny
+  });
+});
 
 describe("outcomes on the bus", () => {
   it("forged, unreadable and foreign messages on a task's outcome subject do not end the submitter's wait", async () => {
