@@ -88,7 +88,7 @@ export function createAdversary(): { key: KeyPair; run(env: AgentEnv, o: Adversa
       const grant = (taskId: string, scope: ArtifactScope, validity = windowFromNow(60_000, 10 * 60_000)) =>
         env.authority.grant({ taskId, holder: key.keyId, scope, validity, nonce: freshNonce(), attribution });
       const submit = (request: SignedRequest, args: JsonValue, chain: SignedArtifact[], lineage: SignedLineage[] = []) =>
-        submitTask(env.rt.nc, { request, args, chain, lineage, timeoutMs: 20_000 });
+        submitTask(env.rt.nc, { request, args, chain, lineage, timeoutMs: 20_000, ...(env.rt.gateway !== undefined ? { gatewayKeys: new Set([env.rt.gateway.keyId]) } : {}) });
 
       // 1. Scope escalation. The API refuses to sign a widening delegation...
       {

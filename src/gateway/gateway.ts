@@ -44,7 +44,7 @@ import { systemClock } from "../runtime/clock.ts";
 import { EvidenceIndex } from "./evidence-index.ts";
 import { applyGovernanceMessage } from "./governance-feed.ts";
 import { Ledger } from "./ledger.ts";
-import { signOutcome, type DecisionMessage, type TaskOutcome } from "./outcome.ts";
+import { outcomeMessage, type DecisionMessage, type TaskOutcome } from "./outcome.ts";
 import {
   taskMachine,
   type CollectEvidenceInput,
@@ -1080,19 +1080,15 @@ export class Gateway {
     }
   }
 
-  /** Signed with the gateway key (signOutcome), so clients that know the key can tell it from a forgery. */
+  /** Signed with the gateway key (outcome.ts outcomeMessage), so clients that know the key can tell it from a forgery. */
   #publishOutcome(o: TaskOutcome): void {
-    let signed: TaskOutcome;
-    try {
-      signed = signOutcome(o, this.#o.gatewayKey);
-    } catch {
-      // A result that is not I-JSON cannot be signed (nor digested: the outcome says failed);
-      // the outcome goes out without it.
-      const { result: _dropped, ...rest } = o;
-      signed = signOutcome({ ...rest, error: rest.error ?? "result is not I-JSON" }, this.#o.gatewayKey);
+    const message = outcomeMessage(o, this.#o.gatewayKey);
+    if (message === undefined) {
+      this.#warn(`outcome of ${o.taskId} could not be signed: not published (its client reports a deny at its timeout)`);
+      return;
     }
     try {
-      this.#nc.publish(SUBJECTS.outcome(o.taskId), JSON.stringify(signed));
+      this.#nc.publish(SUBJECTS.outcome(o.taskId), message);
     } catch {
       // as above
     }

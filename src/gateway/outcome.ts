@@ -1,6 +1,7 @@
 // What a task's submitter learns: published on failclosed.outcome.<taskId> and returned by
 // spawn(). The decision itself goes on failclosed.decision.<taskId> with all its checks.
-import type { JsonValue } from "../canonical/jcs.ts";
+import { canonicalize, type JsonValue } from "../canonical/jcs.ts";
+import { tryParseStrict } from "../canonical/strict-parse.ts";
 import { PUBLIC_KEY_LENGTH } from "../crypto/ed25519.ts";
 import { fromB64u } from "../crypto/base64url.ts";
 import type { KeyPair } from "../crypto/keys.ts";
@@ -46,6 +47,45 @@ export function signOutcome(o: TaskOutcome, key: KeyPair): TaskOutcome {
   const { sig: _drop, ...rest } = o;
   const signed = signPayload("outcome", { ...rest, signer: key.keyId }, key);
   return { ...signed.payload, sig: signed.sig };
+}
+
+/** How large an outcome message a client reads (runtime/client.ts awaitOutcome). */
+export const MAX_OUTCOME_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The bytes a gateway publishes for an outcome: the signed outcome in canonical form, so the
+ * client parses exactly the values that were signed (no toJSON or getter can make the sent
+ * JSON differ), and only if the client's own parser (size, depth, forbidden keys) reads it
+ * back. A `result` that fails either way is left out and `detail` says so; its status and
+ * resultDigest stay, as the audit log records them. If even that cannot be signed, a minimal
+ * outcome; undefined if not even that (the client then reports a deny at its timeout). Never
+ * throws.
+ */
+export function outcomeMessage(o: TaskOutcome, key: KeyPair): string | undefined {
+  const attempt = (x: TaskOutcome): string | undefined => {
+    try {
+      const text = canonicalize(signOutcome(x, key));
+      return tryParseStrict(text, { maxBytes: MAX_OUTCOME_BYTES }).ok ? text : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const whole = attempt(o);
+  if (whole !== undefined) return whole;
+  const { result: _dropped, ...rest } = o;
+  const withoutResult = attempt({ ...rest, detail: "the result could not be delivered: it is not I-JSON a client can read (see the audit log's resultDigest)" });
+  if (withoutResult !== undefined) return withoutResult;
+  const minimal: TaskOutcome = {
+    taskId: o.taskId,
+    gatewayId: o.gatewayId,
+    verdict: o.verdict,
+    codes: o.codes,
+    status: o.status,
+    ...(o.submissionId !== undefined ? { submissionId: o.submissionId } : {}),
+    ...(o.decisionSeq !== undefined ? { decisionSeq: o.decisionSeq } : {}),
+    detail: "the outcome could not be delivered whole: see the audit log",
+  };
+  return attempt(minimal);
 }
 
 /** True when `o` carries a valid signature by one of `trusted` (gateway keyIds). Never throws. */

@@ -7,7 +7,7 @@ import type { JsonValue } from "../canonical/jcs.ts";
 import { tryParseStrict } from "../canonical/strict-parse.ts";
 import type { SignedArtifact, SignedLineage, SignedRequest } from "../core/types.ts";
 import { SUBJECTS, submissionIdOf } from "../nats/contract.ts";
-import { outcomeSignedBy, type TaskOutcome } from "../gateway/outcome.ts";
+import { MAX_OUTCOME_BYTES, outcomeSignedBy, type TaskOutcome } from "../gateway/outcome.ts";
 
 export interface Submission {
   request: SignedRequest;
@@ -68,7 +68,7 @@ export function awaitOutcome(
     let held: TaskOutcome | undefined;
     try {
       for await (const m of sub) {
-        const p = tryParseStrict(m.data, { maxBytes: 4 * 1024 * 1024 });
+        const p = tryParseStrict(m.data, { maxBytes: MAX_OUTCOME_BYTES });
         if (!p.ok || typeof p.value !== "object" || p.value === null || Array.isArray(p.value) || p.value["taskId"] !== taskId) continue;
         const out = p.value as unknown as TaskOutcome;
         if (o.gatewayKeys !== undefined && !outcomeSignedBy(out, o.gatewayKeys)) continue;

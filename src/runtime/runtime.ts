@@ -10,6 +10,7 @@ import { delegateArtifact, signRequest, type DelegateOptions } from "../core/art
 import type { SignedArtifact } from "../core/types.ts";
 import { Gateway, type ActionHandler, type GatewayOptions } from "../gateway/gateway.ts";
 import type { TaskOutcome } from "../gateway/outcome.ts";
+import { assertAcceptableKey } from "../core/trust-store.ts";
 import { ensureBus } from "../nats/setup.ts";
 import { submitTask } from "./client.ts";
 import { systemClock, type Clock } from "./clock.ts";
@@ -74,6 +75,17 @@ export class Runtime {
       gateway = await Gateway.start({ ...o.gateway, natsUrl: o.natsUrl, audit: o.dataDir, ...(o.clock ? { clock: o.clock } : {}) });
     }
     const keys = o.gatewayKeys === undefined ? undefined : new Set([...o.gatewayKeys, ...(gateway !== undefined ? [gateway.keyId] : [])]);
+    if (keys !== undefined) {
+      // A mistyped key, or none at all, would make every spawn() a deny at its timeout.
+      try {
+        for (const k of keys) assertAcceptableKey(k);
+        if (keys.size === 0) throw new TypeError("connect: gatewayKeys is empty and this runtime runs no gateway: no outcome could ever be accepted");
+      } catch (e) {
+        await gateway?.stop();
+        await nc.close();
+        throw e;
+      }
+    }
     return new Runtime(nc, gateway, o.clock ?? systemClock, o.outcomeTimeoutMs ?? 30_000, keys);
   }
 

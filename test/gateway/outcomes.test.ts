@@ -7,8 +7,11 @@ import { signRequest } from "../../src/core/artifacts.ts";
 import { Kvm } from "@nats-io/kv";
 import { KV_BUCKETS, SUBJECTS, submissionIdOf, taskClaimKey } from "../../src/nats/contract.ts";
 import { awaitOutcome, submitTask } from "../../src/runtime/client.ts";
-import { outcomeSignedBy, signOutcome, type TaskOutcome } from "../../src/gateway/outcome.ts";
-import { newTaskId } from "../../src/runtime/runtime.ts";
+import { MAX_OUTCOME_BYTES, outcomeMessage, outcomeSignedBy, signOutcome, type TaskOutcome } from "../../src/gateway/outcome.ts";
+import { tryParseStrict } from "../../src/canonical/strict-parse.ts";
+import type { JsonValue } from "../../src/canonical/jcs.ts";
+import { DOMAIN_TAGS, signPayload, type SignedKind } from "../../src/crypto/signing.ts";
+import { Runtime, newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
 import type { SignedArtifact, SignedRequest } from "../../src/core/types.ts";
@@ -67,6 +70,62 @@ describe("outcomes are signed by the deciding gateway", () => {
     expect(outcomeSignedBy({ ...signed, signer: 7 } as unknown as TaskOutcome, trusted)).toBe(false);
   });
 
+  it("every field is covered: changing, adding or dropping any one of them breaks the signature", () => {
+    const full: TaskOutcome = {
+      ...base,
+      verdict: "deny",
+      codes: ["REPLAYED"],
+      status: "denied",
+      detail: "d",
+      duplicate: true,
+      originalDone: true,
+      resultDigest: "q".repeat(43),
+      error: "e",
+      checks: [{ check: "nonce", ok: false, code: "REPLAYED", detail: "x" }],
+    };
+    const signed = signOutcome(full, gw);
+    expect(outcomeSignedBy(signed, trusted)).toBe(true);
+    for (const k of Object.keys(signed).filter((k) => k !== "sig")) {
+      const changed = { ...signed, [k]: k === "signer" ? namedKey("gateway-2").keyId : typeof signed[k as keyof TaskOutcome] === "number" ? 5 : "changed" };
+      expect(outcomeSignedBy(changed, trusted), `changed ${k}`).toBe(false);
+      const dropped = { ...signed } as Record<string, unknown>;
+      delete dropped[k];
+      expect(outcomeSignedBy(dropped as unknown as TaskOutcome, trusted), `dropped ${k}`).toBe(false);
+    }
+    expect(outcomeSignedBy({ ...signed, extra: 1 } as TaskOutcome, trusted)).toBe(false);
+  });
+
+  it("a gateway signature made for any other kind never verifies as an outcome (domain separation)", () => {
+    const payload = { ...base, signer: gw.keyId };
+    for (const kind of Object.keys(DOMAIN_TAGS) as SignedKind[]) {
+      if (kind === "outcome") continue;
+      const other = signPayload(kind, payload, gw);
+      expect(outcomeSignedBy({ ...other.payload, sig: other.sig }, trusted), kind).toBe(false);
+    }
+  });
+
+  it("what a gateway publishes is what a client reads back and verifies, even for a result a client could not parse", () => {
+    const read = (message: string | undefined): TaskOutcome => {
+      const p = tryParseStrict(message!, { maxBytes: MAX_OUTCOME_BYTES });
+      expect(p.ok).toBe(true);
+      const o = (p as { value: unknown }).value as TaskOutcome;
+      expect(outcomeSignedBy(o, trusted)).toBe(true);
+      return o;
+    };
+    expect(read(outcomeMessage(base, gw)).result).toEqual({ ok: true });
+    let deep: JsonValue = 1;
+    for (let i = 0; i < 100; i++) deep = [deep];
+    const unreadable: JsonValue[] = [JSON.parse('{"__proto__": 1}') as JsonValue, deep];
+    for (const result of unreadable) {
+      const o = read(outcomeMessage({ ...base, result }, gw));
+      expect(o.result).toBeUndefined();
+      expect(o).toMatchObject({ status: "succeeded", verdict: "allow", detail: expect.stringContaining("could not be delivered") });
+    }
+    // Not JSON at all (a handler's object with a method): left out the same way.
+    const o = read(outcomeMessage({ ...base, result: { f: () => 1 } as unknown as JsonValue }, gw));
+    expect(o.result).toBeUndefined();
+  });
+
   it("a client that knows the gateway keys takes the genuine outcome, not a forgery sent ahead of it with the right submission id", async () => {
     const { hh, runs } = await slowGateway(800);
     const taskId = newTaskId();
@@ -85,6 +144,10 @@ describe("outcomes are signed by the deciding gateway", () => {
     nc.publish(SUBJECTS.outcome(taskId), JSON.stringify({ ...signOutcome(forged, namedKey("rogue")), signer: hh.gateways[0]!.keyId })); // claims the gateway's key
     const genuineLooking = signOutcome({ ...forged, result: { ok: true } }, namedKey("gateway-1"));
     nc.publish(SUBJECTS.outcome(taskId), JSON.stringify({ ...genuineLooking, result: { forged: true } })); // a real signature, altered after
+    // Forged duplicates: one that would end the wait at once, one that would be held and
+    // returned at the timeout.
+    nc.publish(SUBJECTS.outcome(taskId), JSON.stringify({ ...forged, verdict: "deny", codes: ["REPLAYED"], status: "denied", duplicate: true, originalDone: true }));
+    nc.publish(SUBJECTS.outcome(taskId), JSON.stringify({ ...forged, duplicate: true }));
     await nc.flush();
     expect((await naive.outcome).result).toEqual({ forged: true });
     const outcome = await pending;
@@ -100,6 +163,14 @@ describe("outcomes are signed by the deciding gateway", () => {
     const outcome = await submitTask(hh.runtime.nc, { request: s.request, args: s.args, chain: [s.artifact], timeoutMs: 2_000, gatewayKeys: new Set([namedKey("someone-else").keyId]) });
     expect(outcome).toMatchObject({ verdict: "deny", gatewayId: "client", codes: ["GOVERNANCE_UNAVAILABLE"] });
     expect(runs()).toBe(1); // it did run: the client just cannot tell, so it reports a deny
+  });
+});
+
+describe("Runtime.connect refuses gateway keys that could never accept an outcome", () => {
+  it("a malformed key id, or an empty list with no gateway of its own", async () => {
+    h = await startHarness({ gateways: 0 });
+    await expect(Runtime.connect({ natsUrl: h.url, gatewayKeys: ["not-a-key"] })).rejects.toThrow();
+    await expect(Runtime.connect({ natsUrl: h.url, gatewayKeys: [] })).rejects.toThrow(/empty/);
   });
 });
 
