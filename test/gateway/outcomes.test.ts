@@ -166,6 +166,48 @@ describe("outcomes are signed by the deciding gateway", () => {
   });
 });
 
+describe("a parent's ctx.spawn takes its child's outcome only from a gateway its log trusts", () => {
+  it("an unsigned forgery, and one signed by a key the client trusts but the gateway's log does not, are ignored", async () => {
+    h = await startHarness({ gateways: 1 });
+    const hh = h;
+    const sub = namedKey("agent-1");
+    let child: { taskId: string; submissionId: string } | undefined;
+    const gw = hh.gateways[0]!;
+    gw.registerAction("transfer", async () => {
+      await sleep(1_200);
+      return { genuine: true };
+    });
+    gw.registerAction("plan", async (ctx) => {
+      const c = hh.runtime.child({
+        parent: ctx.chain[ctx.chain.length - 1]!,
+        parentTaskId: ctx.taskId,
+        holderKey: agent,
+        childAgent: sub,
+        delegation: { scope: { actions: ["transfer"], resources: ["payments/"], constraints: {} }, validity: ctx.chain[0]!.payload.validity, nonce: namedNonce(`child-of-${ctx.taskId}`), attribution: { initiator: "p", reason: "c" } },
+        action: "transfer",
+        resource: "payments/transfer",
+        args: { amount: 1 },
+      });
+      child = { taskId: c.request.payload.taskId, submissionId: submissionIdOf({ request: c.request, args: c.args })! };
+      const out = await ctx.spawn(c);
+      return { childStatus: out.status, childResult: out.result ?? null, signer: out.signer ?? null };
+    });
+    const taskId = newTaskId();
+    const now = Date.now();
+    const { artifact } = await hh.authority.grant({ taskId, holder: agent.keyId, scope: { actions: ["plan", "transfer"], resources: ["payments/"], constraints: {} }, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`root-${taskId}`), attribution: { initiator: "a", reason: "r" } });
+    const parent = hh.runtime.spawn({ agent, action: "plan", resource: "payments/batch", args: {}, chain: [artifact], taskId }).outcome;
+    while (child === undefined) await sleep(20);
+    await sleep(300);
+    const forged: TaskOutcome = { taskId: child.taskId, gatewayId: "gw-1", verdict: "allow", codes: [], status: "succeeded", submissionId: child.submissionId, result: { forged: "unsigned" } };
+    hh.runtime.nc.publish(SUBJECTS.outcome(child.taskId), JSON.stringify(forged));
+    // gateway-6: a key the harness's client accepts, but not one gw-1's log trusts (its peers are 1-4).
+    hh.runtime.nc.publish(SUBJECTS.outcome(child.taskId), JSON.stringify(signOutcome({ ...forged, result: { forged: "gateway-6" } }, namedKey("gateway-6"))));
+    await hh.runtime.nc.flush();
+    const o = await parent;
+    expect(o).toMatchObject({ verdict: "allow", status: "succeeded", result: { childStatus: "succeeded", childResult: { genuine: true }, signer: gw.keyId } });
+  });
+});
+
 describe("Runtime.connect refuses gateway keys that could never accept an outcome", () => {
   it("a malformed key id, or an empty list with no gateway of its own", async () => {
     h = await startHarness({ gateways: 0 });
