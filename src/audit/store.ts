@@ -65,6 +65,12 @@ export interface AuditStoreOptions {
    * every replay of it must use the same value, and only the default is ever assumed.
    */
   readonly foldWindow?: number;
+  /**
+   * After opening from a fold snapshot, check the records before it in the background, as an
+   * open from the first record would have (default true). If they fail, the store turns
+   * unwritable (AUDIT_CORRUPT), so a gateway denies everything from then on.
+   */
+  readonly checkPrefix?: boolean;
 }
 
 export interface AppendReceipt {
@@ -152,6 +158,8 @@ interface Loaded {
   openedFrom: OpenedFrom;
   /** Parts the stored snapshot has (its successor deletes those it does not overwrite). */
   snapshotParts: number;
+  /** The chain link at the snapshot's position (the leaf hash of its last record). */
+  snapshotPrev: string;
 }
 
 /** A stored snapshot that passed every check: the state at `size`, and where the chain stands. */
@@ -180,6 +188,46 @@ function parseHead(bytes: Uint8Array | undefined): Head {
   return { size: h.size!, last: h.last };
 }
 
+/** Where a chain walk stands: the next seq, and the leaf hash its record must name as prev. */
+interface ChainCursor {
+  seq: number;
+  prev: string;
+}
+
+/**
+ * Check one bundle's records from slot `skip` up to (not including) record `endSeq` against the
+ * chain, advancing `cur`; each decoded record goes to `onRecord`. AUDIT_CORRUPT on anything a
+ * writer of this log could not have written: a malformed bundle or slot, a gap, a record that
+ * is not canonical or not of its seq, a broken chain, a leaf hash that differs from the one
+ * stored beside it (new tree nodes are built on the stored ones).
+ */
+function checkBundle(key: string, value: Uint8Array, cur: ChainCursor, skip: number, endSeq: number | undefined, onRecord: (r: AuditRecord) => void): { index: number; count: number } {
+  const index = bundleOfKey(key);
+  const count = bundleCount(value);
+  if (index === undefined || count === undefined || !isExactBundle(value)) throw new AuditStoreError("AUDIT_CORRUPT", `bundle ${key} is malformed`);
+  // Bundles before the last are full, so each must start where the previous one ended.
+  if (index * BUNDLE_SIZE + skip !== cur.seq || skip > count) throw new AuditStoreError("AUDIT_CORRUPT", `record ${cur.seq} missing (next bundle is ${key})`);
+  const stop = Math.min(count, endSeq === undefined ? count : endSeq - index * BUNDLE_SIZE);
+  for (let i = skip; i < stop; i++) {
+    const seq = cur.seq;
+    const slot = slotBytes(value, count, i);
+    const bytes = slot === undefined ? undefined : slotRecord(slot);
+    if (slot === undefined || bytes === undefined || slotNodeCount(slot) !== nodesCompletedBy(seq)) throw new AuditStoreError("AUDIT_CORRUPT", `record ${seq}: malformed slot`);
+    const d = decodeRecord(bytes);
+    if (!d.ok) throw new AuditStoreError("AUDIT_CORRUPT", `record ${seq}: ${d.detail}`);
+    if (d.record.seq !== seq || d.record.prev !== cur.prev) throw new AuditStoreError("AUDIT_CORRUPT", `chain broken at ${seq}`);
+    const leaf = recordLeafHash(bytes);
+    if (!bytesEqual(leaf, slotNode(slot, 0)!)) throw new AuditStoreError("AUDIT_CORRUPT", `record ${seq}: stored leaf hash differs from the record`);
+    onRecord(d.record);
+    cur.prev = toB64u(leaf);
+    cur.seq = seq + 1;
+  }
+  return { index, count };
+}
+
+/** What the background check of the records before a snapshot found (AuditStore.prefixCheck). */
+export type PrefixCheck = { readonly ok: true; readonly checked: number; readonly stopped?: true } | { readonly ok: false; readonly problem: string };
+
 export class AuditStore {
   readonly #backend: AuditBackend;
   readonly #opts: AuditStoreOptions;
@@ -195,6 +243,8 @@ export class AuditStore {
   #lastCheckpoint: CheckpointPayload | undefined;
   #snapshotParts: number;
   readonly #openedFrom: OpenedFrom;
+  readonly #prefixCheck: Promise<PrefixCheck>;
+  #closing = false;
   #queue: Pending[] = [];
   #draining = false;
   #failed: unknown = undefined;
@@ -213,6 +263,8 @@ export class AuditStore {
     this.#lastCheckpoint = loaded.state.lastCheckpoint;
     this.#snapshotParts = loaded.snapshotParts;
     this.#openedFrom = loaded.openedFrom;
+    const from = loaded.openedFrom.snapshotSize;
+    this.#prefixCheck = from > 0 && opts.checkPrefix !== false ? this.#checkPrefix(from, loaded.snapshotPrev) : Promise.resolve({ ok: true, checked: 0 });
     const every = opts.checkpointIntervalMs ?? 0;
     if (every > 0) {
       this.#timer = setInterval(() => {
@@ -246,37 +298,23 @@ export class AuditStore {
     const from = snap.usable?.size ?? 0;
     const state = snap.usable?.state ?? emptyState(opts.foldWindow);
     let since = snap.usable?.since ?? 0;
-    let prev = snap.usable?.prev ?? GENESIS_PREV;
+    const cur: ChainCursor = { seq: from, prev: snap.usable?.prev ?? GENESIS_PREV };
     let last: { index: number; count: number; value: Uint8Array } | undefined;
     for await (const [key, value] of backend.iterate({ ...bundleRange, gte: bundleKey(Math.floor(from / BUNDLE_SIZE)) })) {
-      const index = bundleOfKey(key);
-      const count = bundleCount(value);
-      if (index === undefined || count === undefined || !isExactBundle(value)) throw new AuditStoreError("AUDIT_CORRUPT", `bundle ${key} is malformed`);
-      // Bundles before the last are full, so each must start where the previous one ended; the
-      // first may hold records before the snapshot's position, which are skipped.
-      const skip = Math.max(0, from - index * BUNDLE_SIZE);
-      if (index * BUNDLE_SIZE + skip !== state.size || skip > count) throw new AuditStoreError("AUDIT_CORRUPT", `record ${state.size} missing (next bundle is ${key})`);
-      for (let i = skip; i < count; i++) {
-        const seq = state.size;
-        const slot = slotBytes(value, count, i);
-        const bytes = slot === undefined ? undefined : slotRecord(slot);
-        if (slot === undefined || bytes === undefined || slotNodeCount(slot) !== nodesCompletedBy(seq)) throw new AuditStoreError("AUDIT_CORRUPT", `record ${seq}: malformed slot`);
-        const d = decodeRecord(bytes);
-        if (!d.ok) throw new AuditStoreError("AUDIT_CORRUPT", `record ${seq}: ${d.detail}`);
-        if (d.record.seq !== seq || d.record.prev !== prev) throw new AuditStoreError("AUDIT_CORRUPT", `chain broken at ${seq}`);
-        const leaf = recordLeafHash(bytes);
-        // New nodes are built on the stored ones: they must commit to these very bytes.
-        if (!bytesEqual(leaf, slotNode(slot, 0)!)) throw new AuditStoreError("AUDIT_CORRUPT", `record ${seq}: stored leaf hash differs from the record`);
-        applyRecord(state, d.record);
-        prev = toB64u(leaf);
-        since = d.record.type === "checkpoint" ? 0 : since + 1;
-      }
-      last = { index, count, value };
+      // The first bundle may hold records before the snapshot's position: skipped here, and
+      // checked in the background once the store is open (#checkPrefix).
+      const skip = last === undefined ? from % BUNDLE_SIZE : 0;
+      const b = checkBundle(key, value, cur, skip, undefined, (r) => {
+        applyRecord(state, r);
+        since = r.type === "checkpoint" ? 0 : since + 1;
+      });
+      last = { index: b.index, count: b.count, value };
     }
+    const prev = cur.prev;
     if (state.size !== head.size || prev !== head.last) throw new AuditStoreError("AUDIT_CORRUPT", `head says ${head.size} records, log has ${state.size}`);
     const tail = last !== undefined && last.count < BUNDLE_SIZE ? last : emptyTail(state.size / BUNDLE_SIZE);
     const openedFrom: OpenedFrom = { snapshotSize: from, recordsFolded: head.size - from, ...(snap.problem !== undefined ? { snapshotProblem: snap.problem } : {}) };
-    return { head, frontier, state, since, tail, formatWritten, openedFrom, snapshotParts: snap.parts };
+    return { head, frontier, state, since, tail, formatWritten, openedFrom, snapshotParts: snap.parts, snapshotPrev: snap.usable?.prev ?? GENESIS_PREV };
   }
 
   /**
@@ -334,6 +372,37 @@ export class AuditStore {
     } catch (e) {
       return refuse(`snapshot does not decode (${e instanceof Error ? e.message : String(e)})`);
     }
+  }
+
+  /**
+   * The records before the snapshot an open started from, checked in the background as #load
+   * checks the others (chain, canonical form, stored leaf hashes), a few bundles per turn of
+   * the event loop. A failure makes the store unwritable: a log that contradicts itself must
+   * not go on vouching for decisions.
+   */
+  async #checkPrefix(size: number, prevAt: string): Promise<PrefixCheck> {
+    const cur: ChainCursor = { seq: 0, prev: GENESIS_PREV };
+    try {
+      let bundles = 0;
+      for await (const [key, value] of this.#backend.iterate({ gte: bundleRange.gte, lt: bundleKey(Math.ceil(size / BUNDLE_SIZE)) })) {
+        if (this.#closing) return { ok: true, checked: cur.seq, stopped: true };
+        checkBundle(key, value, cur, 0, size, () => undefined);
+        if (++bundles % 32 === 0) await new Promise((r) => setImmediate(r));
+      }
+      if (cur.seq !== size) throw new AuditStoreError("AUDIT_CORRUPT", `record ${cur.seq} missing before the snapshot at ${size}`);
+      if (cur.prev !== prevAt) throw new AuditStoreError("AUDIT_CORRUPT", `record ${size - 1} is not the one the snapshot's chain link names`);
+      return { ok: true, checked: cur.seq };
+    } catch (e) {
+      if (this.#closing) return { ok: true, checked: cur.seq, stopped: true };
+      const err = e instanceof AuditStoreError ? e : new AuditStoreError("AUDIT_CORRUPT", `records before the snapshot unreadable: ${String(e)}`, { cause: e });
+      this.#failed ??= err;
+      return { ok: false, problem: err.message };
+    }
+  }
+
+  /** What the background check of the records before the snapshot found (always ok when opened without one). */
+  get prefixCheck(): Promise<PrefixCheck> {
+    return this.#prefixCheck;
   }
 
   /** Where open() started folding, and why a stored snapshot was not used. */
@@ -683,6 +752,8 @@ export class AuditStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#closing = true;
+    await this.#prefixCheck;
     while (this.#draining || this.#queue.length > 0) await new Promise((r) => setImmediate(r));
     this.#closed = true;
     await this.#backend.close();

@@ -373,6 +373,11 @@ export class Gateway {
     });
     const opened = store.openedFrom;
     if (opened.snapshotProblem !== undefined) this.#warn(`audit snapshot not used (${opened.snapshotProblem}): folded ${opened.recordsFolded} records from the log`);
+    // The records before the snapshot are checked in the background; if they fail, the log
+    // turns unwritable and every decision from then on is GOVERNANCE_UNAVAILABLE.
+    void store.prefixCheck.then((r) => {
+      if (!r.ok) this.#warn(`audit log corrupt before its snapshot (${r.problem}): denying every task`);
+    });
     this.#ledger = new Ledger(store, {
       snapshotEvery: o.snapshotEveryEntries ?? 0,
       onSnapshotError: (e) => this.#warn(`audit snapshot failed: ${String(e)}`),
