@@ -94,6 +94,8 @@ describe("audit store: crash safety under kill -9", () => {
           }
           // A snapshot batch is atomic: a kill leaves the last whole one, never a broken one.
           expect(store.openedFrom.snapshotProblem, `iteration ${i}`).toBeUndefined();
+          // …and the records before it, checked in the background, are intact.
+          expect((await store.prefixCheck).ok, `iteration ${i}`).toBe(true);
           if (store.openedFrom.snapshotSize > 0) openedFromSnapshot++;
           const records: AuditRecord[] = [];
           for (let seq = 0; seq < store.size; seq++) records.push((await store.getRecord(seq))!);
