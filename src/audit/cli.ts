@@ -82,6 +82,7 @@ function printReport(io: AuditIo, rep: ReplayReport, json: boolean, what: string
   io.out(`${what}: ${rep.ok ? "OK" : "DIVERGENCE"}\n`);
   io.out(`records checked: ${rep.recordsChecked}\ndecisions re-derived: ${rep.decisionsRederived}\ncheckpoints verified: ${rep.checkpointsVerified}\n`);
   io.out(`size: ${rep.size}\nroot: ${rep.root}\nuncheckpointed tail: ${rep.uncheckpointedTail}\n`);
+  if (rep.snapshot !== undefined) io.out(`fold snapshot at ${rep.snapshot.at}: ${rep.snapshot.result}${rep.snapshot.detail !== undefined ? ` (${rep.snapshot.detail})` : ""}\n`);
   for (const d of rep.divergences) io.out(`seq ${d.seq}: ${d.kind}: ${d.detail}\n`);
 }
 

@@ -4,8 +4,9 @@ import { parseStrict } from "../canonical/strict-parse.ts";
 import type { AuditBackend } from "./backend.ts";
 import { checkFormat } from "./format.ts";
 import { bundleCount, readStoredNode, slotBytes, slotNode, slotRecord } from "./entry-bundle.ts";
-import { BUNDLE_SIZE, HEAD_KEY, bundleOfKey, bundleRange } from "./keys.ts";
+import { BUNDLE_SIZE, HEAD_KEY, SNAPSHOT_MANIFEST_KEY, bundleOfKey, bundleRange, snapshotPartKey } from "./keys.ts";
 import type { NodeLookup } from "./merkle.ts";
+import type { StoredSnapshot } from "./snapshot-audit.ts";
 
 export interface StoredHead {
   readonly size: number;
@@ -21,6 +22,8 @@ export interface AuditLogSource {
   nodeLookup?: NodeLookup;
   /** The store's commit point, when there is one. */
   head?(): Promise<StoredHead | undefined>;
+  /** The gateway's fold snapshot as stored (unchecked), when there is one. */
+  snapshot?(): Promise<StoredSnapshot | undefined>;
 }
 
 const NO_BYTES = new Uint8Array(0);
@@ -67,6 +70,19 @@ export function backendLogSource(backend: AuditBackend): AuditLogSource {
       const h = readStoredNode(get, level, index);
       // A missing node makes the proof fail verification: reported, not thrown past replay.
       return h ?? new Uint8Array(0);
+    },
+    async snapshot() {
+      const manifest = await backend.get(SNAPSHOT_MANIFEST_KEY);
+      if (manifest === undefined) return undefined;
+      // As many parts as the manifest names, if it can be read that far; the audit checks the rest.
+      let count = 0;
+      try {
+        const parts = (parseStrict(manifest) as { payload?: { parts?: unknown } }).payload?.parts;
+        count = Array.isArray(parts) ? Math.min(parts.length, 1 << 16) : 0;
+      } catch {
+        count = 0;
+      }
+      return { manifest, parts: await backend.getMany(Array.from({ length: count }, (_, i) => snapshotPartKey(i))) };
     },
     async head() {
       const b = await backend.get(HEAD_KEY);

@@ -11,6 +11,7 @@ import { MerkleFrontier, consistencyProof, verifyConsistency } from "./merkle.ts
 import { EvidenceIndex, checkDecisionClaims, revocationProblem, secondAllowProblem } from "./rederive.ts";
 import { GENESIS_PREV, decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
 import { TrustViewCache, refersToLogTrust } from "./trust-view.ts";
+import { foldDifference, startSnapshotAudit, type SnapshotUnderAudit } from "./snapshot-audit.ts";
 import type { TrustSnapshot } from "../core/types.ts";
 
 
@@ -31,7 +32,9 @@ export type DivergenceKind =
   | "TASK_STATE" // a decision's task-claim state differs from the fold
   | "EVIDENCE_MISSING" // an allow resting on evidence the log never recorded
   | "INPUT_MALFORMED" // a decision input without trust or nonce state
-  | "DECISION_MISMATCH"; // decide(recorded input) ≠ recorded decision
+  | "DECISION_MISMATCH" // decide(recorded input) ≠ recorded decision
+  | "SNAPSHOT_INVALID" // the gateway's fold snapshot is unsigned by a trusted key, of another log, or damaged
+  | "SNAPSHOT_STATE"; // the fold snapshot's state, root or chain link differ from replay's at its position
 
 export interface Divergence {
   readonly seq: number;
@@ -82,6 +85,8 @@ export interface ReplayReport {
   readonly root: string;
   /** Records after the last verified checkpoint: not yet witnessed by anyone. */
   readonly uncheckpointedTail: number;
+  /** The gateway's fold snapshot, when the log holds one (snapshot-audit.ts). */
+  readonly snapshot?: { readonly at: number; readonly result: "matches" | "differs" | "invalid" | "not compared"; readonly detail?: string };
   readonly divergences: readonly Divergence[];
 }
 
@@ -107,6 +112,38 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   };
 
   const state = emptyState(opts.foldWindow);
+  // The gateway's fold snapshot: checked now as far as it can be, compared when the fold gets there.
+  let snapshotResult: ReplayReport["snapshot"];
+  let underAudit: SnapshotUnderAudit | undefined;
+  const storedSnapshot = await log.snapshot?.();
+  if (storedSnapshot !== undefined) {
+    const start = startSnapshotAudit(storedSnapshot, trustRoots.gatewayKeys, trustRoots.origin, state.window);
+    switch (start.kind) {
+      case "check":
+        underAudit = start.snapshot;
+        break;
+      case "note":
+        snapshotResult = { at: 0, result: "not compared", detail: start.note };
+        break;
+      case "problem":
+        report(start.seq, "SNAPSHOT_INVALID", start.detail);
+        snapshotResult = { at: start.seq, result: "invalid", detail: start.detail };
+        break;
+      default:
+        start satisfies never;
+    }
+  }
+  const compareSnapshot = (at: number, root: string, chainPrev: string): void => {
+    const s = underAudit;
+    if (s === undefined || s.size !== at) return;
+    underAudit = undefined;
+    const problem = s.root !== root ? "its root is not the log's root there" : s.prev !== chainPrev ? "its chain link is not the log's" : foldDifference(s.state, state);
+    if (problem === undefined) snapshotResult = { at, result: "matches" };
+    else {
+      report(at, "SNAPSHOT_STATE", `fold snapshot at ${at} differs from the log's fold: ${problem}`);
+      snapshotResult = { at, result: "differs", detail: problem };
+    }
+  };
   const evidence = new EvidenceIndex();
   const frontier = new MerkleFrontier();
   const rootsAtSize = new Map<number, string>(); // roots wanted by external checkpoints
@@ -128,6 +165,7 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
     for await (const { position: stored, bytes } of log.records()) {
       const seq = position++;
       if (wanted.has(frontier.size)) rootsAtSize.set(frontier.size, toB64u(frontier.root()));
+      if (underAudit?.size === seq) compareSnapshot(seq, toB64u(frontier.root()), prev);
       const leaf = recordLeafHash(bytes);
       const leafB64 = toB64u(leaf);
       // Positions: a deleted or swapped record shows as a key that is not the next seq.
@@ -217,6 +255,13 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
 
   const size = position;
   if (wanted.has(size)) rootsAtSize.set(size, toB64u(frontier.root()));
+  if (underAudit !== undefined) {
+    if (underAudit.size === size) compareSnapshot(size, toB64u(frontier.root()), prev);
+    else {
+      report(size, "SNAPSHOT_INVALID", `fold snapshot at ${underAudit.size} is past the end of the log (${size} records)`);
+      snapshotResult = { at: underAudit.size, result: "invalid", detail: "past the end of the log" };
+    }
+  }
   const head = await log.head?.();
   if (head !== undefined && (head.size !== size || head.last !== prev)) {
     report(Math.min(size, Math.max(head.size, 0)), head.size > size ? "TRUNCATED" : "HEAD_MISMATCH", `store head says ${head.size} records ending ${head.last}; log has ${size} ending ${prev}`);
@@ -269,6 +314,7 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
     size,
     root: toB64u(frontier.root()),
     uncheckpointedTail: Math.max(0, lastWitnessable + 1 - lastVerified),
+    ...(snapshotResult !== undefined ? { snapshot: snapshotResult } : {}),
     divergences,
   };
 }

@@ -12,6 +12,8 @@ import { SNAPSHOT_KIND, decodeState, encodeState, sealState, SnapshotError } fro
 import { SNAPSHOT_MANIFEST_KEY, bundleKey, snapshotPartKey } from "../../src/audit/keys.ts";
 import type { AuditEntry, AuditRecord } from "../../src/audit/records.ts";
 import { AuditStore, type SnapshotManifest } from "../../src/audit/store.ts";
+import { backendLogSource } from "../../src/audit/log-source.ts";
+import { replay } from "../../src/audit/replay.ts";
 import { canonicalBytes } from "../../src/canonical/jcs.ts";
 import { parseStrict } from "../../src/canonical/strict-parse.ts";
 import { sha256B64u } from "../../src/crypto/hash.ts";
@@ -271,6 +273,82 @@ for (const make of HARNESSES) {
       }, /duplicate keys/);
     });
 });
+}
+
+for (const make of HARNESSES) {
+  describe(`fold snapshots (${make().name}): replay, which always folds from the first record, checks the gateway's snapshot against its own fold`, () => {
+    const roots = { gatewayKeys: [GATEWAY_KEY.keyId], origin: "gw-test" };
+    /** A log whose gateway projection was snapshotted part way, with records after it. */
+    async function logWithProjectionSnapshot(): Promise<{ h: BackendHarness; at: number }> {
+      const h = harness(make);
+      const store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 5 }));
+      const ledger = new Ledger(store);
+      for (const e of workload(50)) await ledger.append(e);
+      const { size: at } = await ledger.snapshot();
+      for (const e of workload(8, 2)) await ledger.append(e);
+      await store.close();
+      return { h, at };
+    }
+    // The workload's revocations carry no real authority signature: only the snapshot's findings are looked at.
+    const replayOf = async (h: BackendHarness) => {
+      const b = await h.open();
+      try {
+        const rep = await replay(backendLogSource(b), roots, { rederive: false, foldWindow: W });
+        return { ...rep, divergences: rep.divergences.filter((d) => d.kind.startsWith("SNAPSHOT")) };
+      } finally {
+        await b.close();
+      }
+    };
+    /** Re-sign the stored snapshot after `change` edits its decoded state (a gateway key holder's forgery, or a bug). */
+    async function forge(h: BackendHarness, change: (s: AuditState) => void, key = GATEWAY_KEY): Promise<void> {
+      const b = await h.open();
+      const m = (parseStrict((await b.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>).payload;
+      const stored = (await b.getMany(m.parts.map((_, i) => snapshotPartKey(i)))) as Uint8Array[];
+      const state = decodeState(stored, W);
+      change(state);
+      const parts = sealState(encodeState(state), m.size, state.lastCheckpoint);
+      await b.batch(
+        [
+          ...m.parts.map((_, i) => ({ type: "del" as const, key: snapshotPartKey(i) })),
+          ...parts.map((value, i) => ({ type: "put" as const, key: snapshotPartKey(i), value })),
+          { type: "put", key: SNAPSHOT_MANIFEST_KEY, value: canonicalBytes(signPayload("snapshot", { ...m, parts: parts.map((p) => sha256B64u(p)) }, key)) },
+        ],
+        { sync: true },
+      );
+      await b.close();
+    }
+
+    it("an honest gateway's snapshot matches", async () => {
+      const { h, at } = await logWithProjectionSnapshot();
+      const rep = await replayOf(h);
+      expect(rep.divergences).toEqual([]);
+      expect(rep.snapshot).toEqual({ at, result: "matches" });
+    });
+
+    it("a snapshot that forgets a spent nonce, signed with the gateway's own key: SNAPSHOT_STATE at its position", async () => {
+      const { h, at } = await logWithProjectionSnapshot();
+      await forge(h, (s) => s.consumedNonces.delete([...s.consumedNonces.keys()][0]!));
+      const rep = await replayOf(h);
+      expect(rep.divergences).toEqual([{ seq: at, kind: "SNAPSHOT_STATE", detail: expect.stringContaining("spent nonces differ") }]);
+      expect(rep.snapshot).toMatchObject({ at, result: "differs" });
+    });
+
+    it("a task's status changed: SNAPSHOT_STATE", async () => {
+      const { h, at } = await logWithProjectionSnapshot();
+      await forge(h, (s) => {
+        const [, t] = [...s.tasks].find(([, t]) => t.status === "succeeded")!;
+        t.status = "allowed";
+      });
+      expect((await replayOf(h)).divergences).toEqual([{ seq: at, kind: "SNAPSHOT_STATE", detail: expect.stringContaining("tasks differ") }]);
+    });
+
+    it("signed by a key the auditor does not trust: SNAPSHOT_INVALID", async () => {
+      const { h, at } = await logWithProjectionSnapshot();
+      await forge(h, () => undefined, ROGUE_KEY);
+      const rep = await replayOf(h);
+      expect(rep.divergences).toEqual([{ seq: at, kind: "SNAPSHOT_INVALID", detail: "snapshot manifest not signed by a trusted gateway key" }]);
+    });
+  });
 }
 
 describe("fold snapshots: decoding refuses anything that is not exactly an encoded state", () => {

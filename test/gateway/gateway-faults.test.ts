@@ -391,7 +391,9 @@ describe("gateway faults", () => {
     // A duplicate is refused before any claim: the fresh artifact's nonce is not spent.
     expect(await kv.get(fresh.artifact.payload.nonce)).toBeNull();
     expect(await decisionVerdicts(gw2, t)).toEqual(["allow", "deny"]);
-    expect((await replayGateway(gw2)).ok).toBe(true);
+    const rep = await replayGateway(gw2);
+    expect(rep.ok).toBe(true);
+    expect(rep.snapshot).toEqual({ at: sizeAtStop, result: "matches" });
   });
 
   it("a gateway that crashed restarts from its last periodic snapshot: the records after it are folded, and what ran stays spent", async () => {
@@ -426,7 +428,11 @@ describe("gateway faults", () => {
     }
     expect(runs).toBe(6);
     expect(hh.warnings.filter((w) => w.includes("snapshot"))).toEqual([]);
-    expect((await replayGateway(gw2)).ok).toBe(true);
+    expect(await gw2.ledger.store.prefixCheck).toMatchObject({ ok: true });
+    const rep = await replayGateway(gw2);
+    expect(rep.ok).toBe(true);
+    // The auditor compared the gateway's latest snapshot with its own fold from the first record.
+    expect(rep.snapshot).toMatchObject({ result: "matches" });
   });
 
   it("a copy of a task sent as the fold window passes the original: denied, one run, and the log replays clean", async () => {
