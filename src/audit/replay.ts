@@ -123,7 +123,7 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
         underAudit = start.snapshot;
         break;
       case "note":
-        snapshotResult = { at: 0, result: "not compared", detail: start.note };
+        snapshotResult = { at: start.at, result: "not compared", detail: start.note };
         break;
       case "problem":
         report(start.seq, "SNAPSHOT_INVALID", start.detail);

@@ -4,6 +4,7 @@
 // trusted gateway key and its state is exactly replay's own fold at its position. A snapshot
 // that fails is reported; one made under other fold rules is only noted (a gateway of this
 // version would not use it either).
+import { canonicalize } from "../canonical/jcs.ts";
 import { parseStrict } from "../canonical/strict-parse.ts";
 import { fromB64u } from "../crypto/base64url.ts";
 import { sha256B64u } from "../crypto/hash.ts";
@@ -27,7 +28,7 @@ export interface SnapshotUnderAudit {
 
 export type SnapshotAuditStart =
   | { readonly kind: "check"; readonly snapshot: SnapshotUnderAudit }
-  | { readonly kind: "note"; readonly note: string }
+  | { readonly kind: "note"; readonly at: number; readonly note: string }
   | { readonly kind: "problem"; readonly seq: number; readonly detail: string };
 
 interface ManifestFields {
@@ -60,7 +61,7 @@ export function startSnapshotAudit(stored: StoredSnapshot, gatewayKeys: readonly
   });
   if (!byTrusted) return { kind: "problem", seq: size, detail: "snapshot manifest not signed by a trusted gateway key" };
   if (m.kind !== SNAPSHOT_KIND || (origin !== undefined && m.origin !== origin)) return { kind: "problem", seq: size, detail: `snapshot names another log (${String(m.origin)})` };
-  if (m.fold !== FOLD_VERSION || m.window !== window) return { kind: "note", note: `snapshot at ${size} folded by other rules (fold v${String(m.fold)}, window ${String(m.window)}): not compared` };
+  if (m.fold !== FOLD_VERSION || m.window !== window) return { kind: "note", at: size, note: `folded by other rules (fold v${String(m.fold)}, window ${String(m.window)}): not compared` };
   const parts: Uint8Array[] = [];
   for (let i = 0; i < m.parts.length; i++) {
     const p = stored.parts[i];
@@ -99,8 +100,9 @@ export function foldDifference(a: Readonly<AuditState>, b: Readonly<AuditState>)
     ["windowed", a.windowed, b.windowed],
     ["window", a.window, b.window],
     ["trustVersion", a.trustVersion, b.trustVersion],
-    ["policy", a.policy?.digest, b.policy?.digest],
-    ["last checkpoint", a.lastCheckpoint?.size, b.lastCheckpoint?.size],
+    // The whole policy, document included: a gateway decides on the document.
+    ["policy", canonicalize(a.policy ?? null), canonicalize(b.policy ?? null)],
+    ["last checkpoint", canonicalize(a.lastCheckpoint ?? null), canonicalize(b.lastCheckpoint ?? null)],
   ];
   for (const [what, x, y] of scalars) if (x !== y) return `${what}: ${String(x)} vs ${String(y)}`;
   const sets: [string, Iterable<string>, Iterable<string>][] = [
@@ -109,7 +111,8 @@ export function foldDifference(a: Readonly<AuditState>, b: Readonly<AuditState>)
     ["revoked artifacts", a.revokedArtifacts, b.revokedArtifacts],
     ["revoked keys", a.revokedKeys, b.revokedKeys],
     ["spent nonces", a.consumedNonces.keys(), b.consumedNonces.keys()],
-    ["tasks", [...a.tasks].map(([k, t]) => `${k}=${t.status}`), [...b.tasks].map(([k, t]) => `${k}=${t.status}`)],
+    // A task's decision seq is numbered differently in a projection; whether it has one is not.
+    ["tasks", [...a.tasks].map(([k, t]) => `${k}=${t.status}${t.decisionSeq !== undefined ? "+d" : ""}`), [...b.tasks].map(([k, t]) => `${k}=${t.status}${t.decisionSeq !== undefined ? "+d" : ""}`)],
   ];
   for (const [what, x, y] of sets) if (!sameList(sorted(x), sorted(y))) return `${what} differ`;
   if (!sameList(live(a.retire.tasks, (k) => a.tasks.get(k)?.lastSeq), live(b.retire.tasks, (k) => b.tasks.get(k)?.lastSeq))) return "tasks due to be forgotten differ";

@@ -6,6 +6,7 @@ export type AuditStoreErrorCode =
   | "AUDIT_UNWRITABLE" // an earlier write failed: the store refuses writes until reopened
   | "AUDIT_CLOSED"
   | "AUDIT_CORRUPT" // the stored log contradicts itself on open
+  | "AUDIT_UNREADABLE" // the stored log could not be read (I/O): it cannot vouch for itself
   | "AUDIT_FORMAT" // the log is stored in an on-disk layout this version does not read
   | "AUDIT_NOT_FOUND"
   | "AUDIT_STATE_HANDED_OFF"; // the folded state now belongs to its owner (handOffState)

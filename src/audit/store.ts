@@ -226,7 +226,9 @@ function checkBundle(key: string, value: Uint8Array, cur: ChainCursor, skip: num
 }
 
 /** What the background check of the records before a snapshot found (AuditStore.prefixCheck). */
-export type PrefixCheck = { readonly ok: true; readonly checked: number; readonly stopped?: true } | { readonly ok: false; readonly problem: string };
+export type PrefixCheck =
+  | { readonly ok: true; readonly checked: number; readonly stopped?: true }
+  | { readonly ok: false; readonly code: "AUDIT_CORRUPT" | "AUDIT_UNREADABLE"; readonly problem: string };
 
 export class AuditStore {
   readonly #backend: AuditBackend;
@@ -393,10 +395,15 @@ export class AuditStore {
       if (cur.prev !== prevAt) throw new AuditStoreError("AUDIT_CORRUPT", `record ${size - 1} is not the one the snapshot's chain link names`);
       return { ok: true, checked: cur.seq };
     } catch (e) {
+      // What the walk found stands even if close() began meanwhile; a read cut short by close does not.
+      if (e instanceof AuditStoreError) {
+        this.#failed ??= e;
+        return { ok: false, code: "AUDIT_CORRUPT", problem: e.message };
+      }
       if (this.#closing) return { ok: true, checked: cur.seq, stopped: true };
-      const err = e instanceof AuditStoreError ? e : new AuditStoreError("AUDIT_CORRUPT", `records before the snapshot unreadable: ${String(e)}`, { cause: e });
+      const err = new AuditStoreError("AUDIT_UNREADABLE", `records before the snapshot could not be read: ${String(e)}`, { cause: e });
       this.#failed ??= err;
-      return { ok: false, problem: err.message };
+      return { ok: false, code: "AUDIT_UNREADABLE", problem: err.message };
     }
   }
 
@@ -631,6 +638,14 @@ export class AuditStore {
     const state = this.#state;
     if (state !== undefined) for (const r of b.written) applyRecord(state, r);
     for (const r of b.written) if (r.type === "checkpoint") this.#lastCheckpoint = r.checkpoint.payload;
+    if (this.#failed !== undefined) {
+      // The background check of the records before the snapshot failed while this batch was
+      // being written: it is on disk, but a log that contradicts itself vouches for nothing, so
+      // no append of it is acknowledged (and no snapshot is written).
+      const err = new AuditStoreError("AUDIT_UNWRITABLE", "the log failed its check while this batch was written", { cause: this.#failed });
+      for (const it of items) it.reject(err);
+      return;
+    }
     let snapshot: (Pending & { kind: "snapshot" }) | undefined;
     for (const it of items) {
       switch (it.kind) {

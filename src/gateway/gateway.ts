@@ -376,7 +376,7 @@ export class Gateway {
     // The records before the snapshot are checked in the background; if they fail, the log
     // turns unwritable and every decision from then on is GOVERNANCE_UNAVAILABLE.
     void store.prefixCheck.then((r) => {
-      if (!r.ok) this.#warn(`audit log corrupt before its snapshot (${r.problem}): denying every task`);
+      if (!r.ok) this.#warn(`audit log ${r.code === "AUDIT_CORRUPT" ? "corrupt" : "unreadable"} before its snapshot (${r.problem}): denying every task`);
     });
     this.#ledger = new Ledger(store, {
       snapshotEvery: o.snapshotEveryEntries ?? 0,

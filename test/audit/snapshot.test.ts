@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { AuditBackend } from "../../src/audit/backend.ts";
 import { FOLD_VERSION, emptyState, fold, taskDecided, type AuditState } from "../../src/audit/fold.ts";
 import { SNAPSHOT_KIND, decodeState, encodeState, sealState, SnapshotError } from "../../src/audit/fold-snapshot.ts";
-import { SNAPSHOT_MANIFEST_KEY, bundleKey, snapshotPartKey } from "../../src/audit/keys.ts";
+import { BUNDLE_SIZE, SNAPSHOT_MANIFEST_KEY, bundleKey, snapshotPartKey } from "../../src/audit/keys.ts";
 import type { AuditEntry, AuditRecord } from "../../src/audit/records.ts";
 import { AuditStore, type SnapshotManifest } from "../../src/audit/store.ts";
 import { backendLogSource } from "../../src/audit/log-source.ts";
@@ -185,6 +185,62 @@ for (const make of HARNESSES) {
       await expect(AuditStore.open(await h.open(), opts())).rejects.toMatchObject({ code: "AUDIT_CORRUPT" });
     });
 
+    it("no append is acknowledged once the background check fails, not even one whose batch was being written", async () => {
+      const h = harness(make);
+      let store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 0 }));
+      for (const e of workload(60)) await store.append(e);
+      await store.writeSnapshot();
+      await store.close();
+      const b = await h.open();
+      const bundle = new Uint8Array((await b.get(bundleKey(0)))!);
+      const at = Buffer.from(bundle).indexOf('"time":') + 8;
+      bundle[at] = bundle[at] === 0x39 ? 0x38 : bundle[at]! + 1;
+      await b.batch([{ type: "put", key: bundleKey(0), value: bundle }], { sync: true });
+      await b.close();
+      // A slow disk: the first batch is still being written when the check fails.
+      const backend = await h.open();
+      const slow: AuditBackend = {
+        kind: backend.kind,
+        batch: async (ops, o) => {
+          await new Promise((r) => setTimeout(r, 50));
+          return backend.batch(ops, o);
+        },
+        get: (k) => backend.get(k),
+        getSync: (k) => backend.getSync(k),
+        getMany: (k) => backend.getMany(k),
+        iterate: (r) => backend.iterate(r),
+        close: () => backend.close(),
+      };
+      store = await AuditStore.open(slow, opts({ checkpointEvery: 0 }));
+      const appends = [store.append(outcome("x1")), store.append(outcome("x2"))];
+      expect(await store.prefixCheck).toMatchObject({ ok: false });
+      for (const a of appends) await expect(a).rejects.toMatchObject({ code: "AUDIT_UNWRITABLE" });
+      await store.close();
+    });
+
+    it("the background check covers the very last record before the snapshot", async () => {
+      const h = harness(make);
+      let store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 0 }));
+      for (const e of workload(21)) await store.append(e);
+      const { size } = await store.writeSnapshot();
+      expect(size % BUNDLE_SIZE).not.toBe(0); // the snapshot ends mid-bundle
+      for (const e of workload(5, 2)) await store.append(e);
+      await store.close();
+      // Change one digit of the time of record size − 1 (the same bundle holds records after it).
+      const b = await h.open();
+      const key = bundleKey(Math.floor((size - 1) / BUNDLE_SIZE));
+      const bundle = new Uint8Array((await b.get(key))!);
+      const text = Buffer.from(bundle);
+      const at = text.indexOf('"time":', text.indexOf(`"seq":${size - 1},`)) + 8;
+      bundle[at] = bundle[at] === 0x39 ? 0x38 : bundle[at]! + 1;
+      await b.batch([{ type: "put", key, value: bundle }], { sync: true });
+      await b.close();
+      store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 0 }));
+      expect(store.openedFrom.snapshotSize).toBe(size);
+      expect(await store.prefixCheck).toMatchObject({ ok: false, code: "AUDIT_CORRUPT", problem: `AUDIT_CORRUPT: record ${size - 1}: stored leaf hash differs from the record` });
+      await store.close();
+    });
+
     it("a periodic snapshot (every N entries) bounds what a crash restart folds", async () => {
       const h = harness(make);
       let store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 0 }));
@@ -283,6 +339,7 @@ for (const make of HARNESSES) {
       const h = harness(make);
       const store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 5 }));
       const ledger = new Ledger(store);
+      await ledger.append({ type: "trust", change: { op: "policy.activate", policyDigest: "digest-1", document: { rules: ["permit"] } } });
       for (const e of workload(50)) await ledger.append(e);
       const { size: at } = await ledger.snapshot();
       for (const e of workload(8, 2)) await ledger.append(e);
@@ -300,7 +357,7 @@ for (const make of HARNESSES) {
       }
     };
     /** Re-sign the stored snapshot after `change` edits its decoded state (a gateway key holder's forgery, or a bug). */
-    async function forge(h: BackendHarness, change: (s: AuditState) => void, key = GATEWAY_KEY): Promise<void> {
+    async function forge(h: BackendHarness, change: (s: AuditState) => void, key = GATEWAY_KEY, manifest: (m: SnapshotManifest) => SnapshotManifest = (m) => m): Promise<void> {
       const b = await h.open();
       const m = (parseStrict((await b.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>).payload;
       const stored = (await b.getMany(m.parts.map((_, i) => snapshotPartKey(i)))) as Uint8Array[];
@@ -311,7 +368,7 @@ for (const make of HARNESSES) {
         [
           ...m.parts.map((_, i) => ({ type: "del" as const, key: snapshotPartKey(i) })),
           ...parts.map((value, i) => ({ type: "put" as const, key: snapshotPartKey(i), value })),
-          { type: "put", key: SNAPSHOT_MANIFEST_KEY, value: canonicalBytes(signPayload("snapshot", { ...m, parts: parts.map((p) => sha256B64u(p)) }, key)) },
+          { type: "put", key: SNAPSHOT_MANIFEST_KEY, value: canonicalBytes(signPayload("snapshot", manifest({ ...m, parts: parts.map((p) => sha256B64u(p)) }), key)) },
         ],
         { sync: true },
       );
@@ -340,6 +397,38 @@ for (const make of HARNESSES) {
         t.status = "allowed";
       });
       expect((await replayOf(h)).divergences).toEqual([{ seq: at, kind: "SNAPSHOT_STATE", detail: expect.stringContaining("tasks differ") }]);
+    });
+
+    it.each([
+      ["the policy document (its digest kept)", (s: AuditState) => (s.policy = { digest: s.policy!.digest, document: { rules: ["forbid"] } }), "policy"],
+      ["an authority added", (s: AuditState) => s.authorities.add("forged-authority"), "authorities differ"],
+      ["a revocation dropped", (s: AuditState) => s.revokedArtifacts.delete([...s.revokedArtifacts][0]!), "revoked artifacts differ"],
+      ["nothing left to forget", (s: AuditState) => (s.retire.tasks = { entries: [], seqs: [], keys: [], head: 0 }), "forgotten differ"],
+      ["the window's clock", (s: AuditState) => (s.entries += 1), "entries"],
+      ["the last checkpoint's root", (s: AuditState) => (s.lastCheckpoint = { ...s.lastCheckpoint!, root: "forged" }), "last checkpoint"],
+    ] as const)("a snapshot with %s changed and re-signed with the gateway's own key: SNAPSHOT_STATE", async (_, change, what) => {
+      const { h, at } = await logWithProjectionSnapshot();
+      await forge(h, change);
+      expect((await replayOf(h)).divergences).toEqual([{ seq: at, kind: "SNAPSHOT_STATE", detail: expect.stringContaining(what) }]);
+    });
+
+    it("a manifest whose root or chain link is not the log's: SNAPSHOT_STATE", async () => {
+      for (const field of ["root", "prev"] as const) {
+        const { h, at } = await logWithProjectionSnapshot();
+        await forge(h, () => undefined, GATEWAY_KEY, (m) => ({ ...m, [field]: field === "root" ? m.prev : m.root }));
+        expect((await replayOf(h)).divergences, field).toEqual([{ seq: at, kind: "SNAPSHOT_STATE", detail: expect.stringContaining(field === "root" ? "root" : "chain link") }]);
+      }
+    });
+
+    it("a snapshot at the very end of the log is compared too", async () => {
+      const h = harness(make);
+      const store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 0 }));
+      for (const e of workload(20)) await store.append(e);
+      const { size } = await store.writeSnapshot();
+      await store.close();
+      expect((await replayOf(h)).snapshot).toEqual({ at: size, result: "matches" });
+      await forge(h, (s) => s.consumedNonces.clear());
+      expect((await replayOf(h)).divergences).toEqual([{ seq: size, kind: "SNAPSHOT_STATE", detail: expect.stringContaining("spent nonces") }]);
     });
 
     it("signed by a key the auditor does not trust: SNAPSHOT_INVALID", async () => {
