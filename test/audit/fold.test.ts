@@ -2,17 +2,8 @@
 import { describe, expect, it } from "vitest";
 import { applyRecord, cloneState, emptyState, fold, taskDecided, type AuditState } from "../../src/audit/fold.ts";
 import { recordOf, type AuditEntry, type AuditRecord } from "../../src/audit/records.ts";
+import { claimDecision as decision, claimOutcome as outcome } from "./support.ts";
 
-const decision = (taskId: string, verdict: "allow" | "deny", nonce: string): AuditEntry => ({
-  type: "decision",
-  taskId,
-  input: {
-    nonce: { key: nonce, local: "fresh", cluster: verdict === "allow" ? "claimed" : "taken" },
-    taskClaim: { taskId, local: "fresh", cluster: verdict === "allow" ? "claimed" : "not-attempted" },
-  },
-  decision: { verdict, checks: [], reasons: verdict === "deny" ? ["REPLAYED"] : [] },
-});
-const outcome = (taskId: string): AuditEntry => ({ type: "outcome", taskId, status: "succeeded", resultDigest: "q".repeat(43) });
 const log = (entries: AuditEntry[]): AuditRecord[] => entries.map((e, seq) => recordOf(e, seq, "", 0));
 
 describe("fold: task states", () => {

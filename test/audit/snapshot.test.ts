@@ -19,23 +19,13 @@ import { parseStrict } from "../../src/canonical/strict-parse.ts";
 import { sha256B64u } from "../../src/crypto/hash.ts";
 import { signPayload, type Signed } from "../../src/crypto/signing.ts";
 import { Ledger } from "../../src/gateway/ledger.ts";
-import { GATEWAY_KEY, HARNESSES, ROGUE_KEY, foldView as view, memoryHarness, storeOptions, type BackendHarness } from "./support.ts";
+import { GATEWAY_KEY, HARNESSES, ROGUE_KEY, claimDecision as decision, claimOutcome as outcome, foldView as view, memoryHarness, storeOptions, type BackendHarness } from "./support.ts";
 
 const W = 23;
 
 /** sha256 of src/audit/fold.ts and fold-snapshot.ts for FOLD_VERSION 1 (see the test that reads it). */
 const FOLD_RULES_PIN = "uyGHsOO8bd8EiIN0LKlAoGOf3-iOBca4hzFeZeevPlA";
 
-const decision = (taskId: string, verdict: "allow" | "deny", nonce: string): AuditEntry => ({
-  type: "decision",
-  taskId,
-  input: {
-    nonce: { key: nonce, local: "fresh", cluster: verdict === "allow" ? "claimed" : "taken" },
-    taskClaim: { taskId, local: "fresh", cluster: verdict === "allow" ? "claimed" : "not-attempted" },
-  },
-  decision: { verdict, checks: [], reasons: verdict === "deny" ? ["REPLAYED"] : [] },
-});
-const outcome = (taskId: string): AuditEntry => ({ type: "outcome", taskId, status: "succeeded", resultDigest: "q".repeat(43) });
 const evidence = (taskId: string): AuditEntry => ({ type: "evidence", taskId, kind: "request", signed: { payload: { taskId }, sig: "s" } });
 const trust = (i: number): AuditEntry => ({ type: "trust", change: { op: i % 2 === 0 ? "gateway.add" : "authority.add", keyId: `k${i % 5}` } });
 const revocation = (i: number): AuditEntry => ({

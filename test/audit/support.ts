@@ -90,3 +90,15 @@ export function foldView(s: Readonly<AuditState>): unknown {
     lastCheckpoint: s.lastCheckpoint,
   };
 }
+
+/** A decision entry as a gateway with task claims writes it: an allow won both claims, a deny lost the nonce. */
+export const claimDecision = (taskId: string, verdict: "allow" | "deny", nonce: string): AuditEntry => ({
+  type: "decision",
+  taskId,
+  input: {
+    nonce: { key: nonce, local: "fresh", cluster: verdict === "allow" ? "claimed" : "taken" },
+    taskClaim: { taskId, local: "fresh", cluster: verdict === "allow" ? "claimed" : "not-attempted" },
+  },
+  decision: { verdict, checks: [], reasons: verdict === "deny" ? ["REPLAYED"] : [] },
+});
+export const claimOutcome = (taskId: string): AuditEntry => ({ type: "outcome", taskId, status: "succeeded", resultDigest: "q".repeat(43) });
