@@ -4,9 +4,9 @@ import { parseStrict } from "../canonical/strict-parse.ts";
 import type { AuditBackend } from "./backend.ts";
 import { checkFormat } from "./format.ts";
 import { bundleCount, readStoredNode, slotBytes, slotNode, slotRecord } from "./entry-bundle.ts";
-import { BUNDLE_SIZE, HEAD_KEY, SNAPSHOT_MANIFEST_KEY, bundleOfKey, bundleRange, snapshotPartKey } from "./keys.ts";
+import { BUNDLE_SIZE, HEAD_KEY, bundleOfKey, bundleRange } from "./keys.ts";
 import type { NodeLookup } from "./merkle.ts";
-import type { StoredSnapshot } from "./snapshot-audit.ts";
+import { readStoredSnapshot, type StoredSnapshot } from "./snapshot-audit.ts";
 
 export interface StoredHead {
   readonly size: number;
@@ -71,19 +71,7 @@ export function backendLogSource(backend: AuditBackend): AuditLogSource {
       // A missing node makes the proof fail verification: reported, not thrown past replay.
       return h ?? new Uint8Array(0);
     },
-    async snapshot() {
-      const manifest = await backend.get(SNAPSHOT_MANIFEST_KEY);
-      if (manifest === undefined) return undefined;
-      // As many parts as the manifest names, if it can be read that far; the audit checks the rest.
-      let count = 0;
-      try {
-        const parts = (parseStrict(manifest) as { payload?: { parts?: unknown } }).payload?.parts;
-        count = Array.isArray(parts) ? Math.min(parts.length, 1 << 16) : 0;
-      } catch {
-        count = 0;
-      }
-      return { manifest, parts: await backend.getMany(Array.from({ length: count }, (_, i) => snapshotPartKey(i))) };
-    },
+    snapshot: () => readStoredSnapshot(backend),
     async head() {
       const b = await backend.get(HEAD_KEY);
       if (b === undefined) return undefined;

@@ -1,24 +1,127 @@
-// The auditor's view of a gateway's fold snapshot (fold-snapshot.ts, store.ts). A gateway
-// trusts its own snapshot at start instead of folding its whole log; replay, which always
-// folds from the first record, checks that trust was deserved: the snapshot is signed by a
-// trusted gateway key and its state is exactly replay's own fold at its position. A snapshot
-// that fails is reported; one made under other fold rules is only noted (a gateway of this
-// version would not use it either).
+// Checking a gateway's fold snapshot (fold-snapshot.ts), the one way both its readers do: the
+// store at open (store.ts #readSnapshot, which also binds it to the stored tree) and the
+// auditor (replay.ts, which compares it with its own fold from the first record: a gateway
+// trusts its snapshot at start, and replay checks that trust was deserved).
 import { canonicalize } from "../canonical/jcs.ts";
 import { parseStrict } from "../canonical/strict-parse.ts";
 import { fromB64u } from "../crypto/base64url.ts";
 import { sha256B64u } from "../crypto/hash.ts";
 import { verifySigned, type Signed } from "../crypto/signing.ts";
+import type { AuditBackend } from "./backend.ts";
 import { FOLD_VERSION, type AuditState, type Retiring } from "./fold.ts";
 import { SNAPSHOT_KIND, decodeState } from "./fold-snapshot.ts";
+import { SNAPSHOT_MANIFEST_KEY, snapshotPartKey } from "./keys.ts";
 
-/** What a log source holds for its snapshot: the stored manifest and parts, unchecked. */
+/** The signed manifest of a fold snapshot, stored under s/manifest. */
+export interface SnapshotManifest {
+  readonly kind: typeof SNAPSHOT_KIND;
+  /** The log's origin (the gateway id); a snapshot from another log is never used. */
+  readonly origin: string;
+  /** Log position: the state is the fold of records [0, size). */
+  readonly size: number;
+  /** base64url Merkle root of records [0, size): binds the snapshot to this very log. */
+  readonly root: string;
+  /** base64url leaf hash of record size − 1: the chain link of the next record. */
+  readonly prev: string;
+  /** Records since the last checkpoint at that position (the checkpoint cadence goes on). */
+  readonly since: number;
+  readonly window: number;
+  /** FOLD_VERSION of the rules the state was folded by: a snapshot made under others is not used. */
+  readonly fold: number;
+  /** base64url SHA-256 of each part, header first. */
+  readonly parts: string[];
+  readonly time: number;
+}
+
+/** A snapshot as stored, unchecked: the manifest and the parts it names (undefined where missing). */
 export interface StoredSnapshot {
   readonly manifest: Uint8Array;
   readonly parts: readonly (Uint8Array | undefined)[];
 }
 
-/** A snapshot that passed its signature and decoding: to compare at `size`. */
+/** Parts read for one manifest at most: far more than any window's state needs. */
+const MAX_PARTS = 1 << 16;
+
+/** The stored snapshot: its manifest and as many parts as the manifest names, if it can be read that far. */
+export async function readStoredSnapshot(backend: AuditBackend): Promise<StoredSnapshot | undefined> {
+  const manifest = await backend.get(SNAPSHOT_MANIFEST_KEY);
+  if (manifest === undefined) return undefined;
+  let count = 0;
+  try {
+    const parts = (parseStrict(manifest) as { payload?: { parts?: unknown } }).payload?.parts;
+    count = Array.isArray(parts) ? Math.min(parts.length, MAX_PARTS) : 0;
+  } catch {
+    count = 0;
+  }
+  return { manifest, parts: await backend.getMany(Array.from({ length: count }, (_, i) => snapshotPartKey(i))) };
+}
+
+export type SnapshotCheck =
+  | { readonly ok: true; readonly manifest: SnapshotManifest; readonly state: AuditState }
+  | {
+      readonly ok: false;
+      readonly problem: string;
+      /** The log position the manifest names (0 when it cannot be read). */
+      readonly at: number;
+      /** Parts the manifest names (0 when it cannot be read). */
+      readonly parts: number;
+      /** Made by other fold rules (FOLD_VERSION or window): unusable, but not a sign of damage. */
+      readonly otherRules?: true;
+    };
+
+/**
+ * Everything that can be checked of a snapshot on its own: a well-formed manifest signed by one
+ * of `gatewayKeys`, of this origin (when given), folded by this code's rules and window, every
+ * part matching its signed digest, and decoding to a state at the manifest's position. Binding
+ * it to a log (root and chain link at its position) is the caller's part. Never throws.
+ */
+export function checkStoredSnapshot(stored: StoredSnapshot, o: { readonly gatewayKeys: readonly string[]; readonly origin?: string; readonly window: number }): SnapshotCheck {
+  let signed: Signed<Partial<SnapshotManifest>>;
+  try {
+    signed = parseStrict(stored.manifest) as unknown as Signed<Partial<SnapshotManifest>>;
+  } catch {
+    return { ok: false, problem: "snapshot manifest is not JSON", at: 0, parts: 0 };
+  }
+  const m = typeof signed === "object" && signed !== null && typeof signed.payload === "object" && signed.payload !== null ? signed.payload : undefined;
+  if (
+    m === undefined ||
+    !Number.isSafeInteger(m.size) ||
+    m.size! < 1 ||
+    !Number.isSafeInteger(m.since) ||
+    m.since! < 0 ||
+    typeof m.root !== "string" ||
+    typeof m.prev !== "string" ||
+    !Array.isArray(m.parts) ||
+    !m.parts.every((d) => typeof d === "string")
+  ) {
+    return { ok: false, problem: "snapshot manifest is malformed", at: 0, parts: Array.isArray(m?.parts) ? m.parts.length : 0 };
+  }
+  const fail = (problem: string, otherRules = false): SnapshotCheck => ({ ok: false, problem, at: m.size!, parts: m.parts!.length, ...(otherRules ? { otherRules: true as const } : {}) });
+  const byTrusted = o.gatewayKeys.some((k) => {
+    const pub = fromB64u(k, 32);
+    return pub !== undefined && verifySigned("snapshot", signed, pub);
+  });
+  if (!byTrusted) return fail("snapshot manifest signature does not verify under a trusted gateway key");
+  if (m.kind !== SNAPSHOT_KIND || (o.origin !== undefined && m.origin !== o.origin)) return fail(`snapshot is of another log (origin ${String(m.origin)})`);
+  if (m.fold !== FOLD_VERSION || m.window !== o.window) {
+    return fail(`snapshot was folded by other rules (fold v${String(m.fold)}, window ${String(m.window)}; this version folds by v${FOLD_VERSION}, window ${o.window})`, true);
+  }
+  const parts: Uint8Array[] = [];
+  for (let i = 0; i < m.parts.length; i++) {
+    const p = stored.parts[i];
+    if (p === undefined || sha256B64u(p) !== m.parts[i]) return fail(`snapshot part ${i} is missing or differs from its signed digest`);
+    parts.push(p);
+  }
+  try {
+    const state = decodeState(parts, o.window);
+    if (state.size !== m.size) return fail("snapshot state is not at its manifest's position");
+    return { ok: true, manifest: m as SnapshotManifest, state };
+  } catch (e) {
+    return fail(`snapshot does not decode (${e instanceof Error ? e.message : String(e)})`);
+  }
+}
+
+/** A snapshot that passed checkStoredSnapshot: replay compares it when its fold reaches `size`. */
 export interface SnapshotUnderAudit {
   readonly size: number;
   readonly root: string;
@@ -31,50 +134,15 @@ export type SnapshotAuditStart =
   | { readonly kind: "note"; readonly at: number; readonly note: string }
   | { readonly kind: "problem"; readonly seq: number; readonly detail: string };
 
-interface ManifestFields {
-  kind?: unknown;
-  origin?: unknown;
-  size?: unknown;
-  root?: unknown;
-  prev?: unknown;
-  window?: unknown;
-  fold?: unknown;
-  parts?: unknown;
-}
-
-/** Check what can be checked before folding: signature, origin, window, digests, decoding. */
+/**
+ * The auditor's start: a snapshot to compare, one made under other rules to note only (a
+ * gateway of this version would not use it either), or a problem to report.
+ */
 export function startSnapshotAudit(stored: StoredSnapshot, gatewayKeys: readonly string[], origin: string | undefined, window: number): SnapshotAuditStart {
-  let signed: Signed<ManifestFields>;
-  try {
-    signed = parseStrict(stored.manifest) as unknown as Signed<ManifestFields>;
-  } catch {
-    return { kind: "problem", seq: 0, detail: "snapshot manifest is not JSON" };
-  }
-  const m = typeof signed === "object" && signed !== null && typeof signed.payload === "object" && signed.payload !== null ? signed.payload : undefined;
-  const size = m !== undefined && Number.isSafeInteger(m.size) && (m.size as number) > 0 ? (m.size as number) : undefined;
-  if (m === undefined || size === undefined || typeof m.root !== "string" || typeof m.prev !== "string" || !Array.isArray(m.parts)) {
-    return { kind: "problem", seq: 0, detail: "snapshot manifest is malformed" };
-  }
-  const byTrusted = gatewayKeys.some((k) => {
-    const pub = fromB64u(k, 32);
-    return pub !== undefined && verifySigned("snapshot", signed, pub);
-  });
-  if (!byTrusted) return { kind: "problem", seq: size, detail: "snapshot manifest not signed by a trusted gateway key" };
-  if (m.kind !== SNAPSHOT_KIND || (origin !== undefined && m.origin !== origin)) return { kind: "problem", seq: size, detail: `snapshot names another log (${String(m.origin)})` };
-  if (m.fold !== FOLD_VERSION || m.window !== window) return { kind: "note", at: size, note: `folded by other rules (fold v${String(m.fold)}, window ${String(m.window)}): not compared` };
-  const parts: Uint8Array[] = [];
-  for (let i = 0; i < m.parts.length; i++) {
-    const p = stored.parts[i];
-    if (p === undefined || sha256B64u(p) !== m.parts[i]) return { kind: "problem", seq: size, detail: `snapshot part ${i} is missing or differs from its signed digest` };
-    parts.push(p);
-  }
-  try {
-    const state = decodeState(parts, window);
-    if (state.size !== size) return { kind: "problem", seq: size, detail: "snapshot state is not at its manifest's position" };
-    return { kind: "check", snapshot: { size, root: m.root, prev: m.prev, state } };
-  } catch (e) {
-    return { kind: "problem", seq: size, detail: `snapshot does not decode: ${e instanceof Error ? e.message : String(e)}` };
-  }
+  const c = checkStoredSnapshot(stored, { gatewayKeys, ...(origin !== undefined ? { origin } : {}), window });
+  if (c.ok) return { kind: "check", snapshot: { size: c.manifest.size, root: c.manifest.root, prev: c.manifest.prev, state: c.state } };
+  if (c.otherRules === true) return { kind: "note", at: c.at, note: `${c.problem}: not compared` };
+  return { kind: "problem", seq: c.at, detail: c.problem };
 }
 
 /** The live entries of a retire queue, in order: what is still to be forgotten, and when. */

@@ -6,12 +6,13 @@ import { parseStrict } from "../canonical/strict-parse.ts";
 import { bytesEqual, fromB64u, toB64u } from "../crypto/base64url.ts";
 import type { KeyPair } from "../crypto/keys.ts";
 import { sha256B64u } from "../crypto/hash.ts";
-import { signPayload, verifySigned, type Signed } from "../crypto/signing.ts";
+import { signPayload, type Signed } from "../crypto/signing.ts";
 import { LevelBackend, type AuditBackend, type KvOp } from "./backend.ts";
 import { BundleWriter, bundleCount, emptyTail, isExactBundle, readStoredNode, readStoredRecord, slotBytes, slotNode, slotNodeCount, slotRecord, type BundleTail } from "./entry-bundle.ts";
 import { FORMAT_MARKER, checkFormat } from "./format.ts";
-import { FOLD_VERSION, FOLD_WINDOW, applyRecord, emptyState, type AuditState } from "./fold.ts";
-import { SNAPSHOT_KIND, decodeState, encodeState, sealState, type EncodedState } from "./fold-snapshot.ts";
+import { FOLD_WINDOW, applyRecord, emptyState, type AuditState } from "./fold.ts";
+import { SNAPSHOT_KIND, encodeState, sealState, type EncodedState } from "./fold-snapshot.ts";
+import { checkStoredSnapshot, readStoredSnapshot, type SnapshotManifest } from "./snapshot-audit.ts";
 import {
   BUNDLE_SIZE,
   FORMAT_KEY,
@@ -42,6 +43,7 @@ import {
 import { AuditStoreError } from "./store-error.ts";
 
 export { AuditStoreError, type AuditStoreErrorCode } from "./store-error.ts";
+export type { SnapshotManifest } from "./snapshot-audit.ts";
 
 export interface AuditStoreOptions {
   /** Checkpoint origin: names this log (e.g. the gateway id). */
@@ -78,27 +80,6 @@ export interface AppendReceipt {
   /** base64url RFC 6962 leaf hash of the record. */
   readonly leafHash: string;
   readonly record: AuditRecord;
-}
-
-/** The signed manifest of a fold snapshot (fold-snapshot.ts), stored under s/manifest. */
-export interface SnapshotManifest {
-  readonly kind: typeof SNAPSHOT_KIND;
-  /** The log's origin (the gateway id); a snapshot from another log is never used. */
-  readonly origin: string;
-  /** Log position: the state is the fold of records [0, size). */
-  readonly size: number;
-  /** base64url Merkle root of records [0, size): binds the snapshot to this very log. */
-  readonly root: string;
-  /** base64url leaf hash of record size − 1: the chain link of the next record. */
-  readonly prev: string;
-  /** Records since the last checkpoint at that position (the checkpoint cadence goes on). */
-  readonly since: number;
-  readonly window: number;
-  /** FOLD_VERSION of the rules the state was folded by: a snapshot made under others is not used. */
-  readonly fold: number;
-  /** base64url SHA-256 of each part, header first. */
-  readonly parts: string[];
-  readonly time: number;
 }
 
 export interface SnapshotInfo {
@@ -327,53 +308,30 @@ export class AuditStore {
    * state is folded from genesis: a snapshot is a cache, the log is the truth.
    */
   static async #readSnapshot(backend: AuditBackend, opts: AuditStoreOptions, head: Head, frontier: MerkleFrontier): Promise<{ usable?: UsableSnapshot; problem?: string; parts: number }> {
-    const bytes = await backend.get(SNAPSHOT_MANIFEST_KEY);
-    if (bytes === undefined) return { parts: 0 };
+    const stored = await readStoredSnapshot(backend);
+    if (stored === undefined) return { parts: 0 };
+    const c = checkStoredSnapshot(stored, { gatewayKeys: [opts.gatewayKey.keyId], origin: opts.origin, window: opts.foldWindow ?? FOLD_WINDOW });
     // Parts the stored manifest names, or (unreadable manifest) those the range holds.
-    let parts = 0;
-    const refuse = async (problem: string): Promise<{ problem: string; parts: number }> => {
+    const refuse = async (problem: string, parts: number): Promise<{ problem: string; parts: number }> => {
       if (parts === 0) for await (const _ of backend.iterate(snapshotPartRange)) parts++;
       return { problem, parts };
     };
-    let signed: Signed<SnapshotManifest>;
-    try {
-      signed = parseStrict(bytes) as unknown as Signed<SnapshotManifest>;
-    } catch {
-      return refuse("manifest is not JSON");
-    }
-    const m = typeof signed === "object" && signed !== null ? (signed.payload as Partial<SnapshotManifest> | undefined) : undefined;
-    if (typeof m !== "object" || m === null || !Array.isArray(m.parts) || !m.parts.every((d) => typeof d === "string")) return refuse("manifest is malformed");
-    parts = m.parts.length;
-    if (!verifySigned("snapshot", signed, opts.gatewayKey.publicKey)) return refuse("manifest signature does not verify under this gateway's key");
-    const window = opts.foldWindow ?? FOLD_WINDOW;
-    if (m.kind !== SNAPSHOT_KIND || m.origin !== opts.origin || m.window !== window) return refuse(`snapshot is of another log or fold (origin ${String(m.origin)}, window ${String(m.window)})`);
-    if (m.fold !== FOLD_VERSION) return refuse(`snapshot was folded by the rules of fold v${String(m.fold)}, this version folds by v${FOLD_VERSION}`);
-    const size = m.size;
-    if (!Number.isSafeInteger(size) || size! < 1 || size! > head.size || !Number.isSafeInteger(m.since) || m.since! < 0) return refuse("snapshot position is not in the log");
+    if (!c.ok) return refuse(c.problem, c.parts);
+    const m = c.manifest;
+    if (m.size > head.size) return refuse("snapshot position is not in the log", m.parts.length);
     const lookup: NodeLookup = (level, index) => {
       const h = readStoredNode((k) => backend.getSync(k), level, index);
       if (h === undefined) throw new AuditStoreError("AUDIT_CORRUPT", `tree node ${level}/${index} missing`);
       return h;
     };
     try {
-      const root = size === head.size ? frontier.root() : rootAt(size!, lookup);
-      if (toB64u(root) !== m.root) return refuse("snapshot root differs from the log's root at its position");
-      if (toB64u(lookup(0, size! - 1)) !== m.prev) return refuse("snapshot chain link differs from the log's");
+      const root = m.size === head.size ? frontier.root() : rootAt(m.size, lookup);
+      if (toB64u(root) !== m.root) return refuse("snapshot root differs from the log's root at its position", m.parts.length);
+      if (toB64u(lookup(0, m.size - 1)) !== m.prev) return refuse("snapshot chain link differs from the log's", m.parts.length);
     } catch (e) {
-      return refuse(`log tree unreadable at the snapshot's position (${String(e)})`);
+      return refuse(`log tree unreadable at the snapshot's position (${String(e)})`, m.parts.length);
     }
-    const stored = await backend.getMany(m.parts.map((_, i) => snapshotPartKey(i)));
-    for (let i = 0; i < stored.length; i++) {
-      const part = stored[i];
-      if (part === undefined || sha256B64u(part) !== m.parts[i]) return refuse(`part ${i} is missing or differs from its digest`);
-    }
-    try {
-      const state = decodeState(stored as Uint8Array[], window);
-      if (state.size !== size) return refuse("snapshot state is not at the manifest's position");
-      return { usable: { state, size, prev: m.prev, since: m.since! }, parts };
-    } catch (e) {
-      return refuse(`snapshot does not decode (${e instanceof Error ? e.message : String(e)})`);
-    }
+    return { usable: { state: c.state, size: m.size, prev: m.prev, since: m.since }, parts: m.parts.length };
   }
 
   /**
