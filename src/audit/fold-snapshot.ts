@@ -48,29 +48,106 @@ interface Header {
 const STATUSES: readonly TaskStatus[] = ["evidence", "allowed", "denied", "succeeded", "failed"];
 const STATUS_CODE = new Map<TaskStatus, number>(STATUSES.map((s, i) => [s, i]));
 
-/** Cut column arrays into parts of SNAPSHOT_CHUNK items each. */
-function chunked(section: Section, columns: Record<string, unknown[]>, n: number, out: Uint8Array[]): void {
+/**
+ * Cut column arrays into parts of SNAPSHOT_CHUNK items each, with a pause point after each part.
+ * A part is one JSON.stringify of a few MB at most: the unit of work between pauses.
+ */
+function* chunked(section: Section, columns: Record<string, readonly unknown[]>, n: number, out: Uint8Array[]): Generator<null, void> {
   for (let at = 0; at < n; at += SNAPSHOT_CHUNK) {
     const part: Record<string, unknown> = { s: section };
     for (const [name, col] of Object.entries(columns)) part[name] = col.slice(at, at + SNAPSHOT_CHUNK);
     out.push(utf8.encode(JSON.stringify(part)));
+    yield null;
   }
 }
 
+/** Loop iterations between pause points in the index work: a few ms. */
+const STEP = 16_384;
+
+/** A retire queue's pending entries (from its head on), copied. */
+interface RetireCopy {
+  readonly entries: readonly number[];
+  readonly seqs: readonly number[];
+  readonly keys: readonly string[];
+}
+
+const copyRetiring = (r: Retiring): RetireCopy => ({ entries: r.entries.slice(r.head), seqs: r.seqs.slice(r.head), keys: r.keys.slice(r.head) });
+
 /**
- * The live entries of a retire queue as (entry, index of the key in `order`). An entry whose
- * key was touched again since (its seq moved on) would be skipped when it comes due, so it is
- * left out; every live entry's key is still held (a key is deleted only when its live entry
- * comes due, after every earlier one), and its seq is the key's own.
+ * A state's contents copied out at one instant, as flat columns: what encoding needs, and
+ * nothing the live state can change afterwards (task states are mutated in place, the retire
+ * queues advance). Taking it costs one pass over the collections and no encoding, so it can be
+ * taken synchronously at the exact point a snapshot stands for; encodeSteps encodes it later,
+ * in slices.
  */
-function liveRetiring(r: Retiring, seqOf: (key: string) => number | undefined, index: ReadonlyMap<string, number>): { e: number[]; i: number[] } {
+export interface CapturedState {
+  readonly header: Omit<Header, "size" | "lastCheckpoint" | "counts">;
+  readonly sets: readonly (readonly [Section, readonly string[]])[];
+  readonly nonces: { readonly k: readonly string[]; readonly q: readonly number[] };
+  readonly tasks: { readonly k: readonly string[]; readonly st: readonly number[]; readonly q: readonly number[]; readonly d: readonly number[] };
+  readonly retireTasks: RetireCopy;
+  readonly retireNonces: RetireCopy;
+}
+
+export function captureState(state: Readonly<AuditState>): CapturedState {
+  // Native iteration into preallocated columns: this runs synchronously on the gateway's
+  // thread, so it is the one pause a snapshot makes (forEach allocates no entry pairs).
+  const nk = Array.from(state.consumedNonces.keys());
+  const nq = Array.from(state.consumedNonces.values());
+  const n = state.tasks.size;
+  const tk = new Array<string>(n);
+  const tst = new Array<number>(n);
+  const tq = new Array<number>(n);
+  const td = new Array<number>(n);
+  let i = 0;
+  state.tasks.forEach((t, k) => {
+    tk[i] = k;
+    tst[i] = STATUS_CODE.get(t.status)!;
+    tq[i] = t.lastSeq;
+    td[i] = t.decisionSeq ?? -1;
+    i++;
+  });
+  return {
+    header: { v: 1, fold: FOLD_VERSION, entries: state.entries, windowed: state.windowed, window: state.window, trustVersion: state.trustVersion, policy: state.policy ?? null },
+    sets: [
+      ["authorities", [...state.authorities]],
+      ["gateways", [...state.gateways]],
+      ["revokedArtifacts", [...state.revokedArtifacts]],
+      ["revokedKeys", [...state.revokedKeys]],
+    ],
+    nonces: { k: nk, q: nq },
+    tasks: { k: tk, st: tst, q: tq, d: td },
+    retireTasks: copyRetiring(state.retire.tasks),
+    retireNonces: copyRetiring(state.retire.nonces),
+  };
+}
+
+/** Each key's index in `keys` (keys are distinct: they come from one Map). */
+function* indexOf(keys: readonly string[]): Generator<null, Map<string, number>> {
+  const index = new Map<string, number>();
+  for (let i = 0; i < keys.length; i++) {
+    index.set(keys[i]!, i);
+    if (i % STEP === STEP - 1) yield null;
+  }
+  return index;
+}
+
+/**
+ * The live entries of a retire queue as (entry, index of the key in the captured keys). An
+ * entry whose key was touched again since (its seq moved on) would be skipped when it comes
+ * due, so it is left out; every live entry's key is still held (a key is deleted only when its
+ * live entry comes due, after every earlier one), and its seq is the key's own.
+ */
+function* liveRetiring(r: RetireCopy, seqs: readonly number[], index: ReadonlyMap<string, number>): Generator<null, { e: number[]; i: number[] }> {
   const e: number[] = [];
   const i: number[] = [];
-  for (let at = r.head; at < r.seqs.length; at++) {
-    const key = r.keys[at]!;
-    if (seqOf(key) !== r.seqs[at]) continue;
-    e.push(r.entries[at]!);
-    i.push(index.get(key)!);
+  for (let at = 0; at < r.seqs.length; at++) {
+    const k = index.get(r.keys[at]!);
+    if (k !== undefined && seqs[k] === r.seqs[at]) {
+      e.push(r.entries[at]!);
+      i.push(k);
+    }
+    if (at % STEP === STEP - 1) yield null;
   }
   return { e, i };
 }
@@ -84,55 +161,32 @@ export interface EncodedState {
   readonly parts: readonly Uint8Array[];
 }
 
-/** Encode a state's collections (a gateway's projection or a store's own fold). */
-export function encodeState(state: Readonly<AuditState>): EncodedState {
-  const nk: string[] = [];
-  const nq: number[] = [];
-  const nonceIndex = new Map<string, number>();
-  for (const [k, q] of state.consumedNonces) {
-    nonceIndex.set(k, nk.length);
-    nk.push(k);
-    nq.push(q);
-  }
-  const tk: string[] = [];
-  const tst: number[] = [];
-  const tq: number[] = [];
-  const td: number[] = [];
-  const taskIndex = new Map<string, number>();
-  for (const [k, t] of state.tasks) {
-    taskIndex.set(k, tk.length);
-    tk.push(k);
-    tst.push(STATUS_CODE.get(t.status)!);
-    tq.push(t.lastSeq);
-    td.push(t.decisionSeq ?? -1);
-  }
-  const rt = liveRetiring(state.retire.tasks, (k) => state.tasks.get(k)?.lastSeq, taskIndex);
-  const rn = liveRetiring(state.retire.nonces, (k) => state.consumedNonces.get(k), nonceIndex);
-  const sets: [Section, string[]][] = [
-    ["authorities", [...state.authorities]],
-    ["gateways", [...state.gateways]],
-    ["revokedArtifacts", [...state.revokedArtifacts]],
-    ["revokedKeys", [...state.revokedKeys]],
-  ];
+/**
+ * Encode a captured state in resumable steps: each `null` it yields is a point to pause at
+ * (the gateway's event loop runs between), every step a few ms of work at most; it returns the
+ * encoding. Same bytes as encodeState.
+ */
+export function* encodeSteps(c: CapturedState): Generator<null, EncodedState> {
+  const taskIndex = yield* indexOf(c.tasks.k);
+  const nonceIndex = yield* indexOf(c.nonces.k);
+  const rt = yield* liveRetiring(c.retireTasks, c.tasks.q, taskIndex);
+  const rn = yield* liveRetiring(c.retireNonces, c.nonces.q, nonceIndex);
   const parts: Uint8Array[] = [];
-  for (const [section, items] of sets) chunked(section, { k: items }, items.length, parts);
-  chunked("nonces", { k: nk, q: nq }, nk.length, parts);
-  chunked("tasks", { k: tk, st: tst, q: tq, d: td }, tk.length, parts);
-  chunked("retireTasks", { e: rt.e, i: rt.i }, rt.e.length, parts);
-  chunked("retireNonces", { e: rn.e, i: rn.i }, rn.e.length, parts);
-  return {
-    header: {
-      v: 1,
-      fold: FOLD_VERSION,
-      entries: state.entries,
-      windowed: state.windowed,
-      window: state.window,
-      trustVersion: state.trustVersion,
-      policy: state.policy ?? null,
-      counts: [...sets.map(([, s]) => s.length), nk.length, tk.length, rt.e.length, rn.e.length],
-    },
-    parts,
-  };
+  for (const [section, items] of c.sets) yield* chunked(section, { k: items }, items.length, parts);
+  yield* chunked("nonces", c.nonces, c.nonces.k.length, parts);
+  yield* chunked("tasks", c.tasks, c.tasks.k.length, parts);
+  yield* chunked("retireTasks", rt, rt.e.length, parts);
+  yield* chunked("retireNonces", rn, rn.e.length, parts);
+  return { header: { ...c.header, counts: [...c.sets.map(([, s]) => s.length), c.nonces.k.length, c.tasks.k.length, rt.e.length, rn.e.length] }, parts };
+}
+
+/** Encode a state's collections (a gateway's projection or a store's own fold) in one go. */
+export function encodeState(state: Readonly<AuditState>): EncodedState {
+  const steps = encodeSteps(captureState(state));
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
 }
 
 /**

@@ -14,8 +14,12 @@
 //   c/<size>           seq of the checkpoint record that signs the tree of that size
 //   m/format           FORMAT: which layout the other keys follow; written by the first commit
 //   m/head             {size, last} written in every batch: the commit point
-//   s/manifest         the fold snapshot's signed manifest (fold-snapshot.ts; store.ts): a cache
-//   s/p<part>          and its parts, replaced whole by each new snapshot; never part of the log
+//   s/manifest         the fold snapshot's signed manifest (fold-snapshot.ts; store.ts): a cache,
+//   s/p<part>          never part of the log, and its parts in one of two slots (s/p: slot 0, s/q:
+//   s/q<part>          slot 1; the manifest names its slot, none means 0). A new snapshot is
+//                      written into the other slot and made current by one synced batch that
+//                      writes the manifest and deletes the old slot's parts, so a crash
+//                      part-way leaves the current snapshot whole
 //   r/<seq>            (earlier layout, one key per record: never written, only recognised so
 //                      that such a log is refused instead of being read as an empty one)
 
@@ -39,7 +43,8 @@ export const bundleKey = (bundle: number): string => `${BUNDLE_PREFIX}${hex(bund
 /** Key of the bundle that holds record `seq`. */
 export const bundleKeyFor = (seq: number): string => bundleKey(Math.floor(seq / BUNDLE_SIZE));
 export const checkpointKey = (size: number): string => `${CHECKPOINT_PREFIX}${hex(size)}`;
-export const snapshotPartKey = (part: number): string => `s/p${hex(part)}`;
+export type SnapshotSlot = 0 | 1;
+export const snapshotPartKey = (part: number, slot: SnapshotSlot = 0): string => `${slot === 0 ? "s/p" : "s/q"}${hex(part)}`;
 
 const HEX_KEY = /^[0-9a-f]{14}$/;
 
@@ -53,7 +58,10 @@ export function bundleOfKey(key: string): number | undefined {
 // '0' follows '/', so [p/, p0) is exactly the keys under prefix p/.
 export const bundleRange = { gte: BUNDLE_PREFIX, lt: "b0" } as const;
 export const checkpointRange = { gte: CHECKPOINT_PREFIX, lt: "c0" } as const;
-export const snapshotPartRange = { gte: "s/p", lt: "s/q" } as const;
+export const snapshotPartRanges = [
+  { gte: "s/p", lt: "s/q" },
+  { gte: "s/q", lt: "s/r" },
+] as const;
 export const legacyRecordRange = { gte: LEGACY_RECORD_PREFIX, lt: "r0" } as const;
 
 /** How many tree nodes appending leaf `seq` completes: 1 + its trailing 1-bits. */

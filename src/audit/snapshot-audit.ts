@@ -10,7 +10,7 @@ import { verifySigned, type Signed } from "../crypto/signing.ts";
 import type { AuditBackend } from "./backend.ts";
 import { FOLD_VERSION, type AuditState, type Retiring } from "./fold.ts";
 import { SNAPSHOT_KIND, decodeState } from "./fold-snapshot.ts";
-import { SNAPSHOT_MANIFEST_KEY, snapshotPartKey } from "./keys.ts";
+import { SNAPSHOT_MANIFEST_KEY, snapshotPartKey, type SnapshotSlot } from "./keys.ts";
 
 /** The signed manifest of a fold snapshot, stored under s/manifest. */
 export interface SnapshotManifest {
@@ -30,12 +30,16 @@ export interface SnapshotManifest {
   readonly fold: number;
   /** base64url SHA-256 of each part, header first. */
   readonly parts: string[];
+  /** Which slot holds the parts (keys.ts); absent in snapshots written before there were two: 0. */
+  readonly slot?: SnapshotSlot;
   readonly time: number;
 }
 
 /** A snapshot as stored, unchecked: the manifest and the parts it names (undefined where missing). */
 export interface StoredSnapshot {
   readonly manifest: Uint8Array;
+  /** The slot the parts were read from: the one the manifest names, when it can be read. */
+  readonly slot: SnapshotSlot;
   readonly parts: readonly (Uint8Array | undefined)[];
 }
 
@@ -47,13 +51,16 @@ export async function readStoredSnapshot(backend: AuditBackend): Promise<StoredS
   const manifest = await backend.get(SNAPSHOT_MANIFEST_KEY);
   if (manifest === undefined) return undefined;
   let count = 0;
+  let slot: SnapshotSlot = 0;
   try {
-    const parts = (parseStrict(manifest) as { payload?: { parts?: unknown } }).payload?.parts;
-    count = Array.isArray(parts) ? Math.min(parts.length, MAX_PARTS) : 0;
+    const payload = (parseStrict(manifest) as { payload?: { parts?: unknown; slot?: unknown } }).payload;
+    count = Array.isArray(payload?.parts) ? Math.min(payload.parts.length, MAX_PARTS) : 0;
+    // Only where to read: the signature check (checkStoredSnapshot) covers the slot.
+    if (payload?.slot === 1) slot = 1;
   } catch {
     count = 0;
   }
-  return { manifest, parts: await backend.getMany(Array.from({ length: count }, (_, i) => snapshotPartKey(i))) };
+  return { manifest, slot, parts: await backend.getMany(Array.from({ length: count }, (_, i) => snapshotPartKey(i, slot))) };
 }
 
 export type SnapshotCheck =
@@ -92,7 +99,9 @@ export function checkStoredSnapshot(stored: StoredSnapshot, o: { readonly gatewa
     typeof m.root !== "string" ||
     typeof m.prev !== "string" ||
     !Array.isArray(m.parts) ||
-    !m.parts.every((d) => typeof d === "string")
+    !m.parts.every((d) => typeof d === "string") ||
+    !(m.slot === undefined || m.slot === 0 || m.slot === 1) ||
+    (m.slot ?? 0) !== stored.slot
   ) {
     return { ok: false, problem: "snapshot manifest is malformed", at: 0, parts: Array.isArray(m?.parts) ? m.parts.length : 0 };
   }

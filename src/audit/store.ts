@@ -11,7 +11,7 @@ import { LevelBackend, type AuditBackend, type KvOp } from "./backend.ts";
 import { BundleWriter, bundleCount, emptyTail, isExactBundle, readStoredNode, readStoredRecord, slotBytes, slotNode, slotNodeCount, slotRecord, type BundleTail } from "./entry-bundle.ts";
 import { FORMAT_MARKER, checkFormat } from "./format.ts";
 import { FOLD_WINDOW, applyRecord, emptyState, type AuditState } from "./fold.ts";
-import { SNAPSHOT_KIND, encodeState, sealState, type EncodedState } from "./fold-snapshot.ts";
+import { SNAPSHOT_KIND, captureState, encodeSteps, sealState, type CapturedState } from "./fold-snapshot.ts";
 import { checkStoredSnapshot, readStoredSnapshot, type SnapshotManifest } from "./snapshot-audit.ts";
 import {
   BUNDLE_SIZE,
@@ -25,7 +25,8 @@ import {
   checkpointRange,
   nodesCompletedBy,
   snapshotPartKey,
-  snapshotPartRange,
+  snapshotPartRanges,
+  type SnapshotSlot,
 } from "./keys.ts";
 import { MerkleFrontier, consistencyProof, frontierNodeIds, inclusionProof, rootAt, type NodeLookup } from "./merkle.ts";
 import {
@@ -73,6 +74,8 @@ export interface AuditStoreOptions {
    * unwritable (AUDIT_CORRUPT), so a gateway denies everything from then on.
    */
   readonly checkPrefix?: boolean;
+  /** Bytes of fold snapshot parts per synced batch (default 1 MiB, about one part; tests make it smaller). */
+  readonly snapshotBatchBytes?: number;
 }
 
 export interface AppendReceipt {
@@ -111,7 +114,22 @@ type Pending =
   | { readonly kind: "entry"; readonly entry: AuditEntry; readonly prepared: PreparedEntry | undefined; receipt?: AppendReceipt; resolve(r: AppendReceipt): void; reject(e: unknown): void }
   | { readonly kind: "checkpoint"; written?: Signed<CheckpointPayload>; resolve(cp: Signed<CheckpointPayload> | undefined): void; reject(e: unknown): void }
   // Ends its batch (#take), so the position it stands for is the batch's end.
-  | { readonly kind: "snapshot"; readonly encoded: EncodedState | undefined; resolve(info: SnapshotInfo): void; reject(e: unknown): void };
+  | { readonly kind: "snapshot"; readonly captured: CapturedState | undefined; resolve(info: SnapshotInfo): void; reject(e: unknown): void };
+
+/** Where a snapshot stands in the log: taken when its batch is durable, written down later. */
+interface SnapshotPosition {
+  readonly size: number;
+  readonly root: string;
+  readonly prev: string;
+  readonly since: number;
+  readonly lastCheckpoint: CheckpointPayload | undefined;
+}
+
+/** Bytes of snapshot parts per synced batch: large enough to be few, small enough not to hold up group commits for long. */
+const SNAPSHOT_BATCH_BYTES = 1024 * 1024;
+
+
+const pause = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 interface Head {
   size: number;
@@ -137,8 +155,9 @@ interface Loaded {
   tail: BundleTail;
   formatWritten: boolean;
   openedFrom: OpenedFrom;
-  /** Parts the stored snapshot has (its successor deletes those it does not overwrite). */
-  snapshotParts: number;
+  /** The slot of the stored manifest (none: undefined), and the parts each slot holds. */
+  snapshotSlot: SnapshotSlot | undefined;
+  slotParts: [number, number];
   /** The chain link at the snapshot's position (the leaf hash of its last record). */
   snapshotPrev: string;
 }
@@ -224,7 +243,11 @@ export class AuditStore {
   #formatWritten: boolean;
   /** The log's last checkpoint (a snapshot's header records it; the state may be handed off). */
   #lastCheckpoint: CheckpointPayload | undefined;
-  #snapshotParts: number;
+  /** The slot the stored manifest names (undefined: none stored), and the parts each slot holds. */
+  #snapshotSlot: SnapshotSlot | undefined;
+  readonly #slotParts: [number, number];
+  /** Snapshots being encoded and written, one after the other, outside the commit queue. */
+  #snapshotWrites: Promise<void> = Promise.resolve();
   readonly #openedFrom: OpenedFrom;
   readonly #prefixCheck: Promise<PrefixCheck>;
   #closing = false;
@@ -244,7 +267,8 @@ export class AuditStore {
     this.#tail = loaded.tail;
     this.#formatWritten = loaded.formatWritten;
     this.#lastCheckpoint = loaded.state.lastCheckpoint;
-    this.#snapshotParts = loaded.snapshotParts;
+    this.#snapshotSlot = loaded.snapshotSlot;
+    this.#slotParts = loaded.slotParts;
     this.#openedFrom = loaded.openedFrom;
     const from = loaded.openedFrom.snapshotSize;
     this.#prefixCheck = from > 0 && opts.checkPrefix !== false ? this.#checkPrefix(from, loaded.snapshotPrev) : Promise.resolve({ ok: true, checked: 0 });
@@ -297,7 +321,11 @@ export class AuditStore {
     if (state.size !== head.size || prev !== head.last) throw new AuditStoreError("AUDIT_CORRUPT", `head says ${head.size} records, log has ${state.size}`);
     const tail = last !== undefined && last.count < BUNDLE_SIZE ? last : emptyTail(state.size / BUNDLE_SIZE);
     const openedFrom: OpenedFrom = { snapshotSize: from, recordsFolded: head.size - from, ...(snap.problem !== undefined ? { snapshotProblem: snap.problem } : {}) };
-    return { head, frontier, state, since, tail, formatWritten, openedFrom, snapshotParts: snap.parts, snapshotPrev: snap.usable?.prev ?? GENESIS_PREV };
+    // Parts in each slot, whatever the manifest says: a crash part-way through writing a
+    // snapshot leaves some in the other slot, which the next snapshot clears first.
+    const slotParts: [number, number] = [0, 0];
+    for (const slot of [0, 1] as const) for await (const _ of backend.iterate(snapshotPartRanges[slot])) slotParts[slot]++;
+    return { head, frontier, state, since, tail, formatWritten, openedFrom, snapshotSlot: snap.slot, slotParts, snapshotPrev: snap.usable?.prev ?? GENESIS_PREV };
   }
 
   /**
@@ -307,18 +335,15 @@ export class AuditStore {
    * matching its digest, and decoding to a well-formed state. Otherwise the reason, and the
    * state is folded from genesis: a snapshot is a cache, the log is the truth.
    */
-  static async #readSnapshot(backend: AuditBackend, opts: AuditStoreOptions, head: Head, frontier: MerkleFrontier): Promise<{ usable?: UsableSnapshot; problem?: string; parts: number }> {
+  static async #readSnapshot(backend: AuditBackend, opts: AuditStoreOptions, head: Head, frontier: MerkleFrontier): Promise<{ usable?: UsableSnapshot; problem?: string; slot?: SnapshotSlot }> {
     const stored = await readStoredSnapshot(backend);
-    if (stored === undefined) return { parts: 0 };
+    if (stored === undefined) return {};
     const c = checkStoredSnapshot(stored, { gatewayKeys: [opts.gatewayKey.keyId], origin: opts.origin, window: opts.foldWindow ?? FOLD_WINDOW });
-    // Parts the stored manifest names, or (unreadable manifest) those the range holds.
-    const refuse = async (problem: string, parts: number): Promise<{ problem: string; parts: number }> => {
-      if (parts === 0) for await (const _ of backend.iterate(snapshotPartRange)) parts++;
-      return { problem, parts };
-    };
-    if (!c.ok) return refuse(c.problem, c.parts);
+    const slot = stored.slot;
+    const refuse = (problem: string): { problem: string; slot: SnapshotSlot } => ({ problem, slot });
+    if (!c.ok) return refuse(c.problem);
     const m = c.manifest;
-    if (m.size > head.size) return refuse("snapshot position is not in the log", m.parts.length);
+    if (m.size > head.size) return refuse("snapshot position is not in the log");
     const lookup: NodeLookup = (level, index) => {
       const h = readStoredNode((k) => backend.getSync(k), level, index);
       if (h === undefined) throw new AuditStoreError("AUDIT_CORRUPT", `tree node ${level}/${index} missing`);
@@ -326,12 +351,12 @@ export class AuditStore {
     };
     try {
       const root = m.size === head.size ? frontier.root() : rootAt(m.size, lookup);
-      if (toB64u(root) !== m.root) return refuse("snapshot root differs from the log's root at its position", m.parts.length);
-      if (toB64u(lookup(0, m.size - 1)) !== m.prev) return refuse("snapshot chain link differs from the log's", m.parts.length);
+      if (toB64u(root) !== m.root) return refuse("snapshot root differs from the log's root at its position");
+      if (toB64u(lookup(0, m.size - 1)) !== m.prev) return refuse("snapshot chain link differs from the log's");
     } catch (e) {
-      return refuse(`log tree unreadable at the snapshot's position (${String(e)})`, m.parts.length);
+      return refuse(`log tree unreadable at the snapshot's position (${String(e)})`);
     }
-    return { usable: { state: c.state, size: m.size, prev: m.prev, since: m.since }, parts: m.parts.length };
+    return { usable: { state: c.state, size: m.size, prev: m.prev, since: m.since }, slot };
   }
 
   /**
@@ -453,21 +478,22 @@ export class AuditStore {
   }
 
   /**
-   * Store a fold snapshot of a state its owner (handOffState) encoded after queueing its last
-   * entry: it stands at the end of everything queued so far, and is written once that is
-   * durable. A checkpoint the store inserted in between does not change the fold but its
-   * last checkpoint, which the store records in the snapshot itself.
+   * Store a fold snapshot of a state its owner (handOffState) captured (fold-snapshot.ts
+   * captureState) right after queueing its last entry: it stands at the end of everything
+   * queued so far, and is written once that is durable. A checkpoint the store inserted in
+   * between does not change the fold but its last checkpoint, which the store records in the
+   * snapshot itself. Resolves once the snapshot is durable and current.
    */
-  queueSnapshot(encoded: EncodedState): Promise<SnapshotInfo> {
+  queueSnapshot(captured: CapturedState): Promise<SnapshotInfo> {
     if (this.#state !== undefined) return Promise.reject(new AuditStoreError("AUDIT_INVALID_ENTRY", "this store folds its own state: use writeSnapshot"));
-    return this.#queueSnapshot(encoded);
+    return this.#queueSnapshot(captured);
   }
 
-  #queueSnapshot(encoded: EncodedState | undefined): Promise<SnapshotInfo> {
+  #queueSnapshot(captured: CapturedState | undefined): Promise<SnapshotInfo> {
     if (this.#closed) return Promise.reject(new AuditStoreError("AUDIT_CLOSED", "store is closed"));
     if (this.#failed !== undefined) return Promise.reject(new AuditStoreError("AUDIT_UNWRITABLE", "an earlier write failed", { cause: this.#failed }));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ kind: "snapshot", encoded, resolve, reject });
+      this.#queue.push({ kind: "snapshot", captured, resolve, reject });
       this.#kick();
     });
   }
@@ -621,40 +647,100 @@ export class AuditStore {
       }
     }
     for (const r of b.written) if (r.type === "checkpoint") this.#publish(r.checkpoint);
-    if (snapshot !== undefined) await this.#writeSnapshot(snapshot);
+    if (snapshot !== undefined) this.#startSnapshot(snapshot);
   }
 
   /**
-   * Write a snapshot standing at the current end of the log (its batch ended with it, and that
-   * batch is durable). A failure rejects the snapshot only: the batch replaces the manifest
-   * and its parts atomically, so the log and the previous snapshot are as they were.
+   * Take a snapshot's position now, at the end of its batch, which is durable (and the state,
+   * for a store that folds its own: captured here, before any later batch folds into it);
+   * encode and write it after the snapshots before it, outside the commit queue, so that group
+   * commits go on meanwhile.
    */
-  async #writeSnapshot(it: Pending & { kind: "snapshot" }): Promise<void> {
+  #startSnapshot(it: Pending & { kind: "snapshot" }): void {
+    let captured: CapturedState;
+    let at: SnapshotPosition;
     try {
       const size = this.#frontier.size;
       if (size === 0) throw new AuditStoreError("AUDIT_INVALID_ENTRY", "nothing to snapshot in an empty log");
       const own = this.#state;
-      const encoded = it.encoded ?? (own !== undefined ? encodeState(own) : undefined);
-      if (encoded === undefined) throw new AuditStoreError("AUDIT_STATE_HANDED_OFF", "no state to snapshot");
-      const parts = sealState(encoded, size, this.#lastCheckpoint);
+      const c = it.captured ?? (own !== undefined ? captureState(own) : undefined);
+      if (c === undefined) throw new AuditStoreError("AUDIT_STATE_HANDED_OFF", "no state to snapshot");
+      captured = c;
+      at = { size, root: toB64u(this.#frontier.root()), prev: this.#prev, since: this.#sinceCheckpoint, lastCheckpoint: this.#lastCheckpoint };
+    } catch (e) {
+      it.reject(e);
+      return;
+    }
+    // #writeSnapshot never rejects (it settles `it` instead), so neither does the chain.
+    this.#snapshotWrites = this.#snapshotWrites.then(() => this.#writeSnapshot(it, captured, at));
+  }
+
+  /**
+   * Encode a snapshot in slices (the event loop runs between them) and write it into the slot
+   * the current one does not use, part batch by part batch, each synced; then make it current
+   * with one synced batch that writes its manifest and deletes the other slot's parts. A
+   * failure, a crash or a failed log write (nothing more is written then) at any point before
+   * that batch leaves the current snapshot as it was: only the snapshot is rejected.
+   */
+  async #writeSnapshot(it: Pending & { kind: "snapshot" }, captured: CapturedState, at: SnapshotPosition): Promise<void> {
+    const slot: SnapshotSlot = this.#snapshotSlot === 0 ? 1 : 0;
+    const other: SnapshotSlot = slot === 0 ? 1 : 0;
+    const write = async (ops: KvOp[]): Promise<void> => {
+      if (this.#failed !== undefined) throw new AuditStoreError("AUDIT_UNWRITABLE", "the log failed a write or its check: no snapshot", { cause: this.#failed });
+      await this.#backend.batch(ops, { sync: true });
+    };
+    try {
+      const steps = encodeSteps(captured);
+      let step = steps.next();
+      while (step.done !== true) {
+        await pause();
+        step = steps.next();
+      }
+      const encoded = step.value;
+      const parts = sealState(encoded, at.size, at.lastCheckpoint);
+      // What a crash part-way through an earlier write left in this slot.
+      const stale = this.#slotParts[slot];
+      if (stale > 0) {
+        await write(Array.from({ length: stale }, (_, i): KvOp => ({ type: "del", key: snapshotPartKey(i, slot) })));
+        this.#slotParts[slot] = 0;
+      }
+      const digests: string[] = [];
+      let ops: KvOp[] = [];
+      let bytes = 0;
+      for (let i = 0; i < parts.length; i++) {
+        const part = parts[i]!;
+        digests.push(sha256B64u(part));
+        ops.push({ type: "put", key: snapshotPartKey(i, slot), value: part });
+        bytes += part.length;
+        if (bytes >= (this.#opts.snapshotBatchBytes ?? SNAPSHOT_BATCH_BYTES) && i < parts.length - 1) {
+          // Counted before the write: a failed write may still have left them.
+          this.#slotParts[slot] = i + 1;
+          await write(ops);
+          ops = [];
+          bytes = 0;
+          await pause();
+        }
+      }
       const manifest: SnapshotManifest = {
         kind: SNAPSHOT_KIND,
         origin: this.#opts.origin,
-        size,
-        root: toB64u(this.#frontier.root()),
-        prev: this.#prev,
-        since: this.#sinceCheckpoint,
+        size: at.size,
+        root: at.root,
+        prev: at.prev,
+        since: at.since,
         window: encoded.header.window,
         fold: encoded.header.fold,
-        parts: parts.map((p) => sha256B64u(p)),
+        parts: digests,
+        slot,
         time: this.#opts.clock(),
       };
-      const ops: KvOp[] = parts.map((value, i) => ({ type: "put", key: snapshotPartKey(i), value }));
-      for (let i = parts.length; i < this.#snapshotParts; i++) ops.push({ type: "del", key: snapshotPartKey(i) });
       ops.push({ type: "put", key: SNAPSHOT_MANIFEST_KEY, value: canonicalBytes(signPayload("snapshot", manifest, this.#opts.gatewayKey)) });
-      await this.#backend.batch(ops, { sync: true });
-      this.#snapshotParts = parts.length;
-      it.resolve({ size, parts: parts.length, bytes: parts.reduce((a, p) => a + p.length, 0) });
+      for (let i = 0; i < this.#slotParts[other]; i++) ops.push({ type: "del", key: snapshotPartKey(i, other) });
+      this.#slotParts[slot] = parts.length;
+      await write(ops);
+      this.#snapshotSlot = slot;
+      this.#slotParts[other] = 0;
+      it.resolve({ size: at.size, parts: parts.length, bytes: parts.reduce((a, p) => a + p.length, 0) });
     } catch (e) {
       it.reject(e);
     }
@@ -727,7 +813,13 @@ export class AuditStore {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#closing = true;
     await this.#prefixCheck;
-    while (this.#draining || this.#queue.length > 0) await new Promise((r) => setImmediate(r));
+    // Queued appends are committed and started snapshots written (those may queue nothing new).
+    for (;;) {
+      while (this.#draining || this.#queue.length > 0) await pause();
+      const writes = this.#snapshotWrites;
+      await writes;
+      if (writes === this.#snapshotWrites && !this.#draining && this.#queue.length === 0) break;
+    }
     this.#closed = true;
     await this.#backend.close();
   }

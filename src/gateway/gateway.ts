@@ -103,8 +103,10 @@ export interface GatewayOptions {
   foldWindow?: number;
   /**
    * Snapshot the audit fold every this many entries, so that a restart after a crash folds at
-   * most that many records (Ledger). Default 0: only at stop(), which always snapshots. Each
-   * periodic snapshot pauses this gateway for time in proportion to its fold (docs/performance.md).
+   * most that many records plus those appended while one is written (Ledger). Default 0: only
+   * at stop(), which always snapshots. Each periodic snapshot pauses this gateway only to copy
+   * its fold out (about 0.1 s for a full window); encoding and writing go on beside the tasks
+   * (docs/performance.md).
    */
   snapshotEveryEntries?: number;
   /** Authority keyIds trusted from the start (recorded as trust records on first start). */

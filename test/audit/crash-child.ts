@@ -12,6 +12,8 @@ const store = await AuditStore.open(dir, {
   clock: () => Date.now(),
   checkpointEvery: 25,
   foldWindow: Number(process.argv[3] ?? 40),
+  // Every snapshot part in a batch of its own, so that kills land between them too.
+  snapshotBatchBytes: 1,
 });
 process.stdout.write(`ready ${store.size}\n`);
 const WRITERS = 16;
