@@ -145,6 +145,36 @@ for (const make of HARNESSES) {
       await reopened.close();
     });
 
+    it("a snapshot written before there were two slots (no slot in its manifest) is used, then replaced", async () => {
+      const h = harness(make);
+      const o = opts({ checkpointEvery: 0 });
+      let store = await AuditStore.open(await h.open(), o);
+      for (const e of workload(40)) await store.append(e);
+      const first = await store.writeSnapshot();
+      await store.close();
+      // The earlier writer's manifest: the same fields, no slot, parts under s/p.
+      const b = await h.open();
+      const { slot, ...legacy } = (parseStrict((await b.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>).payload;
+      expect(slot).toBe(0);
+      await b.batch([{ type: "put", key: SNAPSHOT_MANIFEST_KEY, value: canonicalBytes(signPayload("snapshot", legacy, GATEWAY_KEY)) }], { sync: true });
+      await b.close();
+      store = await AuditStore.open(await h.open(), o);
+      expect(store.openedFrom).toEqual({ snapshotSize: first.size, recordsFolded: 0 });
+      // (The workload's revocations carry no real authority signature: only the snapshot's finding is looked at.)
+      const rep = await replay(backendLogSource(store.backend), { gatewayKeys: [GATEWAY_KEY.keyId], origin: "gw-test" }, { rederive: false, foldWindow: W });
+      expect(rep.snapshot).toEqual({ at: first.size, result: "matches" });
+      for (const e of workload(10, 2)) await store.append(e);
+      const second = await store.writeSnapshot();
+      const m = (parseStrict((await store.backend.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>).payload;
+      expect(m.slot).toBe(1);
+      expect(await store.backend.get(snapshotPartKey(0, 0))).toBeUndefined();
+      await store.close();
+      store = await AuditStore.open(await h.open(), o);
+      expect(store.openedFrom).toEqual({ snapshotSize: second.size, recordsFolded: 0 });
+      expect(view(store.state)).toEqual(view(await genesisFold(store)));
+      await store.close();
+    });
+
     it("a snapshot write that fails part-way is refused alone: the current snapshot stays whole and the log goes on", async () => {
       const h = harness(make);
       const o = opts({ checkpointEvery: 0, snapshotBatchBytes: 1 });
