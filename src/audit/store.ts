@@ -172,6 +172,25 @@ interface UsableSnapshot {
 
 const utf8 = new TextEncoder();
 
+/** The slot a stored manifest names: 0 unless it reads as naming 1 (where the parts are, not whether they are good). */
+function manifestSlot(bytes: Uint8Array): SnapshotSlot {
+  try {
+    return (parseStrict(bytes) as { payload?: { slot?: unknown } }).payload?.slot === 1 ? 1 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** How many parts a stored manifest names (0 when it cannot be read). */
+function partsNamed(bytes: Uint8Array): number {
+  try {
+    const parts = (parseStrict(bytes) as { payload?: { parts?: unknown } }).payload?.parts;
+    return Array.isArray(parts) ? parts.length : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** The commit point; AUDIT_CORRUPT when it is not {size, last}. */
 function parseHead(bytes: Uint8Array | undefined): Head {
   if (bytes === undefined) return { size: 0, last: GENESIS_PREV };
@@ -321,10 +340,15 @@ export class AuditStore {
     if (state.size !== head.size || prev !== head.last) throw new AuditStoreError("AUDIT_CORRUPT", `head says ${head.size} records, log has ${state.size}`);
     const tail = last !== undefined && last.count < BUNDLE_SIZE ? last : emptyTail(state.size / BUNDLE_SIZE);
     const openedFrom: OpenedFrom = { snapshotSize: from, recordsFolded: head.size - from, ...(snap.problem !== undefined ? { snapshotProblem: snap.problem } : {}) };
-    // Parts in each slot, whatever the manifest says: a crash part-way through writing a
-    // snapshot leaves some in the other slot, which the next snapshot clears first.
+    // Parts in each slot: the current one holds what its manifest names (a snapshot's slot is
+    // cleared before its parts are written); a crash part-way through writing the next one
+    // leaves some in the other, which the next snapshot clears first. Counted, not assumed
+    // (that read is cheap: the other slot is normally empty).
     const slotParts: [number, number] = [0, 0];
-    for (const slot of [0, 1] as const) for await (const _ of backend.iterate(snapshotPartRanges[slot])) slotParts[slot]++;
+    for (const slot of [0, 1] as const) {
+      if (slot === snap.slot && snap.parts !== undefined) slotParts[slot] = snap.parts;
+      else for await (const _ of backend.iterate(snapshotPartRanges[slot])) slotParts[slot]++;
+    }
     return { head, frontier, state, since, tail, formatWritten, openedFrom, snapshotSlot: snap.slot, slotParts, snapshotPrev: snap.usable?.prev ?? GENESIS_PREV };
   }
 
@@ -335,12 +359,14 @@ export class AuditStore {
    * matching its digest, and decoding to a well-formed state. Otherwise the reason, and the
    * state is folded from genesis: a snapshot is a cache, the log is the truth.
    */
-  static async #readSnapshot(backend: AuditBackend, opts: AuditStoreOptions, head: Head, frontier: MerkleFrontier): Promise<{ usable?: UsableSnapshot; problem?: string; slot?: SnapshotSlot }> {
+  static async #readSnapshot(backend: AuditBackend, opts: AuditStoreOptions, head: Head, frontier: MerkleFrontier): Promise<{ usable?: UsableSnapshot; problem?: string; slot?: SnapshotSlot; parts?: number }> {
     const stored = await readStoredSnapshot(backend);
     if (stored === undefined) return {};
     const c = checkStoredSnapshot(stored, { gatewayKeys: [opts.gatewayKey.keyId], origin: opts.origin, window: opts.foldWindow ?? FOLD_WINDOW });
     const slot = stored.slot;
-    const refuse = (problem: string): { problem: string; slot: SnapshotSlot } => ({ problem, slot });
+    // Parts found in the slot: those of a refused manifest may be missing or fewer than it names.
+    const parts = c.ok ? stored.parts.length : undefined;
+    const refuse = (problem: string): { problem: string; slot: SnapshotSlot; parts?: number } => ({ problem, slot, ...(parts !== undefined ? { parts } : {}) });
     if (!c.ok) return refuse(c.problem);
     const m = c.manifest;
     if (m.size > head.size) return refuse("snapshot position is not in the log");
@@ -356,7 +382,7 @@ export class AuditStore {
     } catch (e) {
       return refuse(`log tree unreadable at the snapshot's position (${String(e)})`);
     }
-    return { usable: { state: c.state, size: m.size, prev: m.prev, since: m.since }, slot };
+    return { usable: { state: c.state, size: m.size, prev: m.prev, since: m.since }, slot, parts: m.parts.length };
   }
 
   /**
@@ -683,13 +709,19 @@ export class AuditStore {
    * that batch leaves the current snapshot as it was: only the snapshot is rejected.
    */
   async #writeSnapshot(it: Pending & { kind: "snapshot" }, captured: CapturedState, at: SnapshotPosition): Promise<void> {
-    const slot: SnapshotSlot = this.#snapshotSlot === 0 ? 1 : 0;
-    const other: SnapshotSlot = slot === 0 ? 1 : 0;
+    const unwritable = (): AuditStoreError => new AuditStoreError("AUDIT_UNWRITABLE", "the log failed a write or its check: no snapshot", { cause: this.#failed });
     const write = async (ops: KvOp[]): Promise<void> => {
-      if (this.#failed !== undefined) throw new AuditStoreError("AUDIT_UNWRITABLE", "the log failed a write or its check: no snapshot", { cause: this.#failed });
+      if (this.#failed !== undefined) throw unwritable();
       await this.#backend.batch(ops, { sync: true });
     };
     try {
+      // The current slot as stored, not as remembered: a manifest batch that reported failure
+      // may still have landed, and then its slot is the one to keep.
+      const stored = await this.#backend.get(SNAPSHOT_MANIFEST_KEY);
+      if (stored !== undefined) this.#snapshotSlot = manifestSlot(stored);
+      const slot: SnapshotSlot = this.#snapshotSlot === 0 ? 1 : 0;
+      const other: SnapshotSlot = slot === 0 ? 1 : 0;
+      if (stored !== undefined && this.#slotParts[other] === 0) this.#slotParts[other] = partsNamed(stored);
       const steps = encodeSteps(captured);
       let step = steps.next();
       while (step.done !== true) {
@@ -740,6 +772,9 @@ export class AuditStore {
       await write(ops);
       this.#snapshotSlot = slot;
       this.#slotParts[other] = 0;
+      // The background check failed while the batch was written: it is on disk, but reported as
+      // refused, as appends are (the next open checks everything before it again anyway).
+      if (this.#failed !== undefined) throw unwritable();
       it.resolve({ size: at.size, parts: parts.length, bytes: parts.reduce((a, p) => a + p.length, 0) });
     } catch (e) {
       it.reject(e);

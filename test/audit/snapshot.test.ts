@@ -24,7 +24,7 @@ import { GATEWAY_KEY, HARNESSES, ROGUE_KEY, claimDecision as decision, claimOutc
 const W = 23;
 
 /** sha256 of src/audit/fold.ts and fold-snapshot.ts for FOLD_VERSION 1 (see the test that reads it). Updated without a bump when the encoder became resumable (encodeSteps): same bytes, checked against the previous encoder on a full window. */
-const FOLD_RULES_PIN = "fcBjYjzjGFSTrlWBJXzyulM3qx5n7BJG6YHb5oXhGx0";
+const FOLD_RULES_PIN = "18Co3Im6yqnYG44YG91OkVqtZx6NvZgQWT_pFJGuKh0";
 
 const evidence = (taskId: string): AuditEntry => ({ type: "evidence", taskId, kind: "request", signed: { payload: { taskId }, sig: "s" } });
 const trust = (i: number): AuditEntry => ({ type: "trust", change: { op: i % 2 === 0 ? "gateway.add" : "authority.add", keyId: `k${i % 5}` } });
@@ -142,6 +142,64 @@ for (const make of HARNESSES) {
       const reopened = await AuditStore.open(await h.open(), o);
       expect(reopened.openedFrom).toEqual({ snapshotSize: reopened.size, recordsFolded: 0 });
       expect(view(reopened.state)).toEqual(view(await genesisFold(reopened)));
+      await reopened.close();
+    });
+
+    it("a manifest batch reported as failed that landed anyway: the next snapshot keeps the slot the disk names", async () => {
+      const h = harness(make);
+      const o = opts({ checkpointEvery: 0, snapshotBatchBytes: 1 });
+      const backend = await h.open();
+      let mode: "ok" | "land-then-fail" | "fail-parts" = "ok";
+      const unclear: AuditBackend = {
+        kind: backend.kind,
+        batch: async (ops, bo) => {
+          if (mode === "land-then-fail" && ops.some((op) => op.key === SNAPSHOT_MANIFEST_KEY)) {
+            mode = "ok";
+            await backend.batch(ops, bo);
+            throw new Error("fsync failed");
+          }
+          if (mode === "fail-parts" && ops.some((op) => op.type === "put" && (op.key.startsWith("s/p") || op.key.startsWith("s/q")))) throw new Error("disk full");
+          return backend.batch(ops, bo);
+        },
+        get: (k) => backend.get(k),
+        getSync: (k) => backend.getSync(k),
+        getMany: (k) => backend.getMany(k),
+        iterate: (r) => backend.iterate(r),
+        close: () => backend.close(),
+      };
+      const store = await AuditStore.open(unclear, o);
+      for (const e of workload(30)) await store.append(e);
+      await store.writeSnapshot(); // slot 0
+      for (const e of workload(10, 2)) await store.append(e);
+      mode = "land-then-fail";
+      await expect(store.writeSnapshot()).rejects.toThrow(/fsync failed/); // on disk: slot 1, current
+      const landed = store.size;
+      for (const e of workload(10, 3)) await store.append(e);
+      // Had the store trusted its memory (slot 0 current), this one would have cleared slot 1,
+      // the one the disk names, before failing.
+      mode = "fail-parts";
+      await expect(store.writeSnapshot()).rejects.toThrow(/disk full/);
+      mode = "ok";
+      await store.close();
+      const reopened = await AuditStore.open(await h.open(), o);
+      expect(reopened.openedFrom).toEqual({ snapshotSize: landed, recordsFolded: reopened.size - landed });
+      expect(view(reopened.state)).toEqual(view(await genesisFold(reopened)));
+      await reopened.close();
+    });
+
+    it("close() writes the snapshots and appends still queued", async () => {
+      const h = harness(make);
+      const store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 0, snapshotBatchBytes: 1 }));
+      for (const e of workload(40)) await store.append(e);
+      const first = store.writeSnapshot();
+      const append = store.append(outcome("queued"));
+      const second = store.writeSnapshot();
+      await store.close();
+      const [a, r, b] = await Promise.all([first, append, second]);
+      expect(a.size).toBe(r.seq);
+      expect(b.size).toBe(r.seq + 1);
+      const reopened = await AuditStore.open(await h.open(), opts({ checkpointEvery: 0 }));
+      expect(reopened.openedFrom).toEqual({ snapshotSize: b.size, recordsFolded: 0 });
       await reopened.close();
     });
 
@@ -374,6 +432,29 @@ for (const make of HARNESSES) {
       expect(store.openedFrom.snapshotSize).toBeGreaterThan(0);
       // 50 entries, plus the evidence between them (it does not count as an entry).
       expect(store.openedFrom.recordsFolded).toBeLessThan(120);
+      expect(view(store.state)).toEqual(view(await genesisFold(store)));
+      await store.close();
+    });
+
+    it("a writer that outruns the snapshots skips periodic ones while one is written; the next append after it catches up", async () => {
+      const h = harness(make);
+      let store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 0 }));
+      const ledger = new Ledger(store, { snapshotEvery: 50 });
+      const entries = workload(200);
+      for (const e of entries) await ledger.append(e);
+      await ledger.snapshotSettled();
+      const manifestSize = async (): Promise<number> => (parseStrict((await store.backend.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>).payload.size;
+      const before = await manifestSize();
+      expect(before).toBeGreaterThan(0);
+      // Within 50 more entries, 50 have passed since the last snapshot was queued, and the
+      // first append that sees it (none in flight) queues the next.
+      for (let i = 0; i < 50; i++) await ledger.append(outcome(`more-${i}`));
+      await ledger.snapshotSettled();
+      const after = await manifestSize();
+      expect(after).toBeGreaterThan(before);
+      await store.close();
+      store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 0 }));
+      expect(store.openedFrom.snapshotSize).toBe(after);
       expect(view(store.state)).toEqual(view(await genesisFold(store)));
       await store.close();
     });
