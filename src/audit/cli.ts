@@ -1,6 +1,7 @@
-// `failclosed audit verify|replay|prove|checkpoints --db DIR [--json]`.
+// `failclosed audit verify|replay|prove|checkpoints --db DIR [--json]`, and
+// `failclosed audit witness --nats URL --gateway-id ID --out FILE` (keeps what a gateway published).
 // Exit codes: 0 all good · 1 divergence or tampering found · 2 usage or I/O error.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { Command, CommanderError, Option } from "commander";
 import { parseStrict } from "../canonical/strict-parse.ts";
@@ -14,6 +15,8 @@ import { backendLogSource } from "./log-source.ts";
 import { buildProofBundle } from "./proof-bundle.ts";
 import { decodeRecord, type CheckpointPayload } from "./records.ts";
 import { replay, type ReplayReport, type TrustRoots } from "./replay.ts";
+import { witness } from "./witness.ts";
+import { readCheckpointFeed } from "../nats/checkpoint-feed.ts";
 
 export interface AuditIo {
   readonly out: (s: string) => void;
@@ -43,7 +46,7 @@ interface CommonOpts {
   checkpoints?: string;
 }
 
-function loadTrustRoots(o: CommonOpts): TrustRoots {
+function loadTrustRoots(o: Omit<CommonOpts, "db">): TrustRoots {
   if (o.trust !== undefined) {
     const t = parseStrict(readFileSync(o.trust)) as { gatewayKeys?: unknown; authorities?: unknown; origin?: unknown };
     if (!Array.isArray(t.gatewayKeys) || !t.gatewayKeys.every((k) => typeof k === "string")) throw new AuditCliError(`${o.trust}: gatewayKeys must be a list of key ids`);
@@ -127,6 +130,56 @@ async function runReplay(io: AuditIo, o: CommonOpts & { workers?: string }, rede
   });
 }
 
+interface WitnessOpts {
+  nats: string;
+  gatewayId: string;
+  out?: string;
+  json?: boolean;
+  trust?: string;
+  gatewayKey?: string[];
+  timeoutMs: string;
+}
+
+/**
+ * `audit witness`: read what the gateway published, check it against what the witness file
+ * already holds, and rewrite the file with every trusted checkpoint (atomically: a crash leaves
+ * the old file or the new one). 1 when anything was refused or a fork was seen.
+ */
+async function runWitness(io: AuditIo, o: WitnessOpts): Promise<number> {
+  const trust = loadTrustRoots(o);
+  if (trust.origin !== undefined && trust.origin !== o.gatewayId) throw new AuditCliError(`--trust names origin ${trust.origin}, not --gateway-id ${o.gatewayId}`);
+  const timeoutMs = Number(o.timeoutMs);
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw new AuditCliError(`--timeout-ms must be a positive integer, not ${JSON.stringify(o.timeoutMs)}`);
+  // What the witness held before: input like any other, and never silently replaced.
+  let held: unknown[] = [];
+  if (o.out !== undefined && existsSync(o.out)) {
+    const v = parseStrict(readFileSync(o.out), { maxBytes: 64 * 1024 * 1024 });
+    if (!Array.isArray(v)) throw new AuditCliError(`${o.out}: not a witness file (expected a JSON array of signed checkpoints)`);
+    held = v;
+  }
+  const incoming = await readCheckpointFeed(o.nats, o.gatewayId, { timeoutMs });
+  const r = witness(held, incoming, { origin: o.gatewayId, gatewayKeys: trust.gatewayKeys });
+  const text = `${JSON.stringify(r.checkpoints, null, 1)}\n`;
+  if (o.out !== undefined) {
+    const tmp = `${o.out}.tmp-${process.pid}`;
+    writeFileSync(tmp, text);
+    renameSync(tmp, o.out);
+  } else {
+    io.out(text);
+  }
+  // Without --out the checkpoints are the output; the report then goes to stderr.
+  const say = o.out !== undefined ? io.out : io.err;
+  const largest = r.checkpoints.at(-1)?.payload.size ?? 0;
+  if (o.json === true) {
+    say(`${JSON.stringify({ gatewayId: o.gatewayId, read: incoming.length, held: r.checkpoints.length, added: r.added, largestSize: largest, ok: r.findings.length === 0, findings: r.findings })}\n`);
+  } else {
+    say(`witness ${o.gatewayId}: ${r.findings.length === 0 ? "OK" : "FINDINGS"}\n`);
+    say(`messages read: ${incoming.length}\ncheckpoints held: ${r.checkpoints.length} (${r.added} new)\nlargest size: ${largest}\n`);
+    for (const f of r.findings) say(`${f.where}: ${f.kind}: ${f.detail}\n`);
+  }
+  return r.findings.length === 0 ? 0 : 1;
+}
+
 /** The `audit` subcommand; wire with `program.addCommand(auditCommand())`. */
 export function auditCommand(io: AuditIo = processIo()): Command {
   const guard =
@@ -207,6 +260,18 @@ export function auditCommand(io: AuditIo = processIo()): Command {
           return bad > 0 ? 1 : 0;
         }),
       ),
+  );
+  audit.addCommand(
+    new Command("witness")
+      .description("keep the checkpoints a gateway published on NATS (for replay --checkpoints), checking signatures and forks")
+      .requiredOption("--nats <url>", "NATS server")
+      .requiredOption("--gateway-id <id>", "the gateway whose checkpoints to keep (its log's origin)")
+      .option("--out <file>", "witness file: read if present, rewritten with every checkpoint held (without it: the JSON array goes to stdout)")
+      .option("--json", "machine-readable report")
+      .option("--trust <file>", "trust roots JSON {gatewayKeys, origin?}")
+      .addOption(new Option("--gateway-key <keyId...>", "trusted checkpoint signer (repeatable)"))
+      .option("--timeout-ms <ms>", "give up when NATS does not answer for this long", "5000")
+      .action(guard((o: WitnessOpts) => runWitness(io, o))),
   );
   return audit;
 }
