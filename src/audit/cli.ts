@@ -1,7 +1,9 @@
 // `failclosed audit verify|replay|prove|checkpoints --db DIR [--json]`, and
 // `failclosed audit witness --nats URL --gateway-id ID --out FILE` (keeps what a gateway published).
 // Exit codes: 0 all good · 1 divergence or tampering found · 2 usage or I/O error.
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
 import { availableParallelism } from "node:os";
 import { Command, CommanderError, Option } from "commander";
 import { parseStrict } from "../canonical/strict-parse.ts";
@@ -113,6 +115,7 @@ function replayWorkers(flag: string | undefined, records: number): number {
 async function runReplay(io: AuditIo, o: CommonOpts & { workers?: string }, rederive: boolean): Promise<number> {
   const trust = loadTrustRoots(o);
   const checkpoints = loadCheckpoints(o.checkpoints);
+  if (o.checkpoints !== undefined && checkpoints.length === 0) io.err(`note: ${o.checkpoints} holds no checkpoints: nothing outside the log to hold it to\n`);
   replayWorkers(o.workers, 0); // a bad flag is a usage error before the log is opened
   return withDb(o.db, async (backend) => {
     const src = backendLogSource(backend);
@@ -140,16 +143,45 @@ interface WitnessOpts {
   timeoutMs: string;
 }
 
+/** Replace `file` with `text` so that a crash or power loss leaves the old file or the new one, whole. */
+function replaceFileDurably(file: string, text: string): void {
+  const tmp = `${file}.tmp-${randomBytes(6).toString("hex")}`;
+  try {
+    const fd = openSync(tmp, "wx"); // exclusive: never through an existing path or link
+    try {
+      writeSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  // The rename itself is durable once the directory is.
+  const dir = openSync(dirname(file), "r");
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+}
+
 /**
  * `audit witness`: read what the gateway published, check it against what the witness file
- * already holds, and rewrite the file with every trusted checkpoint (atomically: a crash leaves
- * the old file or the new one). 1 when anything was refused or a fork was seen.
+ * already holds, and rewrite the file with every trusted checkpoint (durably and atomically).
+ * 1 when anything published was refused or a fork was seen; 2 (file untouched) when the file
+ * itself holds an entry that fails its checks under these keys: a mistyped or rotated key, or
+ * another gateway's file, must never quietly erase what the witness held.
  */
 async function runWitness(io: AuditIo, o: WitnessOpts): Promise<number> {
   const trust = loadTrustRoots(o);
   if (trust.origin !== undefined && trust.origin !== o.gatewayId) throw new AuditCliError(`--trust names origin ${trust.origin}, not --gateway-id ${o.gatewayId}`);
+  const badKey = trust.gatewayKeys.find((k) => fromB64u(k, 32) === undefined);
+  if (badKey !== undefined) throw new AuditCliError(`gateway key ${JSON.stringify(badKey)} is not a base64url Ed25519 public key`);
   const timeoutMs = Number(o.timeoutMs);
-  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw new AuditCliError(`--timeout-ms must be a positive integer, not ${JSON.stringify(o.timeoutMs)}`);
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1_000 || timeoutMs > 600_000) throw new AuditCliError(`--timeout-ms must be an integer from 1000 to 600000, not ${JSON.stringify(o.timeoutMs)}`);
   // What the witness held before: input like any other, and never silently replaced.
   let held: unknown[] = [];
   if (o.out !== undefined && existsSync(o.out)) {
@@ -159,14 +191,15 @@ async function runWitness(io: AuditIo, o: WitnessOpts): Promise<number> {
   }
   const incoming = await readCheckpointFeed(o.nats, o.gatewayId, { timeoutMs });
   const r = witness(held, incoming, { origin: o.gatewayId, gatewayKeys: trust.gatewayKeys });
-  const text = `${JSON.stringify(r.checkpoints, null, 1)}\n`;
-  if (o.out !== undefined) {
-    const tmp = `${o.out}.tmp-${process.pid}`;
-    writeFileSync(tmp, text);
-    renameSync(tmp, o.out);
-  } else {
-    io.out(text);
+  const heldBad = r.findings.filter((f) => f.where.startsWith("held"));
+  if (heldBad.length > 0) {
+    throw new AuditCliError(
+      `${o.out ?? "witness file"}: ${heldBad.length} held ${heldBad.length === 1 ? "entry fails its" : "entries fail their"} checks under these keys (${heldBad[0]!.where}: ${heldBad[0]!.kind}: ${heldBad[0]!.detail}); wrong key, rotated key or another gateway's file? Not rewritten`,
+    );
   }
+  const text = `${JSON.stringify(r.checkpoints, null, 1)}\n`;
+  if (o.out !== undefined) replaceFileDurably(o.out, text);
+  else io.out(text);
   // Without --out the checkpoints are the output; the report then goes to stderr.
   const say = o.out !== undefined ? io.out : io.err;
   const largest = r.checkpoints.at(-1)?.payload.size ?? 0;
@@ -270,7 +303,7 @@ export function auditCommand(io: AuditIo = processIo()): Command {
       .option("--json", "machine-readable report")
       .option("--trust <file>", "trust roots JSON {gatewayKeys, origin?}")
       .addOption(new Option("--gateway-key <keyId...>", "trusted checkpoint signer (repeatable)"))
-      .option("--timeout-ms <ms>", "give up when NATS does not answer for this long", "5000")
+      .option("--timeout-ms <ms>", "give up unless the whole read completes within this long (1000–600000)", "30000")
       .action(guard((o: WitnessOpts) => runWitness(io, o))),
   );
   return audit;

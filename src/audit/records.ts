@@ -4,7 +4,7 @@
 import { parseCanonical, type CanonicalParseOptions } from "../canonical/canonical-parse.ts";
 import { CanonicalError } from "../canonical/errors.ts";
 import { canonicalBytes, canonicalize, canonicalMembers, mergeCanonicalMembers, type JsonValue } from "../canonical/jcs.ts";
-import { toB64u } from "../crypto/base64url.ts";
+import { fromB64u, toB64u } from "../crypto/base64url.ts";
 import type { Signed } from "../crypto/signing.ts";
 import type { SignedRevocation } from "../core/types.ts";
 import { HASH_SIZE, leafHash } from "./merkle.ts";
@@ -195,4 +195,23 @@ export function decodeRecord(bytes: Uint8Array): DecodeResult {
   const problem = entryShapeProblem(value);
   if (problem !== undefined) return { ok: false, problem: "SCHEMA", detail: `bad ${problem}` };
   return { ok: true, record: value as unknown as AuditRecord };
+}
+
+const sameKeys = (o: Record<string, unknown>, keys: readonly string[]): boolean => {
+  const k = Object.keys(o);
+  return k.length === keys.length && keys.every((x) => Object.hasOwn(o, x));
+};
+
+/** The reason `v` is not exactly a signed checkpoint (as a witness or an auditor receives one), or undefined. */
+export function checkpointShapeProblem(v: unknown): string | undefined {
+  if (!isObj(v) || !sameKeys(v, ["payload", "sig"])) return "not {payload, sig}";
+  if (typeof v["sig"] !== "string") return "sig is not a string";
+  const p = v["payload"];
+  if (!isObj(p) || !sameKeys(p, ["kind", "origin", "size", "root", "time"])) return "payload is not {kind, origin, size, root, time}";
+  if (p["kind"] !== "failclosed/checkpoint/v1") return `kind ${JSON.stringify(p["kind"])}`;
+  if (typeof p["origin"] !== "string" || p["origin"] === "") return "origin is not a string";
+  if (!Number.isSafeInteger(p["size"]) || (p["size"] as number) < 0) return "size is not a non-negative integer";
+  if (fromB64u(p["root"], 32) === undefined) return "root is not 32 base64url bytes";
+  if (!Number.isSafeInteger(p["time"])) return "time is not an integer";
+  return undefined;
 }

@@ -9,7 +9,7 @@ import { applyRecord, emptyState } from "./fold.ts";
 import type { AuditLogSource } from "./log-source.ts";
 import { MerkleFrontier, consistencyProof, verifyConsistency } from "./merkle.ts";
 import { EvidenceIndex, checkDecisionClaims, revocationProblem, secondAllowProblem } from "./rederive.ts";
-import { GENESIS_PREV, decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
+import { GENESIS_PREV, checkpointShapeProblem, decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
 import { TrustViewCache, refersToLogTrust } from "./trust-view.ts";
 import { foldDifference, startSnapshotAudit, type SnapshotUnderAudit } from "./snapshot-audit.ts";
 import type { TrustSnapshot } from "../core/types.ts";
@@ -147,11 +147,13 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   const evidence = new EvidenceIndex();
   const frontier = new MerkleFrontier();
   const rootsAtSize = new Map<number, string>(); // roots wanted by external checkpoints
-  const wanted = new Set((opts.checkpoints ?? []).map((c) => c.payload.size));
+  const wanted = new Set((opts.checkpoints ?? []).filter((c) => checkpointShapeProblem(c) === undefined).map((c) => c.payload.size));
   let prev = GENESIS_PREV;
   let decisions = 0;
   let lastWitnessable = -1; // last record a checkpoint could cover (checkpoints cannot cover themselves)
   let position = 0;
+  /** The origin this log's own first checkpoint names (for external ones, when the trust roots name none). */
+  let logOrigin: string | undefined;
   /** Verified checkpoints (size, root), for the successive-consistency check. */
   const verified: { seq: number; size: number; root: string }[] = [];
 
@@ -194,6 +196,7 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
       switch (rec.type) {
         case "checkpoint": {
           const cp = rec.checkpoint;
+          logOrigin ??= cp.payload.origin;
           const bad = checkSignature(cp);
           if (bad !== undefined) report(seq, "CHECKPOINT_SIGNATURE", bad);
           const root = rootBefore;
@@ -268,7 +271,18 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   }
 
   // External checkpoints: a witness's copy pins sizes and roots the log must still reproduce.
-  for (const cp of opts.checkpoints ?? []) {
+  for (const [i, cp] of (opts.checkpoints ?? []).entries()) {
+    const shape = checkpointShapeProblem(cp);
+    if (shape !== undefined) {
+      report(0, "CHECKPOINT_SIGNATURE", `external checkpoint #${i} is not a signed checkpoint (${shape})`);
+      continue;
+    }
+    // Without an origin in the trust roots, the log names its own: another log's checkpoints
+    // (a witness file of another gateway sharing a key) are reported as such, not as a fork.
+    if (trustRoots.origin === undefined && logOrigin !== undefined && cp.payload.origin !== logOrigin) {
+      report(cp.payload.size, "CHECKPOINT_SIGNATURE", `external checkpoint #${i} is of origin ${cp.payload.origin}; this log's checkpoints name ${logOrigin}`);
+      continue;
+    }
     const bad = checkSignature(cp);
     if (bad !== undefined) {
       report(cp.payload.size, "CHECKPOINT_SIGNATURE", `external checkpoint: ${bad}`);

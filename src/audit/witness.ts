@@ -8,13 +8,16 @@
 //     the gateway, or whoever holds its key, showed two histories), counting those the witness
 //     already held from earlier runs, so a log rewritten after being witnessed shows even if the
 //     stream was purged and refilled.
-// Consistency between successive sizes needs the tree itself: replay checks it with proofs
-// built from the stored log, for every checkpoint the witness kept.
+// A fork shows here only where two checkpoints name one size; one between different sizes needs
+// the tree itself: replay checks consistency between successive sizes with proofs built from
+// the stored log, for every checkpoint the witness kept.
 // Pure: the NATS side is in nats/checkpoint-feed.ts, the command in audit/cli.ts.
 import { parseStrict } from "../canonical/strict-parse.ts";
 import { fromB64u } from "../crypto/base64url.ts";
 import { verifySigned, type Signed } from "../crypto/signing.ts";
-import type { CheckpointPayload } from "./records.ts";
+import { checkpointShapeProblem, type CheckpointPayload } from "./records.ts";
+
+export { checkpointShapeProblem };
 
 export type WitnessFindingKind =
   | "MALFORMED" // not JSON, not I-JSON, oversized, or not a signed checkpoint
@@ -27,6 +30,11 @@ export interface WitnessFinding {
   /** Where it came from: "stream seq N" or "held #N" (the witness file's entry). */
   readonly where: string;
   readonly detail: string;
+  /**
+   * For a FORK, both signed checkpoints, the one held first: together, signed by one trusted
+   * key, they prove the log was shown two ways. Keep the report.
+   */
+  readonly evidence?: readonly [Signed<CheckpointPayload>, Signed<CheckpointPayload>];
 }
 
 export interface WitnessInput {
@@ -46,32 +54,12 @@ export interface WitnessResult {
 /** Largest checkpoint message read (the wire limit is 64 KiB; a checkpoint is a few hundred bytes). */
 export const MAX_CHECKPOINT_BYTES = 64 * 1024;
 
-const B64U_32 = (s: unknown): boolean => fromB64u(s, 32) !== undefined;
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
-const sameKeys = (o: Record<string, unknown>, keys: readonly string[]): boolean => {
-  const k = Object.keys(o);
-  return k.length === keys.length && keys.every((x) => Object.hasOwn(o, x));
-};
-
-/** The reason `v` is not exactly a signed checkpoint payload, or undefined. */
-export function checkpointShapeProblem(v: unknown): string | undefined {
-  if (!isObj(v) || !sameKeys(v, ["payload", "sig"])) return "not {payload, sig}";
-  if (typeof v["sig"] !== "string") return "sig is not a string";
-  const p = v["payload"];
-  if (!isObj(p) || !sameKeys(p, ["kind", "origin", "size", "root", "time"])) return "payload is not {kind, origin, size, root, time}";
-  if (p["kind"] !== "failclosed/checkpoint/v1") return `kind ${JSON.stringify(p["kind"])}`;
-  if (typeof p["origin"] !== "string" || p["origin"] === "") return "origin is not a string";
-  if (!Number.isSafeInteger(p["size"]) || (p["size"] as number) < 0) return "size is not a non-negative integer";
-  if (!B64U_32(p["root"])) return "root is not 32 base64url bytes";
-  if (!Number.isSafeInteger(p["time"])) return "time is not an integer";
-  return undefined;
-}
-
 /**
  * Merge checkpoints read from the stream into those already held, checking each. `held` are
  * re-checked too (the witness file is input like any other). Never throws.
  */
 export function witness(held: readonly unknown[], incoming: readonly WitnessInput[], o: { readonly origin: string; readonly gatewayKeys: readonly string[] }): WitnessResult {
+  // A key that does not decode trusts nothing (the CLI refuses one as a usage error first).
   const keys = o.gatewayKeys.map((k) => fromB64u(k, 32)).filter((k): k is Uint8Array => k !== undefined);
   const findings: WitnessFinding[] = [];
   const bySize = new Map<number, { cp: Signed<CheckpointPayload>; where: string }>();
@@ -95,7 +83,7 @@ export function witness(held: readonly unknown[], incoming: readonly WitnessInpu
     const seen = bySize.get(cp.payload.size);
     if (seen !== undefined) {
       if (seen.cp.payload.root !== cp.payload.root) {
-        findings.push({ kind: "FORK", where, detail: `size ${cp.payload.size} has root ${cp.payload.root} here and ${seen.cp.payload.root} at ${seen.where}` });
+        findings.push({ kind: "FORK", where, detail: `size ${cp.payload.size} has root ${cp.payload.root} here and ${seen.cp.payload.root} at ${seen.where}`, evidence: [seen.cp, cp] });
       }
       return; // the first one held stays (a re-publication of the same checkpoint is not news)
     }

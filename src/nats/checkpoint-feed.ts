@@ -3,7 +3,7 @@
 // (audit/witness.ts). Read-only: an ordered consumer from the first message, no acks, nothing
 // created on the server.
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { WitnessInput } from "../audit/witness.ts";
 import { STREAMS, SUBJECTS, TASK_ID_RE } from "./contract.ts";
 
@@ -14,43 +14,59 @@ export class CheckpointFeedError extends Error {
 /**
  * Every message the stream holds for `gatewayId`, in stream order, as stored (bytes unparsed:
  * checking them is the witness's job). Throws CheckpointFeedError when the bus cannot be
- * reached, the stream does not exist, or reading stalls for `timeoutMs`.
+ * reached, the stream does not exist, or the whole read takes longer than `timeoutMs`
+ * (1,000–600,000 ms; default 30 s): the client's own retries never keep it waiting longer.
  */
 export async function readCheckpointFeed(natsUrl: string, gatewayId: string, o: { readonly timeoutMs?: number } = {}): Promise<WitnessInput[]> {
   // Gateway ids are subject tokens, like task ids: no wildcard may widen what is read.
   if (!TASK_ID_RE.test(gatewayId)) throw new CheckpointFeedError(`gateway id ${JSON.stringify(gatewayId)} is not a subject token`);
-  const timeoutMs = o.timeoutMs ?? 5_000;
+  const timeoutMs = o.timeoutMs ?? 30_000;
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1_000 || timeoutMs > 600_000) throw new CheckpointFeedError(`timeout ${timeoutMs} ms is outside 1000–600000`);
   let nc;
   try {
     nc = await connect({ servers: natsUrl, name: "failclosed-witness", timeout: timeoutMs, maxReconnectAttempts: 0 });
   } catch (e) {
     throw new CheckpointFeedError(`cannot reach NATS at ${natsUrl}: ${e instanceof Error ? e.message : String(e)}`);
   }
+  // One deadline for the whole read: closing the connection ends whatever is waiting.
+  let timedOut = false;
+  const deadline = setTimeout(() => {
+    timedOut = true;
+    nc.close().catch(() => undefined);
+  }, timeoutMs);
   try {
-    const subject = SUBJECTS.checkpoint(gatewayId);
-    let total: number;
-    try {
-      const info = await (await jetstreamManager(nc)).streams.info(STREAMS.checkpoints, { subjects_filter: subject });
-      total = info.state.subjects?.[subject] ?? 0;
-    } catch (e) {
-      throw new CheckpointFeedError(`no ${STREAMS.checkpoints} stream at ${natsUrl}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    const out: WitnessInput[] = [];
-    if (total === 0) return out;
-    const consumer = await jetstream(nc).consumers.get(STREAMS.checkpoints, { filter_subjects: subject });
-    let caughtUp = false;
-    while (!caughtUp && out.length < total) {
-      const batch = await consumer.fetch({ max_messages: Math.min(1024, total - out.length), expires: timeoutMs });
-      let got = 0;
-      for await (const m of batch) {
-        got++;
-        out.push({ bytes: new Uint8Array(m.data), streamSeq: m.seq });
-        if (m.info.pending === 0) caughtUp = true;
-      }
-      if (got === 0) throw new CheckpointFeedError(`reading ${subject} stalled after ${out.length} of ${total} messages`);
-    }
-    return out;
+    return await readAll(nc, gatewayId, Math.min(timeoutMs, 5_000));
+  } catch (e) {
+    if (timedOut) throw new CheckpointFeedError(`no complete answer from ${natsUrl} within ${timeoutMs} ms`);
+    throw e;
   } finally {
+    clearTimeout(deadline);
     await nc.close().catch(() => undefined);
   }
+}
+
+async function readAll(nc: NatsConnection, gatewayId: string, fetchExpiresMs: number): Promise<WitnessInput[]> {
+  const subject = SUBJECTS.checkpoint(gatewayId);
+  let total: number;
+  try {
+    const info = await (await jetstreamManager(nc)).streams.info(STREAMS.checkpoints, { subjects_filter: subject });
+    total = info.state.subjects?.[subject] ?? 0;
+  } catch (e) {
+    throw new CheckpointFeedError(`no ${STREAMS.checkpoints} stream: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const out: WitnessInput[] = [];
+  if (total === 0) return out;
+  const consumer = await jetstream(nc).consumers.get(STREAMS.checkpoints, { filter_subjects: subject });
+  let caughtUp = false;
+  while (!caughtUp && out.length < total) {
+    const batch = await consumer.fetch({ max_messages: Math.min(1024, total - out.length), expires: fetchExpiresMs });
+    let got = 0;
+    for await (const m of batch) {
+      got++;
+      out.push({ bytes: new Uint8Array(m.data), streamSeq: m.seq });
+      if (m.info.pending === 0) caughtUp = true;
+    }
+    if (got === 0) throw new CheckpointFeedError(`reading ${subject} stalled after ${out.length} of ${total} messages`);
+  }
+  return out;
 }

@@ -3,7 +3,7 @@
 // of that log, reports forks (also against what it held before), and `audit replay
 // --checkpoints` then holds the log to them: a tail rewritten with the gateway's own key passes
 // replay alone and fails against the witness.
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -132,14 +132,20 @@ describe("audit witness", () => {
     await send(JSON.stringify(signPayload("checkpoint", other, GW_KEY))); // the same size, another root
     await send(JSON.stringify({ ...signPayload("checkpoint", first!.payload, GW_KEY), extra: 1 })); // not exactly a checkpoint
     await send(JSON.stringify(first)); // a genuine one again: not news
+    await send(JSON.stringify(signPayload("snapshot", first!.payload, GW_KEY))); // the gateway's key, another domain
+    // A valid checkpoint of this log on a sibling subject: not this gateway's subject, never read.
+    await js.publish(SUBJECTS.checkpoint("gw-1x"), JSON.stringify(signPayload("checkpoint", { ...first!.payload, size: 777_777 }, GW_KEY)));
 
     const io = captureIo();
     expect(await runAudit(witnessArgs(file, "--json"), io)).toBe(1);
     const report = JSON.parse(io.stdout()) as { ok: boolean; added: number; findings: { kind: string; where: string; detail: string }[] };
     expect(report.ok).toBe(false);
     expect(report.added).toBe(0);
-    expect(report.findings.map((f) => f.kind).sort()).toEqual(["BAD_SIGNATURE", "FORK", "MALFORMED", "MALFORMED", "MALFORMED", "WRONG_ORIGIN"]);
-    expect(report.findings.find((f) => f.kind === "FORK")!.detail).toContain(`size ${first!.payload.size}`);
+    expect(report.findings.map((f) => f.kind).sort()).toEqual(["BAD_SIGNATURE", "BAD_SIGNATURE", "FORK", "MALFORMED", "MALFORMED", "MALFORMED", "WRONG_ORIGIN"]);
+    const fork = report.findings.find((f) => f.kind === "FORK") as unknown as { detail: string; evidence: Signed<CheckpointPayload>[] };
+    expect(fork.detail).toContain(`size ${first!.payload.size}`);
+    // The report carries both signed checkpoints: proof, under the gateway's key, of two histories.
+    expect(fork.evidence.map((c) => c.payload.root)).toEqual([first!.payload.root, other.root]);
     // The file keeps the first history it held, and nothing refused.
     expect(readHeld(file)).toEqual(genuine);
   });
@@ -168,17 +174,72 @@ describe("audit witness", () => {
     expect(io.stderr()).toContain("witness gw-1: OK");
   });
 
+  it("a witness file that fails its checks under the keys given is never rewritten: wrong key, rotated key, another gateway's file", async () => {
+    const file = join(t.dir, "gw-1.keys.json");
+    expect(await runAudit(witnessArgs(file), captureIo())).toBe(0);
+    const before = readFileSync(file, "utf8");
+    const io = captureIo();
+    expect(await runAudit(["witness", "--nats", h.url, "--gateway-id", "gw-1", "--gateway-key", namedKey("gateway-2").keyId, "--out", file], io)).toBe(2);
+    expect(io.stderr()).toMatch(/held (entry fails its|entries fail their) checks .*BAD_SIGNATURE.*Not rewritten/);
+    expect(readFileSync(file, "utf8")).toBe(before);
+    // gw-1's file given for gw-2.
+    expect(await runAudit(["witness", "--nats", h.url, "--gateway-id", "gw-2", "--gateway-key", GW_KEY.keyId, "--out", file], captureIo())).toBe(2);
+    expect(readFileSync(file, "utf8")).toBe(before);
+    // A key that does not decode is a usage error.
+    expect(await runAudit(["witness", "--nats", h.url, "--gateway-id", "gw-1", "--gateway-key", "typo", "--out", file], captureIo())).toBe(2);
+    expect(readFileSync(file, "utf8")).toBe(before);
+  });
+
+  it("reads past one fetch: more than 1,024 checkpoints on a subject", async () => {
+    const js = jetstream(h.runtime.nc);
+    const root = toB64u(new Uint8Array(32).fill(1));
+    const pubs: Promise<unknown>[] = [];
+    for (let size = 1; size <= 1_100; size++) {
+      pubs.push(js.publish(SUBJECTS.checkpoint("gw-many"), JSON.stringify(signPayload("checkpoint", { kind: "failclosed/checkpoint/v1", origin: "gw-many", size, root, time: size }, GW_KEY))));
+    }
+    await Promise.all(pubs);
+    const io = captureIo();
+    expect(await runAudit(["witness", "--nats", h.url, "--gateway-id", "gw-many", "--gateway-key", GW_KEY.keyId, "--json"], io)).toBe(0);
+    expect((JSON.parse(io.stdout()) as unknown[]).length).toBe(1_100);
+    expect(JSON.parse(io.stderr())).toMatchObject({ read: 1_100, held: 1_100, added: 1_100, largestSize: 1_100 });
+  });
+
+  it("replay holds only this log's origin to the file: another log's checkpoints and malformed entries are named as such", async () => {
+    const file = join(t.dir, "mixed.json");
+    const held = readHeld(join(t.dir, "gw-1.witness.json"));
+    const foreign = signPayload("checkpoint", { ...held[0]!.payload, origin: "gw-2" }, GW_KEY);
+    writeFileSync(file, JSON.stringify([...held, foreign, null]));
+    const io = captureIo();
+    expect(await runAudit(["replay", "--db", gwDir, "--gateway-key", GW_KEY.keyId, "--checkpoints", file, "--workers", "0", "--json"], io)).toBe(1);
+    const rep = JSON.parse(io.stdout()) as { divergences: { kind: string; detail: string }[] };
+    expect(rep.divergences.map((d) => [d.kind, d.detail])).toEqual([
+      ["CHECKPOINT_SIGNATURE", `external checkpoint #${held.length + 1} is not a signed checkpoint (not {payload, sig})`],
+      ["CHECKPOINT_SIGNATURE", `external checkpoint #${held.length} is of origin gw-2; this log's checkpoints name gw-1`],
+    ]);
+    const empty = join(t.dir, "empty.json");
+    writeFileSync(empty, "[]");
+    const io2 = captureIo();
+    expect(await runAudit(["replay", "--db", gwDir, "--gateway-key", GW_KEY.keyId, "--checkpoints", empty, "--workers", "0"], io2)).toBe(0);
+    expect(io2.stderr()).toContain("holds no checkpoints");
+  });
+
   it("usage and I/O problems exit 2 and leave the witness file alone", async () => {
     const bad = join(t.dir, "not-a-witness-file.json");
     writeFileSync(bad, '{"a":1}');
     expect(await runAudit(witnessArgs(bad), captureIo())).toBe(2);
     expect(readFileSync(bad, "utf8")).toBe('{"a":1}');
     const io = captureIo();
-    expect(await runAudit(["witness", "--nats", "nats://127.0.0.1:1", "--gateway-id", "gw-1", "--gateway-key", GW_KEY.keyId, "--out", join(t.dir, "never.json"), "--timeout-ms", "500"], io)).toBe(2);
+    expect(await runAudit(["witness", "--nats", "nats://127.0.0.1:1", "--gateway-id", "gw-1", "--gateway-key", GW_KEY.keyId, "--out", join(t.dir, "never.json"), "--timeout-ms", "1000"], io)).toBe(2);
     expect(io.stderr()).toMatch(/cannot reach NATS/);
     expect(existsSync(join(t.dir, "never.json"))).toBe(false);
     expect(await runAudit(["witness", "--nats", h.url, "--gateway-id", "gw.*", "--gateway-key", GW_KEY.keyId], captureIo())).toBe(2);
     expect(await runAudit(["witness", "--nats", h.url, "--gateway-id", "gw-1"], captureIo())).toBe(2); // no trust roots
+    const tooShort = captureIo();
+    expect(await runAudit(witnessArgs(join(t.dir, "never.json"), "--timeout-ms", "500"), tooShort)).toBe(2);
+    expect(tooShort.stderr()).toMatch(/--timeout-ms must be an integer from 1000 to 600000/);
+    expect(existsSync(join(t.dir, "never.json"))).toBe(false);
+    // No temp file is ever left beside a witness file.
+    expect(readdirSync(t.dir).filter((f) => f.includes(".tmp-"))).toEqual([]);
   });
 });
 
@@ -194,6 +255,10 @@ describe("witness rules", () => {
     expect(checkpointShapeProblem({ ...good, payload: { ...good.payload, root: "AAAA" } })).toMatch(/root/);
     expect(checkpointShapeProblem({ ...good, payload: { ...good.payload, kind: "x" } })).toMatch(/kind/);
     expect(checkpointShapeProblem({ ...good, payload: { ...good.payload, extra: true } })).toMatch(/payload is not/);
+    expect(checkpointShapeProblem({ ...good, payload: { ...good.payload, time: "1" } })).toMatch(/time/);
+    expect(checkpointShapeProblem({ ...good, payload: { ...good.payload, origin: "" } })).toMatch(/origin/);
+    expect(checkpointShapeProblem({ ...good, sig: 5 })).toMatch(/sig/);
+    expect(checkpointShapeProblem(null)).toMatch(/payload, sig/);
   });
 
   it("keeps one per size, the first held; counts only what is new", () => {
