@@ -128,7 +128,6 @@ interface SnapshotPosition {
 /** Bytes of snapshot parts per synced batch: large enough to be few, small enough not to hold up group commits for long. */
 const SNAPSHOT_BATCH_BYTES = 1024 * 1024;
 
-
 const pause = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 interface Head {
