@@ -17,7 +17,7 @@ export class CheckpointFeedError extends Error {
  * reached, the stream does not exist, or the whole read takes longer than `timeoutMs`
  * (1,000–600,000 ms; default 30 s): the client's own retries never keep it waiting longer.
  */
-export async function readCheckpointFeed(natsUrl: string, gatewayId: string, o: { readonly timeoutMs?: number } = {}): Promise<WitnessInput[]> {
+export async function readCheckpointFeed(natsUrl: string, gatewayId: string, o: { readonly timeoutMs?: number; readonly afterSeq?: number } = {}): Promise<WitnessInput[]> {
   // Gateway ids are subject tokens, like task ids: no wildcard may widen what is read.
   if (!TASK_ID_RE.test(gatewayId)) throw new CheckpointFeedError(`gateway id ${JSON.stringify(gatewayId)} is not a subject token`);
   const timeoutMs = o.timeoutMs ?? 30_000;
@@ -35,7 +35,9 @@ export async function readCheckpointFeed(natsUrl: string, gatewayId: string, o: 
     nc.close().catch(() => undefined);
   }, timeoutMs);
   try {
-    return await readAll(nc, gatewayId, Math.min(timeoutMs, 5_000));
+    // Messages at or before `afterSeq` (stored before the reader's interest began: an earlier
+    // run of the same gateway id on a shared server) are read past, not returned.
+    return (await readAll(nc, gatewayId, Math.min(timeoutMs, 5_000))).filter((m) => m.streamSeq > (o.afterSeq ?? 0));
   } catch (e) {
     if (timedOut) throw new CheckpointFeedError(`no complete answer from ${natsUrl} within ${timeoutMs} ms`);
     throw e;

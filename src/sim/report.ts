@@ -126,8 +126,10 @@ export interface ReplayDivergenceSummary {
 export interface AuditSummary {
   /** Records in the audit log(s) for this scenario. */
   records: number;
-  /** Signed checkpoints written (and verified by the replay). */
+  /** Signed checkpoints the replay verified: the log's own, and each one the witness held (so those count twice). */
   checkpoints: number;
+  /** Checkpoints the gateways published on NATS, kept as a witness would and held against each log by the replay. */
+  witnessed?: number;
   /** Root of the last checkpoint (base64url), if any. */
   lastCheckpointRoot?: string;
   replay: {

@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { JsonValue } from "../canonical/jcs.ts";
@@ -17,10 +17,12 @@ import type { KeyPair } from "../crypto/keys.ts";
 import { signPayload } from "../crypto/signing.ts";
 import { backendLogSource } from "../audit/log-source.ts";
 import { replay } from "../audit/replay.ts";
+import { witness } from "../audit/witness.ts";
+import { readCheckpointFeed } from "../nats/checkpoint-feed.ts";
 import { Gateway, type ActionContext } from "../gateway/gateway.ts";
 import type { TaskOutcome } from "../gateway/outcome.ts";
 import { natsServerAvailable, NatsServerNotFoundError, startNatsServer, type NatsServerHandle } from "../infra/nats-launcher.ts";
-import { KV_BUCKETS, POLICY_KEY, SUBJECTS } from "../nats/contract.ts";
+import { KV_BUCKETS, POLICY_KEY, STREAMS, SUBJECTS } from "../nats/contract.ts";
 import { policyDigest as policyDigestOf } from "../policy/policy-document.ts";
 import { ensureBus } from "../nats/setup.ts";
 import { Authority } from "../runtime/authority.ts";
@@ -96,6 +98,8 @@ class ScenarioRun {
   server: NatsServerHandle | undefined;
   url = "";
   dir = "";
+  /** The checkpoint stream's last sequence when this run began (a shared server holds earlier runs'). */
+  checkpointSeqAtStart = 0;
   nc!: NatsConnection;
   readonly authorities = new Map<string, { key: KeyPair; gen: number; trusted: boolean; service?: Authority }>();
   readonly agents = new Map<string, { key: KeyPair; code?: string; environment: Record<string, string> }>();
@@ -158,6 +162,7 @@ class ScenarioRun {
     this.nc = await connect({ servers: this.url, name: "failclosed-simulator", maxReconnectAttempts: -1, reconnectTimeWait: 200 });
     // Short redelivery so a task pulled by a crashed gateway comes back within the scenario.
     await ensureBus(this.nc, { taskAckWaitMs: 2_000 });
+    this.checkpointSeqAtStart = (await (await jetstreamManager(this.nc)).streams.info(STREAMS.checkpoints)).state.last_seq;
 
     for (const a of this.s.authorities) this.authorities.set(a.name, { key: this.key("authority", `${a.name}#0`), gen: 0, trusted: a.trusted });
     for (const a of this.s.agents) {
@@ -836,11 +841,24 @@ class ScenarioRun {
     const divergences: AuditSummary["replay"]["divergences"] = [];
     const gatewayKeys = this.s.gateways.map((g) => this.key("gateway", g).keyId);
     const authorities = [...this.authorities.values()].flatMap((a) => Array.from({ length: a.gen + 1 }, (_, g) => this.key("authority", `${[...this.authorities.entries()].find(([, v]) => v === a)![0]}#${g}`).keyId));
+    let witnessed = 0;
     for (const slot of this.gateways.values()) {
       await slot.gw.stop().catch(() => undefined);
+      // What the gateway published, kept as a witness outside it would (audit witness): the log
+      // is replayed against those checkpoints, so a log that differs from what its gateway
+      // showed the world fails its audit.
+      let published: ReturnType<typeof witness>["checkpoints"] = [];
+      try {
+        const w = witness([], await readCheckpointFeed(this.url, slot.id, { timeoutMs: 10_000, afterSeq: this.checkpointSeqAtStart }), { origin: slot.id, gatewayKeys });
+        published = w.checkpoints;
+        for (const f of w.findings) divergences.push({ seq: 0, kind: `WITNESS_${f.kind}`, detail: `${slot.id}: ${f.where}: ${f.detail}` });
+      } catch (e) {
+        divergences.push({ seq: 0, kind: "WITNESS_UNAVAILABLE", detail: `${slot.id}: ${e instanceof Error ? e.message : String(e)}` });
+      }
+      witnessed += published.length;
       const backend = await BreakableBackend.open(slot.dir);
       try {
-        const r = await replay(backendLogSource(backend), { gatewayKeys, authorities, origin: slot.id });
+        const r = await replay(backendLogSource(backend), { gatewayKeys, authorities, origin: slot.id }, { checkpoints: published });
         records += r.size;
         checkpoints += r.checkpointsVerified;
         decisions += r.decisionsRederived;
@@ -851,7 +869,7 @@ class ScenarioRun {
         await backend.close();
       }
     }
-    return { records, checkpoints, ...(lastRoot !== undefined ? { lastCheckpointRoot: lastRoot } : {}), replay: { ok: ok && divergences.length === 0, decisions, divergences } };
+    return { records, checkpoints, witnessed, ...(lastRoot !== undefined ? { lastCheckpointRoot: lastRoot } : {}), replay: { ok: ok && divergences.length === 0, decisions, divergences } };
   }
 
   async close(): Promise<void> {

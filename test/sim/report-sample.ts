@@ -56,7 +56,7 @@ export function sampleReport(): RunReport {
           { parentTaskId: "plan-sprint", childTaskId: "research-api-docs", ok: true },
         ],
         invariants: [],
-        audit: { records: 14, checkpoints: 2, lastCheckpointRoot: "q9w8e7", replay: { ok: true, decisions: 3, divergences: [] } },
+        audit: { records: 14, checkpoints: 2, witnessed: 1, lastCheckpointRoot: "q9w8e7", replay: { ok: true, decisions: 3, divergences: [] } },
       },
       {
         name: "denied-expired-window",

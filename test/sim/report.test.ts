@@ -113,7 +113,7 @@ describe.skipIf(!haveChromium)("HTML report in headless Chromium", () => {
     const replays = page.locator("p.replay");
     expect(await replays.nth(0).innerText()).toBe("Replay: clean — 3 decisions re-derived, 0 divergences (clean (3 decisions))");
     expect(await replays.nth(1).innerText()).toMatch(/^Replay: DIVERGED — 2 decisions re-derived, 1 divergences/);
-    expect(await page.locator(".audit").nth(0).innerText()).toContain("Checkpoints: 2");
+    expect(await page.locator(".audit").nth(0).innerText()).toContain("Checkpoints verified: 2 (1 of them published on NATS and held as a witness would)");
     expect(await page.locator("table.divergences").innerText()).toContain("DECISION_MISMATCH");
   });
 

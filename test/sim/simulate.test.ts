@@ -40,6 +40,8 @@ describe("simulate: every scenario", () => {
       expect(s.status).toBe("pass");
       expect(s.audit.replay.ok).toBe(true);
       expect(s.audit.replay.decisions).toBeGreaterThan(0);
+      // Every log was also held to the checkpoints its gateway published on NATS.
+      expect(s.audit.witnessed, s.name).toBeGreaterThan(0);
     }
   });
 
