@@ -46,21 +46,26 @@ export interface StoredSnapshot {
 /** Parts read for one manifest at most: far more than any window's state needs. */
 const MAX_PARTS = 1 << 16;
 
+/**
+ * Where a stored manifest says its parts are: its slot (0 unless it names 1) and how many it
+ * names (0 when it cannot be read). Only where to look, never whether to trust them: the
+ * signature check (checkStoredSnapshot) covers both. Never throws.
+ */
+export function manifestLocation(bytes: Uint8Array): { slot: SnapshotSlot; parts: number } {
+  try {
+    const payload = (parseStrict(bytes) as { payload?: { parts?: unknown; slot?: unknown } }).payload;
+    return { slot: payload?.slot === 1 ? 1 : 0, parts: Array.isArray(payload?.parts) ? payload.parts.length : 0 };
+  } catch {
+    return { slot: 0, parts: 0 };
+  }
+}
+
 /** The stored snapshot: its manifest and as many parts as the manifest names, if it can be read that far. */
 export async function readStoredSnapshot(backend: AuditBackend): Promise<StoredSnapshot | undefined> {
   const manifest = await backend.get(SNAPSHOT_MANIFEST_KEY);
   if (manifest === undefined) return undefined;
-  let count = 0;
-  let slot: SnapshotSlot = 0;
-  try {
-    const payload = (parseStrict(manifest) as { payload?: { parts?: unknown; slot?: unknown } }).payload;
-    count = Array.isArray(payload?.parts) ? Math.min(payload.parts.length, MAX_PARTS) : 0;
-    // Only where to read: the signature check (checkStoredSnapshot) covers the slot.
-    if (payload?.slot === 1) slot = 1;
-  } catch {
-    count = 0;
-  }
-  return { manifest, slot, parts: await backend.getMany(Array.from({ length: count }, (_, i) => snapshotPartKey(i, slot))) };
+  const { slot, parts } = manifestLocation(manifest);
+  return { manifest, slot, parts: await backend.getMany(Array.from({ length: Math.min(parts, MAX_PARTS) }, (_, i) => snapshotPartKey(i, slot))) };
 }
 
 export type SnapshotCheck =

@@ -12,7 +12,7 @@ import { BundleWriter, bundleCount, emptyTail, isExactBundle, readStoredNode, re
 import { FORMAT_MARKER, checkFormat } from "./format.ts";
 import { FOLD_WINDOW, applyRecord, emptyState, type AuditState } from "./fold.ts";
 import { SNAPSHOT_KIND, captureState, encodeSteps, sealState, type CapturedState } from "./fold-snapshot.ts";
-import { checkStoredSnapshot, readStoredSnapshot, type SnapshotManifest } from "./snapshot-audit.ts";
+import { checkStoredSnapshot, manifestLocation, readStoredSnapshot, type SnapshotManifest } from "./snapshot-audit.ts";
 import {
   BUNDLE_SIZE,
   FORMAT_KEY,
@@ -170,25 +170,6 @@ interface UsableSnapshot {
 }
 
 const utf8 = new TextEncoder();
-
-/** The slot a stored manifest names: 0 unless it reads as naming 1 (where the parts are, not whether they are good). */
-function manifestSlot(bytes: Uint8Array): SnapshotSlot {
-  try {
-    return (parseStrict(bytes) as { payload?: { slot?: unknown } }).payload?.slot === 1 ? 1 : 0;
-  } catch {
-    return 0;
-  }
-}
-
-/** How many parts a stored manifest names (0 when it cannot be read). */
-function partsNamed(bytes: Uint8Array): number {
-  try {
-    const parts = (parseStrict(bytes) as { payload?: { parts?: unknown } }).payload?.parts;
-    return Array.isArray(parts) ? parts.length : 0;
-  } catch {
-    return 0;
-  }
-}
 
 /** The commit point; AUDIT_CORRUPT when it is not {size, last}. */
 function parseHead(bytes: Uint8Array | undefined): Head {
@@ -716,11 +697,12 @@ export class AuditStore {
     try {
       // The current slot as stored, not as remembered: a manifest batch that reported failure
       // may still have landed, and then its slot is the one to keep.
-      const stored = await this.#backend.get(SNAPSHOT_MANIFEST_KEY);
-      if (stored !== undefined) this.#snapshotSlot = manifestSlot(stored);
+      const current = await this.#backend.get(SNAPSHOT_MANIFEST_KEY);
+      const stored = current === undefined ? undefined : manifestLocation(current);
+      if (stored !== undefined) this.#snapshotSlot = stored.slot;
       const slot: SnapshotSlot = this.#snapshotSlot === 0 ? 1 : 0;
       const other: SnapshotSlot = slot === 0 ? 1 : 0;
-      if (stored !== undefined && this.#slotParts[other] === 0) this.#slotParts[other] = partsNamed(stored);
+      if (stored !== undefined && this.#slotParts[other] === 0) this.#slotParts[other] = stored.parts;
       const steps = encodeSteps(captured);
       let step = steps.next();
       while (step.done !== true) {

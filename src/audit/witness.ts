@@ -15,6 +15,7 @@
 import { parseStrict } from "../canonical/strict-parse.ts";
 import { fromB64u } from "../crypto/base64url.ts";
 import { verifySigned, type Signed } from "../crypto/signing.ts";
+import { MAX_MESSAGE_BYTES } from "../nats/contract.ts";
 import { checkpointShapeProblem, type CheckpointPayload } from "./records.ts";
 
 export { checkpointShapeProblem };
@@ -50,9 +51,6 @@ export interface WitnessResult {
   readonly added: number;
   readonly findings: WitnessFinding[];
 }
-
-/** Largest checkpoint message read (the wire limit is 64 KiB; a checkpoint is a few hundred bytes). */
-export const MAX_CHECKPOINT_BYTES = 64 * 1024;
 
 /**
  * Merge checkpoints read from the stream into those already held, checking each. `held` are
@@ -94,13 +92,13 @@ export function witness(held: readonly unknown[], incoming: readonly WitnessInpu
   held.forEach((v, i) => take(v, `held #${i}`, false));
   for (const m of incoming) {
     const where = `stream seq ${m.streamSeq}`;
-    if (m.bytes.byteLength > MAX_CHECKPOINT_BYTES) {
-      findings.push({ kind: "MALFORMED", where, detail: `${m.bytes.byteLength} bytes, over ${MAX_CHECKPOINT_BYTES}` });
+    if (m.bytes.byteLength > MAX_MESSAGE_BYTES) {
+      findings.push({ kind: "MALFORMED", where, detail: `${m.bytes.byteLength} bytes, over ${MAX_MESSAGE_BYTES}` });
       continue;
     }
     let v: unknown;
     try {
-      v = parseStrict(m.bytes, { maxBytes: MAX_CHECKPOINT_BYTES, maxDepth: 8 });
+      v = parseStrict(m.bytes, { maxBytes: MAX_MESSAGE_BYTES, maxDepth: 8 });
     } catch (e) {
       findings.push({ kind: "MALFORMED", where, detail: e instanceof Error ? e.message : String(e) });
       continue;

@@ -27,18 +27,12 @@ import { parseStrict } from "../../src/canonical/strict-parse.ts";
 import { toB64u } from "../../src/crypto/base64url.ts";
 import type { Signed } from "../../src/crypto/signing.ts";
 import { Ledger } from "../../src/gateway/ledger.ts";
-import { HARNESSES, claimDecision as decision, claimOutcome as outcome, foldView as view, storeOptions, type BackendHarness } from "./support.ts";
+import { HARNESSES, claimDecision as decision, claimOutcome as outcome, foldView as view, storeOptions, type BackendHarness, evidenceEntry as evidence, revocationEntry as revocation, trustEntry as trust, withBatch } from "./support.ts";
 
 const RUNS = Number(process.env["FAILCLOSED_SNAPSHOT_FAULT_RUNS"] ?? 80);
 /** A small window, so that the fold forgets within a program. */
 const W = 23;
 
-const evidence = (taskId: string): AuditEntry => ({ type: "evidence", taskId, kind: "request", signed: { payload: { taskId }, sig: "s" } });
-const trust = (i: number): AuditEntry => ({ type: "trust", change: { op: i % 2 === 0 ? "gateway.add" : "authority.add", keyId: `k${i % 5}` } });
-const revocation = (i: number): AuditEntry => ({
-  type: "revocation",
-  revocation: { payload: { kind: "failclosed/revocation/v1", issuer: "a", target: { type: "artifact", id: `art-${i}` }, reason: "r", issuedAt: 0 }, sig: "s" },
-});
 
 /**
  * Each fault lets `k` batches it applies to through, then hits the next one. parts: a batch that
@@ -191,41 +185,33 @@ function faulty(inner: AuditBackend, disk: Disk, f: Faults, stats: Stats): Audit
     }
     // (A batch of deletes alone only clears parts.)
   };
-  return {
-    kind: inner.kind,
-    batch: async (ops, o) => {
-      const b = classify(ops);
-      const injected = (kind: FaultKind, hasLanded: boolean): Error => {
-        f.injected++;
-        if (b.log) f.logFailed = true;
-        if (kind !== "crash") stats.fired[kind]++;
-        return new Error(`injected fault: ${kind}${hasLanded ? " (the batch landed)" : ""}`);
-      };
-      if (f.dead) throw injected("crash", false);
-      let fire: Armed | undefined;
-      for (const a of f.armed) {
-        if (!hits(a.kind, b)) continue;
-        if (a.skip > 0) a.skip--;
-        else fire ??= a;
-      }
-      if (fire !== undefined) f.armed.splice(f.armed.indexOf(fire), 1);
-      const kind = fire?.kind;
-      if (kind !== undefined && !landsFirst(kind)) throw injected(kind, false);
-      await inner.batch(ops, o);
-      landed(b);
-      if (f.crashIn !== undefined && --f.crashIn <= 0) {
-        f.crashIn = undefined;
-        f.dead = true;
-        stats.fired.crash++;
-      }
-      if (kind !== undefined) throw injected(kind, true);
-    },
-    get: (k) => inner.get(k),
-    getSync: (k) => inner.getSync(k),
-    getMany: (k) => inner.getMany(k),
-    iterate: (r) => inner.iterate(r),
-    close: () => inner.close(),
-  };
+  return withBatch(inner, async (ops, o) => {
+    const b = classify(ops);
+    const injected = (kind: FaultKind, hasLanded: boolean): Error => {
+      f.injected++;
+      if (b.log) f.logFailed = true;
+      if (kind !== "crash") stats.fired[kind]++;
+      return new Error(`injected fault: ${kind}${hasLanded ? " (the batch landed)" : ""}`);
+    };
+    if (f.dead) throw injected("crash", false);
+    let fire: Armed | undefined;
+    for (const a of f.armed) {
+      if (!hits(a.kind, b)) continue;
+      if (a.skip > 0) a.skip--;
+      else fire ??= a;
+    }
+    if (fire !== undefined) f.armed.splice(f.armed.indexOf(fire), 1);
+    const kind = fire?.kind;
+    if (kind !== undefined && !landsFirst(kind)) throw injected(kind, false);
+    await inner.batch(ops, o);
+    landed(b);
+    if (f.crashIn !== undefined && --f.crashIn <= 0) {
+      f.crashIn = undefined;
+      f.dead = true;
+      stats.fired.crash++;
+    }
+    if (kind !== undefined) throw injected(kind, true);
+  });
 }
 
 interface AppendRec {
@@ -514,6 +500,11 @@ async function run(make: () => BackendHarness, p: Program, stats: Stats): Promis
 // Hand-written programs that fire every fault kind whatever the number of random runs.
 const tasks = (n: number): Op[] => Array.from({ length: n }, (_, i) => ({ t: "task", allow: i % 3 !== 0, nonce: i % 10, done: i % 2 === 0 }));
 const base = { ledger: false, snapshotEvery: 0, checkpointEvery: 3, maxBatch: 8, snapshotBatchBytes: 1 };
+const finished = (n: number): Op[] => tasks(n).map((t) => ({ ...t, done: true }));
+/** A snapshot of eight finished tasks, in slot 0, taken and written. */
+const snapshotted: Op[] = [...finished(6), { t: "snapshot" }, { t: "await" }, ...finished(2)];
+/** A window of trust changes (the fold forgets), then a snapshot with fewer parts than before. */
+const smallerSnapshot: Op[] = [{ t: "idle" }, { t: "snapshot" }, { t: "await" }];
 const EXAMPLES: Program[] = [
   // A part batch fails: the snapshot is refused alone, the log goes on.
   { ...base, ops: [...tasks(4), { t: "await" }, { t: "fault", kind: "parts", k: 0 }, { t: "snapshot" }, ...tasks(1), { t: "reopen", crash: false, ledger: false }] },
@@ -532,56 +523,17 @@ const EXAMPLES: Program[] = [
   // A snapshot with fewer parts than the one that failed in the same slot before it: the stale parts are cleared first.
   {
     ...base,
-    ops: [
-      ...tasks(6).map((t) => ({ ...t, done: true })),
-      { t: "snapshot" },
-      { t: "await" },
-      ...tasks(2).map((t) => ({ ...t, done: true })),
-      { t: "fault", kind: "manifest-fail", k: 0 },
-      { t: "snapshot" },
-      { t: "await" },
-      { t: "idle" },
-      { t: "snapshot" },
-      { t: "await" },
-      { t: "reopen", crash: false, ledger: false },
-    ],
+    ops: [...snapshotted, { t: "fault", kind: "manifest-fail", k: 0 }, { t: "snapshot" }, { t: "await" }, ...smallerSnapshot, { t: "reopen", crash: false, ledger: false }],
   },
   // A part batch that lands and reports failure is counted: a later, smaller snapshot in that slot clears it first.
   {
     ...base,
-    ops: [
-      ...tasks(6).map((t) => ({ ...t, done: true })),
-      { t: "snapshot" },
-      { t: "await" },
-      ...tasks(2).map((t) => ({ ...t, done: true })),
-      { t: "await" },
-      { t: "fault", kind: "next-unclear", k: 3 },
-      { t: "snapshot" },
-      { t: "await" },
-      { t: "idle" },
-      { t: "snapshot" },
-      { t: "await" },
-      { t: "reopen", crash: false, ledger: false },
-    ],
+    ops: [...snapshotted, { t: "await" }, { t: "fault", kind: "next-unclear", k: 3 }, { t: "snapshot" }, { t: "await" }, ...smallerSnapshot, { t: "reopen", crash: false, ledger: false }],
   },
   // A crash part-way through a snapshot: the next open counts what it left, and a smaller snapshot in that slot clears it.
   {
     ...base,
-    ops: [
-      ...tasks(6).map((t) => ({ ...t, done: true })),
-      { t: "snapshot" },
-      { t: "await" },
-      ...tasks(2).map((t) => ({ ...t, done: true })),
-      { t: "await" },
-      { t: "fault", kind: "crash", k: 4 },
-      { t: "snapshot" },
-      { t: "await" },
-      { t: "reopen", crash: true, ledger: false },
-      { t: "idle" },
-      { t: "snapshot" },
-      { t: "await" },
-      { t: "reopen", crash: false, ledger: false },
-    ],
+    ops: [...snapshotted, { t: "await" }, { t: "fault", kind: "crash", k: 4 }, { t: "snapshot" }, { t: "await" }, { t: "reopen", crash: true, ledger: false }, ...smallerSnapshot, { t: "reopen", crash: false, ledger: false }],
   },
   // A crash between two part batches of a snapshot: its parts are left in the slot no manifest names.
   { ...base, ops: [...tasks(6), { t: "await" }, { t: "fault", kind: "crash", k: 2 }, { t: "snapshot" }, { t: "await" }, { t: "reopen", crash: true, ledger: false }, ...tasks(1)] },

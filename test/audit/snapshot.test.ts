@@ -19,19 +19,16 @@ import { parseStrict } from "../../src/canonical/strict-parse.ts";
 import { sha256B64u } from "../../src/crypto/hash.ts";
 import { signPayload, type Signed } from "../../src/crypto/signing.ts";
 import { Ledger } from "../../src/gateway/ledger.ts";
-import { GATEWAY_KEY, HARNESSES, ROGUE_KEY, claimDecision as decision, claimOutcome as outcome, foldView as view, memoryHarness, storeOptions, type BackendHarness } from "./support.ts";
+import { GATEWAY_KEY, HARNESSES, ROGUE_KEY, claimDecision as decision, claimOutcome as outcome, foldView as view, memoryHarness, storeOptions, type BackendHarness, evidenceEntry as evidence, revocationEntry as revocation, trustEntry as trust, withBatch } from "./support.ts";
 
 const W = 23;
+
+/** The stored snapshot manifest, signed, as a backend holds it. */
+const manifestOf = async (b: AuditBackend): Promise<Signed<SnapshotManifest>> => parseStrict((await b.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>;
 
 /** sha256 of src/audit/fold.ts and fold-snapshot.ts for FOLD_VERSION 1 (see the test that reads it). Updated without a bump when the encoder became resumable (encodeSteps): same bytes, checked against the previous encoder on a full window. */
 const FOLD_RULES_PIN = "18Co3Im6yqnYG44YG91OkVqtZx6NvZgQWT_pFJGuKh0";
 
-const evidence = (taskId: string): AuditEntry => ({ type: "evidence", taskId, kind: "request", signed: { payload: { taskId }, sig: "s" } });
-const trust = (i: number): AuditEntry => ({ type: "trust", change: { op: i % 2 === 0 ? "gateway.add" : "authority.add", keyId: `k${i % 5}` } });
-const revocation = (i: number): AuditEntry => ({
-  type: "revocation",
-  revocation: { payload: { kind: "failclosed/revocation/v1", issuer: "a", target: { type: "artifact", id: `art-${i}` }, reason: "r", issuedAt: 0 }, sig: "s" },
-});
 
 /** A mixed workload: tasks with evidence, allows and denies over a small nonce pool, outcomes, trust and revocations. */
 function workload(n: number, seed = 1): AuditEntry[] {
@@ -126,7 +123,7 @@ for (const make of HARNESSES) {
       for (let round = 0; round < 4; round++) {
         for (const e of workload(30, round + 1)) await store.append(e);
         const info = await store.writeSnapshot();
-        const m = (parseStrict((await store.backend.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>).payload;
+        const m = (await manifestOf(store.backend)).payload;
         slots.push(m.slot ?? 0);
         const current = m.slot ?? 0;
         const held = async (slot: 0 | 1): Promise<number> => {
@@ -150,23 +147,15 @@ for (const make of HARNESSES) {
       const o = opts({ checkpointEvery: 0, snapshotBatchBytes: 1 });
       const backend = await h.open();
       let mode: "ok" | "land-then-fail" | "fail-parts" = "ok";
-      const unclear: AuditBackend = {
-        kind: backend.kind,
-        batch: async (ops, bo) => {
-          if (mode === "land-then-fail" && ops.some((op) => op.key === SNAPSHOT_MANIFEST_KEY)) {
-            mode = "ok";
-            await backend.batch(ops, bo);
-            throw new Error("fsync failed");
-          }
-          if (mode === "fail-parts" && ops.some((op) => op.type === "put" && (op.key.startsWith("s/p") || op.key.startsWith("s/q")))) throw new Error("disk full");
-          return backend.batch(ops, bo);
-        },
-        get: (k) => backend.get(k),
-        getSync: (k) => backend.getSync(k),
-        getMany: (k) => backend.getMany(k),
-        iterate: (r) => backend.iterate(r),
-        close: () => backend.close(),
-      };
+      const unclear = withBatch(backend, async (ops, bo) => {
+        if (mode === "land-then-fail" && ops.some((op) => op.key === SNAPSHOT_MANIFEST_KEY)) {
+          mode = "ok";
+          await backend.batch(ops, bo);
+          throw new Error("fsync failed");
+        }
+        if (mode === "fail-parts" && ops.some((op) => op.type === "put" && (op.key.startsWith("s/p") || op.key.startsWith("s/q")))) throw new Error("disk full");
+        return backend.batch(ops, bo);
+      });
       const store = await AuditStore.open(unclear, o);
       for (const e of workload(30)) await store.append(e);
       await store.writeSnapshot(); // slot 0
@@ -212,7 +201,7 @@ for (const make of HARNESSES) {
       await store.close();
       // The earlier writer's manifest: the same fields, no slot, parts under s/p.
       const b = await h.open();
-      const { slot, ...legacy } = (parseStrict((await b.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>).payload;
+      const { slot, ...legacy } = (await manifestOf(b)).payload;
       expect(slot).toBe(0);
       await b.batch([{ type: "put", key: SNAPSHOT_MANIFEST_KEY, value: canonicalBytes(signPayload("snapshot", legacy, GATEWAY_KEY)) }], { sync: true });
       await b.close();
@@ -223,7 +212,7 @@ for (const make of HARNESSES) {
       expect(rep.snapshot).toEqual({ at: first.size, result: "matches" });
       for (const e of workload(10, 2)) await store.append(e);
       const second = await store.writeSnapshot();
-      const m = (parseStrict((await store.backend.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>).payload;
+      const m = (await manifestOf(store.backend)).payload;
       expect(m.slot).toBe(1);
       expect(await store.backend.get(snapshotPartKey(0, 0))).toBeUndefined();
       await store.close();
@@ -243,18 +232,10 @@ for (const make of HARNESSES) {
       const backend = await h.open();
       // Fails the third batch that writes snapshot parts, once.
       let partBatches = 0;
-      const flaky: AuditBackend = {
-        kind: backend.kind,
-        batch: (ops, bo) => {
-          if (ops.some((op) => op.key.startsWith("s/")) && ++partBatches === 3) return Promise.reject(new Error("disk full"));
-          return backend.batch(ops, bo);
-        },
-        get: (k) => backend.get(k),
-        getSync: (k) => backend.getSync(k),
-        getMany: (k) => backend.getMany(k),
-        iterate: (r) => backend.iterate(r),
-        close: () => backend.close(),
-      };
+      const flaky = withBatch(backend, (ops, bo) => {
+        if (ops.some((op) => op.key.startsWith("s/")) && ++partBatches === 3) return Promise.reject(new Error("disk full"));
+        return backend.batch(ops, bo);
+      });
       store = await AuditStore.open(flaky, o);
       for (const e of workload(20, 2)) await store.append(e);
       await expect(store.writeSnapshot()).rejects.toThrow(/disk full/);
@@ -372,18 +353,10 @@ for (const make of HARNESSES) {
       await b.close();
       // A slow disk: the first batch is still being written when the check fails.
       const backend = await h.open();
-      const slow: AuditBackend = {
-        kind: backend.kind,
-        batch: async (ops, o) => {
-          await new Promise((r) => setTimeout(r, 50));
-          return backend.batch(ops, o);
-        },
-        get: (k) => backend.get(k),
-        getSync: (k) => backend.getSync(k),
-        getMany: (k) => backend.getMany(k),
-        iterate: (r) => backend.iterate(r),
-        close: () => backend.close(),
-      };
+      const slow = withBatch(backend, async (ops, o) => {
+        await new Promise((r) => setTimeout(r, 50));
+        return backend.batch(ops, o);
+      });
       store = await AuditStore.open(slow, opts({ checkpointEvery: 0 }));
       const appends = [store.append(outcome("x1")), store.append(outcome("x2"))];
       expect(await store.prefixCheck).toMatchObject({ ok: false });
@@ -443,7 +416,7 @@ for (const make of HARNESSES) {
       const entries = workload(200);
       for (const e of entries) await ledger.append(e);
       await ledger.snapshotSettled();
-      const manifestSize = async (): Promise<number> => (parseStrict((await store.backend.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>).payload.size;
+      const manifestSize = async (): Promise<number> => (await manifestOf(store.backend)).payload.size;
       const before = await manifestSize();
       expect(before).toBeGreaterThan(0);
       // Within 50 more entries, 50 have passed since the last snapshot was queued, and the
@@ -475,7 +448,6 @@ for (const make of HARNESSES) {
       await store.close();
       return { h, truth, size };
     }
-    const manifestOf = async (b: AuditBackend): Promise<Signed<SnapshotManifest>> => parseStrict((await b.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>;
     const put = (b: AuditBackend, key: string, value: Uint8Array) => b.batch([{ type: "put", key, value }], { sync: true });
     const resign = (b: AuditBackend, m: SnapshotManifest, key = GATEWAY_KEY) => put(b, SNAPSHOT_MANIFEST_KEY, canonicalBytes(signPayload("snapshot", m, key)));
 
@@ -575,7 +547,7 @@ for (const make of HARNESSES) {
     /** Re-sign the stored snapshot after `change` edits its decoded state (a gateway key holder's forgery, or a bug). */
     async function forge(h: BackendHarness, change: (s: AuditState) => void, key = GATEWAY_KEY, manifest: (m: SnapshotManifest) => SnapshotManifest = (m) => m): Promise<void> {
       const b = await h.open();
-      const m = (parseStrict((await b.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>).payload;
+      const m = (await manifestOf(b)).payload;
       const stored = (await b.getMany(m.parts.map((_, i) => snapshotPartKey(i)))) as Uint8Array[];
       const state = decodeState(stored, W);
       change(state);
@@ -858,7 +830,7 @@ describe("fold snapshots: what else a restore must carry on", () => {
     await store.writeSnapshot();
     await store.close();
     const b = await h.open();
-    const m = (parseStrict((await b.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>).payload;
+    const m = (await manifestOf(b)).payload;
     await b.batch([{ type: "put", key: SNAPSHOT_MANIFEST_KEY, value: canonicalBytes(signPayload("snapshot", { ...m, fold: FOLD_VERSION + 1 }, GATEWAY_KEY)) }], { sync: true });
     store = await AuditStore.open(b, opts());
     expect(store.openedFrom.snapshotSize).toBe(0);

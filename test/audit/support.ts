@@ -38,6 +38,27 @@ export function memoryHarness(): BackendHarness {
 
 export const HARNESSES: readonly (() => BackendHarness)[] = [levelHarness, memoryHarness];
 
+/** `inner` with its batch writes going through `batch` (fault injection); reads go straight through. */
+export function withBatch(inner: AuditBackend, batch: AuditBackend["batch"]): AuditBackend {
+  return {
+    kind: inner.kind,
+    batch,
+    get: (k) => inner.get(k),
+    getSync: (k) => inner.getSync(k),
+    getMany: (k) => inner.getMany(k),
+    iterate: (r) => inner.iterate(r),
+    close: () => inner.close(),
+  };
+}
+
+/** Sample entries of the other types (their signatures are not real: for fold and store suites). */
+export const evidenceEntry = (taskId: string): AuditEntry => ({ type: "evidence", taskId, kind: "request", signed: { payload: { taskId }, sig: "s" } });
+export const trustEntry = (i: number): AuditEntry => ({ type: "trust", change: { op: i % 2 === 0 ? "gateway.add" : "authority.add", keyId: `k${i % 5}` } });
+export const revocationEntry = (i: number): AuditEntry => ({
+  type: "revocation",
+  revocation: { payload: { kind: "failclosed/revocation/v1", issuer: "a", target: { type: "artifact", id: `art-${i}` }, reason: "r", issuedAt: 0 }, sig: "s" },
+});
+
 /** A clock that advances 1 ms per read: deterministic times in records. */
 export function steppingClock(start = 1_700_000_000_000): () => number {
   let t = start;
