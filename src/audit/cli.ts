@@ -17,7 +17,8 @@ import { backendLogSource } from "./log-source.ts";
 import { buildProofBundle } from "./proof-bundle.ts";
 import { decodeRecord, type CheckpointPayload } from "./records.ts";
 import { replay, type ReplayReport, type TrustRoots } from "./replay.ts";
-import { witness } from "./witness.ts";
+import { proveChain, readWitnessFile, witness, WITNESS_FILE_KIND, type ChainResult, type WitnessFile } from "./witness.ts";
+import { openProver } from "../nats/proof-service.ts";
 import { readCheckpointFeed } from "../nats/checkpoint-feed.ts";
 
 export interface AuditIo {
@@ -64,9 +65,10 @@ function loadTrustRoots(o: Omit<CommonOpts, "db">): TrustRoots {
 
 function loadCheckpoints(file: string | undefined): Signed<CheckpointPayload>[] {
   if (file === undefined) return [];
-  const v = parseStrict(readFileSync(file), { maxBytes: 64 * 1024 * 1024 });
-  if (!Array.isArray(v)) throw new AuditCliError(`${file}: expected a JSON array of signed checkpoints`);
-  return v as unknown as Signed<CheckpointPayload>[];
+  // A witness file, or a bare JSON array of signed checkpoints (from NATS, or an older witness).
+  const w = readWitnessFile(parseStrict(readFileSync(file), { maxBytes: 64 * 1024 * 1024 }));
+  if ("problem" in w) throw new AuditCliError(`${file}: expected a witness file or a JSON array of signed checkpoints (${w.problem})`);
+  return w.held as Signed<CheckpointPayload>[];
 }
 
 function progressBar(io: AuditIo, total: number): ((n: number) => void) | undefined {
@@ -141,6 +143,8 @@ interface WitnessOpts {
   trust?: string;
   gatewayKey?: string[];
   timeoutMs: string;
+  /** false with --no-consistency. */
+  consistency: boolean;
 }
 
 /** Replace `file` with `text` so that a crash or power loss leaves the old file or the new one, whole. */
@@ -170,10 +174,13 @@ function replaceFileDurably(file: string, text: string): void {
 
 /**
  * `audit witness`: read what the gateway published, check it against what the witness file
- * already holds, and rewrite the file with every trusted checkpoint (durably and atomically).
- * 1 when anything published was refused or a fork was seen; 2 (file untouched) when the file
- * itself holds an entry that fails its checks under these keys: a mistyped or rotated key, or
- * another gateway's file, must never quietly erase what the witness held.
+ * already holds, prove with the gateway's consistency proofs that every checkpoint held extends
+ * the ones before it, and rewrite the file with every trusted checkpoint and how far they are
+ * proved (durably and atomically). 1 when anything published was refused, a fork was seen or a
+ * proof failed; else 2 when some checkpoint could not be proved (the gateway did not answer:
+ * the file keeps it, and the next run asks again); 2 (file untouched) when the file itself
+ * holds an entry that fails its checks under these keys: a mistyped or rotated key, or another
+ * gateway's file, must never quietly erase what the witness held.
  */
 async function runWitness(io: AuditIo, o: WitnessOpts): Promise<number> {
   const trust = loadTrustRoots(o);
@@ -183,11 +190,14 @@ async function runWitness(io: AuditIo, o: WitnessOpts): Promise<number> {
   const timeoutMs = Number(o.timeoutMs);
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1_000 || timeoutMs > 600_000) throw new AuditCliError(`--timeout-ms must be an integer from 1000 to 600000, not ${JSON.stringify(o.timeoutMs)}`);
   // What the witness held before: input like any other, and never silently replaced.
-  let held: unknown[] = [];
+  let held: readonly unknown[] = [];
+  let consistentThrough = 0;
   if (o.out !== undefined && existsSync(o.out)) {
-    const v = parseStrict(readFileSync(o.out), { maxBytes: 64 * 1024 * 1024 });
-    if (!Array.isArray(v)) throw new AuditCliError(`${o.out}: not a witness file (expected a JSON array of signed checkpoints)`);
-    held = v;
+    const w = readWitnessFile(parseStrict(readFileSync(o.out), { maxBytes: 64 * 1024 * 1024 }));
+    if ("problem" in w) throw new AuditCliError(`${o.out}: ${w.problem}`);
+    if (w.origin !== undefined && w.origin !== o.gatewayId) throw new AuditCliError(`${o.out}: the witness file of ${JSON.stringify(w.origin)}, not of ${JSON.stringify(o.gatewayId)}; not rewritten`);
+    held = w.held;
+    consistentThrough = w.consistentThrough;
   }
   const incoming = await readCheckpointFeed(o.nats, o.gatewayId, { timeoutMs });
   const r = witness(held, incoming, { origin: o.gatewayId, gatewayKeys: trust.gatewayKeys });
@@ -197,20 +207,57 @@ async function runWitness(io: AuditIo, o: WitnessOpts): Promise<number> {
       `${o.out ?? "witness file"}: ${heldBad.length} held ${heldBad.length === 1 ? "entry fails its" : "entries fail their"} checks under these keys (${heldBad[0]!.where}: ${heldBad[0]!.kind}: ${heldBad[0]!.detail}); wrong key, rotated key or another gateway's file? Not rewritten`,
     );
   }
-  const text = `${JSON.stringify(r.checkpoints, null, 1)}\n`;
+  let chain: ChainResult | undefined;
+  if (o.consistency) {
+    const deadline = performance.now() + timeoutMs;
+    let prover: Awaited<ReturnType<typeof openProver>> | undefined;
+    try {
+      prover = await openProver(o.nats, o.gatewayId, deadline);
+      chain = await proveChain(r.checkpoints, consistentThrough, r.addedSizes, prover.prove);
+    } catch (e) {
+      // No connection for proofs: nothing proved this run, the checkpoints are kept all the same.
+      const stopped = `cannot ask for proofs: ${e instanceof Error ? e.message : String(e)}`;
+      const kept = await proveChain(r.checkpoints, consistentThrough, r.addedSizes, () => Promise.resolve({ ok: false, detail: stopped }));
+      chain = { ...kept, stopped };
+    } finally {
+      await prover?.close();
+    }
+  }
+  const findings = [...r.findings, ...(chain?.findings ?? [])];
+  const file: WitnessFile = { kind: WITNESS_FILE_KIND, origin: o.gatewayId, consistentThrough: chain?.consistentThrough ?? consistentThrough, checkpoints: r.checkpoints };
+  const text = `${JSON.stringify(file, null, 1)}\n`;
   if (o.out !== undefined) replaceFileDurably(o.out, text);
   else io.out(text);
-  // Without --out the checkpoints are the output; the report then goes to stderr.
+  // Without --out the file is the output; the report then goes to stderr.
   const say = o.out !== undefined ? io.out : io.err;
   const largest = r.checkpoints.at(-1)?.payload.size ?? 0;
+  const unproven = chain?.unproven ?? r.checkpoints.filter((c) => c.payload.size > consistentThrough).length;
+  const code = findings.length > 0 ? 1 : chain !== undefined && chain.unproven > 0 ? 2 : 0;
   if (o.json === true) {
-    say(`${JSON.stringify({ gatewayId: o.gatewayId, read: incoming.length, held: r.checkpoints.length, added: r.added, largestSize: largest, ok: r.findings.length === 0, findings: r.findings })}\n`);
+    say(
+      `${JSON.stringify({
+        gatewayId: o.gatewayId,
+        read: incoming.length,
+        held: r.checkpoints.length,
+        added: r.added,
+        largestSize: largest,
+        consistency: chain === undefined ? "not checked" : chain.unproven === 0 ? "proved" : "incomplete",
+        consistentThrough: file.consistentThrough,
+        proofsVerified: chain?.proved ?? 0,
+        unproven,
+        ...(chain?.stopped !== undefined ? { stopped: chain.stopped } : {}),
+        ok: code === 0,
+        findings,
+      })}\n`,
+    );
   } else {
-    say(`witness ${o.gatewayId}: ${r.findings.length === 0 ? "OK" : "FINDINGS"}\n`);
+    say(`witness ${o.gatewayId}: ${findings.length > 0 ? "FINDINGS" : code === 0 ? "OK" : "INCOMPLETE"}\n`);
     say(`messages read: ${incoming.length}\ncheckpoints held: ${r.checkpoints.length} (${r.added} new)\nlargest size: ${largest}\n`);
-    for (const f of r.findings) say(`${f.where}: ${f.kind}: ${f.detail}\n`);
+    if (chain === undefined) say(`consistency: not checked (--no-consistency); proved through size ${file.consistentThrough} by earlier runs\n`);
+    else say(`consistency: proved through size ${chain.consistentThrough} (${chain.proved} ${chain.proved === 1 ? "proof" : "proofs"} verified)${chain.unproven > 0 ? `; ${chain.unproven} not proved${chain.stopped !== undefined ? ` (${chain.stopped})` : ""}` : ""}\n`);
+    for (const f of findings) say(`${f.where}: ${f.kind}: ${f.detail}\n`);
   }
-  return r.findings.length === 0 ? 0 : 1;
+  return code;
 }
 
 /** The `audit` subcommand; wire with `program.addCommand(auditCommand())`. */
@@ -231,7 +278,7 @@ export function auditCommand(io: AuditIo = processIo()): Command {
       .option("--json", "machine-readable output")
       .option("--trust <file>", "trust roots JSON {gatewayKeys, authorities?, origin?}")
       .addOption(new Option("--gateway-key <keyId...>", "trusted checkpoint signer (repeatable)"))
-      .option("--checkpoints <file>", "JSON array of checkpoints obtained from a witness / NATS");
+      .option("--checkpoints <file>", "checkpoints kept outside the log: a witness file (audit witness --out) or a JSON array of signed checkpoints");
 
   const audit = new Command("audit").description("verify, replay and prove the audit log");
   audit.addCommand(
@@ -296,14 +343,15 @@ export function auditCommand(io: AuditIo = processIo()): Command {
   );
   audit.addCommand(
     new Command("witness")
-      .description("keep the checkpoints a gateway published on NATS (for replay --checkpoints), checking signatures and forks")
+      .description("keep the checkpoints a gateway published on NATS (for replay --checkpoints), checking signatures, forks and, with the gateway's proofs, that each extends the ones before")
       .requiredOption("--nats <url>", "NATS server")
       .requiredOption("--gateway-id <id>", "the gateway whose checkpoints to keep (its log's origin)")
-      .option("--out <file>", "witness file: read if present, rewritten with every checkpoint held (without it: the JSON array goes to stdout)")
+      .option("--out <file>", "witness file: read if present, rewritten with every checkpoint held (without it: the file's JSON goes to stdout)")
       .option("--json", "machine-readable report")
       .option("--trust <file>", "trust roots JSON {gatewayKeys, origin?}")
       .addOption(new Option("--gateway-key <keyId...>", "trusted checkpoint signer (repeatable)"))
-      .option("--timeout-ms <ms>", "give up unless the whole read completes within this long (1000–600000)", "30000")
+      .option("--timeout-ms <ms>", "give up unless the read, and then the proofs, each complete within this long (1000–600000)", "30000")
+      .option("--no-consistency", "do not ask the gateway for consistency proofs (keep and check signatures and forks only)")
       .action(guard((o: WitnessOpts) => runWitness(io, o))),
   );
   return audit;

@@ -8,14 +8,20 @@
 //     the gateway, or whoever holds its key, showed two histories), counting those the witness
 //     already held from earlier runs, so a log rewritten after being witnessed shows even if the
 //     stream was purged and refilled.
-// A fork shows here only where two checkpoints name one size; one between different sizes needs
-// the tree itself: replay checks consistency between successive sizes with proofs built from
-// the stored log, for every checkpoint the witness kept.
-// Pure: the NATS side is in nats/checkpoint-feed.ts, the command in audit/cli.ts.
+// A fork shows here only where two checkpoints name one size. One between different sizes (a
+// history rewritten below a size the witness held, re-signed with the gateway's key, and grown
+// past it) needs the tree: proveChain asks the gateway for RFC 9162 consistency proofs
+// (nats/proof-service.ts) and verifies each against the two signed roots, so every checkpoint
+// the witness holds is proved to extend the ones before it; replay checks the same with proofs
+// built from the stored log.
+// Pure but for the proof source it is handed: the NATS side is in nats/checkpoint-feed.ts and
+// nats/proof-service.ts, the command in audit/cli.ts.
 import { parseStrict } from "../canonical/strict-parse.ts";
 import { fromB64u } from "../crypto/base64url.ts";
 import { verifySigned, type Signed } from "../crypto/signing.ts";
 import { MAX_MESSAGE_BYTES } from "../nats/contract.ts";
+import type { ProofAnswer } from "../nats/proof-service.ts";
+import { verifyConsistency } from "./merkle.ts";
 import { checkpointShapeProblem, type CheckpointPayload } from "./records.ts";
 
 export { checkpointShapeProblem };
@@ -24,7 +30,8 @@ export type WitnessFindingKind =
   | "MALFORMED" // not JSON, not I-JSON, oversized, or not a signed checkpoint
   | "WRONG_ORIGIN" // a checkpoint of another log on this log's subject (or in this log's file)
   | "BAD_SIGNATURE" // not signed by a trusted gateway key
-  | "FORK"; // two trusted checkpoints of this log name one size with different roots
+  | "FORK" // two trusted checkpoints of this log name one size with different roots
+  | "INCONSISTENT"; // the gateway could not prove a larger checkpoint's log extends a smaller one's
 
 export interface WitnessFinding {
   readonly kind: WitnessFindingKind;
@@ -33,7 +40,8 @@ export interface WitnessFinding {
   readonly detail: string;
   /**
    * For a FORK, both signed checkpoints, the one held first: together, signed by one trusted
-   * key, they prove the log was shown two ways. Keep the report.
+   * key, they prove the log was shown two ways. For INCONSISTENT, the smaller and the larger
+   * checkpoint whose consistency the gateway did not prove. Keep the report.
    */
   readonly evidence?: readonly [Signed<CheckpointPayload>, Signed<CheckpointPayload>];
 }
@@ -49,6 +57,8 @@ export interface WitnessResult {
   readonly checkpoints: Signed<CheckpointPayload>[];
   /** How many of them this run added. */
   readonly added: number;
+  /** The sizes of those it added. */
+  readonly addedSizes: ReadonlySet<number>;
   readonly findings: WitnessFinding[];
 }
 
@@ -61,7 +71,7 @@ export function witness(held: readonly unknown[], incoming: readonly WitnessInpu
   const keys = o.gatewayKeys.map((k) => fromB64u(k, 32)).filter((k): k is Uint8Array => k !== undefined);
   const findings: WitnessFinding[] = [];
   const bySize = new Map<number, { cp: Signed<CheckpointPayload>; where: string }>();
-  let added = 0;
+  const addedSizes = new Set<number>();
 
   const take = (v: unknown, where: string, isNew: boolean): void => {
     const shape = checkpointShapeProblem(v);
@@ -86,7 +96,7 @@ export function witness(held: readonly unknown[], incoming: readonly WitnessInpu
       return; // the first one held stays (a re-publication of the same checkpoint is not news)
     }
     bySize.set(cp.payload.size, { cp, where });
-    if (isNew) added++;
+    if (isNew) addedSizes.add(cp.payload.size);
   };
 
   held.forEach((v, i) => take(v, `held #${i}`, false));
@@ -108,5 +118,128 @@ export function witness(held: readonly unknown[], incoming: readonly WitnessInpu
 
   // (Times are not compared: a gateway's clock may step back without anything being wrong.)
   const checkpoints = [...bySize.values()].sort((a, b) => a.cp.payload.size - b.cp.payload.size).map((c) => c.cp);
-  return { checkpoints, added, findings };
+  return { checkpoints, added: addedSizes.size, addedSizes, findings };
+}
+
+/** The witness file: the checkpoints held, and how far they are proved to extend each other. */
+export interface WitnessFile {
+  readonly kind: typeof WITNESS_FILE_KIND;
+  readonly origin: string;
+  /**
+   * Every held checkpoint up to this size (itself one of them, or 0) has been proved consistent
+   * with the others: each is a prefix of the next. Above it, not yet.
+   */
+  readonly consistentThrough: number;
+  readonly checkpoints: readonly Signed<CheckpointPayload>[];
+}
+
+export const WITNESS_FILE_KIND = "failclosed/witness/v1";
+
+/**
+ * What a witness file holds, or why it is not one. The first format, a bare JSON array of
+ * checkpoints, reads as nothing proved yet.
+ */
+export function readWitnessFile(v: unknown): { readonly held: readonly unknown[]; readonly consistentThrough: number; readonly origin?: string } | { readonly problem: string } {
+  if (Array.isArray(v)) return { held: v, consistentThrough: 0 };
+  if (typeof v !== "object" || v === null) return { problem: "not a witness file (expected a JSON object or array)" };
+  const o = v as Record<string, unknown>;
+  if (Object.keys(o).sort().join(",") !== "checkpoints,consistentThrough,kind,origin" || o["kind"] !== WITNESS_FILE_KIND) return { problem: `not a ${WITNESS_FILE_KIND} file` };
+  const through = o["consistentThrough"];
+  if (typeof through !== "number" || !Number.isSafeInteger(through) || through < 0) return { problem: "consistentThrough is not a size" };
+  if (!Array.isArray(o["checkpoints"]) || typeof o["origin"] !== "string") return { problem: "checkpoints or origin missing" };
+  return { held: o["checkpoints"], consistentThrough: through, origin: o["origin"] };
+}
+
+export interface ChainResult {
+  /** The new watermark: every checkpoint up to this size is proved consistent with the others. */
+  readonly consistentThrough: number;
+  /** Proofs asked for and verified. */
+  readonly proved: number;
+  /** Held checkpoints not (yet) proved: above the watermark, or added below it unproved. */
+  readonly unproven: number;
+  /** Why proving stopped short, when the gateway did not answer (not a finding: ask again). */
+  readonly stopped?: string;
+  readonly findings: WitnessFinding[];
+}
+
+/**
+ * Prove the held checkpoints (trusted, one per size, by size: witness().checkpoints) consistent,
+ * from the watermark of an earlier run: each checkpoint above it must be proved to extend the
+ * one before it, and each added below it to be a prefix of the next (proved) one, which makes it
+ * consistent with all of them. `prove` fetches a proof (nats/proof-service.ts); each is verified
+ * against the two signed roots, so a lying or broken proof source cannot pass anything. A
+ * proof that fails is a finding; no answer stops the walk where it stands (the watermark stays
+ * below what was not proved, so the next run asks again). Never throws.
+ */
+export async function proveChain(
+  checkpoints: readonly Signed<CheckpointPayload>[],
+  consistentThrough: number,
+  addedSizes: ReadonlySet<number>,
+  prove: (size1: number, size2: number) => Promise<ProofAnswer>,
+): Promise<ChainResult> {
+  const findings: WitnessFinding[] = [];
+  let proved = 0;
+  // "ok", "bad" (a finding), or no answer (why).
+  type Checked = { readonly r: "ok" } | { readonly r: "bad" } | { readonly r: "none"; readonly why: string };
+  const check = async (a: Signed<CheckpointPayload>, b: Signed<CheckpointPayload>): Promise<Checked> => {
+    let answer: ProofAnswer;
+    try {
+      answer = await prove(a.payload.size, b.payload.size);
+    } catch (e) {
+      return { r: "none", why: `no proof: ${e instanceof Error ? e.message : String(e)}` };
+    }
+    if (!answer.ok) return { r: "none", why: answer.detail };
+    const r1 = fromB64u(a.payload.root, 32);
+    const r2 = fromB64u(b.payload.root, 32);
+    const v = r1 !== undefined && r2 !== undefined ? verifyConsistency(a.payload.size, b.payload.size, answer.proof, r1, r2) : ({ ok: false, code: "BAD_HASH_LENGTH" } as const);
+    if (v.ok) {
+      proved++;
+      return { r: "ok" };
+    }
+    findings.push({
+      kind: "INCONSISTENT",
+      where: `size ${b.payload.size}`,
+      detail: `the gateway's proof that its log of size ${b.payload.size} (root ${b.payload.root}) extends its log of size ${a.payload.size} (root ${a.payload.root}) fails (${v.code}): history below size ${a.payload.size} was rewritten, or the gateway is broken`,
+      evidence: [a, b],
+    });
+    return { r: "bad" };
+  };
+  // The watermark stands on a held checkpoint; one that names no held size is taken down to the
+  // largest held size below it (what is above was not proved to anything held).
+  const cps = [...checkpoints].sort((a, b) => a.payload.size - b.payload.size);
+  let anchor = -1;
+  for (let i = 0; i < cps.length && cps[i]!.payload.size <= consistentThrough; i++) anchor = i;
+  let through = anchor >= 0 ? cps[anchor]!.payload.size : 0;
+  let stopped: string | undefined;
+  let unprovenBelow = 0;
+  // Added below the watermark: a prefix of the next held one, itself proved.
+  for (let i = 0; i < anchor; i++) {
+    if (!addedSizes.has(cps[i]!.payload.size)) continue;
+    const c = await check(cps[i]!, cps[i + 1]!);
+    if (c.r === "ok") continue;
+    unprovenBelow++;
+    if (c.r === "none") stopped ??= c.why;
+  }
+  if (unprovenBelow > 0) {
+    // Not all proved to the rest: the watermark drops below the first one added, so the next
+    // run proves the chain again from there.
+    const firstAdded = cps.findIndex((c, i) => i < anchor && addedSizes.has(c.payload.size));
+    through = firstAdded > 0 ? cps[firstAdded - 1]!.payload.size : 0;
+  } else {
+    // Above it: each extends the one before. The first checkpoint ever held has nothing to extend.
+    if (anchor < 0 && cps.length > 0) {
+      anchor = 0;
+      through = cps[0]!.payload.size;
+    }
+    for (let i = anchor + 1; i < cps.length; i++) {
+      const c = await check(cps[i - 1]!, cps[i]!);
+      if (c.r !== "ok") {
+        if (c.r === "none") stopped = c.why;
+        break;
+      }
+      through = cps[i]!.payload.size;
+    }
+  }
+  const unproven = cps.filter((c) => c.payload.size > through).length;
+  return { consistentThrough: through, proved, unproven, findings, ...(stopped !== undefined ? { stopped } : {}) };
 }

@@ -37,6 +37,7 @@ import type {
   SignedRevocation,
 } from "../core/types.ts";
 import { isPolicyDocument, policyDigest } from "../policy/policy-document.ts";
+import { serveConsistencyProofs } from "../nats/proof-service.ts";
 import { MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
 import { submitTask } from "../runtime/client.ts";
@@ -125,6 +126,12 @@ export interface GatewayOptions {
   measureAttributes?: (agentKeyId: string) => Record<string, string> | null;
   checkpointEvery?: number;
   checkpointIntervalMs?: number;
+  /**
+   * Consistency proofs between sizes of this gateway's log, served to witnesses on
+   * failclosed.audit.proof.<gatewayId> (nats/proof-service.ts): at most this many a second,
+   * bursts of twice that, BUSY beyond. Default 100; 0 serves none.
+   */
+  proofRequestsPerSec?: number;
   /** Tasks in flight at once. Default 256. */
   maxInFlight?: number;
   /**
@@ -304,6 +311,8 @@ export class Gateway {
   static async start(o: GatewayOptions): Promise<Gateway> {
     if (!TASK_ID_RE.test(o.gatewayId)) throw new TypeError("gatewayId must be a subject-safe token");
     for (const k of [...o.authorities, ...(o.peerGateways ?? []), o.gatewayKey.keyId]) assertAcceptableKey(k);
+    const proofRate = o.proofRequestsPerSec ?? 100;
+    if (!Number.isFinite(proofRate) || proofRate < 0) throw new TypeError("proofRequestsPerSec must be a number ≥ 0");
     const g = new Gateway(o);
     try {
       await g.#start();
@@ -385,6 +394,9 @@ export class Gateway {
       onSnapshotError: (e) => this.#warn(`audit snapshot failed: ${String(e)}`),
     });
     await this.#recoverAndTrust();
+    const proofRate = o.proofRequestsPerSec ?? 100;
+    // Drained with the connection at stop(), before the log closes.
+    if (proofRate > 0) serveConsistencyProofs(this.#nc, o.gatewayId, store, { perSec: proofRate, now: () => performance.now(), onWarning: (m) => this.#warn(m) });
 
     this.#watchStatus();
     // Policy first, then the governance feed and evidence, then work: a task is never pulled

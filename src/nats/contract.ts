@@ -16,6 +16,11 @@ export const SUBJECTS = {
   decision: (taskId: string) => `failclosed.decision.${taskId}`,
   outcome: (taskId: string) => `failclosed.outcome.${taskId}`,
   checkpoint: (gatewayId: string) => `failclosed.audit.checkpoint.${gatewayId}`,
+  /**
+   * Consistency proofs between two sizes of a gateway's audit log, core NATS request/reply
+   * (nats/proof-service.ts). An addition to DESIGN §6's table: nothing above it changed.
+   */
+  proof: (gatewayId: string) => `failclosed.audit.proof.${gatewayId}`,
 } as const;
 
 export const STREAMS = {
