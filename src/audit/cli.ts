@@ -14,7 +14,7 @@ import { readStoredRecord } from "./entry-bundle.ts";
 import { checkFormat } from "./format.ts";
 import { checkpointRange } from "./keys.ts";
 import { backendLogSource } from "./log-source.ts";
-import { buildProofBundle } from "./proof-bundle.ts";
+import { buildProofBundle, selfCheckProofBundle } from "./proof-bundle.ts";
 import { decodeRecord, type CheckpointPayload } from "./records.ts";
 import { replay, type ReplayReport, type TrustRoots } from "./replay.ts";
 import { proveChain, readWitnessFile, witness, WITNESS_FILE_KIND, type ChainResult, type WitnessFile } from "./witness.ts";
@@ -303,6 +303,12 @@ export function auditCommand(io: AuditIo = processIo()): Command {
           if (!Number.isSafeInteger(seq) || seq < 0) throw new AuditCliError(`--seq must be a non-negative integer, got ${o.seq}`);
           const bundle = await withDb(o.db, (b) => buildProofBundle(b, seq));
           if (typeof bundle === "string") throw new AuditCliError(bundle === "NOT_FOUND" ? `no record ${seq}` : `no checkpoint covers record ${seq} yet`);
+          // Never hand out a proof that cannot verify: a damaged stored tree is tampering to report.
+          const self = selfCheckProofBundle(bundle);
+          if (!self.ok) {
+            io.err(`failclosed audit: the stored tree does not prove record ${seq} against the checkpoint at size ${bundle.checkpoint.payload.size} (${self.reason}): the log is damaged; run audit verify\n`);
+            return 1;
+          }
           io.out(`${JSON.stringify(bundle, null, 2)}\n`);
           return 0;
         }),
@@ -316,6 +322,8 @@ export function auditCommand(io: AuditIo = processIo()): Command {
       .addOption(new Option("--gateway-key <keyId...>", "check signatures against these keys"))
       .action(
         guard(async (o: { db: string; json?: boolean; gatewayKey?: string[] }) => {
+          const badKey = (o.gatewayKey ?? []).find((k) => fromB64u(k, 32) === undefined);
+          if (badKey !== undefined) throw new AuditCliError(`gateway key ${JSON.stringify(badKey)} is not a base64url Ed25519 public key`);
           const keys = (o.gatewayKey ?? []).map((k) => fromB64u(k, 32)).filter((k): k is Uint8Array => k !== undefined);
           let bad = 0;
           const list = await withDb(o.db, async (b) => {

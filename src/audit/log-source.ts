@@ -3,7 +3,7 @@
 import { parseStrict } from "../canonical/strict-parse.ts";
 import type { AuditBackend } from "./backend.ts";
 import { checkFormat } from "./format.ts";
-import { bundleCount, readStoredNode, slotBytes, slotNode, slotRecord } from "./entry-bundle.ts";
+import { bundleCount, isExactBundle, readStoredNode, slotBytes, slotNode, slotNodeCount, slotRecord } from "./entry-bundle.ts";
 import { BUNDLE_SIZE, HEAD_KEY, bundleOfKey, bundleRange } from "./keys.ts";
 import type { NodeLookup } from "./merkle.ts";
 import { readStoredSnapshot, type StoredSnapshot } from "./snapshot-audit.ts";
@@ -15,9 +15,14 @@ export interface StoredHead {
 
 export interface AuditLogSource {
   /** Records in storage order with the position they are stored at (undefined: unreadable key). */
-  records(): AsyncIterable<{ readonly position: number | undefined; readonly bytes: Uint8Array }>;
+  records(): AsyncIterable<{ readonly position: number | undefined; readonly bytes: Uint8Array; readonly problem?: string }>;
   /** Stored leaf hash for a position, when the source keeps a tree (LevelDB store). */
   storedLeaf?(position: number): Uint8Array | undefined;
+  /**
+   * The tree nodes stored beside the record at a position (its leaf hash first, then each
+   * subtree appending it completed), when the source keeps a tree; undefined when unreadable.
+   */
+  storedNodes?(position: number): Uint8Array[] | undefined;
   /** Stored tree nodes, for re-checking the proofs the store hands out. */
   nodeLookup?: NodeLookup;
   /** The store's commit point, when there is one. */
@@ -54,9 +59,15 @@ export function backendLogSource(backend: AuditBackend): AuditLogSource {
           for (let i = 0; i < BUNDLE_SIZE; i++) yield { position: first + i, bytes: NO_BYTES };
           continue;
         }
+        const slots = Array.from({ length: count }, (_, i) => slotBytes(value, count, i));
+        // Every slot readable, yet the value is not exactly them (bytes beyond the last): nothing
+        // the store writes, and the store refuses to open it; named at the bundle's last record.
+        // (A slot that cannot be read is reported at its own position instead.)
+        const problem = slots.every((x) => x !== undefined) && !isExactBundle(value) ? `bundle ${key} holds bytes beyond its slots` : undefined;
         for (let i = 0; i < count; i++) {
-          const slot = slotBytes(value, count, i);
-          yield { position: first + i, bytes: slot === undefined ? NO_BYTES : (slotRecord(slot) ?? slot) };
+          const slot = slots[i];
+          const bytes = slot === undefined ? NO_BYTES : (slotRecord(slot) ?? slot);
+          yield i === count - 1 && problem !== undefined ? { position: first + i, bytes, problem } : { position: first + i, bytes };
         }
       }
     },
@@ -65,6 +76,14 @@ export function backendLogSource(backend: AuditBackend): AuditLogSource {
       if (c === undefined || Math.floor(position / BUNDLE_SIZE) !== c.index) return readStoredNode(get, 0, position);
       const slot = slotBytes(c.value, c.count, position % BUNDLE_SIZE);
       return slot === undefined ? undefined : slotNode(slot, 0);
+    },
+    storedNodes: (position) => {
+      const c = current;
+      if (c === undefined || Math.floor(position / BUNDLE_SIZE) !== c.index) return undefined;
+      const slot = slotBytes(c.value, c.count, position % BUNDLE_SIZE);
+      const k = slot === undefined ? undefined : slotNodeCount(slot);
+      if (slot === undefined || k === undefined) return undefined;
+      return Array.from({ length: k }, (_, level) => slotNode(slot, level)!);
     },
     nodeLookup: (level, index) => {
       const h = readStoredNode(get, level, index);

@@ -9,7 +9,7 @@ import type { AuditBackend } from "./backend.ts";
 import { readStoredNode, readStoredRecord } from "./entry-bundle.ts";
 import { checkpointRange } from "./keys.ts";
 import { inclusionProof, verifyInclusion, type NodeLookup } from "./merkle.ts";
-import { decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
+import { RECORD_LIMITS, decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
 
 export interface ProofBundle {
   readonly kind: "failclosed/inclusion-proof/v1";
@@ -55,20 +55,38 @@ export function verifyProofBundle(bundle: unknown, trustedGatewayKeys: readonly 
   try {
     const b = bundle as ProofBundle;
     if (b.kind !== "failclosed/inclusion-proof/v1" || typeof b.record !== "string" || !Array.isArray(b.proof)) return { ok: false, reason: "MALFORMED" };
-    const p = b.checkpoint.payload;
     const signed = trustedGatewayKeys.some((k) => {
       const pub = fromB64u(k, 32);
       return pub !== undefined && verifySigned("checkpoint", b.checkpoint, pub);
     });
     if (!signed) return { ok: false, reason: "CHECKPOINT_SIGNATURE" };
-    // Hash the record as canonical bytes: the only spelling the log ever commits to.
-    const canonical = canonicalize(parseStrict(b.record));
-    const leaf = recordLeafHash(new TextEncoder().encode(canonical));
-    if (canonical !== b.record || toB64u(leaf) !== b.leafHash) return { ok: false, reason: "LEAF_MISMATCH" };
-    const proof = b.proof.map((x) => fromB64u(x, 32) ?? new Uint8Array(0));
-    const root = fromB64u(p.root, 32) ?? new Uint8Array(0);
-    return verifyInclusion(b.seq, p.size, leaf, proof, root).ok ? { ok: true } : { ok: false, reason: "PROOF" };
+    return proofCheck(b);
   } catch {
     return { ok: false, reason: "MALFORMED" };
   }
+}
+
+/**
+ * The bundle's record, leaf and path against its checkpoint's root, without the signature:
+ * what `audit prove` checks before printing one (a damaged stored tree yields a path that
+ * cannot verify). Never throws.
+ */
+export function selfCheckProofBundle(b: ProofBundle): BundleCheck {
+  try {
+    return proofCheck(b);
+  } catch {
+    return { ok: false, reason: "MALFORMED" };
+  }
+}
+
+function proofCheck(b: ProofBundle): BundleCheck {
+  const p = b.checkpoint.payload;
+  // Hash the record as canonical bytes: the only spelling the log ever commits to. Read with the
+  // log's own limits (a stored record nests deeper than the message it came in).
+  const canonical = canonicalize(parseStrict(b.record, { maxBytes: RECORD_LIMITS.maxBytes, maxDepth: RECORD_LIMITS.maxDepth }));
+  const leaf = recordLeafHash(new TextEncoder().encode(canonical));
+  if (canonical !== b.record || toB64u(leaf) !== b.leafHash) return { ok: false, reason: "LEAF_MISMATCH" };
+  const proof = b.proof.map((x) => fromB64u(x, 32) ?? new Uint8Array(0));
+  const root = fromB64u(p.root, 32) ?? new Uint8Array(0);
+  return verifyInclusion(b.seq, p.size, leaf, proof, root).ok ? { ok: true } : { ok: false, reason: "PROOF" };
 }

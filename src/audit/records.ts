@@ -86,15 +86,43 @@ export interface PreparedEntry {
   readonly members: readonly [string, string][];
 }
 
-/** Encode an entry's members now; throws CanonicalError when it is not I-JSON. */
+/**
+ * Encode an entry's members now; throws CanonicalError when it is not I-JSON, or when the log
+ * could not read the record back (recordTextProblem): nesting, size, a "__proto__" key.
+ */
 export function prepareEntry(entry: AuditEntry): PreparedEntry {
   // The store's fields win (recordOf), so an entry's own are never encoded: never written.
   const e = entry as unknown as Record<string, unknown>;
+  let members: [string, string][];
   if (typeof e === "object" && e !== null && ("v" in e || "seq" in e || "prev" in e || "time" in e)) {
     const { v: _v, seq: _s, prev: _p, time: _t, ...rest } = e;
-    return { entry, members: canonicalMembers(rest) };
+    members = canonicalMembers(rest, RECORD_LIMITS.maxDepth);
+  } else members = canonicalMembers(entry, RECORD_LIMITS.maxDepth);
+  // The store's own fields add well under RECORD_HEADER_BYTES.
+  const problem = recordTextProblem(`{${members.map((m) => m[1]).join(",")}}`, RECORD_HEADER_BYTES);
+  if (problem !== undefined) throw problem;
+  return { entry, members };
+}
+
+/** Room left for the store's own fields (v, seq, prev, time) beside an entry's. */
+const RECORD_HEADER_BYTES = 256;
+
+/**
+ * Why the log could not read this record text back (decodeRecord), when it could not; the
+ * store refuses to acknowledge such a record (its nesting is bounded where it is encoded). Cheap
+ * for what the log holds: exact checks run only when the text is large or names "__proto__".
+ */
+export function recordTextProblem(json: string, reserve = 0): CanonicalError | undefined {
+  const max = RECORD_LIMITS.maxBytes - reserve;
+  if (json.length > max || (3 * json.length > max && Buffer.byteLength(json, "utf8") > max)) return new CanonicalError("TOO_LARGE", `record over ${max} bytes`);
+  if (json.includes("__proto__")) {
+    try {
+      parseCanonical(new TextEncoder().encode(json), RECORD_LIMITS);
+    } catch (e) {
+      return e instanceof CanonicalError ? e : new CanonicalError("NOT_JSON", String(e));
+    }
   }
-  return { entry, members: canonicalMembers(entry) };
+  return undefined;
 }
 
 /**

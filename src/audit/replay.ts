@@ -2,7 +2,7 @@
 // tree, every checkpoint signature and the consistency between checkpoints — fold it, and at
 // each decision re-derive the governance state and recompute `decide`. Every finding is a
 // typed divergence with the seq where it shows.
-import { fromB64u, toB64u } from "../crypto/base64url.ts";
+import { bytesEqual, fromB64u, toB64u } from "../crypto/base64url.ts";
 import { verifySigned, type Signed } from "../crypto/signing.ts";
 import { inlineRunner, workerRunner, type DecideJob, type DecideMismatch, type DecideRunner } from "./decide-pool.ts";
 import { applyRecord, emptyState } from "./fold.ts";
@@ -11,6 +11,7 @@ import { MerkleFrontier, consistencyProof, verifyConsistency } from "./merkle.ts
 import { EvidenceIndex, checkDecisionClaims, revocationProblem, secondAllowProblem } from "./rederive.ts";
 import { GENESIS_PREV, checkpointShapeProblem, decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
 import { TrustViewCache, refersToLogTrust } from "./trust-view.ts";
+import { TASK_ID_RE } from "../nats/contract.ts";
 import { foldDifference, startSnapshotAudit, type SnapshotUnderAudit } from "./snapshot-audit.ts";
 import type { TrustSnapshot } from "../core/types.ts";
 
@@ -20,6 +21,7 @@ export type DivergenceKind =
   | "SEQ_MISMATCH" // a record missing, moved or swapped: its seq is not its position
   | "CHAIN_BROKEN" // prev is not the leaf hash of the record before
   | "LEAF_MISMATCH" // record bytes differ from the leaf hash the tree committed to
+  | "TREE_NODE_MISMATCH" // a subtree hash stored beside a record differs from the one recomputed from the records
   | "HEAD_MISMATCH" // the store's commit point disagrees with the records (truncation, rewrite)
   | "TRUNCATED" // a trusted checkpoint covers more records than the log holds
   | "CHECKPOINT_SIGNATURE" // not signed by a trusted gateway key (or wrong origin)
@@ -30,6 +32,7 @@ export type DivergenceKind =
   | "TRUST_STATE" // a decision's trust snapshot differs from the fold
   | "NONCE_STATE" // a decision's nonce state differs from the fold
   | "TASK_STATE" // a decision's task-claim state differs from the fold
+  | "TASK_ID_MISMATCH" // a decision recorded under another task id than its signed request names
   | "EVIDENCE_MISSING" // an allow resting on evidence the log never recorded
   | "INPUT_MALFORMED" // a decision input without trust or nonce state
   | "DECISION_MISMATCH" // decide(recorded input) ≠ recorded decision
@@ -150,6 +153,8 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   const wanted = new Set((opts.checkpoints ?? []).filter((c) => checkpointShapeProblem(c) === undefined).map((c) => c.payload.size));
   let prev = GENESIS_PREV;
   let decisions = 0;
+  /** No record so far was missing, moved or altered: stored tree nodes are compared while so. */
+  let treeWhole = true;
   let lastWitnessable = -1; // last record a checkpoint could cover (checkpoints cannot cover themselves)
   let position = 0;
   /** The origin this log's own first checkpoint names (for external ones, when the trust roots name none). */
@@ -164,7 +169,7 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   };
 
   try {
-    for await (const { position: stored, bytes } of log.records()) {
+    for await (const { position: stored, bytes, problem } of log.records()) {
       const seq = position++;
       if (wanted.has(frontier.size)) rootsAtSize.set(frontier.size, toB64u(frontier.root()));
       if (underAudit?.size === seq) compareSnapshot(seq, toB64u(frontier.root()), prev);
@@ -177,7 +182,8 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
       const d = decodeRecord(bytes);
       // A checkpoint record signs the tree of every record before it: take that root first.
       const rootBefore = d.ok && d.record.type === "checkpoint" ? toB64u(frontier.root()) : "";
-      frontier.append(leaf);
+      const created = frontier.append(leaf);
+      if (problem !== undefined) report(seq, "RECORD_MALFORMED", problem);
       const chainPrev = prev;
       prev = leafB64;
       if (opts.onProgress !== undefined && seq % (opts.progressEvery ?? 10_000) === 0) opts.onProgress(seq);
@@ -190,6 +196,18 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
       if (r.type !== "checkpoint") lastWitnessable = seq;
       if (r.seq !== seq) report(seq, "SEQ_MISMATCH", `record says seq ${r.seq} at position ${seq}`);
       if (r.prev !== chainPrev) report(seq, "CHAIN_BROKEN", "prev is not the leaf hash of the previous record");
+      // The subtree hashes stored beside each record (proofs are served from them, the store
+      // builds new ones on them) must be those the records make. Checked while the log is whole
+      // up to here: once a record is missing, moved or altered (reported above), every later
+      // node differs for that reason alone.
+      const whole = stored === seq && r.seq === seq && r.prev === chainPrev && problem === undefined && (storedLeaf === undefined || bytesEqual(storedLeaf, leaf));
+      treeWhole &&= whole;
+      const nodes = treeWhole ? log.storedNodes?.(seq) : undefined;
+      if (nodes !== undefined) {
+        const k = nodes.length !== created.length ? 0 : created.findIndex((c, level) => level > 0 && !bytesEqual(c.hash, nodes[level]!));
+        if (k === 0) report(seq, "TREE_NODE_MISMATCH", `the slot stores ${nodes.length} tree nodes; appending this record completes ${created.length}`);
+        else if (k > 0) report(seq, "TREE_NODE_MISMATCH", `stored tree node ${k}/${created[k]!.id.index} differs from the one recomputed from the records`);
+      }
       // Fold by position so one bad seq does not stop replay (spread, then assign: see ledger.ts).
       const rec = { ...r } as typeof r & { seq: number };
       rec.seq = seq;
@@ -223,6 +241,12 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
         case "decision": {
           if (opts.rederive === false) break;
           decisions++;
+          // The task id the fold keys the decision by must be the one its request signs: else an
+          // allow filed under another id would let the request's own task id run again.
+          const named = (rec.input as { request?: { payload?: { taskId?: unknown } } } | null)?.request?.payload?.taskId;
+          if (typeof named === "string" && named !== rec.taskId && (rec.decision.verdict === "allow" || TASK_ID_RE.test(named))) {
+            report(seq, "TASK_ID_MISMATCH", `decision recorded for task ${JSON.stringify(rec.taskId)}; its request names ${JSON.stringify(named)}`);
+          }
           for (const p of checkDecisionClaims(rec.input, state)) report(seq, p.kind, p.detail);
           if (rec.decision.verdict === "allow") {
             for (const p of evidence.checkAllow(rec.taskId, rec.input)) report(seq, p.kind, p.detail);

@@ -31,11 +31,13 @@ import {
 import { MerkleFrontier, consistencyProof, frontierNodeIds, inclusionProof, rootAt, type NodeLookup } from "./merkle.ts";
 import {
   GENESIS_PREV,
+  RECORD_LIMITS,
   canonicalRecord,
   decodeRecord,
   entryShapeProblem,
   recordLeafHash,
   recordOf,
+  recordTextProblem,
   type AuditEntry,
   type AuditRecord,
   type CheckpointPayload,
@@ -159,6 +161,8 @@ interface Loaded {
   slotParts: [number, number];
   /** The chain link at the snapshot's position (the leaf hash of its last record). */
   snapshotPrev: string;
+  /** The Merkle root at the snapshot's position, as its signed manifest names it ("" without one). */
+  snapshotRoot: string;
 }
 
 /** A stored snapshot that passed every check: the state at `size`, and where the chain stands. */
@@ -166,6 +170,7 @@ interface UsableSnapshot {
   state: AuditState;
   size: number;
   prev: string;
+  root: string;
   since: number;
 }
 
@@ -195,12 +200,14 @@ interface ChainCursor {
 
 /**
  * Check one bundle's records from slot `skip` up to (not including) record `endSeq` against the
- * chain, advancing `cur`; each decoded record goes to `onRecord`. AUDIT_CORRUPT on anything a
- * writer of this log could not have written: a malformed bundle or slot, a gap, a record that
- * is not canonical or not of its seq, a broken chain, a leaf hash that differs from the one
- * stored beside it (new tree nodes are built on the stored ones).
+ * chain and the tree, advancing `cur` and appending each leaf to `tree`; each decoded record
+ * goes to `onRecord`. AUDIT_CORRUPT on anything a writer of this log could not have written: a
+ * malformed bundle or slot, a gap, a record that is not canonical or not of its seq, a broken
+ * chain, a tree node stored beside a record (its leaf hash, and each subtree it completed) that
+ * differs from the one recomputed from the records. Proofs are served from those stored nodes
+ * and new ones are built on them, so none is taken on trust.
  */
-function checkBundle(key: string, value: Uint8Array, cur: ChainCursor, skip: number, endSeq: number | undefined, onRecord: (r: AuditRecord) => void): { index: number; count: number } {
+function checkBundle(key: string, value: Uint8Array, cur: ChainCursor, tree: MerkleFrontier, skip: number, endSeq: number | undefined, onRecord: (r: AuditRecord) => void): { index: number; count: number } {
   const index = bundleOfKey(key);
   const count = bundleCount(value);
   if (index === undefined || count === undefined || !isExactBundle(value)) throw new AuditStoreError("AUDIT_CORRUPT", `bundle ${key} is malformed`);
@@ -217,6 +224,11 @@ function checkBundle(key: string, value: Uint8Array, cur: ChainCursor, skip: num
     if (d.record.seq !== seq || d.record.prev !== cur.prev) throw new AuditStoreError("AUDIT_CORRUPT", `chain broken at ${seq}`);
     const leaf = recordLeafHash(bytes);
     if (!bytesEqual(leaf, slotNode(slot, 0)!)) throw new AuditStoreError("AUDIT_CORRUPT", `record ${seq}: stored leaf hash differs from the record`);
+    if (tree.size !== seq) throw new Error("tree out of step with the chain");
+    const created = tree.append(leaf);
+    for (let k = 1; k < created.length; k++) {
+      if (!bytesEqual(created[k]!.hash, slotNode(slot, k)!)) throw new AuditStoreError("AUDIT_CORRUPT", `record ${seq}: stored tree node ${k}/${created[k]!.id.index} differs from the one recomputed from the records`);
+    }
     onRecord(d.record);
     cur.prev = toB64u(leaf);
     cur.seq = seq + 1;
@@ -270,7 +282,7 @@ export class AuditStore {
     this.#slotParts = loaded.slotParts;
     this.#openedFrom = loaded.openedFrom;
     const from = loaded.openedFrom.snapshotSize;
-    this.#prefixCheck = from > 0 && opts.checkPrefix !== false ? this.#checkPrefix(from, loaded.snapshotPrev) : Promise.resolve({ ok: true, checked: 0 });
+    this.#prefixCheck = from > 0 && opts.checkPrefix !== false ? this.#checkPrefix(from, loaded.snapshotPrev, loaded.snapshotRoot) : Promise.resolve({ ok: true, checked: 0 });
     const every = opts.checkpointIntervalMs ?? 0;
     if (every > 0) {
       this.#timer = setInterval(() => {
@@ -294,23 +306,27 @@ export class AuditStore {
   static async #load(backend: AuditBackend, opts: AuditStoreOptions): Promise<Loaded> {
     const formatWritten = await checkFormat(backend);
     const head = parseHead(await backend.get(HEAD_KEY));
-    const ids = frontierNodeIds(head.size);
-    const peaks = ids.map((id) => readStoredNode((k) => backend.getSync(k), id.level, id.index));
-    if (peaks.some((p) => p === undefined)) throw new AuditStoreError("AUDIT_CORRUPT", "frontier nodes missing");
-    const frontier = new MerkleFrontier(head.size, peaks as Uint8Array[]);
-    const snap = await AuditStore.#readSnapshot(backend, opts, head, frontier);
+    const storedFrontier = (size: number): MerkleFrontier => {
+      const peaks = frontierNodeIds(size).map((id) => readStoredNode((k) => backend.getSync(k), id.level, id.index));
+      if (peaks.some((p) => p === undefined)) throw new AuditStoreError("AUDIT_CORRUPT", "frontier nodes missing");
+      return new MerkleFrontier(size, peaks as Uint8Array[]);
+    };
+    const snap = await AuditStore.#readSnapshot(backend, opts, head, storedFrontier(head.size));
     // Rebuild governance state from the log itself (event sourcing), bundle by bundle: from
     // genesis, or from a verified snapshot's position on.
     const from = snap.usable?.size ?? 0;
     const state = snap.usable?.state ?? emptyState(opts.foldWindow);
     let since = snap.usable?.since ?? 0;
     const cur: ChainCursor = { seq: from, prev: snap.usable?.prev ?? GENESIS_PREV };
+    // The tree is rebuilt from the records, from genesis or from the snapshot's position (its
+    // peaks there hash to the root the signed manifest names, which #readSnapshot checked).
+    const frontier = from === 0 ? new MerkleFrontier() : storedFrontier(from);
     let last: { index: number; count: number; value: Uint8Array } | undefined;
     for await (const [key, value] of backend.iterate({ ...bundleRange, gte: bundleKey(Math.floor(from / BUNDLE_SIZE)) })) {
       // The first bundle may hold records before the snapshot's position: skipped here, and
       // checked in the background once the store is open (#checkPrefix).
       const skip = last === undefined ? from % BUNDLE_SIZE : 0;
-      const b = checkBundle(key, value, cur, skip, undefined, (r) => {
+      const b = checkBundle(key, value, cur, frontier, skip, undefined, (r) => {
         applyRecord(state, r);
         since = r.type === "checkpoint" ? 0 : since + 1;
       });
@@ -329,7 +345,7 @@ export class AuditStore {
       if (slot === snap.slot && snap.parts !== undefined) slotParts[slot] = snap.parts;
       else for await (const _ of backend.iterate(snapshotPartRanges[slot])) slotParts[slot]++;
     }
-    return { head, frontier, state, since, tail, formatWritten, openedFrom, snapshotSlot: snap.slot, slotParts, snapshotPrev: snap.usable?.prev ?? GENESIS_PREV };
+    return { head, frontier, state, since, tail, formatWritten, openedFrom, snapshotSlot: snap.slot, slotParts, snapshotPrev: snap.usable?.prev ?? GENESIS_PREV, snapshotRoot: snap.usable?.root ?? "" };
   }
 
   /**
@@ -362,7 +378,7 @@ export class AuditStore {
     } catch (e) {
       return refuse(`log tree unreadable at the snapshot's position (${String(e)})`);
     }
-    return { usable: { state: c.state, size: m.size, prev: m.prev, since: m.since }, slot, parts: m.parts.length };
+    return { usable: { state: c.state, size: m.size, prev: m.prev, root: m.root, since: m.since }, slot, parts: m.parts.length };
   }
 
   /**
@@ -371,17 +387,19 @@ export class AuditStore {
    * the event loop. A failure makes the store unwritable: a log that contradicts itself must
    * not go on vouching for decisions.
    */
-  async #checkPrefix(size: number, prevAt: string): Promise<PrefixCheck> {
+  async #checkPrefix(size: number, prevAt: string, rootAt: string): Promise<PrefixCheck> {
     const cur: ChainCursor = { seq: 0, prev: GENESIS_PREV };
+    const tree = new MerkleFrontier();
     try {
       let bundles = 0;
       for await (const [key, value] of this.#backend.iterate({ gte: bundleRange.gte, lt: bundleKey(Math.ceil(size / BUNDLE_SIZE)) })) {
         if (this.#closing) return { ok: true, checked: cur.seq, stopped: true };
-        checkBundle(key, value, cur, 0, size, () => undefined);
+        checkBundle(key, value, cur, tree, 0, size, () => undefined);
         if (++bundles % 32 === 0) await new Promise((r) => setImmediate(r));
       }
       if (cur.seq !== size) throw new AuditStoreError("AUDIT_CORRUPT", `record ${cur.seq} missing before the snapshot at ${size}`);
       if (cur.prev !== prevAt) throw new AuditStoreError("AUDIT_CORRUPT", `record ${size - 1} is not the one the snapshot's chain link names`);
+      if (toB64u(tree.root()) !== rootAt) throw new AuditStoreError("AUDIT_CORRUPT", `the records before the snapshot at ${size} do not hash to the root it names`);
       return { ok: true, checked: cur.seq };
     } catch (e) {
       // What the walk found stands even if close() began meanwhile; a read cut short by close does not.
@@ -570,10 +588,13 @@ export class AuditStore {
       try {
         // A prepared entry is not encoded again; a plain one is encoded whole (faster for the
         // small entries that come unprepared than preparing them here).
-        json = it.prepared !== undefined ? canonicalRecord(it.prepared, record.seq, prev, time) : canonicalize(record);
+        json = it.prepared !== undefined ? canonicalRecord(it.prepared, record.seq, prev, time) : canonicalize(record, { maxNesting: RECORD_LIMITS.maxDepth });
+        // Never acknowledge a record the log could not read back (too large, "__proto__").
+        const unreadable = recordTextProblem(json);
+        if (unreadable !== undefined) throw unreadable;
       } catch (e) {
         // Encoding runs before anything of this record is written, so only this append fails.
-        it.reject(new AuditStoreError("AUDIT_INVALID_ENTRY", "entry is not I-JSON", { cause: e }));
+        it.reject(new AuditStoreError("AUDIT_INVALID_ENTRY", `entry is not I-JSON the log can read back (${e instanceof Error ? e.message : String(e)})`, { cause: e }));
         continue;
       }
       prev = toB64u(bundles.appendRecord(json, frontier));

@@ -190,7 +190,7 @@ function fast(value: unknown, depth: number, ijson: boolean, nesting: number): s
  * `canonicalize` puts between the braces. Lets a caller encode an object once and later add
  * members of its own (mergeCanonicalMembers) without encoding the rest again. Same errors.
  */
-export function canonicalMembers(value: object): [string, string][] {
+export function canonicalMembers(value: object, maxNesting = Infinity): [string, string][] {
   const proto: unknown = Object.getPrototypeOf(value);
   if (Array.isArray(value) || (proto !== Object.prototype && proto !== null)) {
     throw new CanonicalError("NOT_JSON", "only plain objects have members");
@@ -201,7 +201,7 @@ export function canonicalMembers(value: object): [string, string][] {
   for (const k of keys) {
     const v = obj[k];
     if (v === undefined) throw new CanonicalError("NOT_JSON", `member "${k}" is undefined`);
-    out.push([k, fastString(k) + ":" + fast(v, 1, true, Infinity)]);
+    out.push([k, fastString(k) + ":" + fast(v, 1, true, maxNesting)]);
   }
   return out;
 }
