@@ -100,6 +100,8 @@ export interface RequestOptions {
   artifact: SignedArtifact;
   parentTaskId?: string;
   createdAt: number;
+  /** The decision deadline (TaskRequestPayload.notAfter). */
+  notAfter?: number;
 }
 
 export function signRequest(agent: KeyPair, o: RequestOptions): SignedRequest {
@@ -115,6 +117,7 @@ export function signRequest(agent: KeyPair, o: RequestOptions): SignedRequest {
       ...(o.parentTaskId !== undefined ? { parentTaskId: o.parentTaskId } : {}),
       artifactId: artifactId(o.artifact),
       createdAt: o.createdAt,
+      ...(o.notAfter !== undefined ? { notAfter: o.notAfter } : {}),
     },
     agent,
   );

@@ -18,7 +18,9 @@ import type {
   CheckName,
   Decision,
   DecisionInput,
+  DecisionLimits,
   DenialCode,
+  GovernanceHealth,
   LineagePayload,
   SignedArtifact,
   SignedLineage,
@@ -145,16 +147,25 @@ function decideChecked(input: DecisionInput, evaluate: PolicyEvaluator): Decisio
     c.fail("schema", "MALFORMED", schemaProblem ?? "malformed");
     return finish(c);
   }
+  // The canonical form of every signed payload, once: a value the schema lets through but that is
+  // not I-JSON (a lone surrogate, an unsafe integer, a non-JSON value in metadata) is MALFORMED.
+  let request: Parsed<SignedRequest["payload"]>;
+  let chain: Parsed<ArtifactPayload>[];
+  let lineage: Parsed<LineagePayload>[];
+  try {
+    request = parsed(req.value);
+    chain = chainRaw.map((a) => parsed(a));
+    lineage = lineageRaw.map((l) => parsed(l));
+  } catch (e) {
+    c.fail("schema", "MALFORMED", `not I-JSON: ${e instanceof Error ? e.message : String(e)}`);
+    return finish(c);
+  }
   c.pass("schema");
   if (chainRaw.length === 0) {
     c.fail("evidence", "NO_ARTIFACT", "no artifact arrived before the evidence deadline");
     return finish(c);
   }
   c.pass("evidence");
-
-  const request: Parsed<SignedRequest["payload"]> = parsed(req.value);
-  const chain = chainRaw.map((a) => parsed(a));
-  const lineage = lineageRaw.map((l) => parsed(l));
   const leaf = chain[chain.length - 1]!;
   const r = request.p;
 
@@ -187,7 +198,7 @@ function decideChecked(input: DecisionInput, evaluate: PolicyEvaluator): Decisio
         : undefined,
   );
 
-  c.record("validity", validityProblem(chain, r.createdAt, now, limits.maxSkewMs, limits.maxRequestAgeMs));
+  c.record("validity", validityProblem(chain, r.createdAt, now, limits.maxSkewMs, limits.maxRequestAgeMs, r.notAfter));
   c.record("delegation", delegationProblem(chain, limits.maxDepth));
   c.record("lineage", lineageProblem(chain, lineage, r, trust.authorities, trust.gateways, now, limits.maxSkewMs));
   c.record("revocation", revocationProblem(chain, lineage, r, trust.revokedArtifacts, trust.revokedKeys));
@@ -262,7 +273,31 @@ function taskClaimOf(input: DecisionInput): TaskClaimState | undefined | "malfor
   return t as TaskClaimState;
 }
 
+const isFiniteNumber = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x);
+
+/**
+ * Why the gateway's own inputs to a decision (clock, limits, health) cannot be used, if they
+ * cannot: every bound below is a comparison, and a comparison with NaN, undefined or a string
+ * is false, which would wave a check through. So they are checked, not trusted (replay feeds
+ * decide what a log recorded).
+ */
+function gatewayInputProblem(input: DecisionInput): string | undefined {
+  const { health, now, limits } = input as unknown as { health?: Partial<Record<keyof GovernanceHealth, unknown>>; now?: unknown; limits?: Partial<Record<keyof DecisionLimits, unknown>> };
+  if (!isFiniteNumber(now)) return "clock reading is not a number";
+  if (typeof limits !== "object" || limits === null) return "limits missing";
+  for (const k of ["maxSkewMs", "maxDepth", "maxFeedAgeMs", "maxRequestAgeMs"] as const) {
+    const v = limits[k];
+    if (!isFiniteNumber(v) || v < 0) return `limit ${k} is not a number ≥ 0`;
+  }
+  if (typeof health !== "object" || health === null) return "health missing";
+  if (typeof health.busConnected !== "boolean" || typeof health.auditWritable !== "boolean") return "health flags are not booleans";
+  if (health.revocationFeedAt !== null && !isFiniteNumber(health.revocationFeedAt)) return "revocation feed time is neither null nor a number";
+  return undefined;
+}
+
 function governanceProblem(input: DecisionInput): Problem {
+  const malformed = gatewayInputProblem(input);
+  if (malformed !== undefined) return { code: "GOVERNANCE_UNAVAILABLE", detail: `gateway inputs malformed: ${malformed}` };
   const { health, now, limits, trust } = input;
   if (!health.busConnected) return { code: "GOVERNANCE_UNAVAILABLE", detail: "bus disconnected" };
   if (!health.auditWritable) return { code: "GOVERNANCE_UNAVAILABLE", detail: "audit store not writable" };
@@ -274,7 +309,7 @@ function governanceProblem(input: DecisionInput): Problem {
   return undefined;
 }
 
-function validityProblem(chain: Parsed<ArtifactPayload>[], createdAt: number, now: number, skew: number, maxAge: number): Problem {
+function validityProblem(chain: Parsed<ArtifactPayload>[], createdAt: number, now: number, skew: number, maxAge: number, notAfter: number | undefined): Problem {
   for (const [i, a] of chain.entries()) {
     const v = a.p.validity;
     if (v.notBefore >= v.expiresAt) return { code: "EXPIRED", detail: `artifact[${i}] has an empty validity window` };
@@ -283,6 +318,9 @@ function validityProblem(chain: Parsed<ArtifactPayload>[], createdAt: number, no
   }
   if (createdAt > now + skew) return { code: "NOT_YET_VALID", detail: "request created in the future" };
   if (now - createdAt > maxAge) return { code: "EXPIRED", detail: `request older than ${maxAge} ms` };
+  // No skew allowance here: the submitter allows for skew when it concludes from the deadline
+  // (runtime/client.ts), and a gateway must never allow past it by its own clock.
+  if (notAfter !== undefined && now > notAfter) return { code: "EXPIRED", detail: `request past its decision deadline ${notAfter}` };
   return undefined;
 }
 

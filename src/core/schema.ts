@@ -62,6 +62,7 @@ const requestPayload = z.strictObject({
   parentTaskId: taskIdSchema.optional(),
   artifactId: digestSchema,
   createdAt: time,
+  notAfter: time.optional(),
 });
 
 const lineagePayload = z.discriminatedUnion("type", [

@@ -2,15 +2,15 @@
 import type { ArtifactPayload, ArtifactScope, NumericConstraint } from "./types.ts";
 
 /**
- * Resource coverage by path segment: "payments" and "payments/" cover "payments/transfer";
- * neither covers "paymentsx". A pattern never covers a path with "." or ".." segments, so
- * "payments/../admin" cannot sneak past a prefix match.
+ * Resource coverage by path segment: a pattern covers the path it names and every path under
+ * it. "payments" covers "payments", "payments/" and "payments/transfer"; "payments/" covers
+ * "payments/" and "payments/transfer" but not "payments"; neither covers "paymentsx". A pattern
+ * never covers a path with "." or ".." segments, so "payments/../admin" cannot sneak past a
+ * prefix match.
  */
 export function resourceCovers(pattern: string, resource: string): boolean {
   if (hasDotSegment(resource) || hasDotSegment(pattern)) return false;
-  if (pattern === resource) return true;
-  const prefix = pattern.endsWith("/") ? pattern : `${pattern}/`;
-  return resource.startsWith(prefix) && resource.length > prefix.length;
+  return pattern === resource || resource.startsWith(prefixOf(pattern));
 }
 
 function hasDotSegment(path: string): boolean {
@@ -35,10 +35,11 @@ export function wideningReason(parent: ArtifactPayload, child: ArtifactPayload):
     if (!parent.scope.actions.includes(a)) return `action "${a}" not in parent scope`;
   }
   for (const r of child.scope.resources) {
-    // A child pattern is narrower when every path it covers, the parent covers: the parent
-    // covers the pattern itself and, for a prefix pattern, everything below it.
-    const base = r.endsWith("/") ? r.slice(0, -1) : r;
-    if (!parent.scope.resources.some((p) => resourceCovers(p, base) || normalise(p) === normalise(r))) {
+    // A child pattern is narrower when every path it covers, the parent covers: the path the
+    // pattern names, and everything below it (every path under the child's prefix is under
+    // the parent's exactly when the parent's prefix begins the child's). "payments" and
+    // "payments/" are different paths: neither pattern stands in for the other.
+    if (!parent.scope.resources.some((p) => resourceCovers(p, r) && prefixOf(r).startsWith(prefixOf(p)))) {
       return `resource "${r}" not within parent scope`;
     }
   }
@@ -59,8 +60,9 @@ export function wideningReason(parent: ArtifactPayload, child: ArtifactPayload):
   return undefined;
 }
 
-function normalise(p: string): string {
-  return p.endsWith("/") ? p.slice(0, -1) : p;
+/** The prefix below which a pattern covers every longer path. */
+function prefixOf(p: string): string {
+  return p.endsWith("/") ? p : `${p}/`;
 }
 
 /** Every numeric constraint of `scope` holds for `args`; a constrained argument must be present. */

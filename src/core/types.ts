@@ -98,6 +98,12 @@ export interface TaskRequestPayload {
   parentTaskId?: string;
   artifactId: string;
   createdAt: number;
+  /**
+   * The request's decision deadline: no gateway allows it once its clock reads past this (ms).
+   * It lets a submitter that heard no answer know, once the deadline and the clock skew have
+   * passed, that the task can no longer be allowed (runtime/client.ts), rather than guess.
+   */
+  notAfter?: number;
 }
 
 /**
