@@ -11,10 +11,31 @@ interface TaskEvidence {
   artifacts: Map<string, SignedArtifact>;
   /** Lineage events by the artifact they introduce; the first one received wins. */
   lineage: Map<string, SignedLineage>;
-  /** Raw artifacts as received, for MALFORMED accounting only. */
+  /** What could not be taken in, for MALFORMED accounting (bounded: EVIDENCE_LIMITS). */
   intakeErrors: string[];
-  touchedAt: number;
+  /** When its first message arrived: evidence ages from then, however much more arrives. */
+  firstAt: number;
+  /** Message bytes held for it (its share of EVIDENCE_LIMITS.totalBytes). */
+  bytes: number;
 }
+
+/**
+ * What the index holds, so that evidence nobody submits a task for cannot grow a gateway
+ * without bound. Over a task's limits its evidence gains an intake error (a MALFORMED deny for
+ * that task, never a pass); over the total, the oldest tasks nobody waits on are dropped (a
+ * task submitted later then misses its evidence and is denied at its deadline).
+ */
+export const EVIDENCE_LIMITS = {
+  /** Artifacts and lineage events per task: a chain is at most 64 long (decide's limits). */
+  perTaskItems: 66,
+  /** Intake errors kept per task, each cut to errorChars (the deny records them). */
+  perTaskErrors: 8,
+  errorChars: 200,
+  /** Message bytes held across all tasks. */
+  totalBytes: 128 * 1024 * 1024,
+} as const;
+
+const clip = (s: string): string => (s.length > EVIDENCE_LIMITS.errorChars ? `${s.slice(0, EVIDENCE_LIMITS.errorChars)}…` : s);
 
 export interface AssembledEvidence {
   /** Root first; empty when the request's artifact has not arrived. */
@@ -26,21 +47,50 @@ export interface AssembledEvidence {
 }
 
 export class EvidenceIndex {
+  /** In order of first arrival (a Map keeps insertion order): the oldest go first. */
   readonly #tasks = new Map<string, TaskEvidence>();
   readonly #waiters = new Map<string, Set<() => void>>();
+  #bytes = 0;
   /** Messages dropped because they named no valid task. */
   dropped = 0;
+  /** Tasks whose evidence was dropped to stay within EVIDENCE_LIMITS.totalBytes. */
+  evictedForSpace = 0;
 
-  constructor(private readonly clock: () => number) {}
+  constructor(
+    private readonly clock: () => number,
+    private readonly totalBytes: number = EVIDENCE_LIMITS.totalBytes,
+  ) {}
 
   #entry(taskId: string): TaskEvidence {
     let e = this.#tasks.get(taskId);
     if (!e) {
-      e = { artifacts: new Map(), lineage: new Map(), intakeErrors: [], touchedAt: this.clock() };
+      e = { artifacts: new Map(), lineage: new Map(), intakeErrors: [], firstAt: this.clock(), bytes: 0 };
       this.#tasks.set(taskId, e);
     }
-    e.touchedAt = this.clock();
     return e;
+  }
+
+  #error(e: TaskEvidence, what: string): void {
+    const max = EVIDENCE_LIMITS.perTaskErrors;
+    if (e.intakeErrors.length < max - 1) e.intakeErrors.push(clip(what));
+    else if (e.intakeErrors.length === max - 1) e.intakeErrors.push("more evidence errors for this task: not kept");
+  }
+
+  #hold(taskId: string, e: TaskEvidence, bytes: number): void {
+    e.bytes += bytes;
+    this.#bytes += bytes;
+    if (this.#bytes <= this.totalBytes) return;
+    for (const [id, old] of this.#tasks) {
+      if (this.#bytes <= this.totalBytes) break;
+      if (id === taskId || this.#waiters.has(id)) continue;
+      this.#drop(id, old);
+      this.evictedForSpace++;
+    }
+  }
+
+  #drop(taskId: string, e: TaskEvidence): void {
+    this.#tasks.delete(taskId);
+    this.#bytes -= e.bytes;
   }
 
   /** Index one message from the evidence stream. Never throws: bad bytes become intake errors. */
@@ -53,16 +103,26 @@ export class EvidenceIndex {
     const e = this.#entry(where.taskId);
     const parsed = tryParseStrict(data, { maxBytes: MAX_MESSAGE_BYTES });
     if (!parsed.ok) {
-      e.intakeErrors.push(`${where.kind}: ${parsed.error.code}`);
+      this.#error(e, `${where.kind}: ${parsed.error.code}`);
+    } else if (e.artifacts.size + e.lineage.size >= EVIDENCE_LIMITS.perTaskItems) {
+      this.#error(e, `${where.kind}: over ${EVIDENCE_LIMITS.perTaskItems} artifacts and lineage events for one task`);
     } else if (where.kind === "artifact") {
       const r = check(signedArtifactSchema, parsed.value);
-      if (r.ok) e.artifacts.set(contentId(r.value.payload), r.value);
-      else e.intakeErrors.push(`artifact: ${r.error}`);
+      if (r.ok) {
+        const id = contentId(r.value.payload);
+        if (!e.artifacts.has(id)) {
+          e.artifacts.set(id, r.value);
+          this.#hold(where.taskId, e, data.byteLength);
+        }
+      } else this.#error(e, `artifact: ${r.error}`);
     } else {
       const r = check(signedLineageSchema, parsed.value);
       if (r.ok) {
-        if (!e.lineage.has(r.value.payload.childArtifactId)) e.lineage.set(r.value.payload.childArtifactId, r.value);
-      } else e.intakeErrors.push(`lineage: ${r.error}`);
+        if (!e.lineage.has(r.value.payload.childArtifactId)) {
+          e.lineage.set(r.value.payload.childArtifactId, r.value);
+          this.#hold(where.taskId, e, data.byteLength);
+        }
+      } else this.#error(e, `lineage: ${r.error}`);
     }
     const ws = this.#waiters.get(where.taskId);
     if (ws) for (const w of ws) w();
@@ -141,16 +201,25 @@ export class EvidenceIndex {
   }
 
   forget(taskId: string): void {
-    this.#tasks.delete(taskId);
+    const e = this.#tasks.get(taskId);
+    if (e !== undefined) this.#drop(taskId, e);
   }
 
-  /** Drop evidence untouched for longer than `maxAgeMs` (the stream's own retention). */
+  /**
+   * Drop evidence that arrived more than `maxAgeMs` ago (the stream's own retention), counted
+   * from its first message, so a trickle of more cannot keep a task's evidence alive.
+   */
   evict(maxAgeMs: number): void {
     const cutoff = this.clock() - maxAgeMs;
-    for (const [id, e] of this.#tasks) if (e.touchedAt < cutoff && !this.#waiters.has(id)) this.#tasks.delete(id);
+    for (const [id, e] of this.#tasks) if (e.firstAt < cutoff && !this.#waiters.has(id)) this.#drop(id, e);
   }
 
   get size(): number {
     return this.#tasks.size;
+  }
+
+  /** Message bytes held (bounded by the total budget, bar tasks being waited on). */
+  get bytes(): number {
+    return this.#bytes;
   }
 }
