@@ -313,6 +313,10 @@ export class Gateway {
     for (const k of [...o.authorities, ...(o.peerGateways ?? []), o.gatewayKey.keyId]) assertAcceptableKey(k);
     const proofRate = o.proofRequestsPerSec ?? 100;
     if (!Number.isFinite(proofRate) || proofRate < 0) throw new TypeError("proofRequestsPerSec must be a number ≥ 0");
+    // decide() would deny every task on a limit that is not a number; say so at the start instead.
+    for (const [k, v] of Object.entries({ ...DEFAULT_LIMITS, ...o.limits })) {
+      if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new TypeError(`limits.${k} must be a number ≥ 0`);
+    }
     const g = new Gateway(o);
     try {
       await g.#start();
@@ -1039,6 +1043,7 @@ export class Gateway {
       chain: [...parent.chain, child.artifact],
       lineage: [...parent.lineage, event],
       timeoutMs: this.#o.childTimeoutMs ?? 30_000,
+      skewMs: this.#limits.maxSkewMs,
       // Only a gateway this one trusts for lineage can answer for the child.
       gatewayKeys: new Set(this.#ledger.state.gateways),
     });

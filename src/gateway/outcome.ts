@@ -15,7 +15,12 @@ export interface TaskOutcome {
   verdict: "allow" | "deny";
   /** Denial codes; empty on allow. */
   codes: DenialCode[];
-  status: "succeeded" | "failed" | "denied";
+  /**
+   * "denied": it did not run and will not. "unknown" (only ever said by a client, never by a
+   * gateway): no answer came and none can be inferred; it may have run. Treat it as not done,
+   * and do not re-authorize the same action before the audit log says what happened.
+   */
+  status: "succeeded" | "failed" | "denied" | "unknown";
   detail?: string;
   /** Seq of the decision record in the gateway's audit log. */
   decisionSeq?: number;

@@ -6,7 +6,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { JsonValue } from "../canonical/jcs.ts";
 import { tryParseStrict } from "../canonical/strict-parse.ts";
 import type { SignedArtifact, SignedLineage, SignedRequest } from "../core/types.ts";
-import { SUBJECTS, submissionIdOf } from "../nats/contract.ts";
+import { Kvm } from "@nats-io/kv";
+import { KV_BUCKETS, SUBJECTS, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
 import { MAX_OUTCOME_BYTES, outcomeSignedBy, type TaskOutcome } from "../gateway/outcome.ts";
 
 export interface Submission {
@@ -19,10 +20,20 @@ export interface Submission {
   timeoutMs?: number;
   /** AwaitOptions.gatewayKeys. */
   gatewayKeys?: ReadonlySet<string>;
+  /** The clock skew gateways allow (their maxSkewMs); default 5 s. See awaitOutcome. */
+  skewMs?: number;
 }
 
 export function noAnswer(taskId: string, why: string): TaskOutcome {
   return { taskId, gatewayId: "client", verdict: "deny", codes: ["GOVERNANCE_UNAVAILABLE"], status: "denied", detail: why };
+}
+
+/**
+ * No answer, and no way to know from here whether a gateway allowed the task: fail closed (the
+ * verdict is not an allow) without claiming that nothing ran.
+ */
+export function unknownOutcome(taskId: string, why: string): TaskOutcome {
+  return { taskId, gatewayId: "client", verdict: "deny", codes: ["GOVERNANCE_UNAVAILABLE"], status: "unknown", detail: why };
 }
 
 export interface AwaitOptions {
@@ -40,14 +51,43 @@ export interface AwaitOptions {
    * trustworthy as the NATS permissions on `failclosed.outcome.>`.
    */
   gatewayKeys?: ReadonlySet<string>;
+  /**
+   * The request's decision deadline, as milliseconds from now (its notAfter − the submitter's
+   * clock), and the clock skew gateways are allowed (their limits' maxSkewMs; default 5 s).
+   * With it, no answer is settled rather than guessed: see awaitOutcome.
+   */
+  deadline?: { readonly inMs: number; readonly skewMs?: number };
+}
+
+/** Whose claim holds the task id cluster-wide (the create-only KV key gateways make before an allow). */
+async function taskClaimHolder(nc: NatsConnection, taskId: string, submissionId: string | undefined): Promise<"none" | "this" | "other" | "unknown"> {
+  try {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("timeout")), 2_000)));
+    const entry = await Promise.race([new Kvm(nc).open(KV_BUCKETS.nonces).then((kv) => kv.get(taskClaimKey(taskId))), late]).finally(() => clearTimeout(timer));
+    if (entry === null || entry.operation !== "PUT") return "none";
+    const v = tryParseStrict(entry.value, { maxBytes: 4096 });
+    if (!v.ok || typeof v.value !== "object" || v.value === null || Array.isArray(v.value)) return "unknown";
+    const held = v.value["submissionId"];
+    return submissionId !== undefined && held === submissionId ? "this" : typeof held === "string" ? "other" : "unknown";
+  } catch {
+    return "unknown";
+  }
 }
 
 /**
- * Wait for a task's outcome message; resolves with a client-side deny on timeout or bus loss.
- * Messages that do not parse, name another task, or answer another submission are ignored, so
- * none of them ends the wait early. A `duplicate` outcome (a copy of this submission that lost
- * the claim to the original) ends it only when the gateway saw the original finish; otherwise
- * the original's own outcome is waited for, and the duplicate is the answer at the timeout.
+ * Wait for a task's outcome message. Messages that do not parse, name another task, or answer
+ * another submission are ignored, so none of them ends the wait early. A `duplicate` outcome (a
+ * copy of this submission that lost the claim to the original) ends it only when the gateway
+ * saw the original finish; otherwise the original's own outcome is waited for, and the duplicate
+ * is the answer at the timeout.
+ *
+ * No answer is never an allow, and is a "denied" only when that is known: with a `deadline`,
+ * the wait runs until the deadline plus twice the allowed skew (after which no gateway's clock
+ * can still allow it), then asks whose claim holds the task id. None, or another submission's:
+ * denied, for good. This submission's: a gateway allowed it or was about to, so its outcome is
+ * waited for `timeoutMs` more, and then the status is "unknown" (it may have run). Without a
+ * deadline, or when the claim cannot be read, or the bus is lost: "unknown".
  */
 export function awaitOutcome(
   nc: NatsConnection,
@@ -55,7 +95,29 @@ export function awaitOutcome(
   timeoutMs: number,
   o: AwaitOptions = {},
 ): { ready: Promise<void>; outcome: Promise<TaskOutcome>; cancel: () => void } {
-  const sub = nc.subscribe(SUBJECTS.outcome(taskId));
+  let answer: (out: TaskOutcome) => void = () => undefined;
+  const answered = new Promise<TaskOutcome>((r) => (answer = r));
+  let held: TaskOutcome | undefined;
+  let lost: string | undefined;
+  const sub = nc.subscribe(SUBJECTS.outcome(taskId), {
+    callback: (err, m) => {
+      if (err !== null) {
+        lost = String(err);
+        return;
+      }
+      const p = tryParseStrict(m.data, { maxBytes: MAX_OUTCOME_BYTES });
+      if (!p.ok || typeof p.value !== "object" || p.value === null || Array.isArray(p.value) || p.value["taskId"] !== taskId) return;
+      const out = p.value as unknown as TaskOutcome;
+      if (o.gatewayKeys !== undefined && !outcomeSignedBy(out, o.gatewayKeys)) return;
+      if (o.submissionId !== undefined && out.submissionId !== o.submissionId) return;
+      if (out.status === "unknown") return; // only a client says that
+      if (out.duplicate === true && out.originalDone !== true) {
+        held ??= out;
+        return;
+      }
+      answer(out);
+    },
+  });
   const stop = (): void => {
     try {
       sub.unsubscribe();
@@ -63,31 +125,54 @@ export function awaitOutcome(
       // already closed with the connection
     }
   };
-  const outcome = (async (): Promise<TaskOutcome> => {
-    const timer = setTimeout(stop, timeoutMs);
-    let held: TaskOutcome | undefined;
+  let cancelled: () => void = () => undefined;
+  const cancel = new Promise<undefined>((r) => (cancelled = () => r(undefined)));
+  // The answer, or undefined once `ms` pass, the subscription closes (bus lost) or the wait is cancelled.
+  const within = async (ms: number): Promise<TaskOutcome | undefined> => {
+    let timer: NodeJS.Timeout | undefined;
     try {
-      for await (const m of sub) {
-        const p = tryParseStrict(m.data, { maxBytes: MAX_OUTCOME_BYTES });
-        if (!p.ok || typeof p.value !== "object" || p.value === null || Array.isArray(p.value) || p.value["taskId"] !== taskId) continue;
-        const out = p.value as unknown as TaskOutcome;
-        if (o.gatewayKeys !== undefined && !outcomeSignedBy(out, o.gatewayKeys)) continue;
-        if (o.submissionId !== undefined && out.submissionId !== o.submissionId) continue;
-        if (out.duplicate === true && out.originalDone !== true) {
-          held ??= out;
-          continue;
-        }
-        return out;
-      }
-      return held ?? noAnswer(taskId, `no outcome within ${timeoutMs} ms`);
-    } catch (e) {
-      return noAnswer(taskId, `outcome wait failed: ${String(e)}`);
+      return await Promise.race([answered, cancel, sub.closed.then(() => undefined), new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), Math.max(0, ms))))]);
     } finally {
       clearTimeout(timer);
+    }
+  };
+  const outcome = (async (): Promise<TaskOutcome> => {
+    try {
+      const d = o.deadline;
+      const skew = d?.skewMs ?? 5_000;
+      const first = await within(d === undefined ? timeoutMs : d.inMs + 2 * skew);
+      if (first !== undefined) return first;
+      if (held !== undefined) return held;
+      if (sub.isClosed()) return unknownOutcome(taskId, `outcome wait ended: the bus connection closed${lost !== undefined ? ` (${lost})` : ""}; the task may have run`);
+      if (d === undefined) return unknownOutcome(taskId, `no outcome within ${timeoutMs} ms, and the request has no decision deadline: a gateway may still decide it`);
+      switch (await taskClaimHolder(nc, taskId, o.submissionId)) {
+        case "none":
+          return noAnswer(taskId, `no gateway allowed it before its decision deadline, and none can now`);
+        case "other":
+          return { ...noAnswer(taskId, "the task id is held by another submission"), codes: ["REPLAYED"] };
+        case "this": {
+          const late = await within(timeoutMs);
+          return late ?? unknownOutcome(taskId, `a gateway claimed the task for this submission, but no outcome arrived within ${timeoutMs} ms more: it may have run`);
+        }
+        case "unknown":
+          return unknownOutcome(taskId, "no outcome, and whose claim holds the task id could not be read: the task may have run");
+        default:
+          throw new Error("unreachable");
+      }
+    } catch (e) {
+      return unknownOutcome(taskId, `outcome wait failed: ${String(e)}`);
+    } finally {
       stop();
     }
   })();
-  return { ready: nc.flush(), outcome, cancel: stop };
+  return {
+    ready: nc.flush(),
+    outcome,
+    cancel: () => {
+      cancelled();
+      stop();
+    },
+  };
 }
 
 export async function submitTask(nc: NatsConnection, s: Submission): Promise<TaskOutcome> {
@@ -99,9 +184,14 @@ export async function submitTask(nc: NatsConnection, s: Submission): Promise<Tas
     const body = JSON.stringify({ request: s.request, args: s.args });
     // What the gateway will fingerprint: the submit message as it parses it.
     const submissionId = submissionIdOf(JSON.parse(body));
+    const payload = (s.request as { payload?: { notAfter?: unknown; createdAt?: unknown } } | null)?.payload;
+    const notAfter = payload?.notAfter;
+    const createdAt = payload?.createdAt;
     waiter = awaitOutcome(nc, taskId, s.timeoutMs ?? 30_000, {
       ...(submissionId !== undefined ? { submissionId } : {}),
       ...(s.gatewayKeys !== undefined ? { gatewayKeys: s.gatewayKeys } : {}),
+      // The deadline in the submitter's own terms: how long after signing the request it falls.
+      ...(typeof notAfter === "number" && typeof createdAt === "number" ? { deadline: { inMs: notAfter - createdAt, ...(s.skewMs !== undefined ? { skewMs: s.skewMs } : {}) } } : {}),
     });
     await waiter.ready;
     const js = jetstream(nc);
@@ -111,7 +201,8 @@ export async function submitTask(nc: NatsConnection, s: Submission): Promise<Tas
     await js.publish(SUBJECTS.taskSubmit, body);
   } catch (e) {
     waiter?.cancel();
-    return noAnswer(taskId, `submission failed: ${String(e)}`);
+    // The submit may have reached the stream before the error: only the deadline can tell.
+    return unknownOutcome(taskId, `submission failed: ${String(e)}`);
   }
   return waiter.outcome;
 }

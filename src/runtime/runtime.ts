@@ -22,14 +22,22 @@ export interface ConnectOptions {
   /** Gateway settings when dataDir is given. */
   gateway?: Omit<GatewayOptions, "natsUrl" | "audit"> ;
   clock?: Clock;
-  /** How long spawn() waits for an outcome before reporting a deny. Default 30 s. */
+  /**
+   * The decision deadline spawn() signs into each request (notAfter = now + this), and how long
+   * it waits for a task's outcome once a gateway has claimed it. Default 30 s. With no answer,
+   * spawn() settles after the deadline plus twice `maxSkewMs`: "denied" when no gateway
+   * claimed the task (none can allow it any more), else "unknown" (client.ts awaitOutcome).
+   */
   outcomeTimeoutMs?: number;
+  /** The clock skew the gateways allow (their limits.maxSkewMs). Default 5 s. */
+  maxSkewMs?: number;
   /**
    * The keyIds of the gateways whose outcomes spawn() accepts: each outcome must carry a valid
    * signature by one of them, and anything else on the outcome subject is ignored (so a forged
    * "succeeded" cannot reach the agent; with no genuine answer, spawn() reports a deny at its
-   * timeout). Without it, outcomes are trusted as far as NATS permissions are. The in-process
-   * gateway's key is added when this runtime runs one.
+   * timeout). A runtime that runs a gateway always requires signed outcomes: that gateway's
+   * key and its peerGateways are trusted besides these. A runtime that runs none and is given
+   * none trusts outcomes as far as NATS permissions on `failclosed.outcome.>` go.
    */
   gatewayKeys?: string[];
 }
@@ -57,6 +65,7 @@ export class Runtime {
     private readonly clock: Clock,
     private readonly timeoutMs: number,
     private readonly gatewayKeys: ReadonlySet<string> | undefined,
+    private readonly skewMs: number,
   ) {}
 
   /**
@@ -74,7 +83,9 @@ export class Runtime {
       if (!o.gateway) throw new TypeError("connect: dataDir needs gateway settings (gatewayId, gatewayKey, authorities)");
       gateway = await Gateway.start({ ...o.gateway, natsUrl: o.natsUrl, audit: o.dataDir, ...(o.clock ? { clock: o.clock } : {}) });
     }
-    const keys = o.gatewayKeys === undefined ? undefined : new Set([...o.gatewayKeys, ...(gateway !== undefined ? [gateway.keyId] : [])]);
+    // With a gateway of its own, outcomes are always held to signatures: its own key and the
+    // peers it shares the work queue with (whose lineage it already trusts).
+    const keys = o.gatewayKeys === undefined && gateway === undefined ? undefined : new Set([...(o.gatewayKeys ?? []), ...(gateway !== undefined ? [gateway.keyId, ...(o.gateway?.peerGateways ?? [])] : [])]);
     if (keys !== undefined) {
       // A mistyped key, or none at all, would make every spawn() a deny at its timeout.
       try {
@@ -86,7 +97,7 @@ export class Runtime {
         throw e;
       }
     }
-    return new Runtime(nc, gateway, o.clock ?? systemClock, o.outcomeTimeoutMs ?? 30_000, keys);
+    return new Runtime(nc, gateway, o.clock ?? systemClock, o.outcomeTimeoutMs ?? 30_000, keys, o.maxSkewMs ?? 5_000);
   }
 
   /** Handlers run only from `executing`, after a durable allow, on whichever gateway decided. */
@@ -100,8 +111,12 @@ export class Runtime {
     const taskId = r.taskId ?? newTaskId();
     const leaf = r.chain[r.chain.length - 1];
     if (!leaf) throw new TypeError("spawn: empty artifact chain");
-    const request = signRequest(r.agent, { taskId, action: r.action, resource: r.resource, args: r.args, artifact: leaf, createdAt: this.clock() });
-    return { taskId, outcome: submitTask(this.nc, { request, args: r.args, chain: r.chain, timeoutMs: this.timeoutMs, ...(this.gatewayKeys !== undefined ? { gatewayKeys: this.gatewayKeys } : {}) }) };
+    const now = this.clock();
+    const request = signRequest(r.agent, { taskId, action: r.action, resource: r.resource, args: r.args, artifact: leaf, createdAt: now, notAfter: now + this.timeoutMs });
+    return {
+      taskId,
+      outcome: submitTask(this.nc, { request, args: r.args, chain: r.chain, timeoutMs: this.timeoutMs, skewMs: this.skewMs, ...(this.gatewayKeys !== undefined ? { gatewayKeys: this.gatewayKeys } : {}) }),
+    };
   }
 
   /** Prepare a child task for ctx.spawn(): a delegated artifact and the child's signed request. */
@@ -117,6 +132,7 @@ export class Runtime {
     taskId?: string;
   }): { request: ReturnType<typeof signRequest>; args: JsonValue; artifact: SignedArtifact } {
     const artifact = this.delegate(o.parent, o.holderKey, { ...o.delegation, holder: o.childAgent.keyId });
+    const now = this.clock();
     const request = signRequest(o.childAgent, {
       taskId: o.taskId ?? newTaskId(),
       action: o.action,
@@ -124,7 +140,8 @@ export class Runtime {
       args: o.args,
       artifact,
       parentTaskId: o.parentTaskId,
-      createdAt: this.clock(),
+      createdAt: now,
+      notAfter: now + this.timeoutMs,
     });
     return { request, args: o.args, artifact };
   }
