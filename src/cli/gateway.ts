@@ -29,8 +29,11 @@ export function gatewayCommand(io: CliIo): Command {
     .option("--authority <keyId...>", "trusted authority key ids (default: $FAILCLOSED_AUTHORITIES)")
     .option("--actions <module>", "module exporting `actions` (handlers by action name)")
     .option("--snapshot-every <entries>", "snapshot the audit fold every this many entries, so a restart after a crash folds at most that many (0: only at shutdown)", "1000000")
+    .option("--proof-rate <perSec>", "consistency proofs answered per second for witnesses on failclosed.audit.proof.<id> (0: none)", "100")
     .option("--json", "log lines as JSON")
-    .action(async (o: { nats: string; data: string; id: string; key?: string; json?: boolean; authority?: string[]; actions?: string; snapshotEvery: string }): Promise<void> => {
+    .action(async (o: { nats: string; data: string; id: string; key?: string; json?: boolean; authority?: string[]; actions?: string; snapshotEvery: string; proofRate: string }): Promise<void> => {
+      const proofRate = Number(o.proofRate);
+      if (!/^\d+$/.test(o.proofRate) || !Number.isSafeInteger(proofRate)) throw new CliError("USAGE", `--proof-rate: expected a whole number per second, got ${JSON.stringify(o.proofRate)}`);
       const snapshotEvery = Number(o.snapshotEvery);
       if (!/^\d+$/.test(o.snapshotEvery) || !Number.isSafeInteger(snapshotEvery)) throw new CliError("USAGE", `--snapshot-every: expected a whole number of entries, got ${JSON.stringify(o.snapshotEvery)}`);
       const run = await loadService();
@@ -57,6 +60,7 @@ export function gatewayCommand(io: CliIo): Command {
           ...(o.authority !== undefined ? { authorities: o.authority } : {}),
           ...(o.actions !== undefined ? { actionsModule: o.actions } : {}),
           snapshotEveryEntries: snapshotEvery,
+          proofRequestsPerSec: proofRate,
           signal: stop.signal,
           log: (line) => io.err(`${line}\n`),
           json: o.json === true,

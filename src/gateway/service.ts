@@ -22,6 +22,8 @@ export interface GatewayServiceOptions {
   actionsModule?: string;
   /** GatewayOptions.snapshotEveryEntries; default 1,000,000 (0: only at shutdown). */
   snapshotEveryEntries?: number;
+  /** GatewayOptions.proofRequestsPerSec; default 100 (0: none). */
+  proofRequestsPerSec?: number;
   signal: AbortSignal;
   log: (line: string) => void;
   json: boolean;
@@ -61,6 +63,7 @@ export async function runGatewayService(o: GatewayServiceOptions): Promise<void>
     authorities,
     checkpointIntervalMs: 10_000,
     snapshotEveryEntries: o.snapshotEveryEntries ?? 1_000_000,
+    ...(o.proofRequestsPerSec !== undefined ? { proofRequestsPerSec: o.proofRequestsPerSec } : {}),
     onWarning: (w) => say(w, { level: "warn" }),
     onOutcome: (x) => say(`${x.taskId} ${x.verdict}${x.codes.length ? ` ${x.codes.join(",")}` : ""} ${x.status}`, { task: x.taskId, verdict: x.verdict, codes: x.codes, status: x.status }),
   });
