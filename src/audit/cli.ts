@@ -223,8 +223,11 @@ async function runWitness(io: AuditIo, o: WitnessOpts): Promise<number> {
       await prover?.close();
     }
   }
+  // Without proofs the watermark cannot rise, and drops below any checkpoint added under it: it
+  // must only ever cover what was proved (proveChain with a source that never answers says where).
+  const unchecked = chain === undefined ? await proveChain(r.checkpoints, consistentThrough, r.addedSizes, () => Promise.resolve({ ok: false, detail: "not asked (--no-consistency)" })) : undefined;
   const findings = [...r.findings, ...(chain?.findings ?? [])];
-  const file: WitnessFile = { kind: WITNESS_FILE_KIND, origin: o.gatewayId, consistentThrough: chain?.consistentThrough ?? consistentThrough, checkpoints: r.checkpoints };
+  const file: WitnessFile = { kind: WITNESS_FILE_KIND, origin: o.gatewayId, consistentThrough: (chain ?? unchecked)?.consistentThrough ?? consistentThrough, checkpoints: r.checkpoints };
   const text = `${JSON.stringify(file, null, 1)}\n`;
   if (o.out !== undefined) replaceFileDurably(o.out, text);
   else io.out(text);

@@ -26,14 +26,20 @@ interface TaskEvidence {
  * task submitted later then misses its evidence and is denied at its deadline).
  */
 export const EVIDENCE_LIMITS = {
-  /** Artifacts and lineage events per task: a chain is at most 64 long (decide's limits). */
-  perTaskItems: 66,
+  /**
+   * Artifacts and lineage events per task: a chain holds at most 65 artifacts (depth ≤ 64 by
+   * schema) and one lineage event each, plus room for a few stray copies.
+   */
+  perTaskItems: 2 * 65 + 8,
   /** Intake errors kept per task, each cut to errorChars (the deny records them). */
   perTaskErrors: 8,
   errorChars: 200,
   /** Message bytes held across all tasks. */
   totalBytes: 128 * 1024 * 1024,
 } as const;
+
+/** What an entry costs beyond its messages (maps, strings, bookkeeping), counted against the budget. */
+const ENTRY_OVERHEAD_BYTES = 512;
 
 const clip = (s: string): string => (s.length > EVIDENCE_LIMITS.errorChars ? `${s.slice(0, EVIDENCE_LIMITS.errorChars)}…` : s);
 
@@ -66,14 +72,17 @@ export class EvidenceIndex {
     if (!e) {
       e = { artifacts: new Map(), lineage: new Map(), intakeErrors: [], firstAt: this.clock(), bytes: 0 };
       this.#tasks.set(taskId, e);
+      this.#hold(taskId, e, ENTRY_OVERHEAD_BYTES);
     }
     return e;
   }
 
-  #error(e: TaskEvidence, what: string): void {
+  #error(taskId: string, e: TaskEvidence, what: string): void {
     const max = EVIDENCE_LIMITS.perTaskErrors;
-    if (e.intakeErrors.length < max - 1) e.intakeErrors.push(clip(what));
-    else if (e.intakeErrors.length === max - 1) e.intakeErrors.push("more evidence errors for this task: not kept");
+    const kept = e.intakeErrors.length < max - 1 ? clip(what) : e.intakeErrors.length === max - 1 ? "more evidence errors for this task: not kept" : undefined;
+    if (kept === undefined) return;
+    e.intakeErrors.push(kept);
+    this.#hold(taskId, e, 2 * kept.length);
   }
 
   #hold(taskId: string, e: TaskEvidence, bytes: number): void {
@@ -103,9 +112,9 @@ export class EvidenceIndex {
     const e = this.#entry(where.taskId);
     const parsed = tryParseStrict(data, { maxBytes: MAX_MESSAGE_BYTES });
     if (!parsed.ok) {
-      this.#error(e, `${where.kind}: ${parsed.error.code}`);
+      this.#error(where.taskId, e, `${where.kind}: ${parsed.error.code}`);
     } else if (e.artifacts.size + e.lineage.size >= EVIDENCE_LIMITS.perTaskItems) {
-      this.#error(e, `${where.kind}: over ${EVIDENCE_LIMITS.perTaskItems} artifacts and lineage events for one task`);
+      this.#error(where.taskId, e, `${where.kind}: over ${EVIDENCE_LIMITS.perTaskItems} artifacts and lineage events for one task`);
     } else if (where.kind === "artifact") {
       const r = check(signedArtifactSchema, parsed.value);
       if (r.ok) {
@@ -114,7 +123,7 @@ export class EvidenceIndex {
           e.artifacts.set(id, r.value);
           this.#hold(where.taskId, e, data.byteLength);
         }
-      } else this.#error(e, `artifact: ${r.error}`);
+      } else this.#error(where.taskId, e, `artifact: ${r.error}`);
     } else {
       const r = check(signedLineageSchema, parsed.value);
       if (r.ok) {
@@ -122,7 +131,7 @@ export class EvidenceIndex {
           e.lineage.set(r.value.payload.childArtifactId, r.value);
           this.#hold(where.taskId, e, data.byteLength);
         }
-      } else this.#error(e, `lineage: ${r.error}`);
+      } else this.#error(where.taskId, e, `lineage: ${r.error}`);
     }
     const ws = this.#waiters.get(where.taskId);
     if (ws) for (const w of ws) w();

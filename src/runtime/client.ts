@@ -36,6 +36,14 @@ export function unknownOutcome(taskId: string, why: string): TaskOutcome {
   return { taskId, gatewayId: "client", verdict: "deny", codes: ["GOVERNANCE_UNAVAILABLE"], status: "unknown", detail: why };
 }
 
+/** A duplicate's deny says nothing about the original that holds the task: "unknown", marked so. */
+function duplicateOutcome(dup: TaskOutcome, why: string): TaskOutcome {
+  return { ...unknownOutcome(dup.taskId, why), codes: ["REPLAYED"], duplicate: true, ...(dup.originalDone === true ? { originalDone: true as const } : {}), ...(dup.submissionId !== undefined ? { submissionId: dup.submissionId } : {}) };
+}
+
+/** Node's timers hold at most 2^31 − 1 ms; a longer delay fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface AwaitOptions {
   /**
    * The submission waited for (contract.ts submissionIdOf): outcomes that name another
@@ -85,9 +93,14 @@ async function taskClaimHolder(nc: NatsConnection, taskId: string, submissionId:
  * No answer is never an allow, and is a "denied" only when that is known: with a `deadline`,
  * the wait runs until the deadline plus twice the allowed skew (after which no gateway's clock
  * can still allow it), then asks whose claim holds the task id. None, or another submission's:
- * denied, for good. This submission's: a gateway allowed it or was about to, so its outcome is
- * waited for `timeoutMs` more, and then the status is "unknown" (it may have run). Without a
- * deadline, or when the claim cannot be read, or the bus is lost: "unknown".
+ * denied, for good. This submission's (or a duplicate was seen, which says as much): a gateway
+ * allowed it or was about to, so its outcome is waited for `timeoutMs` more, and then the status
+ * is "unknown" (it may have run). Without a deadline, with one further off than `timeoutMs`,
+ * when the claim cannot be read, or the bus is lost: "unknown". A duplicate whose original
+ * already finished is "unknown" too, marked `duplicate`: that outcome came and went.
+ *
+ * This assumes the gateways' clocks are within the skew of the submitter's: a gateway whose
+ * clock lags further could still allow a request the submitter was told is denied.
  */
 export function awaitOutcome(
   nc: NatsConnection,
@@ -111,8 +124,12 @@ export function awaitOutcome(
       if (o.gatewayKeys !== undefined && !outcomeSignedBy(out, o.gatewayKeys)) return;
       if (o.submissionId !== undefined && out.submissionId !== o.submissionId) return;
       if (out.status === "unknown") return; // only a client says that
-      if (out.duplicate === true && out.originalDone !== true) {
-        held ??= out;
+      if (out.duplicate === true) {
+        // A copy of this very submission lost its claims to the original, which holds the task:
+        // not a verdict on it. Done: the original's outcome came before this client listened,
+        // so what it was is not known here. Not done: the original's own outcome is waited for.
+        if (out.originalDone === true) answer(duplicateOutcome(out, "a byte-identical copy of this submission already ran to its end; its outcome was published before this wait began: see the audit log"));
+        else held ??= out;
         return;
       }
       answer(out);
@@ -140,19 +157,27 @@ export function awaitOutcome(
     try {
       const d = o.deadline;
       const skew = d?.skewMs ?? 5_000;
-      const first = await within(d === undefined ? timeoutMs : d.inMs + 2 * skew);
+      // Past this, no gateway clock within the skew can still allow it. A deadline further off
+      // than the wait allows (and than a timer can hold) is not waited out: no answer is then
+      // "unknown", never "denied".
+      const settleAfter = d === undefined ? undefined : Math.max(0, d.inMs) + 2 * skew;
+      const settles = settleAfter !== undefined && settleAfter <= timeoutMs + 2 * skew && settleAfter <= MAX_TIMER_MS;
+      const first = await within(settles ? settleAfter : timeoutMs);
       if (first !== undefined) return first;
-      if (held !== undefined) return held;
       if (sub.isClosed()) return unknownOutcome(taskId, `outcome wait ended: the bus connection closed${lost !== undefined ? ` (${lost})` : ""}; the task may have run`);
       if (d === undefined) return unknownOutcome(taskId, `no outcome within ${timeoutMs} ms, and the request has no decision deadline: a gateway may still decide it`);
-      switch (await taskClaimHolder(nc, taskId, o.submissionId)) {
+      if (!settles) return unknownOutcome(taskId, `no outcome within ${timeoutMs} ms, and the request's decision deadline is still ${d.inMs - timeoutMs} ms off: a gateway may still decide it`);
+      // A held duplicate: this submission holds the task id; its original may still be running.
+      switch (held !== undefined ? "this" : await taskClaimHolder(nc, taskId, o.submissionId)) {
         case "none":
           return noAnswer(taskId, `no gateway allowed it before its decision deadline, and none can now`);
         case "other":
           return { ...noAnswer(taskId, "the task id is held by another submission"), codes: ["REPLAYED"] };
         case "this": {
           const late = await within(timeoutMs);
-          return late ?? unknownOutcome(taskId, `a gateway claimed the task for this submission, but no outcome arrived within ${timeoutMs} ms more: it may have run`);
+          if (late !== undefined) return late;
+          const why = `a gateway claimed the task for this submission, but no outcome arrived within ${timeoutMs} ms more: it may have run`;
+          return held !== undefined ? duplicateOutcome(held, why) : unknownOutcome(taskId, why);
         }
         case "unknown":
           return unknownOutcome(taskId, "no outcome, and whose claim holds the task id could not be read: the task may have run");

@@ -79,7 +79,7 @@ it("claimed for this submission but its outcome is late: 'unknown' (it is runnin
   const artifact = await grant(b);
   const now = Date.now();
   const args = { amount: 3, slowMs: 3_000 };
-  const request = signRequest(agent, { taskId: b, action: "transfer", resource: "payments/transfer", args, artifact, createdAt: now, notAfter: now + 1_000 });
+  const request = signRequest(agent, { taskId: b, action: "transfer", resource: "payments/transfer", args, artifact, createdAt: now, notAfter: now + 500 });
   const ob = await submitTask(hh.runtime.nc, { request, args, chain: [artifact], timeoutMs: 500, skewMs: 100, gatewayKeys: keys });
   expect(ob).toMatchObject({ verdict: "deny", status: "unknown" });
   expect(ob.detail).toMatch(/claimed the task for this submission/);

@@ -1,6 +1,7 @@
-// Finding: a `duplicate` outcome (a copy of this very submission lost the claim to the original,
-// which holds the task id) is handed back as status "denied". The new contract (outcome.ts) says
-// "denied": it did not run and will not. But the original may be running or may have run.
+// A duplicate (a copy of this very submission that lost its claims to the original, which holds
+// the task) is not a verdict on the submission: the client never reports it as "denied". The
+// original done: "unknown" at once (its outcome came and went); not done: its outcome is waited
+// for, and "unknown" if it does not come.
 import { afterEach, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
 import { signRequest } from "../../src/core/artifacts.ts";
@@ -17,7 +18,7 @@ afterEach(async () => {
 });
 const agent = namedKey("agent-0");
 
-it("re-submitting the identical submission after it ran: the client reports 'denied' for a task that ran", { timeout: 60_000 }, async () => {
+it("re-submitting the identical submission after it ran: 'unknown' (marked duplicate, originalDone), not 'denied'", { timeout: 60_000 }, async () => {
   h = await startHarness({ gateways: 0 });
   const gw = await h.startGateway();
   const ran: string[] = [];
@@ -33,10 +34,10 @@ it("re-submitting the identical submission after it ran: the client reports 'den
   // NATS publish was retried): the answer says the task was denied.
   const again = await submitTask(h.runtime.nc, s);
   expect(ran).toEqual([t]);
-  expect(again.status, JSON.stringify({ status: again.status, duplicate: again.duplicate, originalDone: again.originalDone, codes: again.codes })).not.toBe("denied");
+  expect(again).toMatchObject({ verdict: "deny", status: "unknown", duplicate: true, originalDone: true, codes: ["REPLAYED"] });
 });
 
-it("a held duplicate (original still running, its outcome lost) becomes 'denied' at the deadline, without checking the claim", { timeout: 30_000 }, async () => {
+it("a held duplicate (original still running, its outcome lost) is 'unknown' once the wait runs out", { timeout: 30_000 }, async () => {
   h = await startHarness({ gateways: 0 });
   const nc = h.runtime.nc;
   const t = newTaskId();
@@ -49,5 +50,6 @@ it("a held duplicate (original still running, its outcome lost) becomes 'denied'
   // The duplicate's deny, as a gateway sends it: the original holds the claim and has not finished.
   nc.publish(SUBJECTS.outcome(t), JSON.stringify({ taskId: t, gatewayId: "gw-1", verdict: "deny", codes: ["REPLAYED"], status: "denied", submissionId, duplicate: true }));
   const o = await w.outcome;
-  expect(o.status, JSON.stringify(o)).not.toBe("denied");
+  expect(o).toMatchObject({ verdict: "deny", status: "unknown", duplicate: true });
+  expect(o.detail).toMatch(/claimed the task for this submission/);
 });
