@@ -69,8 +69,10 @@ export function judge(
   const extra = codes.filter((c) => !expected.codes.includes(c));
   // Exact: a deny for an unexpected reason as well is a surprise worth failing on. And an
   // allow must also have run: a handler failure after an allow is not what an agent expects.
+  // A verbatim replay's answer is "unknown", marked duplicate: the client cannot see its
+  // original's fate (the original ran), and a replay that ran nothing is what is expected.
   const ok =
-    o.verdict === expected.verdict && missing.length === 0 && extra.length === 0 && (expected.verdict === "deny" ? o.status === "denied" : o.status === "succeeded");
+    o.verdict === expected.verdict && missing.length === 0 && extra.length === 0 && (expected.verdict === "deny" ? o.status === "denied" || (o.status === "unknown" && o.duplicate === true) : o.status === "succeeded");
   return {
     agent: t.agent,
     label: t.label,

@@ -165,8 +165,10 @@ export function awaitOutcome(
       const first = await within(settles ? settleAfter : timeoutMs);
       if (first !== undefined) return first;
       if (sub.isClosed()) return unknownOutcome(taskId, `outcome wait ended: the bus connection closed${lost !== undefined ? ` (${lost})` : ""}; the task may have run`);
-      if (d === undefined) return unknownOutcome(taskId, `no outcome within ${timeoutMs} ms, and the request has no decision deadline: a gateway may still decide it`);
-      if (!settles) return unknownOutcome(taskId, `no outcome within ${timeoutMs} ms, and the request's decision deadline is still ${d.inMs - timeoutMs} ms off: a gateway may still decide it`);
+      // A held duplicate: this submission's original holds the task, and its outcome did not come.
+      const unsettled = (why: string): TaskOutcome => (held !== undefined ? duplicateOutcome(held, `a copy of this submission holds the task; ${why}`) : unknownOutcome(taskId, why));
+      if (d === undefined) return unsettled(`no outcome within ${timeoutMs} ms, and the request has no decision deadline: a gateway may still decide it`);
+      if (!settles) return unsettled(`no outcome within ${timeoutMs} ms, and the request's decision deadline is still ${d.inMs - timeoutMs} ms off: a gateway may still decide it`);
       // A held duplicate: this submission holds the task id; its original may still be running.
       switch (held !== undefined ? "this" : await taskClaimHolder(nc, taskId, o.submissionId)) {
         case "none":
