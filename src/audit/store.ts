@@ -419,6 +419,11 @@ export class AuditStore {
     return this.#prefixCheck;
   }
 
+  /** The last checkpoint this log holds (written by this store or found on open). */
+  get lastCheckpoint(): CheckpointPayload | undefined {
+    return this.#lastCheckpoint;
+  }
+
   /** Where open() started folding, and why a stored snapshot was not used. */
   get openedFrom(): OpenedFrom {
     return this.#openedFrom;

@@ -229,7 +229,7 @@ function renderLineage(edges: LineageEdge[], tasks: TaskReport[]): string {
 function renderAudit(a: AuditSummary): string {
   const clean = a.replay.ok && a.replay.divergences.length === 0;
   return `<div class="audit">
-<p>Records: <strong>${esc(a.records)}</strong> · Checkpoints verified: <strong>${esc(a.checkpoints)}</strong>${a.witnessed !== undefined ? ` (${esc(a.witnessed)} of them published on NATS and held as a witness would)` : ""}${a.lastCheckpointRoot !== undefined ? ` · last root <code>${esc(a.lastCheckpointRoot)}</code>` : ""}</p>
+<p>Records: <strong>${esc(a.records)}</strong> · Checkpoints verified: <strong>${esc(a.checkpoints)}</strong>${a.witnessed !== undefined ? ` (${esc(a.witnessed)} of them published on NATS and held as a witness would${a.proved !== undefined ? `; ${esc(a.proved)} consistency proofs from the live gateway verified` : ""})` : ""}${a.lastCheckpointRoot !== undefined ? ` · last root <code>${esc(a.lastCheckpointRoot)}</code>` : ""}</p>
 <p class="replay ${clean ? "replay-ok" : "replay-bad"}">Replay: ${clean ? "clean" : "DIVERGED"} — ${esc(a.replay.decisions)} decisions re-derived, ${esc(a.replay.divergences.length)} divergences (${esc(replayVerdict(a))})</p>
 ${
   a.replay.divergences.length > 0

@@ -130,6 +130,8 @@ export interface AuditSummary {
   checkpoints: number;
   /** Checkpoints the gateways published on NATS, kept as a witness would and held against each log by the replay. */
   witnessed?: number;
+  /** Consistency proofs a live gateway gave and the witness verified: each published checkpoint extends the one before. */
+  proved?: number;
   /** Root of the last checkpoint (base64url), if any. */
   lastCheckpointRoot?: string;
   replay: {
