@@ -223,8 +223,9 @@ async function runWitness(io: AuditIo, o: WitnessOpts): Promise<number> {
       await prover?.close();
     }
   }
-  // Without proofs the watermark cannot rise, and drops below any checkpoint added under it: it
-  // must only ever cover what was proved (proveChain with a source that never answers says where).
+  // Without proofs the watermark rises past nothing unproved, and drops below any checkpoint
+  // added under it: it covers only what was proved (proveChain with a source that never answers
+  // says where; the first checkpoint ever held extends nothing, so it needs no proof).
   const unchecked = chain === undefined ? await proveChain(r.checkpoints, consistentThrough, r.addedSizes, () => Promise.resolve({ ok: false, detail: "not asked (--no-consistency)" })) : undefined;
   const findings = [...r.findings, ...(chain?.findings ?? [])];
   const file: WitnessFile = { kind: WITNESS_FILE_KIND, origin: o.gatewayId, consistentThrough: (chain ?? unchecked)?.consistentThrough ?? consistentThrough, checkpoints: r.checkpoints };

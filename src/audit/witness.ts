@@ -204,11 +204,12 @@ export async function proveChain(
     });
     return { r: "bad" };
   };
-  // The watermark stands on a held checkpoint; one that names no held size is taken down to the
-  // largest held size below it (what is above was not proved to anything held).
+  // The watermark stands on a checkpoint held before this run; one that names no such size is
+  // taken down to the largest below it (what is above was not proved to anything held). One
+  // added this run is never an anchor: it is proved like the others.
   const cps = [...checkpoints].sort((a, b) => a.payload.size - b.payload.size);
   let anchor = -1;
-  for (let i = 0; i < cps.length && cps[i]!.payload.size <= consistentThrough; i++) anchor = i;
+  for (let i = 0; i < cps.length && cps[i]!.payload.size <= consistentThrough; i++) if (!addedSizes.has(cps[i]!.payload.size)) anchor = i;
   let through = anchor >= 0 ? cps[anchor]!.payload.size : 0;
   let stopped: string | undefined;
   let unprovenBelow = 0;

@@ -72,7 +72,11 @@ export class EvidenceIndex {
     if (!e) {
       e = { artifacts: new Map(), lineage: new Map(), intakeErrors: [], firstAt: this.clock(), bytes: 0 };
       this.#tasks.set(taskId, e);
-      this.#hold(taskId, e, ENTRY_OVERHEAD_BYTES);
+      // Its bookkeeping is counted even when nothing more fits (the few bytes of one entry).
+      if (!this.#hold(taskId, e, ENTRY_OVERHEAD_BYTES)) {
+        e.bytes += ENTRY_OVERHEAD_BYTES;
+        this.#bytes += ENTRY_OVERHEAD_BYTES;
+      }
     }
     return e;
   }
@@ -82,19 +86,32 @@ export class EvidenceIndex {
     const kept = e.intakeErrors.length < max - 1 ? clip(what) : e.intakeErrors.length === max - 1 ? "more evidence errors for this task: not kept" : undefined;
     if (kept === undefined) return;
     e.intakeErrors.push(kept);
-    this.#hold(taskId, e, 2 * kept.length);
+    // An error is kept even over the budget (it denies the task; a few hundred bytes at most).
+    if (!this.#hold(taskId, e, 2 * kept.length)) {
+      e.bytes += 2 * kept.length;
+      this.#bytes += 2 * kept.length;
+    }
   }
 
-  #hold(taskId: string, e: TaskEvidence, bytes: number): void {
+  /**
+   * Count `bytes` more for the task, dropping the oldest tasks nobody waits on to make room.
+   * False when even that leaves the index over its budget and nobody waits on this task either:
+   * the caller then keeps nothing more for it (the count is undone).
+   */
+  #hold(taskId: string, e: TaskEvidence, bytes: number): boolean {
     e.bytes += bytes;
     this.#bytes += bytes;
-    if (this.#bytes <= this.totalBytes) return;
+    if (this.#bytes <= this.totalBytes) return true;
     for (const [id, old] of this.#tasks) {
       if (this.#bytes <= this.totalBytes) break;
       if (id === taskId || this.#waiters.has(id)) continue;
       this.#drop(id, old);
       this.evictedForSpace++;
     }
+    if (this.#bytes <= this.totalBytes || this.#waiters.has(taskId)) return true;
+    e.bytes -= bytes;
+    this.#bytes -= bytes;
+    return false;
   }
 
   #drop(taskId: string, e: TaskEvidence): void {
@@ -120,16 +137,16 @@ export class EvidenceIndex {
       if (r.ok) {
         const id = contentId(r.value.payload);
         if (!e.artifacts.has(id)) {
-          e.artifacts.set(id, r.value);
-          this.#hold(where.taskId, e, data.byteLength);
+          if (this.#hold(where.taskId, e, data.byteLength)) e.artifacts.set(id, r.value);
+          else this.#error(where.taskId, e, "artifact: over the gateway's evidence budget");
         }
       } else this.#error(where.taskId, e, `artifact: ${r.error}`);
     } else {
       const r = check(signedLineageSchema, parsed.value);
       if (r.ok) {
         if (!e.lineage.has(r.value.payload.childArtifactId)) {
-          e.lineage.set(r.value.payload.childArtifactId, r.value);
-          this.#hold(where.taskId, e, data.byteLength);
+          if (this.#hold(where.taskId, e, data.byteLength)) e.lineage.set(r.value.payload.childArtifactId, r.value);
+          else this.#error(where.taskId, e, "lineage: over the gateway's evidence budget");
         }
       } else this.#error(where.taskId, e, `lineage: ${r.error}`);
     }
@@ -227,7 +244,7 @@ export class EvidenceIndex {
     return this.#tasks.size;
   }
 
-  /** Message bytes held (bounded by the total budget, bar tasks being waited on). */
+  /** Message bytes held: within the total budget, bar tasks being waited on and a few hundred bytes of bookkeeping. */
   get bytes(): number {
     return this.#bytes;
   }

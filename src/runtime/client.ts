@@ -74,10 +74,12 @@ async function taskClaimHolder(nc: NatsConnection, taskId: string, submissionId:
     const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("timeout")), 2_000)));
     const entry = await Promise.race([new Kvm(nc).open(KV_BUCKETS.nonces).then((kv) => kv.get(taskClaimKey(taskId))), late]).finally(() => clearTimeout(timer));
     if (entry === null || entry.operation !== "PUT") return "none";
+    // A claim whose owner cannot be compared with this submission says nothing either way.
+    if (submissionId === undefined) return "unknown";
     const v = tryParseStrict(entry.value, { maxBytes: 4096 });
     if (!v.ok || typeof v.value !== "object" || v.value === null || Array.isArray(v.value)) return "unknown";
     const held = v.value["submissionId"];
-    return submissionId !== undefined && held === submissionId ? "this" : typeof held === "string" ? "other" : "unknown";
+    return held === submissionId ? "this" : typeof held === "string" ? "other" : "unknown";
   } catch {
     return "unknown";
   }
@@ -128,7 +130,7 @@ export function awaitOutcome(
         // A copy of this very submission lost its claims to the original, which holds the task:
         // not a verdict on it. Done: the original's outcome came before this client listened,
         // so what it was is not known here. Not done: the original's own outcome is waited for.
-        if (out.originalDone === true) answer(duplicateOutcome(out, "a byte-identical copy of this submission already ran to its end; its outcome was published before this wait began: see the audit log"));
+        if (out.originalDone === true) answer(duplicateOutcome(out, "a byte-identical copy of this submission already ran to its end; its own outcome is not waited for here: see the audit log"));
         else held ??= out;
         return;
       }
@@ -160,17 +162,24 @@ export function awaitOutcome(
       // Past this, no gateway clock within the skew can still allow it. A deadline further off
       // than the wait allows (and than a timer can hold) is not waited out: no answer is then
       // "unknown", never "denied".
-      const settleAfter = d === undefined ? undefined : Math.max(0, d.inMs) + 2 * skew;
+      // A skew that is not a number ≥ 0, or a deadline that is not a number, settles nothing.
+      const usable = d !== undefined && Number.isFinite(d.inMs) && Number.isFinite(skew) && skew >= 0;
+      const settleAfter = usable ? Math.max(0, d.inMs) + 2 * skew : undefined;
       const settles = settleAfter !== undefined && settleAfter <= timeoutMs + 2 * skew && settleAfter <= MAX_TIMER_MS;
       const first = await within(settles ? settleAfter : timeoutMs);
       if (first !== undefined) return first;
-      if (sub.isClosed()) return unknownOutcome(taskId, `outcome wait ended: the bus connection closed${lost !== undefined ? ` (${lost})` : ""}; the task may have run`);
       // A held duplicate: this submission's original holds the task, and its outcome did not come.
       const unsettled = (why: string): TaskOutcome => (held !== undefined ? duplicateOutcome(held, `a copy of this submission holds the task; ${why}`) : unknownOutcome(taskId, why));
+      if (sub.isClosed()) return unsettled(`outcome wait ended: the bus connection closed${lost !== undefined ? ` (${lost})` : ""}; the task may have run`);
       if (d === undefined) return unsettled(`no outcome within ${timeoutMs} ms, and the request has no decision deadline: a gateway may still decide it`);
+      if (!usable) return unsettled(`no outcome within ${timeoutMs} ms, and its decision deadline or the allowed skew is not a usable number: a gateway may still decide it`);
       if (!settles) return unsettled(`no outcome within ${timeoutMs} ms, and the request's decision deadline is still ${d.inMs - timeoutMs} ms off: a gateway may still decide it`);
       // A held duplicate: this submission holds the task id; its original may still be running.
-      switch (held !== undefined ? "this" : await taskClaimHolder(nc, taskId, o.submissionId)) {
+      const holder = held !== undefined ? "this" : await taskClaimHolder(nc, taskId, o.submissionId);
+      // An answer (or a duplicate) that arrived while the claim was read is the better one.
+      const meanwhile = await within(0);
+      if (meanwhile !== undefined) return meanwhile;
+      switch (held !== undefined ? "this" : holder) {
         case "none":
           return noAnswer(taskId, `no gateway allowed it before its decision deadline, and none can now`);
         case "other":

@@ -66,6 +66,23 @@ describe("evidence index limits", () => {
     expect((await waiting).chain).toEqual([]);
   });
 
+  it("an unwaited task alone cannot hold the index over budget: what does not fit is refused, with an intake error", async () => {
+    const one = enc(artifact(0)).byteLength;
+    const ix = new EvidenceIndex(() => 0, 3 * one);
+    for (let i = 0; i < 10; i++) ix.add(SUBJECTS.artifact("lonely"), enc(artifact(i)));
+    const bookkeeping = 512 + 2 * EVIDENCE_LIMITS.perTaskErrors * (EVIDENCE_LIMITS.errorChars + 1);
+    expect(ix.bytes).toBeLessThanOrEqual(3 * one + bookkeeping);
+    const a = ix.assemble("lonely", "none");
+    expect(a.intakeErrors[0]).toBe("artifact: over the gateway's evidence budget");
+    // A task being waited on is exempt: its evidence is never refused or dropped for space.
+    const stop = new AbortController();
+    const waiting = ix.waitFor("waited", artifactIdOf(20), stop.signal);
+    for (let i = 20; i < 25; i++) ix.add(SUBJECTS.artifact("waited"), enc(artifact(i)));
+    expect(ix.assemble("waited", artifactIdOf(20)).intakeErrors).toEqual([]);
+    stop.abort();
+    expect((await waiting).chain.length).toBe(1);
+  });
+
   it("ages evidence from its first message: a trickle does not keep it", () => {
     let now = 0;
     const ix = new EvidenceIndex(() => now);
