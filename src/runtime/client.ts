@@ -41,6 +41,9 @@ function duplicateOutcome(dup: TaskOutcome, why: string): TaskOutcome {
   return { ...unknownOutcome(dup.taskId, why), codes: ["REPLAYED"], duplicate: true, ...(dup.originalDone === true ? { originalDone: true as const } : {}), ...(dup.submissionId !== undefined ? { submissionId: dup.submissionId } : {}) };
 }
 
+/** How long a duplicate of a finished original waits for that original's own outcome. */
+const ORIGINAL_DONE_GRACE_MS = 1_000;
+
 /** Node's timers hold at most 2^31 − 1 ms; a longer delay fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -113,6 +116,7 @@ export function awaitOutcome(
   let answer: (out: TaskOutcome) => void = () => undefined;
   const answered = new Promise<TaskOutcome>((r) => (answer = r));
   let held: TaskOutcome | undefined;
+  let graceTimer: NodeJS.Timeout | undefined;
   let lost: string | undefined;
   const sub = nc.subscribe(SUBJECTS.outcome(taskId), {
     callback: (err, m) => {
@@ -128,10 +132,14 @@ export function awaitOutcome(
       if (out.status === "unknown") return; // only a client says that
       if (out.duplicate === true) {
         // A copy of this very submission lost its claims to the original, which holds the task:
-        // not a verdict on it. Done: the original's outcome came before this client listened,
-        // so what it was is not known here. Not done: the original's own outcome is waited for.
-        if (out.originalDone === true) answer(duplicateOutcome(out, "a byte-identical copy of this submission already ran to its end; its own outcome is not waited for here: see the audit log"));
-        else held ??= out;
+        // not a verdict on it. Not done: the original's own outcome is waited for. Done: its
+        // outcome came before this client listened, or is about to be published (a gateway
+        // knows the original finished once its outcome is queued, a little before it sends it),
+        // so it is given a moment; then what it was is not known here.
+        if (out.originalDone === true && graceTimer === undefined) {
+          graceTimer = setTimeout(() => answer(duplicateOutcome(out, "a byte-identical copy of this submission already ran to its end; its outcome did not reach this client: see the audit log")), ORIGINAL_DONE_GRACE_MS);
+        }
+        held ??= out;
         return;
       }
       answer(out);
@@ -198,6 +206,7 @@ export function awaitOutcome(
     } catch (e) {
       return unknownOutcome(taskId, `outcome wait failed: ${String(e)}`);
     } finally {
+      clearTimeout(graceTimer);
       stop();
     }
   })();

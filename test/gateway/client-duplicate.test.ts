@@ -53,3 +53,18 @@ it("a held duplicate (original still running, its outcome lost) is 'unknown' onc
   expect(o).toMatchObject({ verdict: "deny", status: "unknown", duplicate: true });
   expect(o.detail).toMatch(/claimed the task for this submission/);
 });
+
+it("a finished original's own outcome that lands just after its duplicate's deny is the answer", { timeout: 30_000 }, async () => {
+  h = await startHarness({ gateways: 0 });
+  const nc = h.runtime.nc;
+  const t = newTaskId();
+  const submissionId = "S".repeat(43);
+  const w = awaitOutcome(nc, t, 5_000, { submissionId });
+  await w.ready;
+  // The duplicate's flight saw the original's outcome queued and says so before the original's
+  // own outcome goes out.
+  nc.publish(SUBJECTS.outcome(t), JSON.stringify({ taskId: t, gatewayId: "gw-1", verdict: "deny", codes: ["REPLAYED"], status: "denied", submissionId, duplicate: true, originalDone: true }));
+  await new Promise((r) => setTimeout(r, 200));
+  nc.publish(SUBJECTS.outcome(t), JSON.stringify({ taskId: t, gatewayId: "gw-1", verdict: "allow", codes: [], status: "succeeded", submissionId }));
+  expect(await w.outcome).toMatchObject({ verdict: "allow", status: "succeeded", gatewayId: "gw-1" });
+});
