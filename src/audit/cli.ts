@@ -145,6 +145,9 @@ interface WitnessOpts {
   timeoutMs: string;
   /** false with --no-consistency. */
   consistency: boolean;
+  follow?: boolean;
+  intervalMs: string;
+  cycles?: string;
 }
 
 /** Replace `file` with `text` so that a crash or power loss leaves the old file or the new one, whole. */
@@ -189,6 +192,63 @@ async function runWitness(io: AuditIo, o: WitnessOpts): Promise<number> {
   if (badKey !== undefined) throw new AuditCliError(`gateway key ${JSON.stringify(badKey)} is not a base64url Ed25519 public key`);
   const timeoutMs = Number(o.timeoutMs);
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1_000 || timeoutMs > 600_000) throw new AuditCliError(`--timeout-ms must be an integer from 1000 to 600000, not ${JSON.stringify(o.timeoutMs)}`);
+  if (o.follow !== true) return (await witnessCycle(io, o, trust.gatewayKeys, timeoutMs, 0)).code;
+
+  // --follow: a cycle every --interval-ms until a signal (or --cycles), the file rewritten after
+  // each. A finding is for keeps (exit 1 at the end); a cycle that could not complete (the bus
+  // or the gateway away) is reported and the next one tries again.
+  if (o.out === undefined) throw new AuditCliError("--follow needs --out: the witness file carries what it holds from one cycle to the next");
+  const intervalMs = Number(o.intervalMs);
+  if (!Number.isSafeInteger(intervalMs) || intervalMs < 100 || intervalMs > 86_400_000) throw new AuditCliError(`--interval-ms must be an integer from 100 to 86400000, not ${JSON.stringify(o.intervalMs)}`);
+  const cycles = o.cycles === undefined ? Infinity : Number(o.cycles);
+  if (cycles !== Infinity && (!Number.isSafeInteger(cycles) || cycles < 1)) throw new AuditCliError(`--cycles must be a whole number ≥ 1, not ${JSON.stringify(o.cycles)}`);
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let afterSeq = 0;
+  let found = false;
+  let last = 0;
+  try {
+    for (let n = 1; n <= cycles && !stop.signal.aborted; n++) {
+      try {
+        const r = await witnessCycle(io, o, trust.gatewayKeys, timeoutMs, afterSeq);
+        afterSeq = r.lastSeq;
+        found ||= r.code === 1;
+        last = r.code;
+      } catch (e) {
+        // The file's own entries failing their checks is not something a retry fixes.
+        if (e instanceof AuditCliError) throw e;
+        last = 2;
+        io.err(`failclosed audit witness: cycle ${n}: ${e instanceof Error ? e.message : String(e)}\n`);
+      }
+      if (n < cycles) await abortableSleep(intervalMs, stop.signal);
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  return found ? 1 : last;
+}
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * One witness pass: read what the gateway published after `afterSeq` (0: everything), check it
+ * against the file, prove consistency, rewrite the file, report. Returns the exit code of the
+ * pass and the last stream sequence read (where the next pass of --follow reads on from).
+ */
+async function witnessCycle(io: AuditIo, o: WitnessOpts, gatewayKeys: readonly string[], timeoutMs: number, afterSeq: number): Promise<{ code: number; lastSeq: number }> {
   // What the witness held before: input like any other, and never silently replaced.
   let held: readonly unknown[] = [];
   let consistentThrough = 0;
@@ -199,8 +259,9 @@ async function runWitness(io: AuditIo, o: WitnessOpts): Promise<number> {
     held = w.held;
     consistentThrough = w.consistentThrough;
   }
-  const incoming = await readCheckpointFeed(o.nats, o.gatewayId, { timeoutMs });
-  const r = witness(held, incoming, { origin: o.gatewayId, gatewayKeys: trust.gatewayKeys });
+  const incoming = await readCheckpointFeed(o.nats, o.gatewayId, { timeoutMs, afterSeq });
+  const lastSeq = incoming.reduce((m, x) => Math.max(m, x.streamSeq), afterSeq);
+  const r = witness(held, incoming, { origin: o.gatewayId, gatewayKeys });
   const heldBad = r.findings.filter((f) => f.where.startsWith("held"));
   if (heldBad.length > 0) {
     throw new AuditCliError(
@@ -241,6 +302,7 @@ async function runWitness(io: AuditIo, o: WitnessOpts): Promise<number> {
     say(
       `${JSON.stringify({
         gatewayId: o.gatewayId,
+        ...(o.follow === true ? { at: new Date().toISOString() } : {}),
         read: incoming.length,
         held: r.checkpoints.length,
         added: r.added,
@@ -261,7 +323,7 @@ async function runWitness(io: AuditIo, o: WitnessOpts): Promise<number> {
     else say(`consistency: proved through size ${chain.consistentThrough} (${chain.proved} ${chain.proved === 1 ? "proof" : "proofs"} verified)${chain.unproven > 0 ? `; ${chain.unproven} not proved${chain.stopped !== undefined ? ` (${chain.stopped})` : ""}` : ""}\n`);
     for (const f of findings) say(`${f.where}: ${f.kind}: ${f.detail}\n`);
   }
-  return code;
+  return { code, lastSeq };
 }
 
 /** The `audit` subcommand; wire with `program.addCommand(auditCommand())`. */
@@ -364,6 +426,9 @@ export function auditCommand(io: AuditIo = processIo()): Command {
       .addOption(new Option("--gateway-key <keyId...>", "trusted checkpoint signer (repeatable)"))
       .option("--timeout-ms <ms>", "give up unless the read, and then the proofs, each complete within this long (1000–600000)", "30000")
       .option("--no-consistency", "do not ask the gateway for consistency proofs (keep and check signatures and forks only)")
+      .option("--follow", "keep witnessing: a pass every --interval-ms until SIGINT/SIGTERM, the file rewritten after each (needs --out); exit 1 if any pass found something")
+      .option("--interval-ms <ms>", "with --follow, time between passes (100–86400000)", "60000")
+      .option("--cycles <n>", "with --follow, stop after this many passes")
       .action(guard((o: WitnessOpts) => runWitness(io, o))),
   );
   return audit;

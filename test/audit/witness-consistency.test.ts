@@ -3,8 +3,9 @@
 // the witness held, re-signed with the gateway's own key and grown past it, shows no fork (no
 // two checkpoints name one size) and is caught only this way. Real gateways on a real
 // nats-server; the proofs are verified, never trusted.
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LevelBackend, MemoryBackend } from "../../src/audit/backend.ts";
 import { runAudit, type AuditIo } from "../../src/audit/cli.ts";
@@ -249,6 +250,46 @@ describe("audit witness proves consistency with a live gateway", () => {
       expect(verifyConsistency(1 + k, size, a.proof, g.ledger.store.rootAt(1 + k), g.ledger.store.rootAt(size))).toEqual({ ok: true });
     }
     expect(h.warnings.filter((w) => w.includes("proof"))).toEqual([]);
+    await g.stop();
+  });
+});
+
+describe("audit witness --follow", () => {
+  it("keeps witnessing pass after pass while the gateway works, each pass reading on from the last", async () => {
+    const g = await h.startGateway({ id: "gw-f", key: GW_KEY });
+    await runTasks(g, 2, "f1");
+    const file = join(t.dir, "gw-f.json");
+    const io = captureIo();
+    const following = runAudit(["witness", "--nats", h.url, "--gateway-id", "gw-f", "--gateway-key", GW_KEY.keyId, "--out", file, "--json", "--timeout-ms", "5000", "--follow", "--interval-ms", "400", "--cycles", "4"], io);
+    await runTasks(g, 3, "f2");
+    expect(await following).toBe(0);
+    const passes = io.stdout().trim().split("\n").map((l) => JSON.parse(l) as Report & { read: number; at: string });
+    expect(passes).toHaveLength(4);
+    for (const p of passes) expect(p).toMatchObject({ ok: true, consistency: "proved", findings: [] });
+    // Each pass reads only what was published since the one before.
+    expect(passes.reduce((n, p) => n + p.read, 0)).toBe(passes.at(-1)!.held);
+    await g.ledger.store.checkpoint();
+    const r = await witnessRun("gw-f", file);
+    expect(r.code).toBe(0);
+    expect(r.report.consistentThrough).toBe(r.report.largestSize);
+    await g.stop();
+  });
+
+  it("a finding in any pass is the exit code at the end; --follow needs --out", async () => {
+    const g = await h.startGateway({ id: "gw-g", key: GW_KEY });
+    await runTasks(g, 2, "g1");
+    const file = join(t.dir, "gw-g.json");
+    const io = captureIo();
+    const following = runAudit(["witness", "--nats", h.url, "--gateway-id", "gw-g", "--gateway-key", GW_KEY.keyId, "--out", file, "--json", "--timeout-ms", "5000", "--follow", "--interval-ms", "500", "--cycles", "3"], io);
+    // Once the first pass has written the file, a checkpoint of another history is published.
+    for (let i = 0; i < 100 && !existsSync(file); i++) await new Promise((r) => setTimeout(r, 50));
+    const first = fileOf(file).checkpoints[0]!;
+    const js = jetstream(h.runtime.nc);
+    await js.publish(SUBJECTS.checkpoint("gw-g"), JSON.stringify(signPayload("checkpoint", { ...first.payload, root: toB64u(new Uint8Array(32).fill(4)) }, GW_KEY)));
+    expect(await following).toBe(1);
+    const passes = io.stdout().trim().split("\n").map((l) => JSON.parse(l) as Report);
+    expect(passes.map((p) => p.findings.map((f) => f.kind))).toEqual([[], ["FORK"], []]);
+    expect(await runAudit(["witness", "--nats", h.url, "--gateway-id", "gw-g", "--gateway-key", GW_KEY.keyId, "--follow"], captureIo())).toBe(2);
     await g.stop();
   });
 });
