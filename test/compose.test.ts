@@ -45,6 +45,7 @@ interface Service {
   image?: string;
   build?: { context: string; dockerfile: string };
   command?: string[];
+  environment?: Record<string, string>;
   ports?: string[];
   volumes?: string[];
   depends_on?: Record<string, { condition: string }>;
@@ -89,6 +90,11 @@ describe("docker-compose.yml", () => {
     expect(gateway.volumes).toContain("gateway-data:/data");
     expect(compose.volumes).toHaveProperty("gateway-data");
     expect(gateway.stop_signal).toBe("SIGTERM");
+  });
+
+  it("makes the gateway's trusted authorities a required setting, so it cannot crash-loop without one", () => {
+    // Compose refuses to start with `${VAR:?message}` unset, instead of a gateway that throws at start.
+    expect(gateway.environment?.["FAILCLOSED_AUTHORITIES"]).toMatch(/^\$\{FAILCLOSED_AUTHORITIES:\?.+\}$/);
   });
 });
 

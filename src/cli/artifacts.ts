@@ -114,6 +114,13 @@ function nonce(o: ScopeOpts): string {
 
 function printChain(io: CliIo, chain: SignedArtifact[], o: ScopeOpts): void {
   const leaf = chain[chain.length - 1]!;
+  // Never hand out an artifact every gateway would refuse as MALFORMED (a short nonce, a code
+  // digest that is not one, a bound that is not a safe integer, a date out of range).
+  const shape = check(signedArtifactSchema, leaf);
+  if (!shape.ok) throw new CliError("INVALID_INPUT", `the artifact would be malformed: ${shape.error}`);
+  if (!Number.isFinite(new Date(leaf.payload.validity.notBefore).getTime()) || !Number.isFinite(new Date(leaf.payload.validity.expiresAt).getTime())) {
+    throw new CliError("INVALID_INPUT", "the validity window is out of range");
+  }
   const p = leaf.payload;
   const info = {
     artifactId: artifactId(leaf),

@@ -1,6 +1,8 @@
 // What every command shares: where output goes, how failures map to exit codes, and reading and
 // writing the JSON files (keys, artifact chains, revocations) that the commands pass around.
-import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { parseStrict } from "../canonical/strict-parse.ts";
 import type { JsonValue } from "../canonical/jcs.ts";
 
@@ -75,11 +77,39 @@ export function readTextFile(path: string, what: string): string {
  */
 export function writeOutFile(path: string, text: string, opts: { secret?: boolean; force?: boolean } = {}): void {
   if (opts.secret && !opts.force && existsSync(path)) throw new CliError("IO", `${path} exists; refusing to overwrite a key (use --force)`);
+  // Written whole to a temp file beside it (0600 from its creation for a secret), synced, then
+  // renamed over the target and the directory synced: a crash or a full disk leaves the old file
+  // or the new one, never a truncated key, and a secret is never readable by others meanwhile.
+  const tmp = join(dirname(path), `.${basename(path)}.tmp-${randomBytes(6).toString("hex")}`);
   try {
-    writeFileSync(path, text, opts.secret ? { mode: 0o600 } : {});
-    if (opts.secret) chmodSync(path, 0o600);
+    const fd = openSync(tmp, "wx", opts.secret ? 0o600 : 0o666);
+    try {
+      writeFileSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if (opts.secret) chmodSync(tmp, 0o600);
+    // Without --force a key that appeared meanwhile is still not overwritten.
+    if (opts.secret && !opts.force && existsSync(path)) throw new CliError("IO", `${path} exists; refusing to overwrite a key (use --force)`);
+    renameSync(tmp, path);
+    syncDir(dirname(path));
   } catch (e) {
+    rmSync(tmp, { force: true });
+    if (e instanceof CliError) throw e;
     throw new CliError("IO", `cannot write ${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+function syncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, "r");
+    fsyncSync(fd);
+  } catch {
+    // Not every filesystem lets a directory be synced; the rename stands either way.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

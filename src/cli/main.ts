@@ -5,6 +5,7 @@ import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { delegateCommand, issueCommand, revokeCommand } from "./artifacts.ts";
+import { authorityCommand } from "./authority.ts";
 import { gatewayCommand } from "./gateway.ts";
 import { CliError, EXIT, processIo, type CliIo } from "./io.ts";
 import { keysCommand } from "./keys.ts";
@@ -76,6 +77,7 @@ export async function buildProgram(io: CliIo): Promise<Command> {
   program.addCommand(revokeCommand(io));
   program.addCommand(simulateCommand(io, version));
   program.addCommand(gatewayCommand(io));
+  program.addCommand(authorityCommand(io));
   program.addCommand(await auditCommandOrStub(io));
   // addCommand does not pass these settings down: make every level throw instead of exiting,
   // and write where `io` says, so runCli owns the exit code.
@@ -104,7 +106,11 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
       io.err(`failclosed: ${e.message}\n`);
       return e.exitCode;
     }
-    io.err(`failclosed: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    // Not a CliError: most often an operator's input another layer refused (an unreachable
+    // server, a malformed key id, an option out of range). One line, exit 2; the stack only
+    // when asked for.
+    const debug = process.env["FAILCLOSED_DEBUG"] === "1";
+    io.err(`failclosed: ${e instanceof Error ? (debug ? (e.stack ?? e.message) : e.message) : String(e)}${debug ? "" : " (FAILCLOSED_DEBUG=1 shows where)"}\n`);
     return EXIT.USAGE;
   }
 }

@@ -161,6 +161,11 @@ export interface GatewayOptions {
   stepTimeoutMs?: number;
   /** Longest an action handler may run before its outcome is recorded as failed. Default 5 min. */
   handlerTimeoutMs?: number;
+  /**
+   * How long stop() waits for handlers already executing to finish, so their outcomes are
+   * recorded. Default 25 s (under docker-compose's 30 s stop grace period).
+   */
+  stopGraceMs?: number;
   /** Notified of dropped bus messages and internal problems (never fatal). */
   onWarning?: (message: string) => void;
 }
@@ -1141,7 +1146,14 @@ export class Gateway {
         // already closed
       }
     }
-    for (let i = 0; i < 250 && this.#inFlight.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    // Tasks not yet executing are denied by the ABORT at once. Those executing were allowed and
+    // their handlers are running (their ctx.signal is aborted, but most I/O does not listen):
+    // their outcomes are waited for, up to stopGraceMs, so the log records how they ended. One
+    // still running after that is recorded as interrupted by the next start.
+    const graceEnds = performance.now() + (this.#o.stopGraceMs ?? 25_000);
+    while (this.#inFlight.size > 0 && performance.now() < graceEnds) await new Promise((r) => setTimeout(r, 20));
+    const running = [...this.#inFlight.values()].filter((t) => t.executing).length;
+    if (running > 0) this.#warn(`stopping with ${running} handler(s) still running after the stop grace: the next start records them as interrupted`);
     await this.#ledger.store.checkpoint().catch(() => undefined);
     // The next start folds only what comes after this (a cache: the log stays the truth).
     if (this.#ledger.writable) await this.#ledger.snapshot().catch((e: unknown) => this.#warn(`audit snapshot failed: ${String(e)}`));

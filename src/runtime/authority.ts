@@ -6,8 +6,10 @@ import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "../crypto/keys.ts";
 import { heartbeat, issueArtifact, originLineage, revoke, type IssueOptions } from "../core/artifacts.ts";
 import type { RevocationTarget, SignedArtifact, SignedLineage, SignedRevocation } from "../core/types.ts";
-import { policyDigest, type PolicyDocument } from "../policy/policy-document.ts";
-import { POLICY_KEY, SUBJECTS } from "../nats/contract.ts";
+import { tryParseStrict } from "../canonical/strict-parse.ts";
+import { screenPolicyText } from "../policy/cedar.ts";
+import { isPolicyDocument, policyDigest, type PolicyDocument } from "../policy/policy-document.ts";
+import { MAX_MESSAGE_BYTES, POLICY_KEY, SUBJECTS } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
 import { systemClock, type Clock } from "./clock.ts";
 
@@ -22,6 +24,7 @@ export class Authority {
   #seq = 0;
   #timer: NodeJS.Timeout | undefined;
   #policy: { id: string; digest: string } | undefined;
+  #lastHeartbeatAt: number | undefined;
 
   private constructor(
     readonly key: KeyPair,
@@ -42,30 +45,63 @@ export class Authority {
     return this.key.keyId;
   }
 
+  /**
+   * Publish the active policy. Throws (TypeError) on a document every gateway would refuse, as
+   * they read the KV entry: not a policy document, too complex, not I-JSON or over the message
+   * limit. Grants after it would bind a digest no gateway holds (every one POLICY_MISMATCH).
+   */
   async publishPolicy(doc: PolicyDocument): Promise<string> {
+    if (!isPolicyDocument(doc)) throw new TypeError("publishPolicy: not a policy document");
+    const tooComplex = screenPolicyText(doc.cedar);
+    if (tooComplex !== undefined) throw new TypeError(`publishPolicy: ${tooComplex}`);
     const digest = policyDigest(doc);
-    await this.policyKv.put(POLICY_KEY, JSON.stringify({ digest, document: doc }));
+    const entry = JSON.stringify({ digest, document: doc });
+    const back = tryParseStrict(entry, { maxBytes: MAX_MESSAGE_BYTES });
+    if (!back.ok) throw new TypeError(`publishPolicy: gateways would refuse the entry (${back.error.message})`);
+    await this.policyKv.put(POLICY_KEY, entry);
     this.#policy = { id: doc.id, digest };
     return digest;
   }
 
   async heartbeat(): Promise<void> {
-    await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, this.clock())));
+    const at = this.clock();
+    await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, at)));
+    this.#lastHeartbeatAt = at;
   }
 
-  /** Heartbeat now and every `intervalMs` until stopHeartbeats(). */
-  async startHeartbeats(intervalMs: number): Promise<void> {
+  /**
+   * Heartbeat now and every `intervalMs` until stopHeartbeats(). A heartbeat that does not land
+   * goes to `onError` (every gateway denies GOVERNANCE_UNAVAILABLE once the feed is staler than
+   * its bound, so this is worth an alarm); `lastHeartbeatAt` says when one last landed.
+   */
+  async startHeartbeats(intervalMs: number, onError?: (e: unknown) => void): Promise<void> {
     this.stopHeartbeats();
     await this.heartbeat();
     this.#timer = setInterval(() => {
-      this.heartbeat().catch(() => undefined);
+      this.heartbeat().catch((e: unknown) => {
+        try {
+          onError?.(e);
+        } catch {
+          // a broken alarm must not stop the heartbeats
+        }
+      });
     }, intervalMs);
     this.#timer.unref();
+  }
+
+  /** When the last heartbeat landed (this authority's clock), or undefined before the first. */
+  get lastHeartbeatAt(): number | undefined {
+    return this.#lastHeartbeatAt;
   }
 
   stopHeartbeats(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
+  }
+
+  /** Publish a revocation signed earlier (failclosed revoke --out). */
+  async publishRevocation(r: SignedRevocation): Promise<void> {
+    await this.js.publish(SUBJECTS.revocation, JSON.stringify(r));
   }
 
   async revoke(target: RevocationTarget, reason: string): Promise<SignedRevocation> {
