@@ -254,6 +254,9 @@ export class Gateway {
   #ledger!: Ledger;
   #busConnected = true;
   #feedAt: number | null = null;
+  /** A stale revocation feed was reported (once per stale stretch). */
+  #staleWarned = false;
+  readonly #startedAt: number;
   #consumers: ConsumerMessages[] = [];
   #stopped = false;
   #slots = 0;
@@ -276,6 +279,7 @@ export class Gateway {
     this.id = o.gatewayId;
     this.#clock = o.clock ?? systemClock;
     this.#limits = { ...DEFAULT_LIMITS, ...o.limits };
+    this.#startedAt = this.#clock();
     this.#index = new EvidenceIndex(this.#clock);
     this.#verifyPool = new VerifyPool(o.verifyWorkers ?? (availableParallelism() > 1 ? 1 : 0));
     // Every task in flight listens on the stop signal (at most two listeners each, removed when
@@ -522,6 +526,10 @@ export class Gateway {
           onRevocation: (r) => this.#applyRevocation(r),
           onHeartbeat: (at) => {
             if (this.#feedAt === null || at > this.#feedAt) this.#feedAt = at;
+            if (this.#staleWarned) {
+              this.#staleWarned = false;
+              this.#warn("revocation feed fresh again");
+            }
           },
           onRejected: (subject, why) => this.#warn(`governance message on ${subject} dropped: ${why}`),
         });
@@ -636,6 +644,11 @@ export class Gateway {
   }
 
   #health(): DecisionInput["health"] {
+    // Every task is denied while the feed is stale: say so once, not only in each deny.
+    if (!this.#staleWarned && (this.#feedAt === null ? this.#clock() - this.#startedAt : this.#clock() - this.#feedAt) > this.#limits.maxFeedAgeMs) {
+      this.#staleWarned = true;
+      this.#warn(`revocation feed ${this.#feedAt === null ? "has sent no heartbeat" : "is stale"}: denying every task (GOVERNANCE_UNAVAILABLE) until an authority's heartbeat arrives`);
+    }
     return { busConnected: this.#busConnected && !this.#nc.isClosed(), auditWritable: this.#ledger.writable, revocationFeedAt: this.#feedAt };
   }
 

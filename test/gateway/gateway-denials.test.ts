@@ -132,9 +132,12 @@ for (const verifyWorkers of [1, 0]) describe(`every denial code end to end over 
     h.authority.stopHeartbeats();
     await new Promise((r) => setTimeout(r, 2_300));
     await expectCode({}, "GOVERNANCE_UNAVAILABLE");
+    // The gateway says so once, not only in each deny, and again when the feed is fresh.
+    expect(h.warnings.filter((w) => w.includes("revocation feed is stale"))).toHaveLength(1);
     await h.authority.startHeartbeats(300);
     await new Promise((r) => setTimeout(r, 300));
     expect((await run()).verdict).toBe("allow");
+    expect(h.warnings.some((w) => w.includes("revocation feed fresh again"))).toBe(true);
   });
 
   it("the gateway's audit log replays clean: every decision re-derived, no divergence", async () => {
