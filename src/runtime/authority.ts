@@ -1,7 +1,7 @@
 // A policy authority on the bus: publishes the active policy, heartbeats that keep the
 // revocation feed fresh, revocations, and root grants with their origin lineage.
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "../crypto/keys.ts";
 import { heartbeat, issueArtifact, originLineage, revoke, type IssueOptions } from "../core/artifacts.ts";
@@ -25,6 +25,7 @@ export class Authority {
   #timer: NodeJS.Timeout | undefined;
   #policy: { id: string; digest: string } | undefined;
   #lastHeartbeatAt: number | undefined;
+  #rollup = true;
 
   private constructor(
     readonly key: KeyPair,
@@ -63,9 +64,26 @@ export class Authority {
     return digest;
   }
 
+  /**
+   * Publish a heartbeat, as a rollup of the heartbeat subject: the stream keeps the latest one
+   * (setup.ts). A stream that refuses rollups gets a plain publish.
+   */
   async heartbeat(): Promise<void> {
     const at = this.clock();
-    await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, at)));
+    const body = JSON.stringify(heartbeat(this.key, ++this.#seq, at));
+    if (this.#rollup) {
+      const h = headers();
+      h.set("Nats-Rollup", "sub");
+      try {
+        await this.js.publish(SUBJECTS.heartbeat, body, { headers: h });
+        this.#lastHeartbeatAt = at;
+        return;
+      } catch (e) {
+        if (!/rollup/i.test(String((e as Error | undefined)?.message ?? e))) throw e;
+        this.#rollup = false;
+      }
+    }
+    await this.js.publish(SUBJECTS.heartbeat, body);
     this.#lastHeartbeatAt = at;
   }
 
