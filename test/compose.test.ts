@@ -92,9 +92,10 @@ describe("docker-compose.yml", () => {
     expect(gateway.stop_signal).toBe("SIGTERM");
   });
 
-  it("makes the gateway's trusted authorities a required setting, so it cannot crash-loop without one", () => {
-    // Compose refuses to start with `${VAR:?message}` unset, instead of a gateway that throws at start.
-    expect(gateway.environment?.["FAILCLOSED_AUTHORITIES"]).toMatch(/^\$\{FAILCLOSED_AUTHORITIES:\?.+\}$/);
+  it("passes the gateway its trusted authorities from the environment, without making compose itself need them", () => {
+    // `${VAR:?…}` would fail every compose command (compose interpolates the whole file), even
+    // `up -d nats`; the gateway refuses to start without an authority on its own.
+    expect(gateway.environment?.["FAILCLOSED_AUTHORITIES"]).toBe("${FAILCLOSED_AUTHORITIES:-}");
   });
 });
 

@@ -25,6 +25,7 @@ export function authorityCommand(io: CliIo): Command {
     .action(async (o: { nats: string; key: string; policy?: string; heartbeatMs: string; revoke: string[]; once?: boolean }): Promise<void> => {
       const heartbeatMs = Number(o.heartbeatMs);
       if (!/^\d+$/.test(o.heartbeatMs) || heartbeatMs < 100 || heartbeatMs > 3_600_000) throw new CliError("USAGE", `--heartbeat-ms: expected 100–3600000, got ${JSON.stringify(o.heartbeatMs)}`);
+      if (heartbeatMs >= 30_000) io.err(`failclosed authority: warning: gateways deny once the feed is older than their maxFeedAgeMs (30 s by default); --heartbeat-ms ${heartbeatMs} leaves them stale between heartbeats\n`);
       const key = readKeyFile(o.key);
       const doc = o.policy !== undefined ? readPolicyFile(o.policy) : DEFAULT_POLICY;
       // Every revocation is read and checked before anything is published.

@@ -1,7 +1,7 @@
 // What every command shares: where output goes, how failures map to exit codes, and reading and
 // writing the JSON files (keys, artifact chains, revocations) that the commands pass around.
 import { randomBytes } from "node:crypto";
-import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { parseStrict } from "../canonical/strict-parse.ts";
 import type { JsonValue } from "../canonical/jcs.ts";
@@ -77,10 +77,25 @@ export function readTextFile(path: string, what: string): string {
  */
 export function writeOutFile(path: string, text: string, opts: { secret?: boolean; force?: boolean } = {}): void {
   if (opts.secret && !opts.force && existsSync(path)) throw new CliError("IO", `${path} exists; refusing to overwrite a key (use --force)`);
+  // A symlink is written through (the file it names is replaced); a target that is not a regular
+  // file (/dev/stdout, a pipe) is written to directly: there is nothing to replace atomically.
+  let target = path;
+  try {
+    if (existsSync(path)) {
+      target = realpathSync(path);
+      if (!statSync(target).isFile()) {
+        writeFileSync(target, text);
+        return;
+      }
+    }
+  } catch (e) {
+    throw new CliError("IO", `cannot write ${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
   // Written whole to a temp file beside it (0600 from its creation for a secret), synced, then
-  // renamed over the target and the directory synced: a crash or a full disk leaves the old file
-  // or the new one, never a truncated key, and a secret is never readable by others meanwhile.
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${randomBytes(6).toString("hex")}`);
+  // moved into place and the directory synced: a crash or a full disk leaves the old file or the
+  // new one, never a truncated key, and a secret is never readable by others meanwhile. Without
+  // --force a key is linked into place, which fails if one appeared meanwhile: never overwritten.
+  const tmp = join(dirname(target), `.${basename(target)}.tmp-${randomBytes(6).toString("hex")}`);
   try {
     const fd = openSync(tmp, "wx", opts.secret ? 0o600 : 0o666);
     try {
@@ -90,10 +105,16 @@ export function writeOutFile(path: string, text: string, opts: { secret?: boolea
       closeSync(fd);
     }
     if (opts.secret) chmodSync(tmp, 0o600);
-    // Without --force a key that appeared meanwhile is still not overwritten.
-    if (opts.secret && !opts.force && existsSync(path)) throw new CliError("IO", `${path} exists; refusing to overwrite a key (use --force)`);
-    renameSync(tmp, path);
-    syncDir(dirname(path));
+    if (opts.secret && !opts.force) {
+      try {
+        linkSync(tmp, target);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new CliError("IO", `${path} exists; refusing to overwrite a key (use --force)`);
+        throw e;
+      }
+      rmSync(tmp, { force: true });
+    } else renameSync(tmp, target);
+    syncDir(dirname(target));
   } catch (e) {
     rmSync(tmp, { force: true });
     if (e instanceof CliError) throw e;

@@ -109,8 +109,15 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
     // Not a CliError: most often an operator's input another layer refused (an unreachable
     // server, a malformed key id, an option out of range). One line, exit 2; the stack only
     // when asked for.
+    // The causes always (the reason is often one or two below: a held LevelDB lock); the stack
+    // only when asked for.
     const debug = process.env["FAILCLOSED_DEBUG"] === "1";
-    io.err(`failclosed: ${e instanceof Error ? (debug ? (e.stack ?? e.message) : e.message) : String(e)}${debug ? "" : " (FAILCLOSED_DEBUG=1 shows where)"}\n`);
+    const causes: string[] = [];
+    for (let c: unknown = e instanceof Error ? e.cause : undefined; c !== undefined && causes.length < 5; c = c instanceof Error ? c.cause : undefined) {
+      causes.push(c instanceof Error ? c.message : typeof c === "string" ? c : JSON.stringify(c));
+    }
+    const head = e instanceof Error ? (debug ? (e.stack ?? e.message) : e.message) : String(e);
+    io.err(`failclosed: ${head}${causes.map((c) => `: cause: ${c}`).join("")}${debug ? "" : " (FAILCLOSED_DEBUG=1 shows where)"}\n`);
     return EXIT.USAGE;
   }
 }

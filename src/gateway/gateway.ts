@@ -526,7 +526,8 @@ export class Gateway {
           onRevocation: (r) => this.#applyRevocation(r),
           onHeartbeat: (at) => {
             if (this.#feedAt === null || at > this.#feedAt) this.#feedAt = at;
-            if (this.#staleWarned) {
+            // Fresh again only if this heartbeat makes it so (a backlog replayed is still stale).
+            if (this.#staleWarned && this.#clock() - this.#feedAt <= this.#limits.maxFeedAgeMs) {
               this.#staleWarned = false;
               this.#warn("revocation feed fresh again");
             }

@@ -7,7 +7,7 @@ import type { KeyPair } from "../crypto/keys.ts";
 import { heartbeat, issueArtifact, originLineage, revoke, type IssueOptions } from "../core/artifacts.ts";
 import type { RevocationTarget, SignedArtifact, SignedLineage, SignedRevocation } from "../core/types.ts";
 import { tryParseStrict } from "../canonical/strict-parse.ts";
-import { screenPolicyText } from "../policy/cedar.ts";
+import { PolicyEngine, screenPolicyText } from "../policy/cedar.ts";
 import { isPolicyDocument, policyDigest, type PolicyDocument } from "../policy/policy-document.ts";
 import { MAX_MESSAGE_BYTES, POLICY_KEY, SUBJECTS } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
@@ -59,6 +59,11 @@ export class Authority {
     const entry = JSON.stringify({ digest, document: doc });
     const back = tryParseStrict(entry, { maxBytes: MAX_MESSAGE_BYTES });
     if (!back.ok) throw new TypeError(`publishPolicy: gateways would refuse the entry (${back.error.message})`);
+    // Gateways activate any well-formed document: one Cedar cannot parse would then deny every
+    // task everywhere. Parse it here first (a probe request; only the parse errors matter).
+    const probe = new PolicyEngine().evaluate(doc, digest, { principal: "probe", action: "probe", resource: "probe", context: {} });
+    const unparsable = probe.errors.filter((e) => e.startsWith("POLICY_PARSE") || e.startsWith("POLICY_TOO_COMPLEX") || e.startsWith("BAD_DOCUMENT"));
+    if (unparsable.length > 0) throw new TypeError(`publishPolicy: Cedar refuses the policy: ${unparsable.join("; ")}`);
     await this.policyKv.put(POLICY_KEY, entry);
     this.#policy = { id: doc.id, digest };
     return digest;
@@ -139,8 +144,13 @@ export class Authority {
     return { artifact, lineage };
   }
 
+  /** Stop heartbeating and, if it opened its own connection, close it (drain for at most 2 s: a bus that is down never drains). */
   async close(): Promise<void> {
     this.stopHeartbeats();
-    if (this.ownsConnection) await this.nc.drain().catch(() => undefined);
+    if (!this.ownsConnection) return;
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([this.nc.drain().then(() => true, () => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 2_000)))]);
+    clearTimeout(timer);
+    if (!drained) await this.nc.close().catch(() => undefined);
   }
 }

@@ -31,8 +31,8 @@ it("keeps one heartbeat and every revocation, also on a stream made before rollu
     const authority = await Authority.connect({ nc, key: namedKey("authority") });
     await authority.publishPolicy(DEFAULT_POLICY);
     for (let i = 0; i < 20; i++) await authority.heartbeat();
-    await authority.revoke({ kind: "key", keyId: namedKey("agent-1").keyId }, "one");
-    await authority.revoke({ kind: "key", keyId: namedKey("agent-2").keyId }, "two");
+    await authority.revoke({ type: "key", keyId: namedKey("agent-1").keyId }, "one");
+    await authority.revoke({ type: "key", keyId: namedKey("agent-2").keyId }, "two");
     await authority.heartbeat();
     const info = await jsm.streams.info(STREAMS.gov, { subjects_filter: ">" });
     expect(info.state.subjects).toEqual({ [SUBJECTS.heartbeat]: 1, [SUBJECTS.revocation]: 2 });
