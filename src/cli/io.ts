@@ -109,8 +109,12 @@ export function writeOutFile(path: string, text: string, opts: { secret?: boolea
       try {
         linkSync(tmp, target);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new CliError("IO", `${path} exists; refusing to overwrite a key (use --force)`);
-        throw e;
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "EEXIST") throw new CliError("IO", `${path} exists; refusing to overwrite a key (use --force)`);
+        // A filesystem without hard links: create the key in place, exclusively (there is no old
+        // key to lose; a crash part-way leaves a short file that fails to read, never a wrong key).
+        if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EXDEV" && code !== "ENOSYS") throw e;
+        writeExclusive(target, text);
       }
       rmSync(tmp, { force: true });
     } else renameSync(tmp, target);
@@ -119,6 +123,22 @@ export function writeOutFile(path: string, text: string, opts: { secret?: boolea
     rmSync(tmp, { force: true });
     if (e instanceof CliError) throw e;
     throw new CliError("IO", `cannot write ${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
+function writeExclusive(path: string, text: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, "wx", 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new CliError("IO", `${path} exists; refusing to overwrite a key (use --force)`);
+    throw e;
+  }
+  try {
+    writeFileSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 

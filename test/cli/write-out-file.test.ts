@@ -1,6 +1,6 @@
 // writeOutFile (src/cli/io.ts): a key that appears while it writes is never overwritten
 // without --force, and a path that is a symlink is written through, not replaced.
-import { lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 // puts its own file in place (a link without --force, a rename with it): the mock does that, then
 // carries on as asked.
 let beforeRename: ((to: string) => void) | undefined;
+let linkFails: string | undefined;
 vi.mock("node:fs", async (orig) => {
   const real = await orig<typeof import("node:fs")>();
   return {
@@ -19,6 +20,7 @@ vi.mock("node:fs", async (orig) => {
     },
     linkSync: (from: string, to: string) => {
       beforeRename?.(to);
+      if (linkFails !== undefined) throw Object.assign(new Error(`${linkFails}: operation not permitted, link`), { code: linkFails });
       return real.linkSync(from, to);
     },
   };
@@ -29,6 +31,7 @@ const { writeOutFile } = await import("../../src/cli/io.ts");
 let dir: string;
 afterEach(() => {
   beforeRename = undefined;
+  linkFails = undefined;
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -60,5 +63,18 @@ describe("writeOutFile", () => {
     writeOutFile(link, "new");
     expect(readFileSync(real, "utf8")).toBe("new");
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
+  });
+
+  it("on a filesystem without hard links, a new key is created in place, exclusively, 0600", () => {
+    dir = mkdtempSync(join(tmpdir(), "fc-wof-"));
+    const key = join(dir, "k.json");
+    linkFails = "EPERM";
+    writeOutFile(key, "MY KEY", { secret: true });
+    expect(readFileSync(key, "utf8")).toBe("MY KEY");
+    expect(statSync(key).mode & 0o777).toBe(0o600);
+    expect(readdirSync(dir).filter((f) => f.includes(".tmp-"))).toEqual([]);
+    // …and still never over an existing one.
+    expect(() => writeOutFile(key, "OTHER", { secret: true })).toThrow(/exists/);
+    expect(readFileSync(key, "utf8")).toBe("MY KEY");
   });
 });
