@@ -1,7 +1,7 @@
 // What every command shares: where output goes, how failures map to exit codes, and reading and
 // writing the JSON files (keys, artifact chains, revocations) that the commands pass around.
 import { randomBytes } from "node:crypto";
-import { chmodSync, closeSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { parseStrict } from "../canonical/strict-parse.ts";
 import type { JsonValue } from "../canonical/jcs.ts";
@@ -77,8 +77,28 @@ export function readTextFile(path: string, what: string): string {
  */
 export function writeOutFile(path: string, text: string, opts: { secret?: boolean; force?: boolean } = {}): void {
   if (opts.secret && !opts.force && existsSync(path)) throw new CliError("IO", `${path} exists; refusing to overwrite a key (use --force)`);
+  // The process's own streams by name (/dev/stdout, /dev/fd/1, /proc/self/fd/1) are written to
+  // through the descriptor: `--out /dev/stdout >> log` appends, as the shell set it up.
+  const fdPath = /^(?:\/dev\/(stdout|stderr)|\/dev\/fd\/(\d+)|\/proc\/self\/fd\/(\d+))$/.exec(path);
+  if (fdPath !== null) {
+    const fd = fdPath[1] === "stdout" ? 1 : fdPath[1] === "stderr" ? 2 : Number(fdPath[2] ?? fdPath[3]);
+    try {
+      const bytes = Buffer.from(text, "utf8");
+      for (let at = 0, again = 0; at < bytes.length; ) {
+        try {
+          at += writeSync(fd, bytes, at);
+        } catch (e) {
+          // A non-blocking pipe that is full for a moment.
+          if ((e as NodeJS.ErrnoException).code !== "EAGAIN" || ++again > 1_000) throw e;
+        }
+      }
+    } catch (e) {
+      throw new CliError("IO", `cannot write ${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
+    return;
+  }
   // A symlink is written through (the file it names is replaced); a target that is not a regular
-  // file (/dev/stdout, a pipe) is written to directly: there is nothing to replace atomically.
+  // file (a pipe, a device) is written to directly: there is nothing to replace atomically.
   let target = path;
   try {
     if (existsSync(path)) {

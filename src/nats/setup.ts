@@ -43,19 +43,15 @@ export async function ensureBus(nc: NatsConnection, opts: BusSetupOptions = {}):
     max_age: ns(opts.evidenceMaxAgeMs ?? 10 * 60_000),
     max_msg_size: MAX_MESSAGE_BYTES,
   });
-  // Revocations are kept for good (a gateway starting fresh must learn every one); a heartbeat
-  // only matters until the next, so the authority publishes each as a rollup of its subject
-  // (Nats-Rollup: sub) and the stream keeps one, not one per interval forever.
+  // Revocations are kept for good (a gateway starting fresh must learn every one). Rollup
+  // headers stay refused: any publisher could otherwise purge the revocations with one unsigned
+  // message. A heartbeat only matters until the next, so each authority deletes its own previous
+  // one by sequence (Authority.heartbeat), and the stream does not grow by one per interval.
   await ensureStream(jsm, STREAMS.gov, {
     subjects: [SUBJECTS.revocation, SUBJECTS.heartbeat],
     storage: StorageType.File,
     max_msg_size: MAX_MESSAGE_BYTES,
-    allow_rollup_hdrs: true,
   });
-  // A stream created before rollups were allowed is updated once (best effort: without it the
-  // authority's heartbeats fall back to plain publishes).
-  const gov = await jsm.streams.info(STREAMS.gov).catch(() => undefined);
-  if (gov !== undefined && gov.config.allow_rollup_hdrs !== true) await jsm.streams.update(STREAMS.gov, { allow_rollup_hdrs: true }).catch(() => undefined);
   await ensureStream(jsm, STREAMS.checkpoints, {
     subjects: ["failclosed.audit.checkpoint.>"],
     storage: StorageType.File,

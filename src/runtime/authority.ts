@@ -1,7 +1,7 @@
 // A policy authority on the bus: publishes the active policy, heartbeats that keep the
 // revocation feed fresh, revocations, and root grants with their origin lineage.
-import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
-import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "../crypto/keys.ts";
 import { heartbeat, issueArtifact, originLineage, revoke, type IssueOptions } from "../core/artifacts.ts";
@@ -9,7 +9,7 @@ import type { RevocationTarget, SignedArtifact, SignedLineage, SignedRevocation 
 import { tryParseStrict } from "../canonical/strict-parse.ts";
 import { PolicyEngine, screenPolicyText } from "../policy/cedar.ts";
 import { isPolicyDocument, policyDigest, type PolicyDocument } from "../policy/policy-document.ts";
-import { MAX_MESSAGE_BYTES, POLICY_KEY, SUBJECTS } from "../nats/contract.ts";
+import { MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
 import { systemClock, type Clock } from "./clock.ts";
 
@@ -25,12 +25,14 @@ export class Authority {
   #timer: NodeJS.Timeout | undefined;
   #policy: { id: string; digest: string } | undefined;
   #lastHeartbeatAt: number | undefined;
-  #rollup = true;
+  /** Stream sequence of this authority's last heartbeat (deleted once the next one lands). */
+  #heartbeatSeq: number | undefined;
 
   private constructor(
     readonly key: KeyPair,
     readonly nc: NatsConnection,
     private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
     private readonly policyKv: KV,
     private readonly clock: Clock,
     private readonly ownsConnection: boolean,
@@ -38,8 +40,8 @@ export class Authority {
 
   static async connect(o: { natsUrl?: string; nc?: NatsConnection; key: KeyPair; clock?: Clock }): Promise<Authority> {
     const nc = o.nc ?? (await connect({ servers: o.natsUrl ?? "nats://127.0.0.1:4222", name: `failclosed-authority`, maxReconnectAttempts: -1, reconnectTimeWait: 200 }));
-    const { policyKv } = await ensureBus(nc);
-    return new Authority(o.key, nc, jetstream(nc), policyKv, o.clock ?? systemClock, o.nc === undefined);
+    const { policyKv, jsm } = await ensureBus(nc);
+    return new Authority(o.key, nc, jetstream(nc), jsm, policyKv, o.clock ?? systemClock, o.nc === undefined);
   }
 
   get keyId(): string {
@@ -70,26 +72,18 @@ export class Authority {
   }
 
   /**
-   * Publish a heartbeat, as a rollup of the heartbeat subject: the stream keeps the latest one
-   * (setup.ts). A stream that refuses rollups gets a plain publish.
+   * Publish a heartbeat, then delete this authority's previous one from the stream by its
+   * sequence (best effort: an API that refuses only lets the stream grow), so the stream holds
+   * one heartbeat per authority rather than one per interval forever. Never another authority's,
+   * and never by a rollup, which any publisher could aim at the revocations.
    */
   async heartbeat(): Promise<void> {
     const at = this.clock();
-    const body = JSON.stringify(heartbeat(this.key, ++this.#seq, at));
-    if (this.#rollup) {
-      const h = headers();
-      h.set("Nats-Rollup", "sub");
-      try {
-        await this.js.publish(SUBJECTS.heartbeat, body, { headers: h });
-        this.#lastHeartbeatAt = at;
-        return;
-      } catch (e) {
-        if (!/rollup/i.test(String((e as Error | undefined)?.message ?? e))) throw e;
-        this.#rollup = false;
-      }
-    }
-    await this.js.publish(SUBJECTS.heartbeat, body);
+    const ack = await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, at)));
     this.#lastHeartbeatAt = at;
+    const previous = this.#heartbeatSeq;
+    this.#heartbeatSeq = ack.seq;
+    if (previous !== undefined && previous < ack.seq) await this.jsm.streams.deleteMessage(STREAMS.gov, previous, false).catch(() => undefined);
   }
 
   /**

@@ -1,7 +1,7 @@
-// The governance stream keeps every revocation and only the latest heartbeat: the authority
-// publishes each heartbeat as a rollup of its subject, so the stream does not grow by one per
-// interval forever (86,400 a day at 1 s) for every starting gateway to read through. A stream
-// created before rollups were allowed is updated by the next ensureBus.
+// The governance stream keeps every revocation and each authority's latest heartbeat: an
+// authority deletes its own previous heartbeat by sequence once the next lands, so the stream
+// does not grow by one per interval forever (86,400 a day at 1 s) for every starting gateway to
+// read through.
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -20,22 +20,22 @@ afterAll(async () => {
   await server.stop();
 });
 
-it("keeps one heartbeat and every revocation, also on a stream made before rollups", async () => {
+it("keeps each authority's latest heartbeat and every revocation", async () => {
   const nc = await connect({ servers: server.url });
   try {
     const jsm = await jetstreamManager(nc);
-    // The stream as an older release made it: no rollups.
-    await jsm.streams.add({ name: STREAMS.gov, subjects: [SUBJECTS.revocation, SUBJECTS.heartbeat] });
     await ensureBus(nc);
-    expect((await jsm.streams.info(STREAMS.gov)).config.allow_rollup_hdrs).toBe(true);
     const authority = await Authority.connect({ nc, key: namedKey("authority") });
+    const other = await Authority.connect({ nc, key: namedKey("authority-b") });
+    await other.heartbeat();
     await authority.publishPolicy(DEFAULT_POLICY);
     for (let i = 0; i < 20; i++) await authority.heartbeat();
     await authority.revoke({ type: "key", keyId: namedKey("agent-1").keyId }, "one");
     await authority.revoke({ type: "key", keyId: namedKey("agent-2").keyId }, "two");
     await authority.heartbeat();
     const info = await jsm.streams.info(STREAMS.gov, { subjects_filter: ">" });
-    expect(info.state.subjects).toEqual({ [SUBJECTS.heartbeat]: 1, [SUBJECTS.revocation]: 2 });
+    // One heartbeat each for the two authorities, both revocations.
+    expect(info.state.subjects).toEqual({ [SUBJECTS.heartbeat]: 2, [SUBJECTS.revocation]: 2 });
     expect(authority.lastHeartbeatAt).toBeDefined();
     await authority.close();
   } finally {
