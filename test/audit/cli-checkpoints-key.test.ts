@@ -2,18 +2,13 @@
 // never a listing with the signature check quietly off.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runAudit, type AuditIo } from "../../src/audit/cli.ts";
+import { runAudit } from "../../src/audit/cli.ts";
 import { AuditStore } from "../../src/audit/store.ts";
-import { outcomeEntry, storeOptions, tempDir } from "./support.ts";
+import { captureIo, outcomeEntry, storeOptions, tempDir } from "./support.ts";
 import { writeForgedLog, readRecords, type Forgeable } from "./tamper.ts";
 import { LevelBackend } from "../../src/audit/backend.ts";
 import { ROGUE_KEY, GATEWAY_KEY } from "./support.ts";
 
-function captureIo(): AuditIo & { stdout: () => string; stderr: () => string } {
-  let out = "";
-  let err = "";
-  return { out: (s) => void (out += s), err: (s) => void (err += s), isTTY: false, setExitCode: () => undefined, stdout: () => out, stderr: () => err };
-}
 
 describe("audit checkpoints with a malformed --gateway-key", () => {
   const t = tempDir("fc-cps-");

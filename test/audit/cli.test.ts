@@ -2,25 +2,13 @@ import { join } from "node:path";
 import { writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LevelBackend } from "../../src/audit/backend.ts";
-import { runAudit, type AuditIo } from "../../src/audit/cli.ts";
+import { runAudit } from "../../src/audit/cli.ts";
 import { verifyProofBundle } from "../../src/audit/proof-bundle.ts";
 import { AuditStore } from "../../src/audit/store.ts";
 import { scenarioTrustRoots, writeScenario } from "./scenario.ts";
-import { GATEWAY_KEY, ROGUE_KEY, storeOptions, tempDir } from "./support.ts";
+import { captureIo, GATEWAY_KEY, ROGUE_KEY, storeOptions, tempDir } from "./support.ts";
 import { flipBit } from "./tamper.ts";
 
-function captureIo(): AuditIo & { stdout: () => string; stderr: () => string } {
-  let out = "";
-  let err = "";
-  return {
-    out: (s) => void (out += s),
-    err: (s) => void (err += s),
-    isTTY: false,
-    setExitCode: () => undefined,
-    stdout: () => out,
-    stderr: () => err,
-  };
-}
 
 describe("failclosed audit CLI", () => {
   const t = tempDir("fc-cli-");

@@ -2,21 +2,17 @@
 // on the wire, and verifyProofBundle reads them with the log's own limits.
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { runAudit, type AuditIo } from "../../src/audit/cli.ts";
+import { runAudit } from "../../src/audit/cli.ts";
 import { verifyProofBundle } from "../../src/audit/proof-bundle.ts";
 import { AuditStore } from "../../src/audit/store.ts";
 import { canonicalBytes, type JsonValue } from "../../src/canonical/jcs.ts";
 import { tryParseStrict } from "../../src/canonical/strict-parse.ts";
 import { MAX_MESSAGE_BYTES } from "../../src/nats/contract.ts";
-import { GATEWAY_KEY, storeOptions, tempDir } from "./support.ts";
+import { captureIo, GATEWAY_KEY, storeOptions, tempDir } from "./support.ts";
 import { makeArtifact } from "./scenario.ts";
 import { issueArtifact } from "../../src/core/artifacts.ts";
 import { AUTHORITY_KEY } from "./support.ts";
 
-function captureIo(): AuditIo & { stdout: () => string } {
-  let out = "";
-  return { out: (s) => void (out += s), err: () => undefined, isTTY: false, setExitCode: () => undefined, stdout: () => out };
-}
 
 describe("prove bundles a third party can check", () => {
   const t = tempDir("fc-prove-");

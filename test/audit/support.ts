@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LevelBackend, MemoryBackend, type AuditBackend, type MemoryData } from "../../src/audit/backend.ts";
+import type { AuditIo } from "../../src/audit/cli.ts";
 import type { AuditState, Retiring } from "../../src/audit/fold.ts";
 import type { AuditEntry } from "../../src/audit/records.ts";
 import { AuditStore, type AuditStoreOptions } from "../../src/audit/store.ts";
@@ -123,3 +124,10 @@ export const claimDecision = (taskId: string, verdict: "allow" | "deny", nonce: 
   decision: { verdict, checks: [], reasons: verdict === "deny" ? ["REPLAYED"] : [] },
 });
 export const claimOutcome = (taskId: string): AuditEntry => ({ type: "outcome", taskId, status: "succeeded", resultDigest: "q".repeat(43) });
+
+/** An AuditIo that keeps what the command printed (not a terminal; exit codes come back from runAudit). */
+export function captureIo(): AuditIo & { stdout: () => string; stderr: () => string } {
+  let out = "";
+  let err = "";
+  return { out: (s) => void (out += s), err: (s) => void (err += s), isTTY: false, setExitCode: () => undefined, stdout: () => out, stderr: () => err };
+}

@@ -5,7 +5,7 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { LevelBackend, type AuditBackend } from "../../src/audit/backend.ts";
-import { runAudit, type AuditIo } from "../../src/audit/cli.ts";
+import { runAudit } from "../../src/audit/cli.ts";
 import { bundleCount, slotBytes } from "../../src/audit/entry-bundle.ts";
 import { BUNDLE_SIZE, bundleKeyFor } from "../../src/audit/keys.ts";
 import { backendLogSource } from "../../src/audit/log-source.ts";
@@ -15,12 +15,8 @@ import { replay } from "../../src/audit/replay.ts";
 import { recordLeafHash } from "../../src/audit/records.ts";
 import { AuditStore } from "../../src/audit/store.ts";
 import { toB64u } from "../../src/crypto/base64url.ts";
-import { GATEWAY_KEY, outcomeEntry, storeOptions, tempDir } from "./support.ts";
+import { captureIo, GATEWAY_KEY, outcomeEntry, storeOptions, tempDir } from "./support.ts";
 
-function captureIo(): AuditIo & { stdout: () => string } {
-  let out = "";
-  return { out: (s) => void (out += s), err: () => undefined, isTTY: false, setExitCode: () => undefined, stdout: () => out };
-}
 
 /** Flip one bit of the stored tree node (level, index) — not of any record. */
 async function flipNode(backend: AuditBackend, level: number, index: number): Promise<void> {

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LevelBackend, MemoryBackend } from "../../src/audit/backend.ts";
-import { runAudit, type AuditIo } from "../../src/audit/cli.ts";
+import { runAudit } from "../../src/audit/cli.ts";
 import type { AuditRecord, CheckpointPayload } from "../../src/audit/records.ts";
 import { AuditStore } from "../../src/audit/store.ts";
 import { proveChain, readWitnessFile } from "../../src/audit/witness.ts";
@@ -20,17 +20,12 @@ import type { Gateway } from "../../src/gateway/gateway.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
-import { outcomeEntry, steppingClock, tempDir } from "./support.ts";
+import { captureIo, outcomeEntry, steppingClock, tempDir } from "./support.ts";
 import { readRecords, writeForgedLog } from "./tamper.ts";
 
 const agent = namedKey("agent-0");
 const GW_KEY = namedKey("gateway-1");
 
-function captureIo(): AuditIo & { stdout: () => string; stderr: () => string } {
-  let out = "";
-  let err = "";
-  return { out: (s) => void (out += s), err: (s) => void (err += s), isTTY: false, setExitCode: () => undefined, stdout: () => out, stderr: () => err };
-}
 
 interface Report {
   ok: boolean;

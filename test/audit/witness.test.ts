@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LevelBackend } from "../../src/audit/backend.ts";
-import { runAudit, type AuditIo } from "../../src/audit/cli.ts";
+import { runAudit } from "../../src/audit/cli.ts";
 import type { AuditRecord, CheckpointPayload } from "../../src/audit/records.ts";
 import { checkpointShapeProblem, witness } from "../../src/audit/witness.ts";
 import { canonicalize } from "../../src/canonical/jcs.ts";
@@ -19,17 +19,12 @@ import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
 import { readRecords, writeForgedLog } from "./tamper.ts";
-import { tempDir } from "./support.ts";
+import { captureIo, tempDir } from "./support.ts";
 
 const agent = namedKey("agent-0");
 const GW_KEY = namedKey("gateway-1");
 const ROGUE = namedKey("rogue-witness-test");
 
-function captureIo(): AuditIo & { stdout: () => string; stderr: () => string } {
-  let out = "";
-  let err = "";
-  return { out: (s) => void (out += s), err: (s) => void (err += s), isTTY: false, setExitCode: () => undefined, stdout: () => out, stderr: () => err };
-}
 
 const readHeld = (file: string): Signed<CheckpointPayload>[] => {
   const v = JSON.parse(readFileSync(file, "utf8")) as Signed<CheckpointPayload>[] | { checkpoints: Signed<CheckpointPayload>[] };

@@ -4,14 +4,12 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../../src/cli/main.ts";
 import type { CliIo } from "../../src/cli/io.ts";
 import { startNatsServer, type NatsServerHandle } from "../../src/infra/nats-launcher.ts";
+import { MAIN, TSX } from "./gateway-process.ts";
 
-const TSX = import.meta.resolve("tsx");
-const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 const quiet: CliIo = { out: () => undefined, err: () => undefined, progressTTY: false, setExitCode: () => undefined };
 
 let server: NatsServerHandle;

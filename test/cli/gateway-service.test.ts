@@ -4,7 +4,6 @@ import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LevelBackend } from "../../src/audit/backend.ts";
 import { backendLogSource } from "../../src/audit/log-source.ts";
@@ -15,9 +14,8 @@ import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
 import { Authority } from "../../src/runtime/authority.ts";
 import { Runtime, newTaskId } from "../../src/runtime/runtime.ts";
 import { namedKey, namedNonce } from "../../src/testkit/world.ts";
+import { MAIN, TSX, startGatewayProcess } from "./gateway-process.ts";
 
-const TSX = import.meta.resolve("tsx");
-const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 
 describe("failclosed gateway (process)", () => {
   let server: NatsServerHandle;
@@ -36,14 +34,8 @@ describe("failclosed gateway (process)", () => {
     const authority = await Authority.connect({ natsUrl: server.url, key: authKey });
     await authority.publishPolicy(DEFAULT_POLICY);
     await authority.startHeartbeats(500);
-    const proc = spawn(process.execPath, ["--import", TSX, MAIN, "gateway", "--nats", server.url, "--data", dir, "--id", "gw-svc", "--authority", authKey.keyId], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let logs = "";
-    proc.stderr.on("data", (d: Buffer) => (logs += d.toString()));
-    const exited = new Promise<number | null>((r) => proc.once("exit", (c) => r(c)));
-    for (let i = 0; i < 300 && !logs.includes("started on"); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(logs).toContain("started on");
+    const { proc, logs, exited } = await startGatewayProcess(["--nats", server.url, "--data", dir, "--id", "gw-svc", "--authority", authKey.keyId]);
+    expect(logs()).toContain("started on");
 
     const rt = await Runtime.connect({ natsUrl: server.url, outcomeTimeoutMs: 15_000 });
     const agent = namedKey("svc-agent");
@@ -63,7 +55,7 @@ describe("failclosed gateway (process)", () => {
 
     proc.kill("SIGTERM");
     expect(await exited).toBe(0);
-    expect(logs).toContain("stopped");
+    expect(logs()).toContain("stopped");
     await rt.close();
     await authority.close();
 
@@ -77,15 +69,9 @@ describe("failclosed gateway (process)", () => {
   });
 
   it("restarted on the same log, it reads its fold from the snapshot it wrote at shutdown", async () => {
-    const proc = spawn(process.execPath, ["--import", TSX, MAIN, "gateway", "--nats", server.url, "--data", dir, "--id", "gw-svc", "--authority", namedKey("svc-authority").keyId, "--snapshot-every", "5"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let logs = "";
-    proc.stderr.on("data", (d: Buffer) => (logs += d.toString()));
-    const exited = new Promise<number | null>((r) => proc.once("exit", (c) => r(c)));
-    for (let i = 0; i < 300 && !logs.includes("started on"); i++) await new Promise((r) => setTimeout(r, 50));
-    const m = /audit log: (\d+) records, 0 folded on open after the snapshot at (\d+)/.exec(logs);
-    expect(m, logs).not.toBeNull();
+    const { proc, logs, exited } = await startGatewayProcess(["--nats", server.url, "--data", dir, "--id", "gw-svc", "--authority", namedKey("svc-authority").keyId, "--snapshot-every", "5"]);
+    const m = /audit log: (\d+) records, 0 folded on open after the snapshot at (\d+)/.exec(logs());
+    expect(m, logs()).not.toBeNull();
     expect(m![1]).toBe(m![2]);
     proc.kill("SIGTERM");
     expect(await exited).toBe(0);

@@ -1,12 +1,10 @@
 // SIGTERM while an allowed task is executing: the handler (one that does not watch ctx.signal,
 // like most real I/O) runs to completion within the stop grace, and the audit log records its
 // outcome before the gateway says "stopped" and exits.
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { LevelBackend } from "../../src/audit/backend.ts";
 import { exportJsonl } from "../../src/audit/log-source.ts";
@@ -15,9 +13,8 @@ import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
 import { Authority } from "../../src/runtime/authority.ts";
 import { Runtime, newTaskId } from "../../src/runtime/runtime.ts";
 import { namedKey, namedNonce } from "../../src/testkit/world.ts";
+import { startGatewayProcess } from "./gateway-process.ts";
 
-const TSX = import.meta.resolve("tsx");
-const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 
 let server: NatsServerHandle;
 let dir: string;
@@ -52,14 +49,8 @@ export const actions = {
   await authority.publishPolicy(DEFAULT_POLICY);
   await authority.startHeartbeats(500);
   const data = join(dir, "gw");
-  const proc = spawn(process.execPath, ["--import", TSX, MAIN, "gateway", "--nats", server.url, "--data", data, "--id", "gw-r4", "--authority", authKey.keyId, "--actions", mod], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let logs = "";
-  proc.stderr.on("data", (d: Buffer) => (logs += d.toString()));
-  const exited = new Promise<number | null>((r) => proc.once("exit", (c) => r(c)));
-  for (let i = 0; i < 300 && !logs.includes("started on"); i++) await new Promise((r) => setTimeout(r, 50));
-  expect(logs).toContain("started on");
+  const { proc, logs, exited } = await startGatewayProcess(["--nats", server.url, "--data", data, "--id", "gw-r4", "--authority", authKey.keyId, "--actions", mod]);
+  expect(logs()).toContain("started on");
 
   const rt = await Runtime.connect({ natsUrl: server.url, outcomeTimeoutMs: 20_000 });
   const agent = namedKey("r4-agent");
@@ -75,7 +66,7 @@ export const actions = {
   });
   const outcome = rt.spawn({ agent, action: "read", resource: "reports/q1", args: {}, chain: [artifact], taskId }).outcome;
   for (let i = 0; i < 200 && !existsSync(started); i++) await new Promise((r) => setTimeout(r, 50));
-  expect(existsSync(started), logs).toBe(true);
+  expect(existsSync(started), logs()).toBe(true);
 
   proc.kill("SIGTERM");
   expect(await exited).toBe(0);
@@ -84,12 +75,12 @@ export const actions = {
   await authority.close();
 
   // The side effect happened (the process stayed alive until the handler finished)…
-  expect(existsSync(done), `handler did not finish; logs:\n${logs}`).toBe(true);
+  expect(existsSync(done), `handler did not finish; logs:\n${logs()}`).toBe(true);
   // …so the log must say so.
   const backend = await LevelBackend.open(join(data, "audit"));
   const jsonl = await exportJsonl(backend);
   await backend.close();
   const records = jsonl.split("\n").filter((l) => l.includes(taskId));
   const types = records.map((l) => (JSON.parse(l) as { type?: string; record?: { type?: string } }).type ?? (JSON.parse(l) as { record?: { type?: string } }).record?.type);
-  expect(types, `records for ${taskId}:\n${records.join("\n")}\nlogs:\n${logs}`).toContain("outcome");
+  expect(types, `records for ${taskId}:\n${records.join("\n")}\nlogs:\n${logs()}`).toContain("outcome");
 }, 60_000);

@@ -3,49 +3,24 @@
 // that, and once the deadline and the allowed skew have passed the client asks whose claim
 // holds the task id. No claim: denied, for good (a gateway that reaches it later denies it
 // EXPIRED). A claim for this submission, or no deadline at all: "unknown", since it may run.
-import { afterEach, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { signRequest } from "../../src/core/artifacts.ts";
-import type { SignedArtifact } from "../../src/core/types.ts";
-import type { TaskOutcome } from "../../src/gateway/outcome.ts";
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
-import { startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
+import type { Harness } from "../../src/testkit/harness.ts";
+import { agent, harnessPerTest, sleep, testGateway, type TestGateway } from "./client-support.ts";
 
-let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
-const agent = namedKey("agent-0");
-const validity = () => ({ notBefore: Date.now() - 60_000, expiresAt: Date.now() + 3_600_000 });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const startHarness = harnessPerTest();
 
-async function busyGateway(): Promise<{ hh: Harness; ran: string[]; grant: (t: string) => Promise<SignedArtifact>; hold: (ms: number) => Promise<TaskOutcome>; keys: Set<string> }> {
-  h = await startHarness({ gateways: 0 });
-  const hh = h;
-  const gw = await hh.startGateway({ maxInFlight: 1 });
-  const ran: string[] = [];
-  gw.registerAction("transfer", async ({ taskId, args }) => {
-    const slow = (args as { slowMs?: number }).slowMs;
-    if (slow !== undefined) await sleep(slow);
-    ran.push(taskId);
-    return { ok: true };
-  });
-  const grant = async (t: string) => (await hh.authority.grant({ taskId: t, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: validity(), nonce: namedNonce(`d-${t}`), attribution: { initiator: "t", reason: "deadline" } })).artifact;
-  // A task that holds the gateway's only slot for `ms`.
-  const hold = async (ms: number) => {
-    const a = newTaskId();
-    const p = hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1, slowMs: ms }, chain: [await grant(a)], taskId: a }).outcome;
-    await sleep(300);
-    return p;
-  };
-  return { hh, ran, grant, hold, keys: new Set([gw.keyId]) };
+/** A gateway with one slot, so a held task keeps the next one waiting. */
+async function busyGateway(): Promise<TestGateway & { hh: Harness }> {
+  const hh = await startHarness();
+  return { hh, ...(await testGateway(hh, { maxInFlight: 1 })) };
 }
 
 it("no answer before the deadline and no claim: denied, and a gateway that reaches it later denies it EXPIRED", { timeout: 60_000 }, async () => {
   const { hh, ran, grant, hold, keys } = await busyGateway();
-  const first = hold(3_000);
+  const first = await hold(3_000);
   const b = newTaskId();
   const artifact = await grant(b);
   const now = Date.now();
@@ -53,7 +28,7 @@ it("no answer before the deadline and no claim: denied, and a gateway that reach
   const ob = await submitTask(hh.runtime.nc, { request, args: { amount: 2 }, chain: [artifact], timeoutMs: 1_000, skewMs: 200, gatewayKeys: keys });
   expect(ob).toMatchObject({ verdict: "deny", status: "denied", gatewayId: "client", codes: ["GOVERNANCE_UNAVAILABLE"] });
   expect(ob.detail).toMatch(/no gateway allowed it before its decision deadline/);
-  await first;
+  await first.done;
   for (let i = 0; i < 100 && !hh.outcomes.some((o) => o.taskId === b); i++) await sleep(50);
   expect(hh.outcomes.find((o) => o.taskId === b)).toMatchObject({ verdict: "deny", codes: ["EXPIRED"] });
   expect(ran).not.toContain(b);
@@ -61,14 +36,14 @@ it("no answer before the deadline and no claim: denied, and a gateway that reach
 
 it("without a deadline, no answer is 'unknown', never 'denied': the task may still run, and here it does", { timeout: 60_000 }, async () => {
   const { hh, ran, grant, hold, keys } = await busyGateway();
-  const first = hold(3_000);
+  const first = await hold(3_000);
   const b = newTaskId();
   const artifact = await grant(b);
   const request = signRequest(agent, { taskId: b, action: "transfer", resource: "payments/transfer", args: { amount: 2 }, artifact, createdAt: Date.now() });
   const ob = await submitTask(hh.runtime.nc, { request, args: { amount: 2 }, chain: [artifact], timeoutMs: 1_000, gatewayKeys: keys });
   expect(ob).toMatchObject({ verdict: "deny", status: "unknown" });
   expect(ob.detail).toMatch(/no decision deadline/);
-  await first;
+  await first.done;
   for (let i = 0; i < 100 && !ran.includes(b); i++) await sleep(50);
   expect(ran).toContain(b);
 });
@@ -100,4 +75,42 @@ it("spawn() signs the deadline into every request, and an answer in time is take
   const notAfter = (decision as unknown as { input: { request: { payload: { notAfter: number; createdAt: number } } } }).input.request.payload;
   expect(notAfter.notAfter - notAfter.createdAt).toBe(20_000); // the harness's outcomeTimeoutMs
   expect(notAfter.createdAt).toBeGreaterThanOrEqual(before);
+});
+
+// A decision deadline further off than the client waits (here 30 days, past what a Node timer can
+// hold) is not waited out: no answer is then "unknown", never "denied", and the task runs once the
+// gateway gets to it.
+it("a 30-day decision deadline: no answer in time is 'unknown', and the task then runs", { timeout: 60_000 }, async () => {
+  const { hh, ran, grant, hold, keys } = await busyGateway();
+  const busy = await hold(2_000);
+  const b = newTaskId();
+  const artifact = await grant(b, 40 * 86_400_000);
+  const now = Date.now();
+  const request = signRequest(agent, { taskId: b, action: "transfer", resource: "payments/transfer", args: { amount: 2 }, artifact, createdAt: now, notAfter: now + 30 * 86_400_000 });
+  const t0 = Date.now();
+  const ob = await submitTask(hh.runtime.nc, { request, args: { amount: 2 }, chain: [artifact], timeoutMs: 1_000, gatewayKeys: keys });
+  const tookMs = Date.now() - t0;
+  await busy.done;
+  for (let i = 0; i < 100 && !ran.includes(b); i++) await sleep(50);
+  expect(ran).toContain(b);
+  expect(ob.status, `after ${tookMs} ms: ${ob.status} (${ob.detail})`).toBe("unknown");
+  expect(ob.detail).toMatch(/decision deadline is still \d+ ms off/);
+  expect(tookMs).toBeGreaterThanOrEqual(900);
+});
+
+// A skew that is not a number >= 0 settles nothing: it cannot shorten the wait below the deadline,
+// so the client never reports "denied" for a task a gateway may still allow.
+it("skewMs < 0: never 'denied' for a task that then runs", { timeout: 60_000 }, async () => {
+  const { hh, ran, grant, hold, keys } = await busyGateway();
+  const holding = await hold(1_500);
+  const b = newTaskId();
+  const artifact = await grant(b);
+  const now = Date.now();
+  const request = signRequest(agent, { taskId: b, action: "transfer", resource: "payments/transfer", args: { amount: 2 }, artifact, createdAt: now, notAfter: now + 4_000 });
+  const ob = await submitTask(hh.runtime.nc, { request, args: { amount: 2 }, chain: [artifact], timeoutMs: 10_000, skewMs: -2_000, gatewayKeys: keys });
+  await holding.done;
+  for (let i = 0; i < 100 && !hh.outcomes.some((o) => o.taskId === b); i++) await sleep(50);
+  // Contract: "denied" means the task did not run.
+  expect({ client: ob.status, ran: ran.includes(b) }).not.toMatchObject({ client: "denied", ran: true });
+  expect(["succeeded", "unknown"]).toContain(ob.status);
 });

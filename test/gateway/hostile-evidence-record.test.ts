@@ -4,24 +4,19 @@
 // on it, and the next genuine task runs. (The store itself refuses any record it could not read
 // back: test/audit/append-limits.test.ts.)
 import { join } from "node:path";
-import { afterEach, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { jetstream } from "@nats-io/jetstream";
 import { SUBJECTS } from "../../src/nats/contract.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
-import { replayGateway, startHarness, type Harness } from "../../src/testkit/harness.ts";
+import { replayGateway } from "../../src/testkit/harness.ts";
 import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
+import { agent, harnessPerTest } from "./client-support.ts";
 
-let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
-const agent = namedKey("agent-0");
+const startHarness = harnessPerTest();
 const validity = () => ({ notBefore: Date.now() - 60_000, expiresAt: Date.now() + 3_600_000 });
 
 it("a hostile submission cannot make the audit log unreadable (oversized decision record)", { timeout: 120_000 }, async () => {
-  h = await startHarness({ gateways: 0 });
-  const hh = h;
+  const hh = await startHarness();
   const dir = join(hh.dir, "gw-big");
   const gw = await hh.startGateway({ id: "gw-1", audit: dir, key: namedKey("gateway-1") });
   const js = jetstream(hh.runtime.nc);

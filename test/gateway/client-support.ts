@@ -1,0 +1,63 @@
+// Shared by gateway and client tests: a harness per test on a real nats-server, a
+// gateway whose handler can be slowed (to keep a one-slot gateway busy), and grants for it.
+import { afterEach } from "vitest";
+import type { SignedArtifact } from "../../src/core/types.ts";
+import type { Gateway } from "../../src/gateway/gateway.ts";
+import type { TaskOutcome } from "../../src/gateway/outcome.ts";
+import { newTaskId } from "../../src/runtime/runtime.ts";
+import { startHarness, type Harness } from "../../src/testkit/harness.ts";
+import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
+
+export const agent = namedKey("agent-0");
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Registers closing after each test; returns the start of a fresh harness (no gateway yet). */
+export function harnessPerTest(): () => Promise<Harness> {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+  return async () => (h = await startHarness({ gateways: 0 }));
+}
+
+export interface TestGateway {
+  gw: Gateway;
+  /** Task ids whose handler ran to its end. */
+  ran: string[];
+  keys: Set<string>;
+  /** A root grant for `taskId`, valid from a minute ago for `validForMs` (default an hour). */
+  grant: (taskId: string, validForMs?: number) => Promise<SignedArtifact>;
+  /** Spawn a task whose handler holds its slot for `ms`; resolves once it has the slot, with its outcome to come. */
+  hold: (ms: number) => Promise<{ done: Promise<TaskOutcome> }>;
+}
+
+/** A gateway whose "transfer" handler sleeps `args.slowMs` when given, then records the task as run. */
+export async function testGateway(hh: Harness, o: { maxInFlight?: number } = {}): Promise<TestGateway> {
+  const gw = await hh.startGateway(o.maxInFlight !== undefined ? { maxInFlight: o.maxInFlight } : {});
+  const ran: string[] = [];
+  gw.registerAction("transfer", async ({ taskId, args }) => {
+    const slow = (args as { slowMs?: number }).slowMs;
+    if (slow !== undefined) await sleep(slow);
+    ran.push(taskId);
+    return { ok: true };
+  });
+  const grant = async (taskId: string, validForMs = 3_600_000): Promise<SignedArtifact> =>
+    (
+      await hh.authority.grant({
+        taskId,
+        holder: agent.keyId,
+        scope: DEFAULT_SCOPE,
+        validity: { notBefore: Date.now() - 60_000, expiresAt: Date.now() + validForMs },
+        nonce: namedNonce(`client-${taskId}`),
+        attribution: { initiator: "t", reason: "client tests" },
+      })
+    ).artifact;
+  const hold = async (ms: number): Promise<{ done: Promise<TaskOutcome> }> => {
+    const a = newTaskId();
+    const done = hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1, slowMs: ms }, chain: [await grant(a)], taskId: a }).outcome;
+    await sleep(300);
+    return { done };
+  };
+  return { gw, ran, keys: new Set([gw.keyId]), grant, hold };
+}
