@@ -187,21 +187,22 @@ export function awaitOutcome(
       // An answer (or a duplicate) that arrived while the claim was read is the better one.
       const meanwhile = await within(0);
       if (meanwhile !== undefined) return meanwhile;
-      switch (held !== undefined ? "this" : holder) {
+      const who = held !== undefined ? "this" : holder;
+      switch (who) {
         case "none":
           return noAnswer(taskId, `no gateway allowed it before its decision deadline, and none can now`);
         case "other":
           return { ...noAnswer(taskId, "the task id is held by another submission"), codes: ["REPLAYED"] };
         case "this": {
           const late = await within(timeoutMs);
-          if (late !== undefined) return late;
-          const why = `a gateway claimed the task for this submission, but no outcome arrived within ${timeoutMs} ms more: it may have run`;
-          return held !== undefined ? duplicateOutcome(held, why) : unknownOutcome(taskId, why);
+          return late ?? unsettled(`a gateway claimed the task for this submission, but no outcome arrived within ${timeoutMs} ms more: it may have run`);
         }
         case "unknown":
           return unknownOutcome(taskId, "no outcome, and whose claim holds the task id could not be read: the task may have run");
         default:
-          throw new Error("unreachable");
+          // Exhaustive; should a case ever be missed, the catch below answers "unknown".
+          who satisfies never;
+          throw new Error(`unhandled claim holder ${String(who)}`);
       }
     } catch (e) {
       return unknownOutcome(taskId, `outcome wait failed: ${String(e)}`);
