@@ -58,15 +58,27 @@ export function inlineRunner(): DecideRunner {
   return { submit: (chunk) => Promise.resolve(recomputeChunk(chunk)), close: () => Promise.resolve() };
 }
 
-/** A pool of `size` worker threads; chunks go to the least busy worker. */
+/** How long a chunk may take on a worker before the worker counts as hung. */
+const CHUNK_BASE_MS = 30_000;
+const CHUNK_PER_JOB_MS = 200;
+
+const isMismatchList = (body: unknown): body is DecideMismatch[] =>
+  Array.isArray(body) && body.every((m) => typeof m === "object" && m !== null && Number.isSafeInteger((m as DecideMismatch).seq) && typeof (m as DecideMismatch).recomputed === "string");
+
+/**
+ * A pool of `size` worker threads; chunks go to the least busy worker. A chunk the pool cannot
+ * answer (its worker died, hung past the chunk's bound, or answered out of shape) is recomputed
+ * in this thread instead: `decide` is pure, so that gives the same answer, and replay neither
+ * hangs nor loses a decision to a worker's failure. A hung or dead worker is replaced.
+ */
 export function workerRunner(size = Math.max(1, availableParallelism()), helpInline = false): DecideRunner {
-  const pool = new WorkerPool<DecideChunk, DecideMismatch[]>(import.meta.url, "decide-worker", size);
+  const pool = new WorkerPool<DecideChunk, DecideMismatch[]>(import.meta.url, "decide-worker", size, { accept: isMismatchList, replaceOnTimeout: true });
   return {
     submit(chunk) {
       // Every worker has a backlog: this thread recomputes the chunk itself rather than wait,
       // so the thread that reads the log also takes its share of decisions.
       if (helpInline && pool.backlog >= 2) return Promise.resolve(recomputeChunk(chunk));
-      return pool.request(chunk);
+      return pool.request(chunk, CHUNK_BASE_MS + CHUNK_PER_JOB_MS * chunk.jobs.length).catch(() => recomputeChunk(chunk));
     },
     close: () => pool.close(),
   };

@@ -109,7 +109,11 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   let chunkTrust: Record<number, TrustSnapshot> = {};
   const trustView = new TrustViewCache();
   const flush = (): void => {
-    pendingRuns.push(runner.submit({ jobs: chunk, trust: chunkTrust }));
+    const run = runner.submit({ jobs: chunk, trust: chunkTrust });
+    // Marked handled now: a chunk that fails before Promise.all below is reached must fail the
+    // replay there (an error, exit 2), not crash the process as an unhandled rejection.
+    run.catch(() => undefined);
+    pendingRuns.push(run);
     chunk = [];
     chunkTrust = {};
   };

@@ -281,7 +281,9 @@ export class Gateway {
     this.#limits = { ...DEFAULT_LIMITS, ...o.limits };
     this.#startedAt = this.#clock();
     this.#index = new EvidenceIndex(this.#clock);
-    this.#verifyPool = new VerifyPool(o.verifyWorkers ?? (availableParallelism() > 1 ? 1 : 0));
+    this.#verifyPool = new VerifyPool(o.verifyWorkers ?? (availableParallelism() > 1 ? 1 : 0), {
+      onWorkerLost: (why) => this.#warn(`${why.message}: replacing it; signatures are verified on the main thread meanwhile`),
+    });
     // Every task in flight listens on the stop signal (at most two listeners each, removed when
     // it settles), so the count is bounded by maxInFlight, not a leak: size Node's warning to it.
     setMaxListeners(2 * (o.maxInFlight ?? 256) + 16, this.#abort.signal);
@@ -310,7 +312,9 @@ export class Gateway {
     add("request", ev.request, "agent");
     for (const a of ev.chain) add("artifact", a, "issuer");
     for (const l of ev.lineage) add("lineage", l, "signer");
-    const ok = await this.#verifyPool.verify(jobs, this.#o.stepTimeoutMs ?? 1_000);
+    // Only a head start for decide, which verifies whatever this leaves out: never let a slow or
+    // lost worker spend more than a quarter of the step's budget.
+    const ok = await this.#verifyPool.verify(jobs, Math.min(1_000, (this.#o.stepTimeoutMs ?? 10_000) / 4));
     if (ok === undefined) return;
     jobs.forEach((j, i) => {
       if (ok[i] === true) primeVerified(j.pub, j.msg, j.sig);

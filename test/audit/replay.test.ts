@@ -13,6 +13,7 @@ import { decide } from "../../src/core/decide.ts";
 import type { DecisionInput } from "../../src/core/types.ts";
 import type { Signed } from "../../src/crypto/signing.ts";
 import { scenarioTrustRoots, writeScenario } from "./scenario.ts";
+import { withWorkersKilled } from "../helpers/worker-killer.ts";
 import { GATEWAY_KEY, HARNESSES, ROGUE_KEY, openStore, type BackendHarness } from "./support.ts";
 import { deleteRecords, flipBit, readRecords, swapRecords, writeForgedLog, type Forgeable } from "./tamper.ts";
 
@@ -244,6 +245,25 @@ describe("audit replay: worker threads", () => {
     await writeForgedLog(store.backend, forged, GATEWAY_KEY);
     const rep = await replay(backendLogSource(store.backend), scenarioTrustRoots(), { workers: 2, chunkSize: 4 });
     expect(kinds(rep)).toEqual([`${target.seq}:DECISION_MISMATCH`]);
+    await store.close();
+  });
+
+  it("a worker that dies does not hang replay or lose a decision: its chunks are recomputed here", async () => {
+    const h = HARNESSES[1]!();
+    const store = await openStore(h, { checkpointEvery: 16 });
+    await writeScenario(store, 20);
+    const records = await readRecords(store.backend);
+    const target = records.find((r) => r.type === "decision" && r.decision.verdict === "deny")!;
+    const forged = records.map((r) => (r.seq === target.seq && r.type === "decision" ? { ...r, decision: { ...r.decision, reasons: [] } } : r)).map(strip);
+    await writeForgedLog(store.backend, forged, GATEWAY_KEY);
+    const inline = await replay(backendLogSource(store.backend), scenarioTrustRoots());
+    expect(kinds(inline)).toEqual([`${target.seq}:DECISION_MISMATCH`]);
+    // Only the first worker dies (the pool replaces it), then every worker does (the pool retires them).
+    for (const limit of [1, Infinity]) {
+      const { result, killed } = await withWorkersKilled(() => replay(backendLogSource(store.backend), scenarioTrustRoots(), { workers: 1, chunkSize: 2, helpInline: false }), limit);
+      expect(killed).toBeGreaterThan(0);
+      expect(result).toEqual(inline);
+    }
     await store.close();
   });
 });
