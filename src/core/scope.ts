@@ -5,15 +5,25 @@ import type { ArtifactPayload, ArtifactScope, NumericConstraint } from "./types.
  * Resource coverage by path segment: a pattern covers the path it names and every path under
  * it. "payments" covers "payments", "payments/" and "payments/transfer"; "payments/" covers
  * "payments/" and "payments/transfer" but not "payments"; neither covers "paymentsx". A pattern
- * never covers a path with "." or ".." segments, so "payments/../admin" cannot sneak past a
- * prefix match.
+ * never covers, and is never covered by, an ambiguous path (see ambiguousPath), so
+ * "payments/../admin" or "payments/%2e%2e/admin" cannot sneak past a prefix match.
  */
 export function resourceCovers(pattern: string, resource: string): boolean {
-  if (hasDotSegment(resource) || hasDotSegment(pattern)) return false;
+  if (ambiguousPath(resource) || ambiguousPath(pattern)) return false;
   return pattern === resource || resource.startsWith(prefixOf(pattern));
 }
 
-function hasDotSegment(path: string): boolean {
+// Policy: resources are opaque names compared as strings, but an action handler (or whatever it
+// calls) may decode or normalise them. So a path that something downstream could read as a
+// different path is refused outright: a "." or ".." segment; "%" (percent-encoding: "%2e%2e",
+// "..%2f"); "\" (a separator on some systems); control characters; and anything NFKC changes
+// (fullwidth "．．", the two-dot leader "‥", and every other compatibility spelling).
+// eslint-disable-next-line no-control-regex -- control characters are what it looks for
+const AMBIGUOUS_CHARS = /[%\\\u0000-\u001f\u007f-\u009f]/;
+
+/** A path that some reader could take for another: never covered, never covering. */
+export function ambiguousPath(path: string): boolean {
+  if (AMBIGUOUS_CHARS.test(path) || path.normalize("NFKC") !== path) return true;
   return path.split("/").some((s) => s === "." || s === "..");
 }
 
@@ -44,7 +54,7 @@ export function wideningReason(parent: ArtifactPayload, child: ArtifactPayload):
     }
   }
   for (const [arg, bound] of Object.entries(parent.scope.constraints)) {
-    if (!constraintWithin(child.scope.constraints[arg], bound)) return `constraint on "${arg}" loosened or dropped`;
+    if (!constraintWithin(Object.hasOwn(child.scope.constraints, arg) ? child.scope.constraints[arg] : undefined, bound)) return `constraint on "${arg}" loosened or dropped`;
   }
   if (child.validity.notBefore < parent.validity.notBefore || child.validity.expiresAt > parent.validity.expiresAt) {
     return "validity window wider than parent's";

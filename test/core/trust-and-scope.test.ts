@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { TrustStore, TrustStoreError, type TrustEvent } from "../../src/core/trust-store.ts";
-import { constraintViolation, resourceCovers, scopeAllows, wideningReason } from "../../src/core/scope.ts";
+import { ambiguousPath, constraintViolation, resourceCovers, scopeAllows, wideningReason } from "../../src/core/scope.ts";
+import { decide } from "../../src/core/decide.ts";
 import { toB64u } from "../../src/crypto/base64url.ts";
 import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
-import { buildTask, makeWorld, namedKey } from "../../src/testkit/world.ts";
+import { buildTask, inputFor, makeWorld, namedKey } from "../../src/testkit/world.ts";
 import type { ArtifactPayload } from "../../src/core/types.ts";
 
 describe("trust store", () => {
@@ -50,6 +51,10 @@ describe("trust store", () => {
 });
 
 describe("scope: delegation narrows and never widens", () => {
+  const world = makeWorld();
+  const root = buildTask(world, { depth: 0 }).chain[0]!.payload;
+  const payload = (scope: Partial<ArtifactPayload["scope"]>): ArtifactPayload => ({ ...root, scope: { ...root.scope, constraints: {}, ...scope } });
+
   it("covers resources by path segment", () => {
     expect(resourceCovers("payments/", "payments/transfer")).toBe(true);
     expect(resourceCovers("payments", "payments/transfer")).toBe(true);
@@ -60,6 +65,49 @@ describe("scope: delegation narrows and never widens", () => {
     expect(resourceCovers("payments/transfer", "payments/transfer")).toBe(true);
     expect(resourceCovers("payments/transfer", "payments/transfers")).toBe(false);
     expect(scopeAllows({ actions: ["read"], resources: ["a/"], constraints: {} }, "write", "a/b")).toBe(false);
+  });
+
+  it("never covers a path another reader could take for a different one (encoded, look-alike or backslash dot segments)", () => {
+    const tricks = [
+      "payments/%2e%2e/admin",
+      "payments/%2E%2E/admin",
+      "payments/.%2e/admin",
+      "payments/..%2fadmin",
+      "payments/\uff0e\uff0e/admin", // fullwidth full stops: ".." under NFKC
+      "payments/\u2025/admin", // two-dot leader: ".." under NFKC
+      "payments/..\\admin",
+      "payments/\u0000/admin",
+      "payments/./transfer",
+    ];
+    for (const r of tricks) {
+      expect(ambiguousPath(r), r).toBe(true);
+      expect(resourceCovers("payments/", r), r).toBe(false);
+      expect(resourceCovers(r, r), r).toBe(false);
+    }
+    // Ordinary names, Unicode ones included, are not ambiguous.
+    for (const r of ["payments/transfer", "payments/caf\u00e9", "payments/a.b", "payments/..a", "payments/~x"]) expect(ambiguousPath(r), r).toBe(false);
+  });
+
+  it("decide denies a request for an ambiguous path under a scope that covers its prefix", () => {
+    for (const resource of ["payments/%2e%2e/admin", "payments/\uff0e\uff0e/admin", "payments/..\\admin", "payments/../admin"]) {
+      const d = decide(inputFor(world, buildTask(world, { depth: 1, resource })));
+      expect(d.verdict, resource).toBe("deny");
+      expect(d.checks.find((c) => !c.ok)?.code, resource).toBe("POLICY_MISMATCH");
+    }
+    expect(decide(inputFor(world, buildTask(world, { depth: 1, resource: "payments/transfer" }))).verdict).toBe("allow");
+  });
+
+  it("a child pattern with an encoded dot segment does not narrow its parent", () => {
+    const parent = payload({ resources: ["payments/"] });
+    expect(wideningReason(parent, payload({ resources: ["payments/%2e%2e/"] }))).toMatch(/not within parent scope/);
+    expect(wideningReason(parent, payload({ resources: ["payments/x/"] }))).toBeUndefined();
+  });
+
+  it("a constraint named like an Object.prototype member cannot be dropped by a child", () => {
+    for (const name of ["constructor", "toString", "__defineGetter__"]) {
+      const parent = payload({ resources: ["a"], constraints: { [name]: {} } });
+      expect(wideningReason(parent, payload({ resources: ["a"], constraints: {} })), name).toMatch(/dropped/);
+    }
   });
 
   it("numeric constraints only tighten, and must be present in the args", () => {
