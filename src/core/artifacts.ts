@@ -127,8 +127,9 @@ export function revoke(authority: KeyPair, target: RevocationTarget, reason: str
   return signPayload("revocation", { kind: REVOCATION_KIND, issuer: authority.keyId, target, reason, issuedAt }, authority);
 }
 
-export function heartbeat(authority: KeyPair, seq: number, issuedAt: number): SignedHeartbeat {
-  return signPayload("heartbeat", { kind: HEARTBEAT_KIND, issuer: authority.keyId, seq, issuedAt }, authority);
+/** `revocations`: see HeartbeatPayload.revocations (left out when undefined). */
+export function heartbeat(authority: KeyPair, seq: number, issuedAt: number, revocations?: number): SignedHeartbeat {
+  return signPayload("heartbeat", { kind: HEARTBEAT_KIND, issuer: authority.keyId, seq, issuedAt, ...(revocations === undefined ? {} : { revocations }) }, authority);
 }
 
 /** Origin lineage for a root task: the authority vouches that this task starts a lineage. */

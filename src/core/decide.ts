@@ -292,6 +292,8 @@ function gatewayInputProblem(input: DecisionInput): string | undefined {
   if (typeof health !== "object" || health === null) return "health missing";
   if (typeof health.busConnected !== "boolean" || typeof health.auditWritable !== "boolean") return "health flags are not booleans";
   if (health.revocationFeedAt !== null && !isFiniteNumber(health.revocationFeedAt)) return "revocation feed time is neither null nor a number";
+  const missing = health.revocationsMissing;
+  if (missing !== undefined && !(Number.isSafeInteger(missing) && (missing as number) >= 0)) return "missing-revocation count is not an integer ≥ 0";
   return undefined;
 }
 
@@ -305,6 +307,8 @@ function governanceProblem(input: DecisionInput): Problem {
   const age = now - health.revocationFeedAt;
   if (age > limits.maxFeedAgeMs) return { code: "GOVERNANCE_UNAVAILABLE", detail: `revocation feed stale (${age} ms)` };
   if (age < -limits.maxSkewMs) return { code: "GOVERNANCE_UNAVAILABLE", detail: "revocation heartbeat from the future" };
+  const missing = health.revocationsMissing ?? 0;
+  if (missing > 0) return { code: "GOVERNANCE_UNAVAILABLE", detail: `revocation feed incomplete: ${missing} revocation(s) announced by authority heartbeats have not arrived` };
   if (trust.policy === null) return { code: "GOVERNANCE_UNAVAILABLE", detail: "active policy unknown" };
   return undefined;
 }

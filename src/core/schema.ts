@@ -99,7 +99,7 @@ const revocationPayload = z.strictObject({
   issuedAt: time,
 });
 
-const heartbeatPayload = z.strictObject({ kind: z.literal(HEARTBEAT_KIND), issuer: keyIdSchema, seq: time, issuedAt: time });
+const heartbeatPayload = z.strictObject({ kind: z.literal(HEARTBEAT_KIND), issuer: keyIdSchema, seq: time, issuedAt: time, revocations: time.optional() });
 
 const signed = <T extends z.ZodType>(payload: T) => z.strictObject({ payload, sig: sigSchema });
 
@@ -107,7 +107,7 @@ export const signedArtifactSchema = signed(artifactPayload) as unknown as z.ZodT
 export const signedRequestSchema = signed(requestPayload) as unknown as z.ZodType<Signed<TaskRequestPayload>>;
 export const signedLineageSchema = signed(lineagePayload);
 export const signedRevocationSchema = signed(revocationPayload);
-export const signedHeartbeatSchema = signed(heartbeatPayload);
+export const signedHeartbeatSchema = signed(heartbeatPayload) as unknown as z.ZodType<Signed<HeartbeatPayload>>;
 
 // The schemas and the hand-written types in types.ts must describe the same shapes.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
@@ -117,7 +117,7 @@ type Defined<T> = { [K in keyof T]: Exclude<T[K], undefined> };
 const _requestMatches: Same<Defined<z.infer<typeof requestPayload>>, TaskRequestPayload> = true;
 const _lineageMatches: Same<z.infer<typeof lineagePayload>, LineagePayload> = true;
 const _revocationMatches: Same<z.infer<typeof revocationPayload>, RevocationPayload> = true;
-const _heartbeatMatches: Same<z.infer<typeof heartbeatPayload>, HeartbeatPayload> = true;
+const _heartbeatMatches: Same<Defined<z.infer<typeof heartbeatPayload>>, HeartbeatPayload> = true;
 void [_requestMatches, _lineageMatches, _revocationMatches, _heartbeatMatches];
 
 export type SchemaResult<T> = { ok: true; value: T } | { ok: false; error: string };

@@ -148,6 +148,13 @@ export interface HeartbeatPayload {
   issuer: string;
   seq: number;
   issuedAt: number;
+  /**
+   * How many distinct targets (artifacts, keys) this authority has revoked and published to the
+   * feed so far. A gateway that has seen fewer of its revocations than that is missing some
+   * (purged, or diverted to another stream) and denies until they arrive: a heartbeat vouches
+   * for the revocations before it, not just for the time. Absent from older authorities.
+   */
+  revocations?: number;
 }
 
 export type SignedArtifact = Signed<ArtifactPayload>;
@@ -179,6 +186,12 @@ export interface GovernanceHealth {
   auditWritable: boolean;
   /** issuedAt of the newest verified authority heartbeat, or null if none yet. */
   revocationFeedAt: number | null;
+  /**
+   * Revocations that authority heartbeats say were published and this gateway has not seen
+   * (HeartbeatPayload.revocations); above 0 → GOVERNANCE_UNAVAILABLE. Absent means 0, as in
+   * logs recorded before it existed.
+   */
+  revocationsMissing?: number;
 }
 
 /**

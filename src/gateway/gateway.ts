@@ -43,7 +43,7 @@ import { ensureBus } from "../nats/setup.ts";
 import { submitTask } from "../runtime/client.ts";
 import { systemClock } from "../runtime/clock.ts";
 import { EvidenceIndex } from "./evidence-index.ts";
-import { applyGovernanceMessage } from "./governance-feed.ts";
+import { RevocationTally, applyGovernanceMessage } from "./governance-feed.ts";
 import { Ledger } from "./ledger.ts";
 import { outcomeMessage, type DecisionMessage, type TaskOutcome } from "./outcome.ts";
 import {
@@ -254,6 +254,9 @@ export class Gateway {
   #ledger!: Ledger;
   #busConnected = true;
   #feedAt: number | null = null;
+  /** Revocations the authorities' heartbeats announce against those the feed has shown. */
+  readonly #tally = new RevocationTally();
+  #missingWarned = false;
   /** A stale revocation feed was reported (once per stale stretch). */
   #staleWarned = false;
   readonly #startedAt: number;
@@ -527,8 +530,13 @@ export class Gateway {
         this.#govSeq = m.seq;
         applyGovernanceMessage(m.subject, m.data, {
           isAuthority: (k) => this.#ledger.state.authorities.has(k),
-          onRevocation: (r) => this.#applyRevocation(r),
-          onHeartbeat: (at) => {
+          onRevocation: (r) => {
+            this.#tally.revocation(r);
+            this.#applyRevocation(r);
+          },
+          onHeartbeat: (h) => {
+            const at = h.issuedAt;
+            this.#tally.heartbeat(h);
             if (this.#feedAt === null || at > this.#feedAt) this.#feedAt = at;
             // Fresh again only if this heartbeat makes it so (a backlog replayed is still stale).
             if (this.#staleWarned && this.#clock() - this.#feedAt <= this.#limits.maxFeedAgeMs) {
@@ -654,7 +662,16 @@ export class Gateway {
       this.#staleWarned = true;
       this.#warn(`revocation feed ${this.#feedAt === null ? "has sent no heartbeat" : "is stale"}: denying every task (GOVERNANCE_UNAVAILABLE) until an authority's heartbeat arrives`);
     }
-    return { busConnected: this.#busConnected && !this.#nc.isClosed(), auditWritable: this.#ledger.writable, revocationFeedAt: this.#feedAt };
+    const missing = this.#tally.missing;
+    if (missing > 0 !== this.#missingWarned) {
+      this.#missingWarned = missing > 0;
+      this.#warn(
+        missing > 0
+          ? `revocation feed incomplete: authority heartbeats announce ${missing} revocation(s) this gateway has not seen (purged, or diverted from ${STREAMS.gov}?): denying every task (GOVERNANCE_UNAVAILABLE) until they arrive`
+          : "revocation feed complete again",
+      );
+    }
+    return { busConnected: this.#busConnected && !this.#nc.isClosed(), auditWritable: this.#ledger.writable, revocationFeedAt: this.#feedAt, ...(missing > 0 ? { revocationsMissing: missing } : {}) };
   }
 
   #environment(agent: unknown): DecisionInput["environment"] {

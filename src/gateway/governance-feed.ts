@@ -5,15 +5,15 @@ import { tryParseStrict } from "../canonical/strict-parse.ts";
 import { fromB64u } from "../crypto/base64url.ts";
 import { verifySigned } from "../crypto/signing.ts";
 import { check, signedHeartbeatSchema, signedRevocationSchema } from "../core/schema.ts";
-import type { SignedRevocation } from "../core/types.ts";
+import type { HeartbeatPayload, RevocationTarget, SignedRevocation } from "../core/types.ts";
 import { MAX_MESSAGE_BYTES, SUBJECTS } from "../nats/contract.ts";
 
 export interface FeedEffects {
   isAuthority(keyId: string): boolean;
   /** A verified revocation, in stream order. */
   onRevocation(r: SignedRevocation): void;
-  /** A verified heartbeat's issuedAt. */
-  onHeartbeat(issuedAt: number): void;
+  /** A verified heartbeat. */
+  onHeartbeat(h: HeartbeatPayload): void;
   /** A message that was dropped, with why (recorded, never fatal). */
   onRejected(subject: string, why: string): void;
 }
@@ -45,8 +45,41 @@ export function applyGovernanceMessage(subject: string, data: Uint8Array, fx: Fe
     if (!h.ok) return fx.onRejected(subject, `MALFORMED: ${h.error}`);
     const why = signedBy("heartbeat", h.value, fx);
     if (why !== undefined) return fx.onRejected(subject, why);
-    fx.onHeartbeat(h.value.payload.issuedAt);
+    fx.onHeartbeat(h.value.payload);
     return;
   }
   fx.onRejected(subject, "unknown governance subject");
+}
+
+/** One name per revocation target, as HeartbeatPayload.revocations counts them. */
+export function revocationTargetKey(t: RevocationTarget): string {
+  return t.type === "artifact" ? `artifact:${t.id}` : `key:${t.keyId}`;
+}
+
+/**
+ * What the feed has shown of each authority's revocations against what its heartbeats announce
+ * (HeartbeatPayload.revocations): `missing` is the sum of the shortfalls. Counts only grow, so a
+ * replayed old heartbeat can never lower what is announced.
+ */
+export class RevocationTally {
+  readonly #seen = new Map<string, Set<string>>();
+  readonly #announced = new Map<string, number>();
+
+  revocation(r: SignedRevocation): void {
+    const issuer = r.payload.issuer;
+    let seen = this.#seen.get(issuer);
+    if (seen === undefined) this.#seen.set(issuer, (seen = new Set()));
+    seen.add(revocationTargetKey(r.payload.target));
+  }
+
+  heartbeat(h: HeartbeatPayload): void {
+    if (h.revocations === undefined) return;
+    if (h.revocations > (this.#announced.get(h.issuer) ?? 0)) this.#announced.set(h.issuer, h.revocations);
+  }
+
+  get missing(): number {
+    let n = 0;
+    for (const [issuer, announced] of this.#announced) n += Math.max(0, announced - (this.#seen.get(issuer)?.size ?? 0));
+    return n;
+  }
 }

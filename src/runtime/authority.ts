@@ -11,6 +11,9 @@ import { PolicyEngine, screenPolicyText } from "../policy/cedar.ts";
 import { isPolicyDocument, policyDigest, type PolicyDocument } from "../policy/policy-document.ts";
 import { MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
+import { check, signedRevocationSchema } from "../core/schema.ts";
+import { verifySigned } from "../crypto/signing.ts";
+import { revocationTargetKey } from "../gateway/governance-feed.ts";
 import { systemClock, type Clock } from "./clock.ts";
 
 export interface GrantOptions extends Omit<IssueOptions, "policy"> {
@@ -27,6 +30,11 @@ export class Authority {
   #lastHeartbeatAt: number | undefined;
   /** Stream sequence of this authority's last heartbeat (deleted once the next one lands). */
   #heartbeatSeq: number | undefined;
+  /**
+   * The targets this key has revoked on the feed: those already there when it connected, and
+   * each it published since. Every heartbeat announces how many (HeartbeatPayload.revocations).
+   */
+  readonly #revoked = new Set<string>();
 
   private constructor(
     readonly key: KeyPair,
@@ -40,8 +48,41 @@ export class Authority {
 
   static async connect(o: { natsUrl?: string; nc?: NatsConnection; key: KeyPair; clock?: Clock }): Promise<Authority> {
     const nc = o.nc ?? (await connect({ servers: o.natsUrl ?? "nats://127.0.0.1:4222", name: `failclosed-authority`, maxReconnectAttempts: -1, reconnectTimeWait: 200 }));
-    const { policyKv, jsm } = await ensureBus(nc);
-    return new Authority(o.key, nc, jetstream(nc), jsm, policyKv, o.clock ?? systemClock, o.nc === undefined);
+    try {
+      const { policyKv, jsm } = await ensureBus(nc);
+      const a = new Authority(o.key, nc, jetstream(nc), jsm, policyKv, o.clock ?? systemClock, o.nc === undefined);
+      await a.#countOwnRevocations();
+      return a;
+    } catch (e) {
+      if (o.nc === undefined) await nc.close().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Read the feed's revocations and count those this key signed (see #revoked). */
+  async #countOwnRevocations(): Promise<void> {
+    const subject = SUBJECTS.revocation;
+    const info = await this.jsm.streams.info(STREAMS.gov, { subjects_filter: subject });
+    const total = info.state.subjects?.[subject] ?? 0;
+    if (total === 0) return;
+    const consumer = await this.js.consumers.get(STREAMS.gov, { filter_subjects: subject });
+    let read = 0;
+    let caughtUp = false;
+    while (!caughtUp && read < total) {
+      const batch = await consumer.fetch({ max_messages: Math.min(1024, total - read), expires: 5_000 });
+      let got = 0;
+      for await (const m of batch) {
+        got++;
+        read++;
+        if (m.info.pending === 0) caughtUp = true;
+        const parsed = tryParseStrict(m.data, { maxBytes: MAX_MESSAGE_BYTES });
+        const r = parsed.ok ? check(signedRevocationSchema, parsed.value) : undefined;
+        if (r?.ok === true && r.value.payload.issuer === this.key.keyId && verifySigned("revocation", r.value, this.key.publicKey)) {
+          this.#revoked.add(revocationTargetKey(r.value.payload.target));
+        }
+      }
+      if (got === 0) throw new Error(`reading ${STREAMS.gov} revocations stalled after ${read} of ${total}`);
+    }
   }
 
   get keyId(): string {
@@ -79,7 +120,9 @@ export class Authority {
    */
   async heartbeat(): Promise<void> {
     const at = this.clock();
-    const ack = await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, at)));
+    // Policy: `expect` the stream, so a publish some other stream took (a subject diverted out of
+    // the feed) fails here instead of counting as published.
+    const ack = await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, at, this.#revoked.size)), { expect: { streamName: STREAMS.gov } });
     this.#lastHeartbeatAt = at;
     const previous = this.#heartbeatSeq;
     this.#heartbeatSeq = ack.seq;
@@ -116,15 +159,24 @@ export class Authority {
     this.#timer = undefined;
   }
 
-  /** Publish a revocation signed earlier (failclosed revoke --out). */
+  /**
+   * Publish a revocation signed earlier (failclosed revoke --out). One signed by this key counts
+   * towards what its heartbeats announce once the feed has it; another authority's does not.
+   */
   async publishRevocation(r: SignedRevocation): Promise<void> {
-    await this.js.publish(SUBJECTS.revocation, JSON.stringify(r));
+    await this.js.publish(SUBJECTS.revocation, JSON.stringify(r), { expect: { streamName: STREAMS.gov } });
+    if (r.payload.issuer === this.key.keyId && verifySigned("revocation", r, this.key.publicKey)) this.#revoked.add(revocationTargetKey(r.payload.target));
   }
 
   async revoke(target: RevocationTarget, reason: string): Promise<SignedRevocation> {
     const r = revoke(this.key, target, reason, this.clock());
-    await this.js.publish(SUBJECTS.revocation, JSON.stringify(r));
+    await this.publishRevocation(r);
     return r;
+  }
+
+  /** Distinct targets this key has revoked on the feed (what its next heartbeat announces). */
+  get revocationsPublished(): number {
+    return this.#revoked.size;
   }
 
   /** Issue a root artifact and publish the origin lineage of the root task it authorizes. */

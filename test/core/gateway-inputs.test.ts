@@ -60,3 +60,23 @@ describe("decide: malformed limits / clock must deny, not disable checks", () =>
     expect(decide(i).verdict).toBe("deny");
   });
 });
+
+describe("decide: revocations announced by heartbeats and not seen", () => {
+  it("any missing revocation denies GOVERNANCE_UNAVAILABLE; none missing (or absent, as in older logs) allows", () => {
+    const i = inputFor(w, buildTask(w, { depth: 0 }));
+    expect(decide(i).verdict).toBe("allow");
+    expect(decide({ ...i, health: { ...i.health, revocationsMissing: 0 } }).verdict).toBe("allow");
+    const d = decide({ ...i, health: { ...i.health, revocationsMissing: 2 } });
+    expect(d.reasons).toEqual(["GOVERNANCE_UNAVAILABLE"]);
+    expect(d.checks.find((c) => !c.ok)?.detail).toMatch(/revocation feed incomplete: 2/);
+  });
+
+  it("a count that is not an integer ≥ 0 denies as malformed input", () => {
+    const i = inputFor(w, buildTask(w, { depth: 0 }));
+    for (const bad of [Number.NaN, -1, 0.5, "1", null]) {
+      const d = decide({ ...i, health: { ...i.health, revocationsMissing: bad as unknown as number } });
+      expect(d.reasons, String(bad)).toEqual(["GOVERNANCE_UNAVAILABLE"]);
+      expect(d.checks.find((c) => !c.ok)?.detail, String(bad)).toMatch(/gateway inputs malformed/);
+    }
+  });
+});

@@ -1,0 +1,127 @@
+// A heartbeat vouches for the revocations before it: each says how many targets its authority
+// has revoked on the feed, and a gateway that has seen fewer denies (GOVERNANCE_UNAVAILABLE)
+// until they arrive. Without that, anyone with JetStream API rights could purge FAILCLOSED_GOV,
+// or divert its revocation subject into a stream of their own, while heartbeats kept the feed
+// "fresh", and a revoked artifact would run.
+import { afterEach, describe, expect, it } from "vitest";
+import { jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { artifactId } from "../../src/core/artifacts.ts";
+import { heartbeat } from "../../src/core/artifacts.ts";
+import { RevocationTally } from "../../src/gateway/governance-feed.ts";
+import { Authority } from "../../src/runtime/authority.ts";
+import { newTaskId } from "../../src/runtime/runtime.ts";
+import { STREAMS, SUBJECTS } from "../../src/nats/contract.ts";
+import { startHarness, type Harness } from "../../src/testkit/harness.ts";
+import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
+import { revoke } from "../../src/core/artifacts.ts";
+
+const agent = namedKey("agent-0");
+const authorityKey = namedKey("authority");
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+async function grant(hh: Harness, taskId: string) {
+  const now = Date.now();
+  return (
+    await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`feed-complete-${taskId}`), attribution: { initiator: "t", reason: "feed completeness" } })
+  ).artifact;
+}
+
+async function transfer(hh: Harness, taskId: string, artifact: Awaited<ReturnType<typeof grant>>) {
+  return hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
+}
+
+async function admin(url: string) {
+  const nc = await connect({ servers: url });
+  return { jsm: await jetstreamManager(nc), close: () => nc.close() };
+}
+
+describe("RevocationTally", () => {
+  it("counts distinct targets per issuer against the largest count each issuer announced", () => {
+    const a = namedKey("authority");
+    const b = namedKey("authority-b");
+    const t = new RevocationTally();
+    expect(t.missing).toBe(0);
+    t.heartbeat(heartbeat(a, 1, 1, 2).payload);
+    expect(t.missing).toBe(2);
+    const r1 = revoke(a, { type: "artifact", id: "A".repeat(43) }, "x", 1);
+    t.revocation(r1);
+    t.revocation(revoke(a, { type: "artifact", id: "A".repeat(43) }, "again", 2)); // same target
+    expect(t.missing).toBe(1);
+    t.revocation(revoke(b, { type: "key", keyId: agent.keyId }, "b's", 3)); // another issuer's does not count for a
+    expect(t.missing).toBe(1);
+    t.heartbeat(heartbeat(a, 0, 0, 1).payload); // an older heartbeat cannot lower the count
+    expect(t.missing).toBe(1);
+    t.revocation(revoke(a, { type: "key", keyId: agent.keyId }, "x", 4));
+    expect(t.missing).toBe(0);
+    t.heartbeat(heartbeat(b, 1, 1).payload); // no count: an older authority, nothing to check
+    expect(t.missing).toBe(0);
+  });
+});
+
+describe("gateway: a revocation feed with revocations missing denies", () => {
+  it("FAILCLOSED_GOV purged after a revocation: a gateway starting afterwards denies until the revocation is published again", async () => {
+    h = await startHarness({ gateways: 0, heartbeatMs: 200 });
+    const revokedTask = newTaskId();
+    const revoked = await grant(h, revokedTask);
+    const signed = await h.authority.revoke({ type: "artifact", id: artifactId(revoked) }, "compromised");
+    expect(h.authority.revocationsPublished).toBe(1);
+    const a = await admin(h.url);
+    await a.jsm.streams.purge(STREAMS.gov);
+    await a.close();
+    await h.authority.heartbeat(); // announces 1 revocation the stream no longer holds
+    const gw = await h.startGateway();
+    const ran: string[] = [];
+    gw.registerAction("transfer", ({ taskId }) => (ran.push(taskId), { ok: true }));
+    const o = await transfer(h, revokedTask, revoked);
+    expect(o).toMatchObject({ status: "denied", codes: ["GOVERNANCE_UNAVAILABLE"] });
+    // Every task is denied, not only the revoked one: the gateway cannot know what it is missing.
+    const otherTask = newTaskId();
+    const other = await grant(h, otherTask);
+    expect(await transfer(h, otherTask, other)).toMatchObject({ status: "denied", codes: ["GOVERNANCE_UNAVAILABLE"] });
+    expect(h.warnings.some((w) => w.includes("revocation feed incomplete"))).toBe(true);
+    // The authority publishes its revocation again: the feed is complete, the revoked artifact
+    // is REVOKED and a new one runs.
+    await h.authority.publishRevocation(signed);
+    await h.authority.heartbeat();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await transfer(h, revokedTask, revoked)).toMatchObject({ status: "denied", codes: expect.arrayContaining(["REVOKED"]) as unknown });
+    const third = newTaskId();
+    expect(await transfer(h, third, await grant(h, third))).toMatchObject({ status: "succeeded" });
+    expect(ran).toEqual([third]);
+    expect(h.warnings.some((w) => w.includes("revocation feed complete again"))).toBe(true);
+  });
+
+  it("the revocation subject diverted into another stream: revoke() fails instead of counting as published", async () => {
+    h = await startHarness({ gateways: 0 });
+    const a = await admin(h.url);
+    const info = await a.jsm.streams.info(STREAMS.gov);
+    await a.jsm.streams.update(STREAMS.gov, { ...info.config, subjects: [SUBJECTS.heartbeat] });
+    await a.jsm.streams.add({ name: "DIVERTED", subjects: [SUBJECTS.revocation], retention: RetentionPolicy.Limits, storage: StorageType.Memory });
+    await a.close();
+    const taskId = newTaskId();
+    const artifact = await grant(h, taskId);
+    await expect(h.authority.revoke({ type: "artifact", id: artifactId(artifact) }, "compromised")).rejects.toThrow();
+    expect(h.authority.revocationsPublished).toBe(0);
+  });
+
+  it("an authority that restarts counts the revocations its key already has on the feed", async () => {
+    h = await startHarness({ gateways: 0 });
+    await h.authority.revoke({ type: "key", keyId: namedKey("agent-9").keyId }, "left");
+    await h.authority.revoke({ type: "artifact", id: "B".repeat(43) }, "x");
+    await h.authority.revoke({ type: "artifact", id: "B".repeat(43) }, "same target again");
+    const again = await Authority.connect({ natsUrl: h.url, key: authorityKey });
+    try {
+      expect(again.revocationsPublished).toBe(2);
+      const other = await Authority.connect({ natsUrl: h.url, key: namedKey("authority-b") });
+      expect(other.revocationsPublished).toBe(0);
+      await other.close();
+    } finally {
+      await again.close();
+    }
+  });
+});
