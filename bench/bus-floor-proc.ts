@@ -11,7 +11,7 @@ import { jetstream, type JsMsg } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { Level } from "level";
 import { STREAMS, SUBJECTS, TASK_CONSUMER, parseEvidenceSubject, taskClaimKey } from "../src/nats/contract.ts";
-import { ensureBus } from "../src/nats/setup.ts";
+import { claimOnce, ensureBus } from "../src/nats/setup.ts";
 
 const [natsUrl, id, dir] = process.argv.slice(2);
 if (!natsUrl || !id || !dir) {
@@ -21,7 +21,7 @@ if (!natsUrl || !id || !dir) {
 
 // The gateway's own client settings (gateway.ts #start), so the floor stays its yardstick.
 const nc = await connect({ servers: natsUrl, noAsyncTraces: true });
-const { nonceKv } = await ensureBus(nc);
+await ensureBus(nc);
 const js = jetstream(nc);
 const db = new Level<string, string>(dir, { valueEncoding: "utf8" });
 await db.open();
@@ -97,8 +97,8 @@ async function runTask(m: JsMsg): Promise<void> {
   const artifact = JSON.parse(ev.artifact) as { payload: { nonce: string } };
   // The two create-only claims a gateway makes, in its order: the nonce, then the task id.
   const claim = JSON.stringify({ taskId, nonce: artifact.payload.nonce, submissionId: "s".repeat(43), gatewayId: id });
-  await nonceKv.create(artifact.payload.nonce, claim);
-  await nonceKv.create(taskClaimKey(taskId), claim);
+  await claimOnce(js, artifact.payload.nonce, claim);
+  await claimOnce(js, taskClaimKey(taskId), claim);
   const decision = { taskId, verdict: "allow", checks: CHECKS, reasons: [] };
   // The records a gateway writes: three evidence records, then the decision with its input.
   await write([submit, ev.artifact, ev.lineage, JSON.stringify({ input: { submit, artifact: ev.artifact, lineage: ev.lineage }, decision })]);

@@ -38,8 +38,8 @@ import type {
 } from "../core/types.ts";
 import { isPolicyDocument, policyDigest } from "../policy/policy-document.ts";
 import { serveConsistencyProofs } from "../nats/proof-service.ts";
-import { MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
-import { ensureBus } from "../nats/setup.ts";
+import { KV_BUCKETS, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
+import { claimOnce, ensureBus } from "../nats/setup.ts";
 import { submitTask } from "../runtime/client.ts";
 import { systemClock } from "../runtime/clock.ts";
 import { EvidenceIndex } from "./evidence-index.ts";
@@ -773,7 +773,7 @@ export class Gateway {
   async #claim(key: string, value: Record<string, string>): Promise<ClusterClaim> {
     if (!this.#busConnected) return "unavailable";
     try {
-      await this.#nonceKv.create(key, JSON.stringify({ ...value, gatewayId: this.id }));
+      await claimOnce(this.#js, key, JSON.stringify({ ...value, gatewayId: this.id }));
       return "claimed";
     } catch (e) {
       const msg = String((e as Error | undefined)?.message ?? e);
@@ -1108,14 +1108,22 @@ export class Gateway {
   /**
    * True when a cluster claim among `keys` (the task id's, then the nonce's) was made for this
    * very submission, that is another copy of it holds the task: the deny is then marked a
-   * duplicate, not a verdict on the submission. Bounded and never throws: unknown is "no".
+   * duplicate, not a verdict on the submission. Also true for a claim someone deleted (see
+   * below). Bounded and never throws: a claim that cannot be read is "no".
    */
   async #claimHeldBy(keys: readonly string[], submissionId: string): Promise<boolean> {
     for (const key of keys) {
       let timer: NodeJS.Timeout | undefined;
       try {
         const entry = await Promise.race([this.#nonceKv.get(key), new Promise<null>((r) => (timer = setTimeout(() => r(null), 1_000)))]);
-        if (entry?.operation !== "PUT") continue;
+        if (entry === null) continue;
+        // Claims are never deleted: a delete or purge marker means someone removed one, and the
+        // copy that made it may have been this submission's. Not knowing, say "duplicate" (the
+        // client then reports "unknown"), never a plain deny that claims nothing ran.
+        if (entry.operation !== "PUT") {
+          this.#warn(`claim ${key} was deleted from ${KV_BUCKETS.nonces} (tampering?): a deny that lost to it is marked a possible duplicate`);
+          return true;
+        }
         const v = tryParseStrict(entry.value, { maxBytes: 4096 });
         if (v.ok && typeof v.value === "object" && v.value !== null && !Array.isArray(v.value) && v.value["submissionId"] === submissionId) return true;
       } catch {

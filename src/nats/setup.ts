@@ -1,6 +1,6 @@
 // Creates the streams and buckets of the wire contract if they are missing. Idempotent, so
 // every gateway, authority and agent may call it at start.
-import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { KV_BUCKETS, MAX_MESSAGE_BYTES, STREAMS, SUBJECTS, TASK_CONSUMER } from "./contract.ts";
@@ -13,6 +13,25 @@ export interface BusSetupOptions {
 }
 
 const ns = (ms: number) => ms * 1_000_000;
+
+type StreamGuards = { deny_purge?: true; deny_delete?: true; allow_rollup_hdrs?: false };
+
+/**
+ * Turn on `guards` in a stream's config where they are off. nats-server never lets an update
+ * turn deny_purge or deny_delete off again, so once set they hold against anyone with stream
+ * API rights short of deleting the stream. Throws if they cannot be set (fail closed: a gateway
+ * does not start on a bus whose claims or revocations could be wiped by a purge).
+ */
+async function guardStream(jsm: JetStreamManager, name: string, guards: StreamGuards): Promise<void> {
+  const { config } = await jsm.streams.info(name);
+  const lacking = (Object.keys(guards) as (keyof StreamGuards)[]).filter((k) => config[k] !== guards[k]);
+  if (lacking.length === 0) return;
+  try {
+    await jsm.streams.update(name, { ...config, ...guards });
+  } catch (e) {
+    throw new Error(`stream ${name}: could not set ${lacking.join(", ")}`, { cause: e });
+  }
+}
 
 async function ensureStream(jsm: JetStreamManager, name: string, config: Omit<Parameters<JetStreamManager["streams"]["add"]>[0], "name">): Promise<void> {
   try {
@@ -51,7 +70,12 @@ export async function ensureBus(nc: NatsConnection, opts: BusSetupOptions = {}):
     subjects: [SUBJECTS.revocation, SUBJECTS.heartbeat],
     storage: StorageType.File,
     max_msg_size: MAX_MESSAGE_BYTES,
+    deny_purge: true,
   });
+  // Policy: no purge (it would drop every revocation at once). Deleting single messages stays
+  // possible (authorities trim their own old heartbeats); the heartbeats' revocation counts catch
+  // a revocation deleted that way.
+  await guardStream(jsm, STREAMS.gov, { deny_purge: true, allow_rollup_hdrs: false });
   await ensureStream(jsm, STREAMS.checkpoints, {
     subjects: ["failclosed.audit.checkpoint.>"],
     storage: StorageType.File,
@@ -77,5 +101,18 @@ export async function ensureBus(nc: NatsConnection, opts: BusSetupOptions = {}):
   const kvm = new Kvm(nc);
   const policyKv = await kvm.create(KV_BUCKETS.policy, { history: 5 });
   const nonceKv = await kvm.create(KV_BUCKETS.nonces, { history: 1 });
+  // Policy: a claim is for good. Gateways claim with a create that fails if the key ever held a
+  // message (claimOnce), so a KV delete only leaves a marker that keeps the claim taken; these
+  // guards stop the stream-level ways to remove every trace (purge, message delete, rollup).
+  await guardStream(jsm, `KV_${KV_BUCKETS.nonces}`, { deny_purge: true, deny_delete: true, allow_rollup_hdrs: false });
   return { jsm, policyKv, nonceKv };
+}
+
+/**
+ * Claim `key` in the nonce/task-id bucket, cluster-wide and for good: a create that fails if the
+ * key ever held a message, a deleted or purged one included (a KV `create` would reuse a deleted
+ * key). Resolves on success; rejects with the server's "wrong last sequence" when taken.
+ */
+export async function claimOnce(js: JetStreamClient, key: string, value: string): Promise<void> {
+  await js.publish(`$KV.${KV_BUCKETS.nonces}.${key}`, value, { expect: { lastSubjectSequence: 0 } });
 }

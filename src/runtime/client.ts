@@ -76,7 +76,10 @@ async function taskClaimHolder(nc: NatsConnection, taskId: string, submissionId:
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("timeout")), 2_000)));
     const entry = await Promise.race([new Kvm(nc).open(KV_BUCKETS.nonces).then((kv) => kv.get(taskClaimKey(taskId))), late]).finally(() => clearTimeout(timer));
-    if (entry === null || entry.operation !== "PUT") return "none";
+    if (entry === null) return "none";
+    // Policy: claims are never deleted (gateways create them for good). A delete or purge marker
+    // means someone removed one: whose it was is not known, and it may have been this one's.
+    if (entry.operation !== "PUT") return "unknown";
     // A claim whose owner cannot be compared with this submission says nothing either way.
     if (submissionId === undefined) return "unknown";
     const v = tryParseStrict(entry.value, { maxBytes: 4096 });

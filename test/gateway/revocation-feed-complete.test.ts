@@ -1,8 +1,9 @@
 // A heartbeat vouches for the revocations before it: each says how many targets its authority
 // has revoked on the feed, and a gateway that has seen fewer denies (GOVERNANCE_UNAVAILABLE)
-// until they arrive. Without that, anyone with JetStream API rights could purge FAILCLOSED_GOV,
-// or divert its revocation subject into a stream of their own, while heartbeats kept the feed
-// "fresh", and a revoked artifact would run.
+// until they arrive. Without that, anyone with JetStream API rights could delete a revocation
+// from FAILCLOSED_GOV (or purge it, before purges were denied), or divert its revocation subject
+// into a stream of their own, while heartbeats kept the feed "fresh", and a revoked artifact
+// would run.
 import { afterEach, describe, expect, it } from "vitest";
 import { jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -64,14 +65,15 @@ describe("RevocationTally", () => {
 });
 
 describe("gateway: a revocation feed with revocations missing denies", () => {
-  it("FAILCLOSED_GOV purged after a revocation: a gateway starting afterwards denies until the revocation is published again", async () => {
+  it("a revocation deleted from FAILCLOSED_GOV: a gateway starting afterwards denies until the revocation is published again", async () => {
     h = await startHarness({ gateways: 0, heartbeatMs: 200 });
     const revokedTask = newTaskId();
     const revoked = await grant(h, revokedTask);
     const signed = await h.authority.revoke({ type: "artifact", id: artifactId(revoked) }, "compromised");
     expect(h.authority.revocationsPublished).toBe(1);
     const a = await admin(h.url);
-    await a.jsm.streams.purge(STREAMS.gov);
+    const last = await a.jsm.streams.getMessage(STREAMS.gov, { last_by_subj: SUBJECTS.revocation });
+    await a.jsm.streams.deleteMessage(STREAMS.gov, last!.seq);
     await a.close();
     await h.authority.heartbeat(); // announces 1 revocation the stream no longer holds
     const gw = await h.startGateway();
