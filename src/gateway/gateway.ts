@@ -201,6 +201,9 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     t = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+    // Not what keeps a gateway's process alive (its connection does): a handler that never
+    // settles must not hold the process open for its whole timeout after stop().
+    t.unref();
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(t));
 }
@@ -252,6 +255,8 @@ export class Gateway {
   #govSeq = 0;
   #policyKv!: KV;
   #ledger!: Ledger;
+  /** The log once opened, for a start that fails after opening it (see #abandonStart). */
+  #openedStore: AuditStore | undefined;
   #busConnected = true;
   #feedAt: number | null = null;
   /** Revocations the authorities' heartbeats announce against those the feed has shown. */
@@ -337,10 +342,32 @@ export class Gateway {
     try {
       await g.#start();
     } catch (e) {
-      await g.#verifyPool.close();
+      await g.#abandonStart();
       throw e;
     }
     return g;
+  }
+
+  /**
+   * A start that failed part way: release what it had opened (the connection, which would
+   * otherwise reconnect forever and keep the process alive; the loops; the log, whose lock would
+   * bar the next start), then rethrow in start().
+   */
+  async #abandonStart(): Promise<void> {
+    this.#stopped = true;
+    this.#abort.abort();
+    for (const c of this.#consumers) {
+      try {
+        c.stop();
+      } catch {
+        // already closed
+      }
+    }
+    const nc = this.#nc as NatsConnection | undefined;
+    await nc?.close().catch(() => undefined);
+    await Promise.allSettled(this.#loops);
+    await this.#openedStore?.close().catch(() => undefined);
+    await this.#verifyPool.close();
   }
 
   registerAction(name: string, handler: ActionHandler): void {
@@ -402,6 +429,7 @@ export class Gateway {
       onCheckpoint: (cp) => this.#publishCheckpoint(cp),
       onPublishError: (e) => this.#warn(`checkpoint publish failed: ${String(e)}`),
     });
+    this.#openedStore = store;
     const opened = store.openedFrom;
     if (opened.snapshotProblem !== undefined) this.#warn(`audit snapshot not used (${opened.snapshotProblem}): folded ${opened.recordsFolded} records from the log`);
     // The records before the snapshot are checked in the background; if they fail, the log
@@ -819,6 +847,7 @@ export class Gateway {
       },
     };
     const resultByTask = new Map<string, JsonValue>();
+    const resultProblemByTask = new Map<string, string>();
 
     const verifyStep = async (input: { taskId: string; evidence: Evidence }): Promise<VerifyResult> => {
       const ev = input.evidence;
@@ -899,8 +928,19 @@ export class Gateway {
         },
       };
       try {
-        const result = await withTimeout(Promise.resolve(handler(ctx)), this.#o.handlerTimeoutMs ?? 300_000, `handler "${req.action}"`);
-        const digest = resultDigestOf(result);
+        const returned: unknown = await withTimeout(Promise.resolve(handler(ctx)), this.#o.handlerTimeoutMs ?? 300_000, `handler "${req.action}"`);
+        // The action ran: whatever it returned, it succeeded. A void handler's undefined is null;
+        // a result that is not I-JSON (a Date, a BigInt, a cycle, a lone surrogate) cannot be
+        // recorded or sent, so it is left out and the outcome says so. "failed" would invite a
+        // caller to run the action again.
+        const result = (returned === undefined ? null : returned) as JsonValue;
+        let digest: string;
+        try {
+          digest = resultDigestOf(result);
+        } catch (e) {
+          resultProblemByTask.set(taskId, `the handler's result is not I-JSON and was not recorded (${e instanceof Error ? e.message : String(e)})`);
+          return { status: "succeeded" };
+        }
         resultByTask.set(taskId, result);
         return { status: "succeeded", resultDigest: digest };
       } catch (e) {
@@ -998,6 +1038,7 @@ export class Gateway {
       } else {
         const r = out.result;
         const result = resultByTask.get(taskId);
+        const resultProblem = resultProblemByTask.get(taskId);
         outcome = {
           taskId,
           gatewayId: this.id,
@@ -1007,6 +1048,7 @@ export class Gateway {
           ...(decisionSeq !== undefined ? { decisionSeq } : {}),
           ...(r?.resultDigest !== undefined ? { resultDigest: r.resultDigest } : {}),
           ...(result !== undefined ? { result } : {}),
+          ...(resultProblem !== undefined ? { detail: resultProblem } : {}),
           ...(r?.error !== undefined ? { error: r.error } : out.outcomeError !== undefined ? { error: out.outcomeError } : {}),
         };
       }
