@@ -162,6 +162,11 @@ export interface GatewayOptions {
   /** Longest an action handler may run before its outcome is recorded as failed. Default 5 min. */
   handlerTimeoutMs?: number;
   /**
+   * How often the active policy is read again beside its KV watch, which goes quiet if the
+   * bucket's stream is deleted and made again (ms; 0 turns it off). Default 5 s.
+   */
+  policyRecheckMs?: number;
+  /**
    * How long stop() waits for handlers already executing to finish, so their outcomes are
    * recorded. Default 25 s (under docker-compose's 30 s stop grace period).
    */
@@ -451,6 +456,7 @@ export class Gateway {
     // before this gateway knows what governs it (if it still doesn't, decide denies).
     await this.#loadPolicy();
     this.#loops.push(this.#watchPolicy());
+    this.#loops.push(this.#recheckPolicy());
     // Read the governance stream up to where it stood at start before taking work: a task
     // decided earlier would see no heartbeat (a pointless deny) or miss a revocation.
     const govEnd = await this.#jsm.streams
@@ -528,6 +534,38 @@ export class Gateway {
       }
     } catch (e) {
       if (!this.#stopped) this.#warn(`policy watch ended: ${String(e)}`);
+    }
+  }
+
+  /**
+   * Read the active policy again every `policyRecheckMs`, beside the watch. A KV watch does not
+   * survive its bucket's stream being deleted and made again (it goes quiet, and a policy the
+   * authority retired would stay in force here); this read does. What it finds is applied as a
+   * watch event would be; a read that fails changes nothing (a lost bus denies on its own).
+   */
+  async #recheckPolicy(): Promise<void> {
+    const every = this.#o.policyRecheckMs ?? 5_000;
+    if (every <= 0) return;
+    while (!this.#stopped) {
+      await this.#pause(every);
+      if (this.#stopped) return;
+      try {
+        const e = await this.#policyKv.get(POLICY_KEY);
+        const held = this.#ledger.state.policy?.digest;
+        if (e?.operation === "PUT") {
+          const parsed = tryParseStrict(e.value, { maxBytes: MAX_MESSAGE_BYTES });
+          const digest = parsed.ok && typeof parsed.value === "object" && parsed.value !== null && !Array.isArray(parsed.value) ? parsed.value["digest"] : undefined;
+          if (digest !== held) {
+            this.#warn("the policy bucket holds a policy its watch did not deliver: applying it");
+            await this.#applyPolicy(e.value);
+          }
+        } else if (held !== undefined) {
+          this.#warn("the policy bucket holds no active policy, though its watch said nothing: withdrawing the policy");
+          await this.#ledger.append({ type: "trust", change: { op: "policy.withdraw" } });
+        }
+      } catch (err) {
+        if (!this.#stopped) this.#warn(`policy re-read failed: ${String(err)}`);
+      }
     }
   }
 
@@ -629,38 +667,74 @@ export class Gateway {
     this.#slotWaiters.shift()?.();
   }
 
+  /**
+   * Take work for as long as the gateway runs. The shared durable consumer can vanish under a
+   * running gateway (deleted by anyone with stream API rights, or by an operator): nats.js then
+   * stops delivering without a word. Consuming aborts on a missing consumer or stream instead,
+   * and this loop says so, makes the consumer again (ensureBus) and resumes a second later.
+   */
   async #pullTasks(): Promise<void> {
-    try {
-      const c = await this.#js.consumers.get(STREAMS.tasks, TASK_CONSUMER);
-      // Tell the server "still working" well inside the consumer's ack wait (set by whichever
-      // gateway created it): a task redelivered while still in flight would run twice.
-      const ackWaitMs = await c.info().then(
-        (i) => (i.config.ack_wait ?? 30_000_000_000) / 1e6,
-        () => this.#o.taskAckWaitMs ?? 30_000,
-      );
-      this.#workingEveryMs = Math.max(100, Math.floor(ackWaitMs / 3));
-      const msgs = await c.consume({ max_messages: Math.min(this.#o.maxInFlight ?? 256, 512) });
-      this.#consumers.push(msgs);
-      for await (const m of msgs) {
-        if (this.#stopped) break;
-        // A message waiting for a slot is held by this gateway too.
-        await this.#slot(() => m.working());
-        if (this.#stopped) {
-          // stop() began while this message waited: hand it back for another gateway.
-          this.#release();
-          try {
-            m.nak();
-          } catch {
-            // bus gone: it is redelivered after the ack wait anyway
-          }
-          break;
-        }
-        this.#runTask(m)
-          .catch((e: unknown) => this.#warn(`task crashed outside its machine: ${String(e)}`))
-          .finally(() => this.#release());
+    while (!this.#stopped) {
+      try {
+        await this.#consumeTasks();
+      } catch (e) {
+        if (!this.#stopped) this.#warn(`task consumer ended: ${String(e)}`);
       }
-    } catch (e) {
-      if (!this.#stopped) this.#warn(`task consumer ended: ${String(e)}`);
+      if (this.#stopped) return;
+      this.#warn("task consumer lost: making it again and resuming in 1 s");
+      await this.#pause(1_000);
+      if (this.#stopped) return;
+      try {
+        await ensureBus(this.#nc, this.#o.taskAckWaitMs !== undefined ? { taskAckWaitMs: this.#o.taskAckWaitMs } : {});
+      } catch (e) {
+        this.#warn(`could not make the task consumer again: ${String(e)}`);
+      }
+    }
+  }
+
+  /** Wait `ms`, or less if the gateway stops meanwhile. */
+  async #pause(ms: number): Promise<void> {
+    if (this.#abort.signal.aborted) return;
+    let onAbort: () => void = () => undefined;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      onAbort = () => {
+        clearTimeout(t);
+        resolve();
+      };
+      this.#abort.signal.addEventListener("abort", onAbort, { once: true });
+    });
+    this.#abort.signal.removeEventListener("abort", onAbort);
+  }
+
+  async #consumeTasks(): Promise<void> {
+    const c = await this.#js.consumers.get(STREAMS.tasks, TASK_CONSUMER);
+    // Tell the server "still working" well inside the consumer's ack wait (set by whichever
+    // gateway created it): a task redelivered while still in flight would run twice.
+    const ackWaitMs = await c.info().then(
+      (i) => (i.config.ack_wait ?? 30_000_000_000) / 1e6,
+      () => this.#o.taskAckWaitMs ?? 30_000,
+    );
+    this.#workingEveryMs = Math.max(100, Math.floor(ackWaitMs / 3));
+    const msgs = await c.consume({ max_messages: Math.min(this.#o.maxInFlight ?? 256, 512), abort_on_missing_resource: true });
+    this.#consumers.push(msgs);
+    for await (const m of msgs) {
+      if (this.#stopped) break;
+      // A message waiting for a slot is held by this gateway too.
+      await this.#slot(() => m.working());
+      if (this.#stopped) {
+        // stop() began while this message waited: hand it back for another gateway.
+        this.#release();
+        try {
+          m.nak();
+        } catch {
+          // bus gone: it is redelivered after the ack wait anyway
+        }
+        break;
+      }
+      this.#runTask(m)
+        .catch((e: unknown) => this.#warn(`task crashed outside its machine: ${String(e)}`))
+        .finally(() => this.#release());
     }
   }
 
@@ -1056,15 +1130,18 @@ export class Gateway {
       // The machine itself failed: nothing ran unless it reached executing, which records.
       outcome = { taskId, gatewayId: this.id, verdict: "deny", codes: ["GOVERNANCE_UNAVAILABLE"], status: "denied", detail: `task machine error: ${String(e)}` };
     } finally {
+      const allowed = claimedExecution || verifyResult?.decision.verdict === "allow";
       clearInterval(working);
       this.#inFlight.delete(flightKey);
       if (claimedExecution) this.#executed.delete(taskId);
       const left = (this.#flightsPerTask.get(taskId) ?? 1) - 1;
       if (left > 0) this.#flightsPerTask.set(taskId, left);
-      else {
-        this.#flightsPerTask.delete(taskId);
-        this.#index.forget(taskId);
-      }
+      else this.#flightsPerTask.delete(taskId);
+      // Forget the task's evidence once it was allowed (the task id is then spent: any later
+      // submission for it is REPLAYED). A denied flight leaves it to age out with the stream
+      // (evict) or the memory budget: a junk submission naming someone's task id, denied at once,
+      // must not drop the lineage that task's real submission is about to use.
+      if (left <= 0 && allowed) this.#index.forget(taskId);
     }
     if (sub.submissionId !== undefined) outcome.submissionId = sub.submissionId;
     this.#publishOutcome(outcome);
