@@ -1,5 +1,6 @@
-// Starts a real nats-server from PATH on a random port with a temp JetStream store, as nats.js's
-// own test launcher (nst/src/launcher.ts) does: `-p -1`, then read the ports file it writes.
+// Starts a real nats-server (from PATH, else /usr/sbin or /usr/local/sbin) on a random port with
+// a temp JetStream store, as nats.js's own test launcher (nst/src/launcher.ts) does: `-p -1`,
+// then read the ports file it writes.
 // Used by every test suite that needs the bus, and by the simulator when no $NATS_URL answers.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -7,13 +8,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
+/**
+ * Where nats-server is looked for when PATH has none. Debian and Ubuntu's package installs it in
+ * /usr/sbin, which is not on a normal user's PATH there; /usr/local/sbin is its local twin.
+ */
+export const NATS_SERVER_FALLBACKS: readonly string[] = ["/usr/sbin/nats-server", "/usr/local/sbin/nats-server"];
+
 export class NatsServerNotFoundError extends Error {
   readonly code = "NATS_SERVER_NOT_FOUND";
   override readonly name = "NatsServerNotFoundError";
-  constructor() {
+  /** @param tried the binaries tried; default: nats-server on PATH, then NATS_SERVER_FALLBACKS. */
+  constructor(tried: readonly string[] = ["nats-server", ...NATS_SERVER_FALLBACKS]) {
     super(
-      "nats-server is not on PATH and no NATS answered at $NATS_URL. Install it " +
-        "(Debian/Ubuntu: `apt-get install -y nats-server`; macOS: `brew install nats-server`) " +
+      `nats-server was not found (tried ${tried.map((t) => (t.includes("/") ? t : `${t} on PATH`)).join(", ")}) and no NATS answered at $NATS_URL. Install it ` +
+        "(Debian/Ubuntu: `apt-get install -y nats-server`, which puts it in /usr/sbin; macOS: `brew install nats-server`) " +
         "or set NATS_URL to a running server with JetStream enabled.",
     );
   }
@@ -33,9 +41,22 @@ export interface NatsServerHandle {
   readonly running: boolean;
 }
 
-export function natsServerAvailable(bin = "nats-server"): boolean {
+function runs(bin: string): boolean {
   const r = spawnSync(bin, ["--version"], { stdio: "ignore" });
   return r.status === 0;
+}
+
+/**
+ * The nats-server binary to run: `bin` if given and it runs; otherwise `nats-server` from PATH,
+ * else the first of NATS_SERVER_FALLBACKS that runs. Undefined when none does.
+ */
+export function findNatsServer(bin?: string): string | undefined {
+  return (bin !== undefined ? [bin] : ["nats-server", ...NATS_SERVER_FALLBACKS]).find(runs);
+}
+
+/** Whether findNatsServer(bin) finds one. */
+export function natsServerAvailable(bin?: string): boolean {
+  return findNatsServer(bin) !== undefined;
 }
 
 interface Launched {
@@ -76,9 +97,13 @@ async function launch(bin: string, port: number, storeDir: string, portsDir: str
   throw new Error(`nats-server did not start: ${stderr}`);
 }
 
+/**
+ * Start nats-server (opts.bin, else as findNatsServer looks for it). Throws
+ * NatsServerNotFoundError when there is none to run.
+ */
 export async function startNatsServer(opts: { bin?: string } = {}): Promise<NatsServerHandle> {
-  const bin = opts.bin ?? "nats-server";
-  if (!natsServerAvailable(bin)) throw new NatsServerNotFoundError();
+  const bin = findNatsServer(opts.bin);
+  if (bin === undefined) throw new NatsServerNotFoundError(opts.bin !== undefined ? [opts.bin] : undefined);
   const root = await mkdtemp(join(tmpdir(), "failclosed-nats-"));
   const storeDir = join(root, "store");
   const portsDir = join(root, "ports");

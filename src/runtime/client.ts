@@ -1,13 +1,13 @@
 // The submitting side of the wire contract: publish a task's evidence, submit its request to
 // the shared work queue, and wait for the outcome a gateway publishes. No gateway answer in
 // time is a deny from the submitter's point of view (fail closed), never a pass.
-import { jetstream } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstream, JetStreamApiError } from "@nats-io/jetstream";
+import { PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
 import type { JsonValue } from "../canonical/jcs.ts";
 import { tryParseStrict } from "../canonical/strict-parse.ts";
 import type { SignedArtifact, SignedLineage, SignedRequest } from "../core/types.ts";
 import { Kvm } from "@nats-io/kv";
-import { KV_BUCKETS, SUBJECTS, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
+import { KV_BUCKETS, MAX_MESSAGE_BYTES, SUBJECTS, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
 import { MAX_OUTCOME_BYTES, outcomeSignedBy, type TaskOutcome } from "../gateway/outcome.ts";
 
 export interface Submission {
@@ -224,13 +224,91 @@ export function awaitOutcome(
   };
 }
 
+/**
+ * Nothing of this submission reached the bus, or the server refused its submit message outright:
+ * no gateway can see it, so it did not run and will not (unlike "unknown").
+ */
+function refusedOutcome(taskId: string, code: "MALFORMED" | "GOVERNANCE_UNAVAILABLE", why: string): TaskOutcome {
+  return { taskId, gatewayId: "client", verdict: "deny", codes: [code], status: "denied", detail: why };
+}
+
+/** JetStream's "message size exceeds maximum allowed" (nats-server JSStreamMessageExceedsMaximumErr). */
+const JS_MESSAGE_TOO_LARGE = 10054;
+
+/**
+ * Why the server certainly did not store a submit publish that failed with `e`, or undefined
+ * when that is not certain (a timeout, a lost connection, any other refusal): the message may
+ * then be in the stream, and only the deadline can tell.
+ */
+function submitRefusal(e: unknown): { code: "MALFORMED" | "GOVERNANCE_UNAVAILABLE"; why: string } | undefined {
+  // Policy: only refusals the server makes before it stores anything. A size refusal is checked
+  // against the stream's max_msg_size before the write; a publish permission violation is refused
+  // by the server before the message is routed to any stream. Other API errors (a store that
+  // failed, a cluster that lost its leader mid-write) could follow a partial write: "unknown".
+  for (let c: unknown = e, depth = 0; c instanceof Error && depth < 4; c = c.cause, depth++) {
+    if (c instanceof JetStreamApiError && (c.code === JS_MESSAGE_TOO_LARGE || (c.status === 400 && c.message === "message size exceeds maximum allowed"))) {
+      return { code: "MALFORMED", why: `the server refused the submit message as too large (${c.message}); nothing was stored` };
+    }
+    if (c instanceof PermissionViolationError && c.operation === "publish" && c.subject === SUBJECTS.taskSubmit) {
+      return { code: "GOVERNANCE_UNAVAILABLE", why: `this connection may not publish to ${SUBJECTS.taskSubmit} (${c.message}); nothing was stored` };
+    }
+  }
+  return undefined;
+}
+
+/** JSON text of `v`; throws for a value JSON.stringify leaves out (undefined, a function). */
+function jsonText(v: unknown): string {
+  const text = JSON.stringify(v) as string | undefined;
+  if (text === undefined) throw new TypeError(`${typeof v} is not a JSON value`);
+  return text;
+}
+
+type EncodedSubmission = { ok: true; body: string; evidence: { kind: "artifact" | "lineage"; data: string }[] } | { ok: false; why: string };
+
+/** Encode every message of a submission, or say why it cannot go on the wire at all. */
+function encodeSubmission(s: Submission): EncodedSubmission {
+  let body: string;
+  const evidence: { kind: "artifact" | "lineage"; data: string }[] = [];
+  try {
+    body = jsonText({ request: s.request, args: s.args });
+    for (const a of s.chain ?? []) evidence.push({ kind: "artifact", data: jsonText(a) });
+    for (const l of s.lineage ?? []) evidence.push({ kind: "lineage", data: jsonText(l) });
+  } catch (e) {
+    return { ok: false, why: `the submission does not encode as JSON (${String(e)}); nothing was published` };
+  }
+  // Policy: checked before anything is published, so an oversized submission leaves no evidence
+  // behind and is a definitive deny here rather than a refused publish (gateways, and the streams'
+  // max_msg_size, take nothing over MAX_MESSAGE_BYTES: DESIGN §6).
+  const size = Buffer.byteLength(body, "utf8");
+  if (size > MAX_MESSAGE_BYTES) return { ok: false, why: `the submit message (request and args) is ${size} bytes, over the ${MAX_MESSAGE_BYTES}-byte message limit; nothing was published` };
+  for (const [i, m] of evidence.entries()) {
+    const n = Buffer.byteLength(m.data, "utf8");
+    if (n > MAX_MESSAGE_BYTES) return { ok: false, why: `evidence message ${i} (${m.kind}) is ${n} bytes, over the ${MAX_MESSAGE_BYTES}-byte message limit; nothing was published` };
+  }
+  return { ok: true, body, evidence };
+}
+
+/**
+ * Publish a task's evidence and submit its request, then wait for its outcome (awaitOutcome).
+ * Never throws: every failure is an outcome.
+ *
+ * A submission that cannot go on the wire (not JSON, or a submit or evidence message over
+ * MAX_MESSAGE_BYTES) is refused before anything is published: a deny with code MALFORMED and
+ * status "denied" from gatewayId "client". So is a submit message the server refuses without
+ * storing it (too large for the stream); a publish permission violation on the submit subject is
+ * "denied" with GOVERNANCE_UNAVAILABLE. Any other failure to submit (a timeout, a lost
+ * connection) is "unknown": the submit may have reached the stream.
+ */
 export async function submitTask(nc: NatsConnection, s: Submission): Promise<TaskOutcome> {
   // Read defensively: a malformed submission from plain JavaScript still gets a deny, not a throw.
   const named = (s as { request?: { payload?: { taskId?: unknown } } } | null)?.request?.payload?.taskId;
   const taskId = typeof named === "string" ? named : "unknown";
   let waiter: ReturnType<typeof awaitOutcome> | undefined;
+  let submitting = false;
   try {
-    const body = JSON.stringify({ request: s.request, args: s.args });
+    const encoded = encodeSubmission(s);
+    if (!encoded.ok) return refusedOutcome(taskId, "MALFORMED", encoded.why);
+    const { body } = encoded;
     // What the gateway will fingerprint: the submit message as it parses it.
     const submissionId = submissionIdOf(JSON.parse(body));
     const payload = (s.request as { payload?: { notAfter?: unknown; createdAt?: unknown } } | null)?.payload;
@@ -245,11 +323,13 @@ export async function submitTask(nc: NatsConnection, s: Submission): Promise<Tas
     await waiter.ready;
     const js = jetstream(nc);
     // Evidence first: a gateway that pulls the request should find it already streaming in.
-    for (const a of s.chain ?? []) await js.publish(SUBJECTS.artifact(taskId), JSON.stringify(a));
-    for (const l of s.lineage ?? []) await js.publish(SUBJECTS.lineage(taskId), JSON.stringify(l));
+    for (const m of encoded.evidence) await js.publish(m.kind === "artifact" ? SUBJECTS.artifact(taskId) : SUBJECTS.lineage(taskId), m.data);
+    submitting = true;
     await js.publish(SUBJECTS.taskSubmit, body);
   } catch (e) {
     waiter?.cancel();
+    const refused = submitting ? submitRefusal(e) : undefined;
+    if (refused !== undefined) return refusedOutcome(taskId, refused.code, refused.why);
     // The submit may have reached the stream before the error: only the deadline can tell.
     return unknownOutcome(taskId, `submission failed: ${String(e)}`);
   }

@@ -11,6 +11,7 @@ import type { SignedArtifact } from "../core/types.ts";
 import { Gateway, type ActionHandler, type GatewayOptions } from "../gateway/gateway.ts";
 import type { TaskOutcome } from "../gateway/outcome.ts";
 import { assertAcceptableKey } from "../core/trust-store.ts";
+import { TASK_ID_RE } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
 import { submitTask } from "./client.ts";
 import { systemClock, type Clock } from "./clock.ts";
@@ -50,7 +51,10 @@ export interface SpawnRequest {
   args: JsonValue;
   /** The artifact chain, root first; the last one is held by `agent`. */
   chain: SignedArtifact[];
-  /** For a root task: the task id its authority's grant names. Default: a fresh id. */
+  /**
+   * For a root task: the task id its authority's grant names. Default: a fresh id. A subject
+   * token (contract.ts TASK_ID_RE: letters, digits, '_' and '-', 1 to 128 of them).
+   */
   taskId?: string;
 }
 
@@ -58,7 +62,17 @@ export function newTaskId(): string {
   return `t-${randomBytes(12).toString("base64url")}`;
 }
 
+/** A task id is a subject token (DESIGN §6): one that is not could never be answered on its subjects. */
+function assertTaskId(where: string, taskId: unknown): asserts taskId is string {
+  if (typeof taskId !== "string" || !TASK_ID_RE.test(taskId)) throw new TypeError(`${where}: task id ${JSON.stringify(taskId)} is not a subject-safe token (${String(TASK_ID_RE)})`);
+}
+
 export class Runtime {
+  /** Set when close() begins: nothing is registered or spawned after it. */
+  #closed = false;
+  /** The action names registered through this runtime: a second handler for one is refused. */
+  readonly #actions = new Set<string>();
+
   private constructor(
     readonly nc: NatsConnection,
     readonly gateway: Gateway | undefined,
@@ -76,38 +90,60 @@ export class Runtime {
    * console.log((await outcome).status); // "succeeded" or "denied"
    */
   static async connect(o: ConnectOptions): Promise<Runtime> {
+    if (o.dataDir !== undefined && !o.gateway) throw new TypeError("connect: dataDir needs gateway settings (gatewayId, gatewayKey, authorities)");
     const nc = await natsConnect({ servers: o.natsUrl, name: "failclosed-runtime", maxReconnectAttempts: -1, reconnectTimeWait: 200 });
-    await ensureBus(nc);
     let gateway: Gateway | undefined;
-    if (o.dataDir !== undefined) {
-      if (!o.gateway) throw new TypeError("connect: dataDir needs gateway settings (gatewayId, gatewayKey, authorities)");
-      gateway = await Gateway.start({ ...o.gateway, natsUrl: o.natsUrl, audit: o.dataDir, ...(o.clock ? { clock: o.clock } : {}) });
-    }
-    // With a gateway of its own, outcomes are always held to signatures: its own key and the
-    // peers it shares the work queue with (whose lineage it already trusts).
-    const keys = o.gatewayKeys === undefined && gateway === undefined ? undefined : new Set([...(o.gatewayKeys ?? []), ...(gateway !== undefined ? [gateway.keyId, ...(o.gateway?.peerGateways ?? [])] : [])]);
-    if (keys !== undefined) {
-      // A mistyped key, or none at all, would make every spawn() a deny at its timeout.
-      try {
+    try {
+      await ensureBus(nc);
+      if (o.dataDir !== undefined && o.gateway) {
+        gateway = await Gateway.start({ ...o.gateway, natsUrl: o.natsUrl, audit: o.dataDir, ...(o.clock ? { clock: o.clock } : {}) });
+      }
+      // With a gateway of its own, outcomes are always held to signatures: its own key and the
+      // peers it shares the work queue with (whose lineage it already trusts).
+      const keys = o.gatewayKeys === undefined && gateway === undefined ? undefined : new Set([...(o.gatewayKeys ?? []), ...(gateway !== undefined ? [gateway.keyId, ...(o.gateway?.peerGateways ?? [])] : [])]);
+      if (keys !== undefined) {
+        // A mistyped key, or none at all, would make every spawn() a deny at its timeout.
         for (const k of keys) assertAcceptableKey(k);
         if (keys.size === 0) throw new TypeError("connect: gatewayKeys is empty and this runtime runs no gateway: no outcome could ever be accepted");
-      } catch (e) {
-        await gateway?.stop();
-        await nc.close();
-        throw e;
       }
+      return new Runtime(nc, gateway, o.clock ?? systemClock, o.outcomeTimeoutMs ?? 30_000, keys, o.maxSkewMs ?? 5_000);
+    } catch (e) {
+      // A failed connect leaves nothing open behind it (an open connection keeps the process
+      // alive); the caller gets the original error, not one from the cleanup.
+      await gateway?.stop().catch(() => undefined);
+      await nc.close().catch(() => undefined);
+      throw e;
     }
-    return new Runtime(nc, gateway, o.clock ?? systemClock, o.outcomeTimeoutMs ?? 30_000, keys, o.maxSkewMs ?? 5_000);
   }
 
-  /** Handlers run only from `executing`, after a durable allow, on whichever gateway decided. */
+  /**
+   * Handlers run only from `executing`, after a durable allow, on whichever gateway decided.
+   * Throws TypeError when this runtime runs no gateway, is closed, or already has a handler for
+   * `name`: an action's handler is set once, never silently replaced.
+   */
   registerAction(name: string, handler: ActionHandler): void {
     if (!this.gateway) throw new TypeError("registerAction: this runtime runs no gateway");
+    if (this.#closed) throw new TypeError("registerAction: this runtime is closed");
+    // Policy: what an allow for an action runs is fixed when it is registered; a second
+    // registration (a name collision between modules, a late override) is a mistake to surface.
+    if (this.#actions.has(name)) throw new TypeError(`registerAction: action ${JSON.stringify(name)} already has a handler`);
     this.gateway.registerAction(name, handler);
+    this.#actions.add(name);
   }
 
-  /** Submit a governed root task. Children are spawned from a handler with ctx.spawn(). */
+  /**
+   * Submit a governed root task. Children are spawned from a handler with ctx.spawn().
+   *
+   * Throws TypeError for a caller mistake, before anything is published: a runtime that is
+   * closed (or closing), a task id that is not a subject token (TASK_ID_RE), an empty chain.
+   * Everything else is an outcome. Args whose submit message (the signed request and the args)
+   * would exceed MAX_MESSAGE_BYTES, or evidence over it, are refused before anything is
+   * published: `{ verdict: "deny", codes: ["MALFORMED"], status: "denied", gatewayId: "client" }`.
+   * A submit the server refuses without storing it is "denied" too (see submitTask).
+   */
   spawn(r: SpawnRequest): { taskId: string; outcome: Promise<TaskOutcome> } {
+    if (this.#closed) throw new TypeError("spawn: this runtime is closed");
+    if (r.taskId !== undefined) assertTaskId("spawn", r.taskId);
     const taskId = r.taskId ?? newTaskId();
     const leaf = r.chain[r.chain.length - 1];
     if (!leaf) throw new TypeError("spawn: empty artifact chain");
@@ -119,7 +155,11 @@ export class Runtime {
     };
   }
 
-  /** Prepare a child task for ctx.spawn(): a delegated artifact and the child's signed request. */
+  /**
+   * Prepare a child task for ctx.spawn(): a delegated artifact and the child's signed request.
+   * Throws TypeError when `parentTaskId` or `taskId` is not a subject token (TASK_ID_RE), or
+   * when the delegation would widen the parent. Oversized args: see spawn().
+   */
   child(o: {
     parent: SignedArtifact;
     parentTaskId: string;
@@ -131,6 +171,8 @@ export class Runtime {
     args: JsonValue;
     taskId?: string;
   }): { request: ReturnType<typeof signRequest>; args: JsonValue; artifact: SignedArtifact } {
+    assertTaskId("child: parentTaskId", o.parentTaskId);
+    if (o.taskId !== undefined) assertTaskId("child", o.taskId);
     const artifact = this.delegate(o.parent, o.holderKey, { ...o.delegation, holder: o.childAgent.keyId });
     const now = this.clock();
     const request = signRequest(o.childAgent, {
@@ -151,7 +193,9 @@ export class Runtime {
     return delegateArtifact(parent, holderKey, o);
   }
 
+  /** Stop this runtime's gateway and drain its connection; spawn() and registerAction() throw after it. */
   async close(): Promise<void> {
+    this.#closed = true;
     await this.gateway?.stop();
     await this.nc.drain().catch(() => undefined);
   }
