@@ -47,7 +47,9 @@ export function authorityCommand(io: CliIo): Command {
         try {
           digest = await authority.publishPolicy(doc);
         } catch (e) {
-          throw new CliError("INVALID_INPUT", `policy not published: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+          // A document gateways would refuse is the operator's input; anything else is the bus.
+          if (!(e instanceof TypeError)) throw e;
+          throw new CliError("INVALID_INPUT", `policy not published: ${e.message}`, { cause: e });
         }
         io.err(`failclosed authority ${key.keyId}: policy ${doc.id} (${digest}) published on ${o.nats}\n`);
         for (const r of revocations) {

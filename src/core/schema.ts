@@ -4,11 +4,13 @@ import { z } from "zod";
 import type { Signed } from "../crypto/signing.ts";
 import {
   ARTIFACT_KIND,
+  CONSISTENCY_PROOF_KIND,
   HEARTBEAT_KIND,
   LINEAGE_KIND,
   REQUEST_KIND,
   REVOCATION_KIND,
   type ArtifactPayload,
+  type ConsistencyProofPayload,
   type HeartbeatPayload,
   type LineagePayload,
   type RevocationPayload,
@@ -99,7 +101,28 @@ const revocationPayload = z.strictObject({
   issuedAt: time,
 });
 
-const heartbeatPayload = z.strictObject({ kind: z.literal(HEARTBEAT_KIND), issuer: keyIdSchema, seq: time, issuedAt: time, revocations: time.optional() });
+const heartbeatPayload = z.strictObject({
+  kind: z.literal(HEARTBEAT_KIND),
+  issuer: keyIdSchema,
+  seq: time,
+  issuedAt: time,
+  revocations: time.optional(),
+  policy: z.strictObject({ digest: digestSchema, publishedAt: time }).optional(),
+});
+
+/** A consistency proof has at most about 2·log2(n) nodes; 128 covers any safe integer size. */
+export const MAX_CONSISTENCY_PROOF_NODES = 128;
+const treeSize = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+const consistencyProofPayload = z.strictObject({
+  kind: z.literal(CONSISTENCY_PROOF_KIND),
+  origin: taskIdSchema, // a gateway id is a subject token (failclosed.audit.proof.<id>)
+  signer: keyIdSchema,
+  size1: treeSize,
+  size2: treeSize,
+  root1: digestSchema,
+  root2: digestSchema,
+  proof: z.array(digestSchema).max(MAX_CONSISTENCY_PROOF_NODES),
+});
 
 const signed = <T extends z.ZodType>(payload: T) => z.strictObject({ payload, sig: sigSchema });
 
@@ -108,6 +131,7 @@ export const signedRequestSchema = signed(requestPayload) as unknown as z.ZodTyp
 export const signedLineageSchema = signed(lineagePayload);
 export const signedRevocationSchema = signed(revocationPayload);
 export const signedHeartbeatSchema = signed(heartbeatPayload) as unknown as z.ZodType<Signed<HeartbeatPayload>>;
+export const signedConsistencyProofSchema = signed(consistencyProofPayload);
 
 // The schemas and the hand-written types in types.ts must describe the same shapes.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
@@ -118,7 +142,8 @@ const _requestMatches: Same<Defined<z.infer<typeof requestPayload>>, TaskRequest
 const _lineageMatches: Same<z.infer<typeof lineagePayload>, LineagePayload> = true;
 const _revocationMatches: Same<z.infer<typeof revocationPayload>, RevocationPayload> = true;
 const _heartbeatMatches: Same<Defined<z.infer<typeof heartbeatPayload>>, HeartbeatPayload> = true;
-void [_requestMatches, _lineageMatches, _revocationMatches, _heartbeatMatches];
+const _consistencyProofMatches: Same<z.infer<typeof consistencyProofPayload>, ConsistencyProofPayload> = true;
+void [_requestMatches, _lineageMatches, _revocationMatches, _heartbeatMatches, _consistencyProofMatches];
 
 export type SchemaResult<T> = { ok: true; value: T } | { ok: false; error: string };
 

@@ -28,6 +28,7 @@ export const LINEAGE_KIND = "failclosed/lineage/v1";
 export const REVOCATION_KIND = "failclosed/revocation/v1";
 export const HEARTBEAT_KIND = "failclosed/heartbeat/v1";
 export const CHECKPOINT_KIND = "failclosed/checkpoint/v1";
+export const CONSISTENCY_PROOF_KIND = "failclosed/consistency-proof/v1";
 
 /** Numeric bounds on a named request argument; delegation may only tighten them. */
 export interface NumericConstraint {
@@ -155,6 +156,34 @@ export interface HeartbeatPayload {
    * for the revocations before it, not just for the time. Absent from older authorities.
    */
   revocations?: number;
+  /**
+   * The policy this authority last made active (its digest) and when (its clock). Gateways hold
+   * the active policy to the most recently published one any trusted authority announces, so a
+   * policy rolled back in the KV bucket (an old entry put back: it is not signed) denies
+   * instead of reviving artifacts bound to it. Absent from older authorities and from one that
+   * has published no policy since it started.
+   */
+  policy?: { digest: string; publishedAt: number };
+}
+
+/**
+ * A gateway's signed answer to a witness asking how its log of size1 grew into its log of size2
+ * (nats/proof-service.ts). Signed with the key that signs its checkpoints, and binding the two
+ * roots the proof is for: a witness accuses a gateway only on a proof the gateway itself signed.
+ */
+export interface ConsistencyProofPayload {
+  kind: typeof CONSISTENCY_PROOF_KIND;
+  /** The gateway id: the log's origin, as its checkpoints name it. */
+  origin: string;
+  /** The gateway key that signed this (base64url Ed25519 public key). */
+  signer: string;
+  size1: number;
+  size2: number;
+  /** base64url RFC 6962 roots of the log at size1 and at size2. */
+  root1: string;
+  root2: string;
+  /** RFC 9162 §2.1.4 consistency proof from size1 to size2, base64url SHA-256 nodes. */
+  proof: string[];
 }
 
 export type SignedArtifact = Signed<ArtifactPayload>;
@@ -162,6 +191,7 @@ export type SignedRequest = Signed<TaskRequestPayload>;
 export type SignedLineage = Signed<LineagePayload>;
 export type SignedRevocation = Signed<RevocationPayload>;
 export type SignedHeartbeat = Signed<HeartbeatPayload>;
+export type SignedConsistencyProof = Signed<ConsistencyProofPayload>;
 
 /** What the gateway trusts at the moment of a decision (a fold of `trust` and `revocation` records). */
 export interface TrustSnapshot {
@@ -192,6 +222,12 @@ export interface GovernanceHealth {
    * logs recorded before it existed.
    */
   revocationsMissing?: number;
+  /**
+   * The policy digest that authority heartbeats announce as the latest active (see
+   * HeartbeatPayload.policy); when set and not the digest of trust.policy →
+   * GOVERNANCE_UNAVAILABLE. Absent when no heartbeat announces one, and in older logs.
+   */
+  announcedPolicy?: string;
 }
 
 /**

@@ -267,6 +267,9 @@ export class Gateway {
   /** Revocations the authorities' heartbeats announce against those the feed has shown. */
   readonly #tally = new RevocationTally();
   #missingWarned = false;
+  /** The most recently published policy any authority's heartbeat announces (HeartbeatPayload.policy). */
+  #announcedPolicy: { digest: string; publishedAt: number } | undefined;
+  #policyMismatchWarned = false;
   /** A stale revocation feed was reported (once per stale stretch). */
   #staleWarned = false;
   readonly #startedAt: number;
@@ -603,6 +606,8 @@ export class Gateway {
           onHeartbeat: (h) => {
             const at = h.issuedAt;
             this.#tally.heartbeat(h);
+            const announced = this.#announcedPolicy;
+            if (h.policy !== undefined && (announced === undefined || h.policy.publishedAt > announced.publishedAt)) this.#announcedPolicy = h.policy;
             if (this.#feedAt === null || at > this.#feedAt) this.#feedAt = at;
             // Fresh again only if this heartbeat makes it so (a backlog replayed is still stale).
             if (this.#staleWarned && this.#clock() - this.#feedAt <= this.#limits.maxFeedAgeMs) {
@@ -773,7 +778,23 @@ export class Gateway {
           : "revocation feed complete again",
       );
     }
-    return { busConnected: this.#busConnected && !this.#nc.isClosed(), auditWritable: this.#ledger.writable, revocationFeedAt: this.#feedAt, ...(missing > 0 ? { revocationsMissing: missing } : {}) };
+    const announced = this.#announcedPolicy?.digest;
+    const mismatch = announced !== undefined && announced !== this.#ledger.state.policy?.digest;
+    if (mismatch !== this.#policyMismatchWarned) {
+      this.#policyMismatchWarned = mismatch;
+      this.#warn(
+        mismatch
+          ? `the active policy is not the one authority heartbeats announce (${announced}): rolled back or not yet delivered? Denying every task (GOVERNANCE_UNAVAILABLE) until they agree`
+          : "the active policy is the one authority heartbeats announce again",
+      );
+    }
+    return {
+      busConnected: this.#busConnected && !this.#nc.isClosed(),
+      auditWritable: this.#ledger.writable,
+      revocationFeedAt: this.#feedAt,
+      ...(missing > 0 ? { revocationsMissing: missing } : {}),
+      ...(announced !== undefined ? { announcedPolicy: announced } : {}),
+    };
   }
 
   #environment(agent: unknown): DecisionInput["environment"] {

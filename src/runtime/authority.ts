@@ -9,7 +9,7 @@ import type { RevocationTarget, SignedArtifact, SignedLineage, SignedRevocation 
 import { tryParseStrict } from "../canonical/strict-parse.ts";
 import { PolicyEngine, screenPolicyText } from "../policy/cedar.ts";
 import { isPolicyDocument, policyDigest, type PolicyDocument } from "../policy/policy-document.ts";
-import { MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS } from "../nats/contract.ts";
+import { MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_ID_RE } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
 import { check, signedRevocationSchema } from "../core/schema.ts";
 import { verifySigned } from "../crypto/signing.ts";
@@ -26,7 +26,8 @@ export interface GrantOptions extends Omit<IssueOptions, "policy"> {
 export class Authority {
   #seq = 0;
   #timer: NodeJS.Timeout | undefined;
-  #policy: { id: string; digest: string } | undefined;
+  /** The policy this authority last made active, and when: its heartbeats announce it. */
+  #policy: { id: string; digest: string; publishedAt: number } | undefined;
   #lastHeartbeatAt: number | undefined;
   /** Stream sequence of this authority's last heartbeat (deleted once the next one lands). */
   #heartbeatSeq: number | undefined;
@@ -107,8 +108,12 @@ export class Authority {
     const probe = new PolicyEngine().evaluate(doc, digest, { principal: "probe", action: "probe", resource: "probe", context: {} });
     const unparsable = probe.errors.filter((e) => e.startsWith("POLICY_PARSE") || e.startsWith("POLICY_TOO_COMPLEX") || e.startsWith("BAD_DOCUMENT"));
     if (unparsable.length > 0) throw new TypeError(`publishPolicy: Cedar refuses the policy: ${unparsable.join("; ")}`);
+    const publishedAt = this.clock();
     await this.policyKv.put(POLICY_KEY, entry);
-    this.#policy = { id: doc.id, digest };
+    this.#policy = { id: doc.id, digest, publishedAt };
+    // Announce it at once: gateways hold the active policy to the newest one announced, so until
+    // a heartbeat says so, one that took the new entry would deny as if it were rolled back.
+    await this.heartbeat();
     return digest;
   }
 
@@ -122,7 +127,7 @@ export class Authority {
     const at = this.clock();
     // Policy: `expect` the stream, so a publish some other stream took (a subject diverted out of
     // the feed) fails here instead of counting as published.
-    const ack = await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, at, this.#revoked.size)), { expect: { streamName: STREAMS.gov } });
+    const ack = await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, at, { revocations: this.#revoked.size, ...(this.#policy !== undefined ? { policy: { digest: this.#policy.digest, publishedAt: this.#policy.publishedAt } } : {}) })), { expect: { streamName: STREAMS.gov } });
     this.#lastHeartbeatAt = at;
     const previous = this.#heartbeatSeq;
     this.#heartbeatSeq = ack.seq;
@@ -181,7 +186,10 @@ export class Authority {
 
   /** Issue a root artifact and publish the origin lineage of the root task it authorizes. */
   async grant(o: GrantOptions): Promise<{ artifact: SignedArtifact; lineage: SignedLineage }> {
-    const policy = o.policy ?? this.#policy;
+    // A task id is a subject token (DESIGN §6): one with a '.', a space or nothing at all would put
+    // the origin lineage on another task's subject, or on none a gateway reads.
+    if (typeof o.taskId !== "string" || !TASK_ID_RE.test(o.taskId)) throw new TypeError(`grant: task id ${JSON.stringify(o.taskId)} is not a subject-safe token (${String(TASK_ID_RE)})`);
+    const policy = o.policy ?? (this.#policy !== undefined ? { id: this.#policy.id, digest: this.#policy.digest } : undefined);
     if (!policy) throw new TypeError("grant: no policy published by this authority and none given");
     const { taskId, policy: _p, ...issue } = o;
     const artifact = issueArtifact(this.key, { ...issue, policy });

@@ -47,7 +47,7 @@ describe("RevocationTally", () => {
     const b = namedKey("authority-b");
     const t = new RevocationTally();
     expect(t.missing).toBe(0);
-    t.heartbeat(heartbeat(a, 1, 1, 2).payload);
+    t.heartbeat(heartbeat(a, 1, 1, { revocations: 2 }).payload);
     expect(t.missing).toBe(2);
     const r1 = revoke(a, { type: "artifact", id: "A".repeat(43) }, "x", 1);
     t.revocation(r1);
@@ -55,7 +55,7 @@ describe("RevocationTally", () => {
     expect(t.missing).toBe(1);
     t.revocation(revoke(b, { type: "key", keyId: agent.keyId }, "b's", 3)); // another issuer's does not count for a
     expect(t.missing).toBe(1);
-    t.heartbeat(heartbeat(a, 0, 0, 1).payload); // an older heartbeat cannot lower the count
+    t.heartbeat(heartbeat(a, 0, 0, { revocations: 1 }).payload); // an older heartbeat cannot lower the count
     expect(t.missing).toBe(1);
     t.revocation(revoke(a, { type: "key", keyId: agent.keyId }, "x", 4));
     expect(t.missing).toBe(0);
