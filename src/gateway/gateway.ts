@@ -915,6 +915,8 @@ export class Gateway {
     let evidence: Evidence | undefined;
     let decisionSeq: number | undefined;
     let childWindowOpen = false;
+    /** Children this flight's handler is waiting on (see #lendingSlot). */
+    const lease = { waiting: 0 };
     // This flight's mark in #executed, dropped when the flight ends: from then on the log
     // (taskDecided) and the cluster claim refuse the task id, and the set stays small.
     let claimedExecution = false;
@@ -1015,7 +1017,7 @@ export class Gateway {
         signal: handlerAbort.signal,
         spawn: (child) => {
           if (!childWindowOpen) return Promise.reject(new Error("LINEAGE_BROKEN: parent task is no longer executing"));
-          return this.#spawnChild({ taskId, chain, lineage, decisionId: input.commit.decisionId }, child);
+          return this.#lendingSlot(lease, () => this.#spawnChild({ taskId, chain, lineage, decisionId: input.commit.decisionId }, child));
         },
         attest: (childTaskId, childArtifact) => {
           if (!childWindowOpen) throw new Error("LINEAGE_BROKEN: parent task is no longer executing");
@@ -1211,6 +1213,24 @@ export class Gateway {
   /** Operator action: stop trusting an authority key (the old key after a rotation). */
   async removeAuthority(keyId: string): Promise<void> {
     if (this.#ledger.state.authorities.has(keyId)) await this.#ledger.append({ type: "trust", change: { op: "authority.remove", keyId } });
+  }
+
+  /**
+   * Run `wait` (a parent waiting on a child's outcome) with the parent's in-flight slot lent out:
+   * parents waiting on children could otherwise take every slot, and then no child could ever be
+   * taken here (each denied at its deadline). The slot is lent while the first child is awaited
+   * and taken back when the last is answered; taking it back may wait for a free one.
+   */
+  async #lendingSlot<T>(lease: { waiting: number }, wait: () => Promise<T>): Promise<T> {
+    if (lease.waiting++ === 0) this.#release();
+    try {
+      return await wait();
+    } finally {
+      if (--lease.waiting === 0) {
+        if (this.#stopped) this.#slots++;
+        else await this.#slot(() => undefined);
+      }
+    }
   }
 
   async #spawnChild(parent: { taskId: string; chain: SignedArtifact[]; lineage: SignedLineage[]; decisionId: string }, child: ChildTask): Promise<TaskOutcome> {

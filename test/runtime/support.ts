@@ -2,6 +2,7 @@
 // gateway, with grants for the runtime's agent: what the runtime API tests need.
 import { join } from "node:path";
 import type { SignedArtifact } from "../../src/core/types.ts";
+import type { GatewayOptions } from "../../src/gateway/gateway.ts";
 import { Runtime } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
@@ -16,13 +17,13 @@ export interface RuntimeWorld {
   close(): Promise<void>;
 }
 
-export async function runtimeWorld(): Promise<RuntimeWorld> {
+export async function runtimeWorld(gatewayOptions: Partial<GatewayOptions> = {}): Promise<RuntimeWorld> {
   const h = await startHarness({ gateways: 0 });
   try {
     const rt = await Runtime.connect({
       natsUrl: h.url,
       dataDir: join(h.dir, "rt-gw"),
-      gateway: { gatewayId: "rt-gw", gatewayKey: namedKey("gateway-7"), authorities: [h.authority.keyId], attributes: { name: "staging" }, evidenceDeadlineMs: 1_500 },
+      gateway: { gatewayId: "rt-gw", gatewayKey: namedKey("gateway-7"), authorities: [h.authority.keyId], attributes: { name: "staging" }, evidenceDeadlineMs: 1_500, ...gatewayOptions },
       outcomeTimeoutMs: 10_000,
       maxSkewMs: 500,
     });
