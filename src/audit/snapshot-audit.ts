@@ -79,7 +79,23 @@ export type SnapshotCheck =
       readonly parts: number;
       /** Made by other fold rules (FOLD_VERSION or window): unusable, but not a sign of damage. */
       readonly otherRules?: true;
+      /**
+       * Set when the manifest itself is genuine (signed by a trusted key, of this log) though the
+       * snapshot is unusable: where it says the log stood still binds the log (see LogPosition).
+       */
+      readonly position?: LogPosition;
     };
+
+/**
+ * What a genuine manifest says of its log: it had `size` records, with this Merkle root and
+ * this last leaf. Its writer signs it only once those records are durable, so a log that is
+ * shorter, or differs there, was truncated or rewritten since.
+ */
+export interface LogPosition {
+  readonly size: number;
+  readonly root: string;
+  readonly prev: string;
+}
 
 /**
  * Everything that can be checked of a snapshot on its own: a well-formed manifest signed by one
@@ -110,28 +126,30 @@ export function checkStoredSnapshot(stored: StoredSnapshot, o: { readonly gatewa
   ) {
     return { ok: false, problem: "snapshot manifest is malformed", at: 0, parts: Array.isArray(m?.parts) ? m.parts.length : 0 };
   }
-  const fail = (problem: string, otherRules = false): SnapshotCheck => ({ ok: false, problem, at: m.size!, parts: m.parts!.length, ...(otherRules ? { otherRules: true as const } : {}) });
+  const fail = (problem: string, more: { readonly otherRules?: true; readonly position?: LogPosition } = {}): SnapshotCheck => ({ ok: false, problem, at: m.size!, parts: m.parts!.length, ...more });
   const byTrusted = o.gatewayKeys.some((k) => {
     const pub = fromB64u(k, 32);
     return pub !== undefined && verifySigned("snapshot", signed, pub);
   });
   if (!byTrusted) return fail("snapshot manifest signature does not verify under a trusted gateway key");
   if (m.kind !== SNAPSHOT_KIND || (o.origin !== undefined && m.origin !== o.origin)) return fail(`snapshot is of another log (origin ${String(m.origin)})`);
+  // Genuine from here on: whatever else fails, what it says of the log stands.
+  const position: LogPosition = { size: m.size!, root: m.root, prev: m.prev };
   if (m.fold !== FOLD_VERSION || m.window !== o.window) {
-    return fail(`snapshot was folded by other rules (fold v${String(m.fold)}, window ${String(m.window)}; this version folds by v${FOLD_VERSION}, window ${o.window})`, true);
+    return fail(`snapshot was folded by other rules (fold v${String(m.fold)}, window ${String(m.window)}; this version folds by v${FOLD_VERSION}, window ${o.window})`, { otherRules: true, position });
   }
   const parts: Uint8Array[] = [];
   for (let i = 0; i < m.parts.length; i++) {
     const p = stored.parts[i];
-    if (p === undefined || sha256B64u(p) !== m.parts[i]) return fail(`snapshot part ${i} is missing or differs from its signed digest`);
+    if (p === undefined || sha256B64u(p) !== m.parts[i]) return fail(`snapshot part ${i} is missing or differs from its signed digest`, { position });
     parts.push(p);
   }
   try {
     const state = decodeState(parts, o.window);
-    if (state.size !== m.size) return fail("snapshot state is not at its manifest's position");
+    if (state.size !== m.size) return fail("snapshot state is not at its manifest's position", { position });
     return { ok: true, manifest: m as SnapshotManifest, state };
   } catch (e) {
-    return fail(`snapshot does not decode (${e instanceof Error ? e.message : String(e)})`);
+    return fail(`snapshot does not decode (${e instanceof Error ? e.message : String(e)})`, { position });
   }
 }
 

@@ -11,8 +11,8 @@ import { LevelBackend, type AuditBackend, type KvOp } from "./backend.ts";
 import { BundleWriter, bundleCount, emptyTail, isExactBundle, readStoredNode, readStoredRecord, slotBytes, slotNode, slotNodeCount, slotRecord, type BundleTail } from "./entry-bundle.ts";
 import { FORMAT_MARKER, checkFormat } from "./format.ts";
 import { FOLD_WINDOW, applyRecord, emptyState, type AuditState } from "./fold.ts";
-import { SNAPSHOT_KIND, captureState, encodeSteps, sealState, type CapturedState } from "./fold-snapshot.ts";
-import { checkStoredSnapshot, manifestLocation, readStoredSnapshot, type SnapshotManifest } from "./snapshot-audit.ts";
+import { SNAPSHOT_KIND, captureState, decodeState, encodeSteps, sealState, type CapturedState } from "./fold-snapshot.ts";
+import { checkStoredSnapshot, foldDifference, manifestLocation, readStoredSnapshot, type SnapshotManifest } from "./snapshot-audit.ts";
 import {
   BUNDLE_SIZE,
   FORMAT_KEY,
@@ -72,8 +72,9 @@ export interface AuditStoreOptions {
   readonly foldWindow?: number;
   /**
    * After opening from a fold snapshot, check the records before it in the background, as an
-   * open from the first record would have (default true). If they fail, the store turns
-   * unwritable (AUDIT_CORRUPT), so a gateway denies everything from then on.
+   * open from the first record would have, and that their fold is the snapshot's state (default
+   * true; it holds a second fold of up to a window's state while it runs). If they fail, the
+   * store turns unwritable (AUDIT_CORRUPT), so a gateway denies everything from then on.
    */
   readonly checkPrefix?: boolean;
   /** Bytes of fold snapshot parts per synced batch (default 1 MiB, about one part; tests make it smaller). */
@@ -163,11 +164,14 @@ interface Loaded {
   snapshotPrev: string;
   /** The Merkle root at the snapshot's position, as its signed manifest names it ("" without one). */
   snapshotRoot: string;
+  /** The snapshot's parts as read (none without one): the background check decodes them again. */
+  snapshotParts: readonly Uint8Array[];
 }
 
 /** A stored snapshot that passed every check: the state at `size`, and where the chain stands. */
 interface UsableSnapshot {
   state: AuditState;
+  parts: readonly Uint8Array[];
   size: number;
   prev: string;
   root: string;
@@ -175,6 +179,29 @@ interface UsableSnapshot {
 }
 
 const utf8 = new TextEncoder();
+
+/** Longest interval setInterval honours (a longer one fires at once). */
+const MAX_INTERVAL_MS = 2 ** 31 - 1;
+
+/**
+ * Caller mistakes in the options, refused before anything is opened (RangeError/TypeError):
+ * a maxBatch of 0 would make every batch empty and the commit loop spin forever.
+ */
+function checkOptions(o: AuditStoreOptions): void {
+  const integer = (name: string, v: number | undefined, min: number): void => {
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < min)) throw new RangeError(`audit store: ${name} must be an integer ≥ ${min}, got ${String(v)}`);
+  };
+  if (typeof o.origin !== "string") throw new TypeError("audit store: origin must be a string");
+  if (typeof o.clock !== "function") throw new TypeError("audit store: clock must be a function");
+  integer("maxBatch", o.maxBatch, 1);
+  integer("checkpointEvery", o.checkpointEvery, 0);
+  integer("foldWindow", o.foldWindow, 1);
+  integer("snapshotBatchBytes", o.snapshotBatchBytes, 0);
+  const every = o.checkpointIntervalMs;
+  if (every !== undefined && !(Number.isFinite(every) && every >= 0 && every <= MAX_INTERVAL_MS)) {
+    throw new RangeError(`audit store: checkpointIntervalMs must be a number of ms in [0, ${MAX_INTERVAL_MS}], got ${String(every)}`);
+  }
+}
 
 /** The commit point; AUDIT_CORRUPT when it is not {size, last}. */
 function parseHead(bytes: Uint8Array | undefined): Head {
@@ -259,9 +286,17 @@ export class AuditStore {
   readonly #slotParts: [number, number];
   /** Snapshots being encoded and written, one after the other, outside the commit queue. */
   #snapshotWrites: Promise<void> = Promise.resolve();
+  /**
+   * Set once the store refused an entry after handing its state off: the owner folds each entry
+   * as it queues it, so its state now holds a record the log does not have, and no state it
+   * captures from then on is the log's fold (queueSnapshot refuses them all).
+   */
+  #ownerDiverged = false;
   readonly #openedFrom: OpenedFrom;
   readonly #prefixCheck: Promise<PrefixCheck>;
+  /** Set when close() begins: from then on nothing new is queued (only what was is written). */
   #closing = false;
+  #closeDone: Promise<void> | undefined;
   #queue: Pending[] = [];
   #draining = false;
   #failed: unknown = undefined;
@@ -282,7 +317,7 @@ export class AuditStore {
     this.#slotParts = loaded.slotParts;
     this.#openedFrom = loaded.openedFrom;
     const from = loaded.openedFrom.snapshotSize;
-    this.#prefixCheck = from > 0 && opts.checkPrefix !== false ? this.#checkPrefix(from, loaded.snapshotPrev, loaded.snapshotRoot) : Promise.resolve({ ok: true, checked: 0 });
+    this.#prefixCheck = from > 0 && opts.checkPrefix !== false ? this.#checkPrefix(from, loaded.snapshotPrev, loaded.snapshotRoot, loaded.snapshotParts) : Promise.resolve({ ok: true, checked: 0 });
     const every = opts.checkpointIntervalMs ?? 0;
     if (every > 0) {
       this.#timer = setInterval(() => {
@@ -294,6 +329,7 @@ export class AuditStore {
 
   /** Open (or create) a store: in a LevelDB directory, or on a given backend. */
   static async open(target: string | AuditBackend, opts: AuditStoreOptions): Promise<AuditStore> {
+    checkOptions(opts);
     const backend = typeof target === "string" ? await LevelBackend.open(target) : target;
     try {
       return new AuditStore(backend, opts, await AuditStore.#load(backend, opts));
@@ -345,7 +381,7 @@ export class AuditStore {
       if (slot === snap.slot && snap.parts !== undefined) slotParts[slot] = snap.parts;
       else for await (const _ of backend.iterate(snapshotPartRanges[slot])) slotParts[slot]++;
     }
-    return { head, frontier, state, since, tail, formatWritten, openedFrom, snapshotSlot: snap.slot, slotParts, snapshotPrev: snap.usable?.prev ?? GENESIS_PREV, snapshotRoot: snap.usable?.root ?? "" };
+    return { head, frontier, state, since, tail, formatWritten, openedFrom, snapshotSlot: snap.slot, slotParts, snapshotPrev: snap.usable?.prev ?? GENESIS_PREV, snapshotRoot: snap.usable?.root ?? "", snapshotParts: snap.usable?.parts ?? [] };
   }
 
   /**
@@ -354,6 +390,13 @@ export class AuditStore {
    * chain link there (computed from the stored tree, not taken from the snapshot), every part
    * matching its digest, and decoding to a well-formed state. Otherwise the reason, and the
    * state is folded from genesis: a snapshot is a cache, the log is the truth.
+   *
+   * Except for what a genuine manifest (this key, this origin; usable or not) says of the log:
+   * it is written only after the records it covers are synced (#commit starts a snapshot after
+   * its batch's synced write, at the position that write made durable), so no crash leaves one
+   * past the head or naming another root or link there. One that does proves the log was
+   * truncated or rewritten since: AUDIT_CORRUPT, so the store does not open and the manifest,
+   * the evidence, is never overwritten by the next snapshot.
    */
   static async #readSnapshot(backend: AuditBackend, opts: AuditStoreOptions, head: Head, frontier: MerkleFrontier): Promise<{ usable?: UsableSnapshot; problem?: string; slot?: SnapshotSlot; parts?: number }> {
     const stored = await readStoredSnapshot(backend);
@@ -363,22 +406,34 @@ export class AuditStore {
     // Parts found in the slot: those of a refused manifest may be missing or fewer than it names.
     const parts = c.ok ? stored.parts.length : undefined;
     const refuse = (problem: string): { problem: string; slot: SnapshotSlot; parts?: number } => ({ problem, slot, ...(parts !== undefined ? { parts } : {}) });
-    if (!c.ok) return refuse(c.problem);
-    const m = c.manifest;
-    if (m.size > head.size) return refuse("snapshot position is not in the log");
+    if (!c.ok && c.position === undefined) return refuse(c.problem);
+    // Of this log: what it says of the log is checked whether or not the snapshot is usable.
+    const m = c.ok ? c.manifest : c.position!;
+    // Policy: evidence, not a stale cache (see above).
+    const rewritten = (what: string): never => {
+      throw new AuditStoreError("AUDIT_CORRUPT", `the log was truncated or rewritten: this gateway's signed snapshot manifest says it had ${m.size} records with root ${m.root}, ${what}`);
+    };
+    if (m.size > head.size) rewritten(`but it has ${head.size}`);
     const lookup: NodeLookup = (level, index) => {
       const h = readStoredNode((k) => backend.getSync(k), level, index);
       if (h === undefined) throw new AuditStoreError("AUDIT_CORRUPT", `tree node ${level}/${index} missing`);
       return h;
     };
+    let root: string;
+    let prev: string;
     try {
-      const root = m.size === head.size ? frontier.root() : rootAt(m.size, lookup);
-      if (toB64u(root) !== m.root) return refuse("snapshot root differs from the log's root at its position");
-      if (toB64u(lookup(0, m.size - 1)) !== m.prev) return refuse("snapshot chain link differs from the log's");
+      root = toB64u(m.size === head.size ? frontier.root() : rootAt(m.size, lookup));
+      prev = toB64u(lookup(0, m.size - 1));
     } catch (e) {
+      // The fold from the first record, which checks every stored node, reports the damage.
       return refuse(`log tree unreadable at the snapshot's position (${String(e)})`);
     }
-    return { usable: { state: c.state, size: m.size, prev: m.prev, root: m.root, since: m.since }, slot, parts: m.parts.length };
+    if (root !== m.root) rewritten(`but its root there is ${root}`);
+    if (prev !== m.prev) rewritten(`but its record ${m.size - 1} is another (leaf ${prev})`);
+    if (!c.ok) return refuse(c.problem);
+    // Every part is there: checkStoredSnapshot matched each against its digest.
+    const usableParts = stored.parts.slice(0, c.manifest.parts.length) as Uint8Array[];
+    return { usable: { state: c.state, parts: usableParts, size: c.manifest.size, prev: m.prev, root: m.root, since: c.manifest.since }, slot, parts: c.manifest.parts.length };
   }
 
   /**
@@ -387,19 +442,27 @@ export class AuditStore {
    * the event loop. A failure makes the store unwritable: a log that contradicts itself must
    * not go on vouching for decisions.
    */
-  async #checkPrefix(size: number, prevAt: string, rootAt: string): Promise<PrefixCheck> {
+  async #checkPrefix(size: number, prevAt: string, rootAt: string, parts: readonly Uint8Array[]): Promise<PrefixCheck> {
     const cur: ChainCursor = { seq: 0, prev: GENESIS_PREV };
     const tree = new MerkleFrontier();
+    const window = this.#opts.foldWindow ?? FOLD_WINDOW;
+    // The records are folded as they are checked, as an open from the first record would.
+    const folded = emptyState(window);
     try {
       let bundles = 0;
       for await (const [key, value] of this.#backend.iterate({ gte: bundleRange.gte, lt: bundleKey(Math.ceil(size / BUNDLE_SIZE)) })) {
         if (this.#closing) return { ok: true, checked: cur.seq, stopped: true };
-        checkBundle(key, value, cur, tree, 0, size, () => undefined);
+        checkBundle(key, value, cur, tree, 0, size, (r) => applyRecord(folded, r));
         if (++bundles % 32 === 0) await new Promise((r) => setImmediate(r));
       }
       if (cur.seq !== size) throw new AuditStoreError("AUDIT_CORRUPT", `record ${cur.seq} missing before the snapshot at ${size}`);
       if (cur.prev !== prevAt) throw new AuditStoreError("AUDIT_CORRUPT", `record ${size - 1} is not the one the snapshot's chain link names`);
       if (toB64u(tree.root()) !== rootAt) throw new AuditStoreError("AUDIT_CORRUPT", `the records before the snapshot at ${size} do not hash to the root it names`);
+      // Policy: the state open started from must be the one those records give (what replay
+      // checks too, SNAPSHOT_STATE): a snapshot of a state the log never had is a log that
+      // contradicts itself. Decoded again from its parts: the state open restored has moved on.
+      const differs = foldDifference(folded, decodeState(parts, window));
+      if (differs !== undefined) throw new AuditStoreError("AUDIT_CORRUPT", `the snapshot at ${size} is not the fold of the records before it (${differs})`);
       return { ok: true, checked: cur.seq };
     } catch (e) {
       // What the walk found stands even if close() began meanwhile; a read cut short by close does not.
@@ -433,9 +496,20 @@ export class AuditStore {
     return this.#frontier.size;
   }
 
-  /** False after a failed write: governance health reports "audit not writable" (→ deny). */
+  /** False after a failed write, and once close() began: governance health reports "audit not writable" (→ deny). */
   get writable(): boolean {
-    return this.#failed === undefined && !this.#closed;
+    return this.#failed === undefined && !this.#closing;
+  }
+
+  #closedError(): AuditStoreError {
+    return new AuditStoreError("AUDIT_CLOSED", this.#closed ? "store is closed" : "store is closing");
+  }
+
+  /** Why nothing new may be queued, if so: the store is closing (or closed), or failed. */
+  #refusal(): AuditStoreError | undefined {
+    if (this.#closing) return this.#closedError();
+    if (this.#failed !== undefined) return new AuditStoreError("AUDIT_UNWRITABLE", "an earlier write failed", { cause: this.#failed });
+    return undefined;
   }
 
   /** Folded governance state; read-only by contract. Gone once handed off (handOffState). */
@@ -475,8 +549,8 @@ export class AuditStore {
   }
 
   #append(entry: AuditEntry, prepared: PreparedEntry | undefined): Promise<AppendReceipt> {
-    if (this.#closed) return Promise.reject(new AuditStoreError("AUDIT_CLOSED", "store is closed"));
-    if (this.#failed !== undefined) return Promise.reject(new AuditStoreError("AUDIT_UNWRITABLE", "an earlier write failed", { cause: this.#failed }));
+    const refused = this.#refusal();
+    if (refused !== undefined) return Promise.reject(refused);
     const problem = entryShapeProblem(entry);
     if (problem !== undefined || entry.type === "checkpoint") {
       return Promise.reject(new AuditStoreError("AUDIT_INVALID_ENTRY", `bad entry (${problem ?? "checkpoints are written by the store"})`));
@@ -489,7 +563,8 @@ export class AuditStore {
 
   /** Write a signed checkpoint now (undefined when nothing was appended since the last one). */
   checkpoint(): Promise<Signed<CheckpointPayload> | undefined> {
-    if (this.#closed) return Promise.reject(new AuditStoreError("AUDIT_CLOSED", "store is closed"));
+    // A failed store still queues it: #commit refuses it with AUDIT_UNWRITABLE.
+    if (this.#closing) return Promise.reject(this.#closedError());
     return new Promise((resolve, reject) => {
       this.#queue.push({ kind: "checkpoint", resolve, reject });
       this.#kick();
@@ -519,8 +594,8 @@ export class AuditStore {
   }
 
   #queueSnapshot(captured: CapturedState | undefined): Promise<SnapshotInfo> {
-    if (this.#closed) return Promise.reject(new AuditStoreError("AUDIT_CLOSED", "store is closed"));
-    if (this.#failed !== undefined) return Promise.reject(new AuditStoreError("AUDIT_UNWRITABLE", "an earlier write failed", { cause: this.#failed }));
+    const refused = this.#refusal();
+    if (refused !== undefined) return Promise.reject(refused);
     return new Promise((resolve, reject) => {
       this.#queue.push({ kind: "snapshot", captured, resolve, reject });
       this.#kick();
@@ -581,9 +656,12 @@ export class AuditStore {
       return rec.checkpoint;
     };
 
+    // Policy: one reading of the injected clock stamps the whole batch (its records become
+    // durable together), read when the batch first needs it and checked there, once (#now).
+    let batchTime: number | undefined;
     for (const it of items) {
       if (it.kind === "snapshot") continue;
-      const time = this.#opts.clock();
+      const time = (batchTime ??= this.#now());
       if (it.kind === "checkpoint") {
         if (since > 0) it.written = addCheckpoint(time);
         continue;
@@ -599,6 +677,9 @@ export class AuditStore {
         if (unreadable !== undefined) throw unreadable;
       } catch (e) {
         // Encoding runs before anything of this record is written, so only this append fails.
+        // Its owner (handOffState) folded it when it queued it, so from here on the owner's state
+        // holds a record the log does not: never to be written as the log's fold (#startSnapshot).
+        if (this.#state === undefined) this.#ownerDiverged = true;
         it.reject(new AuditStoreError("AUDIT_INVALID_ENTRY", `entry is not I-JSON the log can read back (${e instanceof Error ? e.message : String(e)})`, { cause: e }));
         continue;
       }
@@ -615,6 +696,17 @@ export class AuditStore {
       ops.push({ type: "put", key: HEAD_KEY, value: canonicalBytes(head) });
     }
     return { ops, written, frontier, prev, since, tail };
+  }
+
+  /**
+   * The injected clock's reading, which goes into records and signed checkpoints. Policy: a
+   * reading that is not a finite number (NaN, ±Infinity) is a broken clock, not a time to
+   * record; it throws, so the batch fails as a failed write does and the store turns unwritable.
+   */
+  #now(): number {
+    const t = this.#opts.clock();
+    if (typeof t !== "number" || !Number.isFinite(t)) throw new RangeError(`audit store: the clock read ${String(t)}, not a finite time`);
+    return t;
   }
 
   /** Policy: after a failed synced write we cannot know what LevelDB kept; fail closed. */
@@ -634,8 +726,8 @@ export class AuditStore {
     try {
       b = this.#build(items);
     } catch (e) {
-      // A bug (a signing key that cannot sign, a broken invariant): no append may pass.
-      this.#fail(items, e, "could not build the batch");
+      // A bug (a signing key that cannot sign, a broken clock, a broken invariant): no append may pass.
+      this.#fail(items, e, `could not build the batch (${e instanceof Error ? e.message : String(e)})`);
       return;
     }
     if (b.written.length > 0) {
@@ -694,6 +786,10 @@ export class AuditStore {
     try {
       const size = this.#frontier.size;
       if (size === 0) throw new AuditStoreError("AUDIT_INVALID_ENTRY", "nothing to snapshot in an empty log");
+      // Policy: a state captured by the owner after it folded an entry the log refused (in this
+      // batch or an earlier one; all were queued before this snapshot) is not the fold of the
+      // log at this position: writing it would hand the next open a state the log never had.
+      if (it.captured !== undefined && this.#ownerDiverged) throw new AuditStoreError("AUDIT_SNAPSHOT_DIVERGED", "the captured state folded an entry the log refused: not written");
       const own = this.#state;
       const c = it.captured ?? (own !== undefined ? captureState(own) : undefined);
       if (c === undefined) throw new AuditStoreError("AUDIT_STATE_HANDED_OFF", "no state to snapshot");
@@ -771,7 +867,7 @@ export class AuditStore {
         fold: encoded.header.fold,
         parts: digests,
         slot,
-        time: this.#opts.clock(),
+        time: this.#now(),
       };
       ops.push({ type: "put", key: SNAPSHOT_MANIFEST_KEY, value: canonicalBytes(signPayload("snapshot", manifest, this.#opts.gatewayKey)) });
       for (let i = 0; i < this.#slotParts[other]; i++) ops.push({ type: "del", key: snapshotPartKey(i, other) });
@@ -849,9 +945,17 @@ export class AuditStore {
     return out;
   }
 
-  /** Wait for queued appends, then close the backend. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /**
+   * Refuse anything new (AUDIT_CLOSED), write what was already queued and the snapshots already
+   * started, then close the backend. Policy: close() must end even while writers keep calling
+   * append, so it drains only what was queued before it began. Calls after the first share it.
+   */
+  close(): Promise<void> {
+    this.#closeDone ??= this.#close();
+    return this.#closeDone;
+  }
+
+  async #close(): Promise<void> {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#closing = true;
     await this.#prefixCheck;

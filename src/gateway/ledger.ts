@@ -14,7 +14,11 @@ import type { TrustSnapshot } from "../core/types.ts";
 export class Ledger {
   readonly #store: AuditStore;
   readonly #projected: AuditState;
-  /** Set once any append failed: the gateway reports "audit not writable" from then on. */
+  /**
+   * Set once the store refused or failed any entry this projection had already folded: from
+   * then on the projection is not the log's fold (it must never be saved as one, nor decided
+   * on), so the gateway reports "audit not writable" and denies every task.
+   */
   #failure: unknown = undefined;
   readonly #trustView = new TrustViewCache();
   readonly #snapshotEvery: number;
@@ -25,11 +29,6 @@ export class Ledger {
   #snapshotting = 0;
   /** The last snapshot queued, settled (whatever its result) once it is written or refused. */
   #lastSnapshot: Promise<unknown> = Promise.resolve();
-  /**
-   * Set once the store refused an entry this projection had already folded: from then on the
-   * projection is not the log's fold, and it must never be saved as one.
-   */
-  #diverged = false;
 
   /**
    * `snapshotEvery`: queue a fold snapshot (store.ts queueSnapshot) every this many entries
@@ -87,12 +86,15 @@ export class Ledger {
   appendPrepared(prepared: PreparedEntry): Promise<AppendReceipt> {
     applyRecord(this.#projected, recordOf(prepared.entry, this.#projected.size, "", 0));
     const p = this.#store.appendPrepared(prepared);
+    // Policy: whatever the reason (a failed write, AUDIT_INVALID_ENTRY from an entry prepare()
+    // accepted, AUDIT_CLOSED), the entry is folded here and not in the log, and a fold cannot be
+    // undone: every later decision would be made against a state the log does not give, so the
+    // ledger turns unwritable for good. (A snapshot queued in the same tick, before this
+    // arrives, the store refuses itself: AUDIT_SNAPSHOT_DIVERGED.)
     p.catch((e: unknown) => {
-      this.#diverged = true;
-      // Only a failed or refused write means the log can no longer be trusted to keep up.
-      if (e instanceof AuditStoreError && e.code !== "AUDIT_INVALID_ENTRY") this.#failure ??= e;
+      this.#failure ??= e ?? new Error("audit append rejected");
     });
-    if (this.#snapshotEvery > 0 && this.#snapshotting === 0 && this.#projected.entries - this.#snapshotAt >= this.#snapshotEvery && this.writable && !this.#diverged) {
+    if (this.#snapshotEvery > 0 && this.#snapshotting === 0 && this.#projected.entries - this.#snapshotAt >= this.#snapshotEvery && this.writable) {
       this.snapshot().catch(this.#onSnapshotError);
     }
     return p;
@@ -104,8 +106,7 @@ export class Ledger {
    */
   async snapshot(): Promise<SnapshotInfo> {
     this.#snapshotAt = this.#projected.entries;
-    if (!this.writable) throw new AuditStoreError("AUDIT_UNWRITABLE", "no snapshot of a log that failed a write");
-    if (this.#diverged) throw new AuditStoreError("AUDIT_UNWRITABLE", "no snapshot: the log refused an entry this projection had folded");
+    if (!this.writable) throw new AuditStoreError("AUDIT_UNWRITABLE", "no snapshot: the log failed or refused an entry this projection had folded, or is closing", { cause: this.#failure });
     this.#snapshotting++;
     try {
       const written = this.#store.queueSnapshot(captureState(this.#projected));

@@ -497,9 +497,9 @@ for (const make of HARNESSES) {
     it("opened by a gateway with another key", () => expectRefused(() => Promise.resolve(), /signature/, { gatewayKey: ROGUE_KEY }));
     it("another log's snapshot (origin)", () => expectRefused(() => Promise.resolve(), /another log/, { origin: "gw-other" }));
     it("folded with another window", () => expectRefused((b, m) => resign(b, { ...m, window: W + 1 }), /folded by other rules .*window 24/));
-    it("a position past the log's end", () => expectRefused((b, m) => resign(b, { ...m, size: 10_000 }), /not in the log|not at its manifest's position/));
-    it("a root that is not the log's root there (a snapshot of a rewritten log)", () => expectRefused((b, m) => resign(b, { ...m, root: m.prev }), /root differs/));
-    it("a chain link that is not the log's", () => expectRefused((b, m) => resign(b, { ...m, prev: m.root }), /chain link/));
+    // A genuine manifest (this key, this origin) past the log's end, or naming another root or
+    // chain link there, is not a stale cache but evidence of truncation or rewrite: open refuses
+    // with AUDIT_CORRUPT (snapshot-evidence.test.ts).
     it("a part changed after signing", () => expectRefused((b) => put(b, snapshotPartKey(0), new TextEncoder().encode("{}")), /part 0/));
     it("a part missing", () => expectRefused((b) => b.batch([{ type: "del", key: snapshotPartKey(1) }], { sync: true }), /part 1/));
     it("parts with a valid signature and digests but a malformed state (duplicate keys)", async () => {
@@ -568,6 +568,11 @@ for (const make of HARNESSES) {
       const rep = await replayOf(h);
       expect(rep.divergences).toEqual([]);
       expect(rep.snapshot).toEqual({ at, result: "matches" });
+      // The store's background check makes the same comparison.
+      const store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 5 }));
+      expect(store.openedFrom.snapshotSize).toBe(at);
+      expect(await store.prefixCheck).toEqual({ ok: true, checked: at });
+      await store.close();
     });
 
     it("a snapshot that forgets a spent nonce, signed with the gateway's own key: SNAPSHOT_STATE at its position", async () => {
@@ -576,6 +581,17 @@ for (const make of HARNESSES) {
       const rep = await replayOf(h);
       expect(rep.divergences).toEqual([{ seq: at, kind: "SNAPSHOT_STATE", detail: expect.stringContaining("spent nonces differ") }]);
       expect(rep.snapshot).toMatchObject({ at, result: "differs" });
+    });
+
+    it("the store's background check sees it too: opened from a snapshot that is not the fold of the records before it, the store turns unwritable", async () => {
+      const { h, at } = await logWithProjectionSnapshot();
+      await forge(h, (s) => s.consumedNonces.delete([...s.consumedNonces.keys()][0]!));
+      const store = await AuditStore.open(await h.open(), opts({ checkpointEvery: 5 }));
+      expect(store.openedFrom.snapshotSize).toBe(at);
+      expect(await store.prefixCheck).toEqual({ ok: false, code: "AUDIT_CORRUPT", problem: `AUDIT_CORRUPT: the snapshot at ${at} is not the fold of the records before it (spent nonces differ)` });
+      expect(store.writable).toBe(false);
+      await expect(store.append(outcome("after"))).rejects.toMatchObject({ code: "AUDIT_UNWRITABLE" });
+      await store.close();
     });
 
     it("a task's status changed: SNAPSHOT_STATE", async () => {

@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AuditBackend, KvOp } from "../../src/audit/backend.ts";
 import { bundleCount } from "../../src/audit/entry-bundle.ts";
@@ -6,11 +8,11 @@ import { backendLogSource, exportJsonl } from "../../src/audit/log-source.ts";
 import { replay } from "../../src/audit/replay.ts";
 import { verifyConsistency, verifyInclusion } from "../../src/audit/merkle.ts";
 import { decodeRecord, type CheckpointPayload } from "../../src/audit/records.ts";
-import { AuditStore, AuditStoreError } from "../../src/audit/store.ts";
+import { AuditStore, AuditStoreError, type AuditStoreOptions } from "../../src/audit/store.ts";
 import { revoke } from "../../src/core/artifacts.ts";
 import { fromB64u } from "../../src/crypto/base64url.ts";
 import { verifySigned, type Signed } from "../../src/crypto/signing.ts";
-import { AUTHORITY_KEY, GATEWAY_KEY, HARNESSES, openStore, outcomeEntry, storeOptions, type BackendHarness } from "./support.ts";
+import { AUTHORITY_KEY, GATEWAY_KEY, HARNESSES, memoryHarness, openStore, outcomeEntry, storeOptions, tempDir, type BackendHarness } from "./support.ts";
 import { deleteRecords } from "./tamper.ts";
 
 const h32 = (s: string): Uint8Array => fromB64u(s, 32)!;
@@ -335,5 +337,82 @@ for (const make of HARNESSES) {
       store = undefined;
       await expect(openStore(h)).rejects.toMatchObject({ code: "AUDIT_CORRUPT" });
     });
+
+    it("close() refuses anything new (AUDIT_CLOSED) and writes only what was queued before it: a steady writer cannot hold it open", async () => {
+      h = make();
+      const s = await openStore(h);
+      store = s;
+      let acked = 0;
+      let warmedUp: () => void = () => undefined;
+      const warm = new Promise<void>((r) => (warmedUp = r));
+      // Appends as fast as the store acknowledges them, until one is refused.
+      const writer = (async (): Promise<unknown> => {
+        for (let i = 0; ; i++) {
+          try {
+            await s.append(outcomeEntry(i));
+          } catch (e) {
+            return e;
+          }
+          if (++acked === 20) warmedUp();
+        }
+      })();
+      await warm;
+      const queued = s.append(outcomeEntry(1_000));
+      const checkpoint = s.checkpoint();
+      const closed = s.close();
+      expect(s.writable).toBe(false);
+      await expect(s.append(outcomeEntry(1_001))).rejects.toMatchObject({ code: "AUDIT_CLOSED" });
+      await expect(s.checkpoint()).rejects.toMatchObject({ code: "AUDIT_CLOSED" });
+      await expect(s.writeSnapshot()).rejects.toMatchObject({ code: "AUDIT_CLOSED" });
+      expect(s.close()).toBe(closed); // one close, however often it is asked for
+      await closed;
+      expect(await writer).toMatchObject({ code: "AUDIT_CLOSED" });
+      // What was queued before close() began is written and acknowledged.
+      const last = await queued;
+      expect((await checkpoint)?.payload.size).toBe(last.seq + 1);
+      store = await openStore(h);
+      expect(store.size).toBe(last.seq + 2);
+      expect(store.size).toBeGreaterThanOrEqual(acked + 2);
+      expect(store.proveInclusion(last.seq).leafHash).toBe(last.leafHash);
+    });
   });
 }
+
+describe("audit store options", () => {
+  const bad: [string, Partial<AuditStoreOptions>][] = [
+    ["maxBatch 0", { maxBatch: 0 }],
+    ["maxBatch -1", { maxBatch: -1 }],
+    ["maxBatch 1.5", { maxBatch: 1.5 }],
+    ["maxBatch NaN", { maxBatch: Number.NaN }],
+    ["maxBatch Infinity", { maxBatch: Number.POSITIVE_INFINITY }],
+    ["checkpointEvery -1", { checkpointEvery: -1 }],
+    ["checkpointEvery 2.5", { checkpointEvery: 2.5 }],
+    ["checkpointIntervalMs NaN", { checkpointIntervalMs: Number.NaN }],
+    ["checkpointIntervalMs -5", { checkpointIntervalMs: -5 }],
+    ["checkpointIntervalMs 2^31", { checkpointIntervalMs: 2 ** 31 }],
+    ["foldWindow 0", { foldWindow: 0 }],
+    ["snapshotBatchBytes -1", { snapshotBatchBytes: -1 }],
+  ];
+  for (const [what, over] of bad) {
+    it(`${what} is refused with a RangeError before anything is opened`, async () => {
+      const t = tempDir();
+      try {
+        const dir = join(t.dir, "db");
+        await expect(AuditStore.open(dir, storeOptions(over))).rejects.toBeInstanceOf(RangeError);
+        expect(existsSync(dir)).toBe(false);
+      } finally {
+        t.cleanup();
+      }
+    });
+  }
+
+  it("maxBatch 1 commits one append per batch, and the store works", async () => {
+    const h = memoryHarness();
+    const backend = instrument(await h.open());
+    const store = await AuditStore.open(backend, storeOptions({ maxBatch: 1 }));
+    const receipts = await Promise.all([0, 1, 2].map((i) => store.append(outcomeEntry(i))));
+    expect(receipts.map((r) => r.seq)).toEqual([0, 1, 2]);
+    expect(backend.batches.length).toBe(3);
+    await store.close();
+  });
+});
