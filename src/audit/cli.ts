@@ -180,8 +180,9 @@ function replaceFileDurably(file: string, text: string): void {
  * already holds, prove with the gateway's consistency proofs that every checkpoint held extends
  * the ones before it, and rewrite the file with every trusted checkpoint and how far they are
  * proved (durably and atomically). 1 when anything published was refused, a fork was seen or a
- * proof failed; else 2 when some checkpoint could not be proved (the gateway did not answer:
- * the file keeps it, and the next run asks again); 2 (file untouched) when the file itself
+ * proof signed by the checkpoints' key failed; else 2 when some checkpoint could not be proved
+ * (the gateway did not answer, or no reply was signed by its key: the file keeps it, and the
+ * next run asks again); 2 (file untouched) when the file itself
  * holds an entry that fails its checks under these keys: a mistyped or rotated key, or another
  * gateway's file, must never quietly erase what the witness held.
  */
@@ -274,11 +275,11 @@ async function witnessCycle(io: AuditIo, o: WitnessOpts, gatewayKeys: readonly s
     let prover: Awaited<ReturnType<typeof openProver>> | undefined;
     try {
       prover = await openProver(o.nats, o.gatewayId, deadline);
-      chain = await proveChain(r.checkpoints, consistentThrough, r.addedSizes, prover.prove);
+      chain = await proveChain(r.checkpoints, consistentThrough, r.addedSizes, prover.prove, gatewayKeys);
     } catch (e) {
       // No connection for proofs: nothing proved this run, the checkpoints are kept all the same.
       const stopped = `cannot ask for proofs: ${e instanceof Error ? e.message : String(e)}`;
-      const kept = await proveChain(r.checkpoints, consistentThrough, r.addedSizes, () => Promise.resolve({ ok: false, detail: stopped }));
+      const kept = await proveChain(r.checkpoints, consistentThrough, r.addedSizes, () => Promise.resolve({ ok: false, detail: stopped }), gatewayKeys);
       chain = { ...kept, stopped };
     } finally {
       await prover?.close();
@@ -287,7 +288,7 @@ async function witnessCycle(io: AuditIo, o: WitnessOpts, gatewayKeys: readonly s
   // Without proofs the watermark rises past nothing unproved, and drops below any checkpoint
   // added under it: it covers only what was proved (proveChain with a source that never answers
   // says where; the first checkpoint ever held extends nothing, so it needs no proof).
-  const unchecked = chain === undefined ? await proveChain(r.checkpoints, consistentThrough, r.addedSizes, () => Promise.resolve({ ok: false, detail: "not asked (--no-consistency)" })) : undefined;
+  const unchecked = chain === undefined ? await proveChain(r.checkpoints, consistentThrough, r.addedSizes, () => Promise.resolve({ ok: false, detail: "not asked (--no-consistency)" }), gatewayKeys) : undefined;
   const findings = [...r.findings, ...(chain?.findings ?? [])];
   const file: WitnessFile = { kind: WITNESS_FILE_KIND, origin: o.gatewayId, consistentThrough: (chain ?? unchecked)?.consistentThrough ?? consistentThrough, checkpoints: r.checkpoints };
   const text = `${JSON.stringify(file, null, 1)}\n`;
@@ -417,7 +418,7 @@ export function auditCommand(io: AuditIo = processIo()): Command {
   );
   audit.addCommand(
     new Command("witness")
-      .description("keep the checkpoints a gateway published on NATS (for replay --checkpoints), checking signatures, forks and, with the gateway's proofs, that each extends the ones before")
+      .description("keep the checkpoints a gateway published on NATS (for replay --checkpoints), checking signatures, forks and, with the gateway's signed consistency proofs, that each extends the ones before")
       .requiredOption("--nats <url>", "NATS server")
       .requiredOption("--gateway-id <id>", "the gateway whose checkpoints to keep (its log's origin)")
       .option("--out <file>", "witness file: read if present, rewritten with every checkpoint held (without it: the file's JSON goes to stdout)")
@@ -425,7 +426,7 @@ export function auditCommand(io: AuditIo = processIo()): Command {
       .option("--trust <file>", "trust roots JSON {gatewayKeys, origin?}")
       .addOption(new Option("--gateway-key <keyId...>", "trusted checkpoint signer (repeatable)"))
       .option("--timeout-ms <ms>", "give up unless the read, and then the proofs, each complete within this long (1000–600000)", "30000")
-      .option("--no-consistency", "do not ask the gateway for consistency proofs (keep and check signatures and forks only)")
+      .option("--no-consistency", "do not ask the gateway for its signed consistency proofs (keep and check signatures and forks only)")
       .option("--follow", "keep witnessing: a pass every --interval-ms until SIGINT/SIGTERM, the file rewritten after each (needs --out); exit 1 if any pass found something")
       .option("--interval-ms <ms>", "with --follow, time between passes (100–86400000)", "60000")
       .option("--cycles <n>", "with --follow, stop after this many passes")

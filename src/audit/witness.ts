@@ -13,14 +13,17 @@
 // past it) needs the tree: proveChain asks the gateway for RFC 9162 consistency proofs
 // (nats/proof-service.ts) and verifies each against the two signed roots, so every checkpoint
 // the witness holds is proved to extend the ones before it; replay checks the same with proofs
-// built from the stored log.
+// built from the stored log. A proof counts, for or against the gateway, only when the key that
+// signed the checkpoints signed it too: anyone on the bus can answer a request, and a forged
+// proof must no more convict an honest log than pass a rewritten one.
 // Pure but for the proof source it is handed: the NATS side is in nats/checkpoint-feed.ts and
 // nats/proof-service.ts, the command in audit/cli.ts.
 import { parseStrict } from "../canonical/strict-parse.ts";
 import { fromB64u } from "../crypto/base64url.ts";
 import { verifySigned, type Signed } from "../crypto/signing.ts";
 import { MAX_MESSAGE_BYTES } from "../nats/contract.ts";
-import type { ProofAnswer } from "../nats/proof-service.ts";
+import type { SignedConsistencyProof } from "../core/types.ts";
+import { checkSignedProof, type AskProof, type ProofAnswer } from "../nats/proof-service.ts";
 import { verifyConsistency } from "./merkle.ts";
 import { checkpointShapeProblem, type CheckpointPayload } from "./records.ts";
 
@@ -31,7 +34,7 @@ export type WitnessFindingKind =
   | "WRONG_ORIGIN" // a checkpoint of another log on this log's subject (or in this log's file)
   | "BAD_SIGNATURE" // not signed by a trusted gateway key
   | "FORK" // two trusted checkpoints of this log name one size with different roots
-  | "INCONSISTENT"; // the gateway could not prove a larger checkpoint's log extends a smaller one's
+  | "INCONSISTENT"; // the gateway's own signed proof says a larger checkpoint's log does not extend a smaller one's
 
 export interface WitnessFinding {
   readonly kind: WitnessFindingKind;
@@ -41,9 +44,14 @@ export interface WitnessFinding {
   /**
    * For a FORK, both signed checkpoints, the one held first: together, signed by one trusted
    * key, they prove the log was shown two ways. For INCONSISTENT, the smaller and the larger
-   * checkpoint whose consistency the gateway did not prove. Keep the report.
+   * checkpoint whose consistency the gateway's own proof fails. Keep the report.
    */
   readonly evidence?: readonly [Signed<CheckpointPayload>, Signed<CheckpointPayload>];
+  /**
+   * For INCONSISTENT, the gateway's reply, signed by the key of the checkpoints: its proof fails
+   * against their roots, or the roots it signed are not theirs.
+   */
+  readonly proof?: SignedConsistencyProof;
 }
 
 export interface WitnessInput {
@@ -166,41 +174,76 @@ export interface ChainResult {
  * Prove the held checkpoints (trusted, one per size, by size: witness().checkpoints) consistent,
  * from the watermark of an earlier run: each checkpoint above it must be proved to extend the
  * one before it, and each added below it to be a prefix of the next (proved) one, which makes it
- * consistent with all of them. `prove` fetches a proof (nats/proof-service.ts); each is verified
- * against the two signed roots, so a lying or broken proof source cannot pass anything. A
- * proof that fails is a finding; no answer stops the walk where it stands (the watermark stays
- * below what was not proved, so the next run asks again). Never throws.
+ * consistent with all of them. `prove` fetches a proof (nats/proof-service.ts), asking for one
+ * signed by the key that signed either checkpoint (of `gatewayKeys`); each reply is checked
+ * again here, signature and all, then verified against the two signed roots, so a lying or
+ * broken proof source can neither pass a rewritten log nor convict an honest one. A proof the
+ * gateway signed that fails is a finding; no answer, or one that proves nothing (unsigned,
+ * signed by another key, for other sizes), stops the walk where it stands (the watermark stays
+ * below what was not proved, so the next run asks again). Never throws on what the source
+ * hands back; `gatewayKeys` missing is a TypeError.
  */
 export async function proveChain(
   checkpoints: readonly Signed<CheckpointPayload>[],
   consistentThrough: number,
   addedSizes: ReadonlySet<number>,
-  prove: (size1: number, size2: number) => Promise<ProofAnswer>,
+  prove: AskProof,
+  gatewayKeys: readonly string[],
 ): Promise<ChainResult> {
+  const given: unknown = gatewayKeys; // a caller from before the keys were needed passes none
+  if (!Array.isArray(given)) throw new TypeError("proveChain needs the gateway keys (key ids) its checkpoints are signed with");
   const findings: WitnessFinding[] = [];
   let proved = 0;
+  const keys = gatewayKeys.flatMap((k) => {
+    const b = fromB64u(k, 32);
+    return b === undefined ? [] : [{ id: k, key: b }];
+  });
+  const signedBy = new Map<Signed<CheckpointPayload>, string[]>();
+  const signersOf = (cp: Signed<CheckpointPayload>): string[] => {
+    let s = signedBy.get(cp);
+    if (s === undefined) signedBy.set(cp, (s = keys.filter((k) => verifySigned("checkpoint", cp, k.key)).map((k) => k.id)));
+    return s;
+  };
   // "ok", "bad" (a finding), or no answer (why).
   type Checked = { readonly r: "ok" } | { readonly r: "bad" } | { readonly r: "none"; readonly why: string };
   const check = async (a: Signed<CheckpointPayload>, b: Signed<CheckpointPayload>): Promise<Checked> => {
+    const m = a.payload.size;
+    const n = b.payload.size;
+    // Policy: the gateway speaks for its log with the key its checkpoints carry (either one, so
+    // that a key rotated between them still can); no other trusted key answers for it.
+    const signers = [...new Set([...signersOf(a), ...signersOf(b)])];
     let answer: ProofAnswer;
     try {
-      answer = await prove(a.payload.size, b.payload.size);
+      answer = await prove(m, n, signers);
     } catch (e) {
       return { r: "none", why: `no proof: ${e instanceof Error ? e.message : String(e)}` };
     }
     if (!answer.ok) return { r: "none", why: answer.detail };
-    const r1 = fromB64u(a.payload.root, 32);
-    const r2 = fromB64u(b.payload.root, 32);
-    const v = r1 !== undefined && r2 !== undefined ? verifyConsistency(a.payload.size, b.payload.size, answer.proof, r1, r2) : ({ ok: false, code: "BAD_HASH_LENGTH" } as const);
+    const c = checkSignedProof(answer.signed, { origin: b.payload.origin, size1: m, size2: n, signers });
+    if (!c.ok) return { r: "none", why: `a reply that proves nothing: ${c.detail}` };
+    const reply = c.proof.signed;
+    const evidence = [a, b] as const;
+    if (reply.payload.root1 !== a.payload.root || reply.payload.root2 !== b.payload.root) {
+      findings.push({
+        kind: "INCONSISTENT",
+        where: `size ${n}`,
+        detail: `the gateway's signed proof is for roots ${reply.payload.root1} at size ${m} and ${reply.payload.root2} at size ${n}, but its checkpoints sign ${a.payload.root} and ${b.payload.root}: its log is not the one it checkpointed (history rewritten, or the gateway is broken)`,
+        evidence,
+        proof: reply,
+      });
+      return { r: "bad" };
+    }
+    const v = verifyConsistency(m, n, c.proof.proof, c.proof.root1, c.proof.root2);
     if (v.ok) {
       proved++;
       return { r: "ok" };
     }
     findings.push({
       kind: "INCONSISTENT",
-      where: `size ${b.payload.size}`,
-      detail: `the gateway's proof that its log of size ${b.payload.size} (root ${b.payload.root}) extends its log of size ${a.payload.size} (root ${a.payload.root}) fails (${v.code}): history below size ${a.payload.size} was rewritten, or the gateway is broken`,
-      evidence: [a, b],
+      where: `size ${n}`,
+      detail: `the gateway's signed proof that its log of size ${n} (root ${b.payload.root}) extends its log of size ${m} (root ${a.payload.root}) fails (${v.code}): history below size ${m} was rewritten, or the gateway is broken`,
+      evidence,
+      proof: reply,
     });
     return { r: "bad" };
   };

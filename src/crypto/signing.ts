@@ -6,7 +6,7 @@ import { signEd25519, verifyEd25519, SIGNATURE_LENGTH } from "./ed25519.ts";
 import { sha256 } from "./hash.ts";
 import type { KeyPair } from "./keys.ts";
 
-export type SignedKind = "artifact" | "request" | "lineage" | "revocation" | "checkpoint" | "heartbeat" | "snapshot" | "outcome";
+export type SignedKind = "artifact" | "request" | "lineage" | "revocation" | "checkpoint" | "heartbeat" | "snapshot" | "outcome" | "consistency";
 
 export const DOMAIN_TAGS: Readonly<Record<SignedKind, string>> = {
   artifact: "failclosed/artifact/v1",
@@ -17,6 +17,8 @@ export const DOMAIN_TAGS: Readonly<Record<SignedKind, string>> = {
   heartbeat: "failclosed/heartbeat/v1",
   snapshot: "failclosed/fold-snapshot/v1",
   outcome: "failclosed/outcome/v1",
+  // A gateway's answer to a witness's consistency-proof request (nats/proof-service.ts).
+  consistency: "failclosed/consistency-proof/v1",
 };
 
 const encoder = new TextEncoder();

@@ -267,8 +267,8 @@ export class Gateway {
   /** Revocations the authorities' heartbeats announce against those the feed has shown. */
   readonly #tally = new RevocationTally();
   #missingWarned = false;
-  /** The most recently published policy any authority's heartbeat announces (HeartbeatPayload.policy). */
-  #announcedPolicy: { digest: string; publishedAt: number } | undefined;
+  /** Per authority, the policy its latest heartbeat announces (HeartbeatPayload.policy). */
+  readonly #announcements = new Map<string, { digest: string; publishedAt: number; issuedAt: number; seq: number }>();
   #policyMismatchWarned = false;
   /** A stale revocation feed was reported (once per stale stretch). */
   #staleWarned = false;
@@ -399,6 +399,20 @@ export class Gateway {
     return this.#inFlight.size;
   }
 
+  /**
+   * The policy the authorities announce as active: of each one's latest announcement, the most
+   * recently published (a tie, between two authorities' clocks, goes to the larger digest, so
+   * every gateway picks the same one).
+   */
+  #announcedPolicyDigest(): string | undefined {
+    let best: { digest: string; publishedAt: number } | undefined;
+    for (const [issuer, a] of this.#announcements) {
+      if (!this.#ledger.state.authorities.has(issuer)) continue; // no longer trusted: says nothing
+      if (best === undefined || a.publishedAt > best.publishedAt || (a.publishedAt === best.publishedAt && a.digest > best.digest)) best = a;
+    }
+    return best?.digest;
+  }
+
   #warn(msg: string): void {
     try {
       this.#o.onWarning?.(`[${this.id}] ${msg}`);
@@ -452,7 +466,7 @@ export class Gateway {
     await this.#recoverAndTrust();
     const proofRate = o.proofRequestsPerSec ?? 100;
     // Drained with the connection at stop(), before the log closes.
-    if (proofRate > 0) serveConsistencyProofs(this.#nc, o.gatewayId, store, { perSec: proofRate, now: () => performance.now(), onWarning: (m) => this.#warn(m) });
+    if (proofRate > 0) serveConsistencyProofs(this.#nc, o.gatewayId, store, { perSec: proofRate, now: () => performance.now(), gatewayKey: o.gatewayKey, onWarning: (m) => this.#warn(m) });
 
     this.#watchStatus();
     // Policy first, then the governance feed and evidence, then work: a task is never pulled
@@ -606,8 +620,12 @@ export class Gateway {
           onHeartbeat: (h) => {
             const at = h.issuedAt;
             this.#tally.heartbeat(h);
-            const announced = this.#announcedPolicy;
-            if (h.policy !== undefined && (announced === undefined || h.policy.publishedAt > announced.publishedAt)) this.#announcedPolicy = h.policy;
+            // Each authority's latest heartbeat stands for what it last made active (a later one
+            // replaces it even at the same publishedAt, as with a clock that stood still).
+            const prev = this.#announcements.get(h.issuer);
+            if (h.policy !== undefined && (prev === undefined || h.issuedAt > prev.issuedAt || (h.issuedAt === prev.issuedAt && h.seq > prev.seq))) {
+              this.#announcements.set(h.issuer, { ...h.policy, issuedAt: h.issuedAt, seq: h.seq });
+            }
             if (this.#feedAt === null || at > this.#feedAt) this.#feedAt = at;
             // Fresh again only if this heartbeat makes it so (a backlog replayed is still stale).
             if (this.#staleWarned && this.#clock() - this.#feedAt <= this.#limits.maxFeedAgeMs) {
@@ -778,7 +796,7 @@ export class Gateway {
           : "revocation feed complete again",
       );
     }
-    const announced = this.#announcedPolicy?.digest;
+    const announced = this.#announcedPolicyDigest();
     const mismatch = announced !== undefined && announced !== this.#ledger.state.policy?.digest;
     if (mismatch !== this.#policyMismatchWarned) {
       this.#policyMismatchWarned = mismatch;

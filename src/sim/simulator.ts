@@ -896,7 +896,7 @@ class ScenarioRun {
         if (last === undefined || w.checkpoints.some((c) => c.payload.size === last)) break;
         await sleep(50);
       }
-      const r = await proveChain(w.checkpoints, 0, w.addedSizes, (m, n) => requestConsistencyProof(this.nc, slot.id, m, n, 5_000));
+      const r = await proveChain(w.checkpoints, 0, w.addedSizes, (m, n, signers) => requestConsistencyProof(this.nc, slot.id, m, n, 5_000, signers), gatewayKeys);
       for (const f of r.findings) divergences.push({ seq: 0, kind: `WITNESS_${f.kind}`, detail: `${slot.id}: ${f.where}: ${f.detail}` });
       if (r.unproven > 0) divergences.push({ seq: 0, kind: "WITNESS_UNPROVEN", detail: `${slot.id}: ${r.unproven} published checkpoints not proved consistent (${r.stopped ?? "?"})` });
       return r.proved;

@@ -11,9 +11,15 @@ it("an added checkpoint is never covered by the watermark without a proof", asyn
   const held50 = cp(50, "A".repeat(43));
   const added100 = cp(100, "B".repeat(43)); // a forked history: never proved to extend 50
   let asked = 0;
-  const r = await proveChain([held50, added100], 100, new Set([100]), () => {
-    asked++;
-    return Promise.resolve({ ok: false as const, detail: "no answer" });
-  });
+  const r = await proveChain(
+    [held50, added100],
+    100,
+    new Set([100]),
+    () => {
+      asked++;
+      return Promise.resolve({ ok: false as const, detail: "no answer" });
+    },
+    [],
+  );
   expect({ consistentThrough: r.consistentThrough, asked }).toEqual({ consistentThrough: 50, asked: 1 });
 });

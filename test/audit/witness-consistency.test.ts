@@ -2,7 +2,8 @@
 // that every checkpoint it holds extends the ones before it: a history rewritten below a size
 // the witness held, re-signed with the gateway's own key and grown past it, shows no fork (no
 // two checkpoints name one size) and is caught only this way. Real gateways on a real
-// nats-server; the proofs are verified, never trusted.
+// nats-server; the proofs are verified, never trusted, and count only when signed by the
+// checkpoints' key (more in witness-signed-proofs.test.ts).
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
@@ -12,10 +13,10 @@ import { runAudit } from "../../src/audit/cli.ts";
 import type { AuditRecord, CheckpointPayload } from "../../src/audit/records.ts";
 import { AuditStore } from "../../src/audit/store.ts";
 import { proveChain, readWitnessFile } from "../../src/audit/witness.ts";
-import { fromB64u, toB64u } from "../../src/crypto/base64url.ts";
+import { toB64u } from "../../src/crypto/base64url.ts";
 import { signPayload, type Signed } from "../../src/crypto/signing.ts";
 import { SUBJECTS } from "../../src/nats/contract.ts";
-import { answerProofRequest, RateLimiter, requestConsistencyProof, type ProofAnswer } from "../../src/nats/proof-service.ts";
+import { answerProofRequest, checkSignedProof, RateLimiter, requestConsistencyProof, type ProofAnswer } from "../../src/nats/proof-service.ts";
 import type { Gateway } from "../../src/gateway/gateway.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
@@ -25,6 +26,7 @@ import { readRecords, writeForgedLog } from "./tamper.ts";
 
 const agent = namedKey("agent-0");
 const GW_KEY = namedKey("gateway-1");
+const KEYS = [GW_KEY.keyId];
 
 
 interface Report {
@@ -186,11 +188,14 @@ describe("audit witness proves consistency with a live gateway", () => {
     await forged.stop();
   });
 
-  it("a proof source that lies cannot pass anything: proofs are verified against the signed roots", async () => {
+  // Changed with signed proofs: a garbage proof for the sizes asked used to be INCONSISTENT
+  // (exit 1), an accusation anyone on the bus could make. Unsigned, it is now no answer (exit 2).
+  it("a proof source that lies can neither pass nor accuse: an unsigned reply is no answer", async () => {
     const g = await h.startGateway({ id: "gw-d", key: GW_KEY });
     await runTasks(g, 2, "d1");
     const file = join(t.dir, "gw-d.json");
     expect((await witnessRun("gw-d", file)).code).toBe(0);
+    const proved = fileOf(file).consistentThrough;
     await runTasks(g, 2, "d2");
     await g.stop();
     // Another client answers on the gateway's proof subject.
@@ -204,15 +209,15 @@ describe("audit witness proves consistency with a live gateway", () => {
       },
     });
     try {
-      mode = "other-sizes";
-      let r = await witnessRun("gw-d", file);
-      expect(r.code).toBe(2);
-      expect(r.report.stopped).toMatch(/answers another request/);
-      mode = "garbage";
-      r = await witnessRun("gw-d", file);
-      expect(r.code).toBe(1);
-      expect(r.report.findings.map((f) => f.kind)).toEqual(["INCONSISTENT"]);
-      expect(r.report.consistentThrough).toBe(fileOf(file).consistentThrough);
+      for (const m of ["other-sizes", "garbage"] as const) {
+        mode = m;
+        const r = await witnessRun("gw-d", file);
+        expect(r.code, m).toBe(2);
+        expect(r.report.findings, m).toEqual([]);
+        expect(r.report.stopped, m).toMatch(/^no answer: timeout after \d+ ms; ignored 1 reply \(/);
+        expect(r.report.consistentThrough, m).toBe(proved);
+        expect(fileOf(file).consistentThrough, m).toBe(proved);
+      }
     } finally {
       sub.unsubscribe();
     }
@@ -237,12 +242,18 @@ describe("audit witness proves consistency with a live gateway", () => {
     nc.publish(SUBJECTS.proof("gw-e"), JSON.stringify({ kind: "consistency", size1: 1, size2: 2 }));
     // Well-formed: a burst of 4 at 2/s, then BUSY; every proof given verifies against the log's roots.
     const answers: ProofAnswer[] = [];
-    for (let k = 0; k < 6; k++) answers.push(await requestConsistencyProof(nc, "gw-e", 1 + k, size, 2_000));
+    for (let k = 0; k < 6; k++) answers.push(await requestConsistencyProof(nc, "gw-e", 1 + k, size, 2_000, [GW_KEY.keyId]));
     expect(answers.filter((a) => !a.ok && a.busy === true).length).toBeGreaterThanOrEqual(1);
     const { verifyConsistency } = await import("../../src/audit/merkle.ts");
     for (const [k, a] of answers.entries()) {
       if (!a.ok) continue;
-      expect(verifyConsistency(1 + k, size, a.proof, g.ledger.store.rootAt(1 + k), g.ledger.store.rootAt(size))).toEqual({ ok: true });
+      // Signed by the gateway's key, for exactly what was asked, with the log's own roots.
+      const c = checkSignedProof(a.signed, { origin: "gw-e", size1: 1 + k, size2: size, signers: [GW_KEY.keyId] });
+      expect(c.ok).toBe(true);
+      if (!c.ok) continue;
+      expect(c.proof.root1).toEqual(g.ledger.store.rootAt(1 + k));
+      expect(c.proof.root2).toEqual(g.ledger.store.rootAt(size));
+      expect(verifyConsistency(1 + k, size, c.proof.proof, g.ledger.store.rootAt(1 + k), g.ledger.store.rootAt(size))).toEqual({ ok: true });
     }
     expect(h.warnings.filter((w) => w.includes("proof"))).toEqual([]);
     await g.stop();
@@ -298,14 +309,18 @@ describe("proveChain", () => {
       for (let i = 0; i < 3 + round; i++) await store.append(outcomeEntry(round * 100 + i));
       cps.push((await store.checkpoint())!);
     }
-    const prove = (m: number, n: number) => Promise.resolve<ProofAnswer>({ ok: true, proof: store.proveConsistency(m, n).proof.map((p) => fromB64u(p, 32)!) });
+    // The service's own answer, signed with the gateway key, as a gateway sends it.
+    const prove = (m: number, n: number): Promise<ProofAnswer> => {
+      const a = answerProofRequest(new TextEncoder().encode(JSON.stringify({ kind: "consistency", size1: m, size2: n })), store, undefined, { origin: "gw-p", gatewayKey: GW_KEY });
+      return Promise.resolve(a.ok ? { ok: true, signed: a.signed } : { ok: false, detail: a.detail });
+    };
     return { store, cps, prove };
   }
   const sizes = (cps: readonly Signed<CheckpointPayload>[]) => new Set(cps.map((c) => c.payload.size));
 
   it("from nothing: the first is the anchor, each later one is proved against the one before", async () => {
     const { cps, prove } = await logWithCheckpoints();
-    const r = await proveChain(cps, 0, sizes(cps), prove);
+    const r = await proveChain(cps, 0, sizes(cps), prove, KEYS);
     expect(r).toEqual({ consistentThrough: cps.at(-1)!.payload.size, proved: cps.length - 1, unproven: 0, findings: [] });
   });
 
@@ -314,7 +329,7 @@ describe("proveChain", () => {
     const asked: [number, number][] = [];
     const counting = (m: number, n: number) => (asked.push([m, n]), prove(m, n));
     const mark = cps[3]!.payload.size;
-    const r = await proveChain(cps, mark, new Set([cps[1]!.payload.size, cps[4]!.payload.size, cps[5]!.payload.size]), counting);
+    const r = await proveChain(cps, mark, new Set([cps[1]!.payload.size, cps[4]!.payload.size, cps[5]!.payload.size]), counting, KEYS);
     expect(r).toMatchObject({ consistentThrough: cps[5]!.payload.size, proved: 3, unproven: 0, findings: [] });
     expect(asked).toEqual([
       [cps[1]!.payload.size, cps[2]!.payload.size],
@@ -322,7 +337,7 @@ describe("proveChain", () => {
       [cps[4]!.payload.size, cps[5]!.payload.size],
     ]);
     // A watermark that names no held size stands on the largest held size below it.
-    const r2 = await proveChain(cps, mark + 1, new Set(), counting);
+    const r2 = await proveChain(cps, mark + 1, new Set(), counting, KEYS);
     expect(r2.consistentThrough).toBe(cps[5]!.payload.size);
     expect(asked.at(-2)).toEqual([mark, cps[4]!.payload.size]);
   });
@@ -331,13 +346,13 @@ describe("proveChain", () => {
     const { cps, prove } = await logWithCheckpoints();
     let calls = 0;
     const flaky = (m: number, n: number) => (++calls === 2 ? Promise.resolve<ProofAnswer>({ ok: false, detail: "no answer: timeout" }) : prove(m, n));
-    const r = await proveChain(cps, 0, sizes(cps), flaky);
+    const r = await proveChain(cps, 0, sizes(cps), flaky, KEYS);
     expect(r).toMatchObject({ consistentThrough: cps[1]!.payload.size, proved: 1, unproven: cps.length - 2, stopped: "no answer: timeout", findings: [] });
     const down = () => Promise.resolve<ProofAnswer>({ ok: false, detail: "no answer" });
-    const r2 = await proveChain(cps, cps[4]!.payload.size, new Set([cps[2]!.payload.size]), down);
+    const r2 = await proveChain(cps, cps[4]!.payload.size, new Set([cps[2]!.payload.size]), down, KEYS);
     expect(r2).toMatchObject({ consistentThrough: cps[1]!.payload.size, proved: 0, unproven: 4, findings: [] });
     // A source that throws is no answer, not a crash.
-    const r3 = await proveChain(cps, 0, sizes(cps), () => Promise.reject(new Error("boom")));
+    const r3 = await proveChain(cps, 0, sizes(cps), () => Promise.reject(new Error("boom")), KEYS);
     expect(r3).toMatchObject({ consistentThrough: cps[0]!.payload.size, stopped: "no proof: boom" });
   });
 
@@ -345,7 +360,7 @@ describe("proveChain", () => {
     const { cps, prove } = await logWithCheckpoints();
     const bad = signPayload("checkpoint", { ...cps[4]!.payload, root: toB64u(new Uint8Array(32).fill(5)) }, GW_KEY);
     const list = [...cps.slice(0, 4), bad, cps[5]!];
-    const r = await proveChain(list, cps[3]!.payload.size, new Set([bad.payload.size, cps[5]!.payload.size]), prove);
+    const r = await proveChain(list, cps[3]!.payload.size, new Set([bad.payload.size, cps[5]!.payload.size]), prove, KEYS);
     expect(r.findings.map((f) => [f.kind, f.where])).toEqual([["INCONSISTENT", `size ${bad.payload.size}`]]);
     expect(r.consistentThrough).toBe(cps[3]!.payload.size);
     expect(r.unproven).toBe(2);
@@ -357,21 +372,29 @@ describe("the proof service's rules", () => {
     const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
     let now = 0;
     const limiter = new RateLimiter(1, 1, () => now);
-    const source = { size: 10, proveConsistency: () => ({ proof: ["x"] }) };
-    expect(answerProofRequest(enc("nope"), source, limiter)).toMatchObject({ ok: false, code: "MALFORMED" });
-    expect(answerProofRequest(enc({ kind: "consistency", size1: 2, size2: 11 }), source, limiter)).toMatchObject({ ok: false, code: "BAD_SIZE" });
-    expect(answerProofRequest(enc({ kind: "consistency", size1: 2, size2: 3 }), source, limiter)).toMatchObject({ ok: true, proof: ["x"] });
-    expect(answerProofRequest(enc({ kind: "consistency", size1: 2, size2: 3 }), source, limiter)).toMatchObject({ ok: false, code: "BUSY" });
+    const signer = { origin: "gw-r", gatewayKey: GW_KEY };
+    const source = { size: 10, proveConsistency: () => ({ proof: ["x"] }), rootAt: (n: number) => new Uint8Array(32).fill(n) };
+    expect(answerProofRequest(enc("nope"), source, limiter, signer)).toMatchObject({ ok: false, code: "MALFORMED" });
+    expect(answerProofRequest(enc({ kind: "consistency", size1: 2, size2: 11 }), source, limiter, signer)).toMatchObject({ ok: false, code: "BAD_SIZE" });
+    // Without a key to sign with there is no proof to give (and no token is spent).
+    expect(answerProofRequest(enc({ kind: "consistency", size1: 2, size2: 3 }), source, limiter, undefined)).toMatchObject({ ok: false, code: "UNAVAILABLE", detail: expect.stringContaining("no key") });
+    const given = answerProofRequest(enc({ kind: "consistency", size1: 2, size2: 3 }), source, limiter, signer);
+    expect(given).toEqual({
+      ok: true,
+      signed: signPayload("consistency", { kind: "failclosed/consistency-proof/v1", origin: "gw-r", signer: GW_KEY.keyId, size1: 2, size2: 3, root1: toB64u(new Uint8Array(32).fill(2)), root2: toB64u(new Uint8Array(32).fill(3)), proof: ["x"] }, GW_KEY),
+    });
+    expect(answerProofRequest(enc({ kind: "consistency", size1: 2, size2: 3 }), source, limiter, signer)).toMatchObject({ ok: false, code: "BUSY" });
     now = 1_000;
     const throwing = {
       get size(): number {
         throw new Error("closed");
       },
       proveConsistency: () => ({ proof: [] }),
+      rootAt: () => new Uint8Array(32),
     };
-    expect(answerProofRequest(enc({ kind: "consistency", size1: 2, size2: 3 }), throwing, limiter)).toMatchObject({ ok: false, code: "UNAVAILABLE" });
-    const failing = { size: 10, proveConsistency: () => { throw new Error("tree node missing"); } };
-    expect(answerProofRequest(enc({ kind: "consistency", size1: 2, size2: 3 }), failing, limiter)).toMatchObject({ ok: false, code: "UNAVAILABLE", detail: expect.stringContaining("tree node missing") });
+    expect(answerProofRequest(enc({ kind: "consistency", size1: 2, size2: 3 }), throwing, limiter, signer)).toMatchObject({ ok: false, code: "UNAVAILABLE" });
+    const failing = { size: 10, proveConsistency: () => { throw new Error("tree node missing"); }, rootAt: () => new Uint8Array(32) };
+    expect(answerProofRequest(enc({ kind: "consistency", size1: 2, size2: 3 }), failing, limiter, signer)).toMatchObject({ ok: false, code: "UNAVAILABLE", detail: expect.stringContaining("tree node missing") });
   });
 
   it("the witness file: the v1 object, or a bare array read as nothing proved", () => {

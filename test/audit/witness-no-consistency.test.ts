@@ -52,8 +52,8 @@ it("a checkpoint added below the watermark by a --no-consistency run is proved b
   // Whoever holds the gateway key publishes a checkpoint of another history at the middle size.
   const forged = signPayload("checkpoint", { ...cps[1]!.payload, root: toB64u(new Uint8Array(32).fill(7)) }, GW_KEY);
   await jetstream(h.runtime.nc).publish(SUBJECTS.checkpoint(origin), JSON.stringify(forged));
-  // The honest log answers proof requests.
-  const sub = serveConsistencyProofs(h.runtime.nc, origin, store, { perSec: 100, now: () => performance.now() });
+  // The honest log answers proof requests, signed with its gateway key.
+  const sub = serveConsistencyProofs(h.runtime.nc, origin, store, { perSec: 100, now: () => performance.now(), gatewayKey: GW_KEY });
   const args = (f: string) => ["witness", "--nats", h.url, "--gateway-id", origin, "--gateway-key", GW_KEY.keyId, "--out", f, "--json", "--timeout-ms", "5000"];
   const base = args(file);
 
