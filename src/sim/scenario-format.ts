@@ -8,7 +8,8 @@
 //   tags          [string]                         start         ISO instant of virtual t=0 (default 2027-01-15T08:00:00Z)
 //   limits        {maxSkew, maxFeedAge, maxRequestAge, evidenceDeadline: duration; maxDepth: int}  overrides only
 //   authorities   [{name, trusted?=true}]  default [{name: authority}]; the first is the default issuer
-//   gateways      [id | {id}]              default [gw-1]; tasks go to the first unless they name one
+//   gateways      [id | {id}]              default [gw-1]. All gateways pull from one shared work
+//                 queue (DESIGN §6): any of them may take any task or replay, whatever it names
 //   policies      {name: {version, cedar, id?=name}}  "default" is built in (DEFAULT_POLICY)
 //   policy        name of the policy active at start (default "default")
 //   agents        [{name, role?, code?, environment?}]  code = the code the gateway measures
@@ -38,11 +39,20 @@
 //                   used the delegation's parent), gateway?, tamper?: [Tamper], expect
 //   replay: TASKID  id (the label of this attempt), gateway?, expect — resend that task's exact
 //                   signed request and evidence
-//   concurrently:   [task or replay steps] submitted at the same instant (e.g. to two gateways)
+//                   `gateway:` (task or replay) is a label for the reader and the report: it does
+//                   NOT route. The report names the gateway that actually decided; write
+//                   expectations that hold whichever gateway takes the task.
+//   concurrently:   [task or replay steps] submitted at the same instant (with two gateways, both
+//                   may pull them: a race within one gateway or across two)
 //   grant: ID       Grant fields, issued now with the current authority key and active policy
 //   delegate: ID    Delegation fields, issued now
-//   revoke: ID      reason? — the authority revokes a grant/delegation (and so its descendants)
-//   revokeKey: NAME reason? — the authority revokes an agent's or authority's key
+//   revoke: ID      reason?, during? — the authority revokes a grant/delegation (and so its
+//                   descendants)
+//   revokeKey: NAME reason?, during? — the authority revokes an agent's or authority's key
+//                   `during: TASK` (put the step before TASK): TASK's artifact chain and request
+//                   are published and its lineage withheld, so the gateway holds TASK collecting
+//                   evidence; the revocation lands (every gateway has applied it), then the
+//                   lineage is released. One `during` step per task (fault or revocation).
 //   advance: DURATION                    moves the virtual clock (heartbeats keep flowing)
 //   changeAgent: NAME  code?, environment? — what the gateway measures for that agent from now on
 //   fault: KIND     see FAULTS          heal: KIND  ends a lasting fault
@@ -56,8 +66,15 @@
 //   splice-lineage: TASK  the task's spawn lineage (and request) name TASK as its parent
 //   widen-scope: {actions?, resources?, constraints?}  the presented (delegated) artifact is
 //                         re-signed by its issuer with these added/replaced, bypassing the refusal
-// FAULTS (`during: TASK` = injected after TASK and its evidence are published and before it is
-// decided; an outage-like fault with `during` is healed once TASK settles. Without `during` it
+//   malformed: wrong-kind     the request carries another kind's label (the artifact kind),
+//                             validly re-signed by the agent: schema-invalid
+//   malformed: duplicate-key  the presented artifact's message repeats "sig" (a forged one, then
+//                             the genuine one a lenient JSON.parse would keep): not I-JSON
+//                         (Oversized messages are refused by the bus itself, max_msg_size, and a
+//                         submit message that does not parse names no task to attribute.)
+// FAULTS (`during: TASK` = injected once a gateway has taken TASK off the work queue and before
+// TASK's evidence is published, so TASK is caught mid-verification (crash-gateway: at its `point`
+// of TASK); an outage-like fault with `during` is healed once TASK settles. Without `during` it
 // happens at its place in the steps and lasts until `heal` or the end)
 //   nats-outage [during]         audit-store-failure [during]      policy-unavailable [during]
 //   stale-revocation-feed        heartbeats and revocations stop reaching the gateways (heal resumes)
@@ -149,7 +166,11 @@ export type Tamper =
   | { kind: "drop-artifact" }
   | { kind: "drop-lineage" }
   | { kind: "splice-lineage"; parent: string }
-  | { kind: "widen-scope"; actions?: string[]; resources?: string[]; constraints?: Record<string, NumericConstraint> };
+  | { kind: "widen-scope"; actions?: string[]; resources?: string[]; constraints?: Record<string, NumericConstraint> }
+  | { kind: "malformed"; how: MalformedKind };
+
+export const MALFORMED_KINDS = ["wrong-kind", "duplicate-key"] as const;
+export type MalformedKind = (typeof MALFORMED_KINDS)[number];
 
 export type Expectation =
   | { verdict: "allow"; executed: boolean }
@@ -209,8 +230,8 @@ export type Step =
   | { kind: "concurrently"; steps: (TaskStep | ReplayStep)[]; note?: string }
   | { kind: "grant"; grant: GrantSpec; note?: string }
   | { kind: "delegate"; delegation: DelegationSpec; note?: string }
-  | { kind: "revoke"; target: string; reason: string; note?: string }
-  | { kind: "revokeKey"; principal: string; reason: string; note?: string }
+  | { kind: "revoke"; target: string; reason: string; during?: string; note?: string }
+  | { kind: "revokeKey"; principal: string; reason: string; during?: string; note?: string }
   | { kind: "advance"; ms: number; note?: string }
   | { kind: "changeAgent"; agent: string; code?: string; environment?: Record<string, string>; note?: string }
   | { kind: "fault"; fault: Fault; note?: string }
@@ -471,6 +492,7 @@ const tamperSchema: z.ZodType<Tamper> = z.union(
     z.strictObject({ "forge-signature": z.enum(["artifact", "request", "lineage"]) }).transform((v): Tamper => ({ kind: "forge-signature", target: v["forge-signature"] })),
     z.strictObject({ "sign-as": name }).transform((v): Tamper => ({ kind: "sign-as", agent: v["sign-as"] })),
     z.strictObject({ "splice-lineage": name }).transform((v): Tamper => ({ kind: "splice-lineage", parent: v["splice-lineage"] })),
+    z.strictObject({ malformed: z.enum(MALFORMED_KINDS) }).transform((v): Tamper => ({ kind: "malformed", how: v.malformed })),
     z
       .strictObject({ "widen-scope": z.strictObject({ actions: stringList.optional(), resources: stringList.optional(), constraints: constraintMap.optional() }) })
       .transform((v): Tamper => {
@@ -478,7 +500,7 @@ const tamperSchema: z.ZodType<Tamper> = z.union(
         return { kind: "widen-scope", ...defined({ actions: w.actions, resources: w.resources, constraints: w.constraints && constraintsOf(w.constraints) }) };
       }),
   ],
-  { error: "expected forge-signature[: artifact|request|lineage] | sign-as: AGENT | drop-artifact | drop-lineage | splice-lineage: TASK | widen-scope: {…}" },
+  { error: `expected forge-signature[: artifact|request|lineage] | sign-as: AGENT | drop-artifact | drop-lineage | splice-lineage: TASK | widen-scope: {…} | malformed: ${MALFORMED_KINDS.join("|")}` },
 );
 
 const note = z.string().optional();
@@ -581,10 +603,12 @@ const STEP_SCHEMAS = {
     delegation: toDelegation({ ...v, id: v.delegate }),
     ...defined({ note: v.note }),
   })),
-  revoke: z.strictObject({ revoke: name, reason: nonEmpty.optional(), note }).transform((v): Step => ({ kind: "revoke", target: v.revoke, reason: v.reason ?? "revoked in scenario", ...defined({ note: v.note }) })),
+  revoke: z
+    .strictObject({ revoke: name, reason: nonEmpty.optional(), during, note })
+    .transform((v): Step => ({ kind: "revoke", target: v.revoke, reason: v.reason ?? "revoked in scenario", ...defined({ during: v.during, note: v.note }) })),
   revokeKey: z
-    .strictObject({ revokeKey: name, reason: nonEmpty.optional(), note })
-    .transform((v): Step => ({ kind: "revokeKey", principal: v.revokeKey, reason: v.reason ?? "key revoked in scenario", ...defined({ note: v.note }) })),
+    .strictObject({ revokeKey: name, reason: nonEmpty.optional(), during, note })
+    .transform((v): Step => ({ kind: "revokeKey", principal: v.revokeKey, reason: v.reason ?? "key revoked in scenario", ...defined({ during: v.during, note: v.note }) })),
   advance: z.strictObject({ advance: duration, note }).transform((v): Step => ({ kind: "advance", ms: v.advance, ...defined({ note: v.note }) })),
   changeAgent: z
     .strictObject({ changeAgent: name, code: nonEmpty.optional(), environment: stringMap.optional(), note })
@@ -702,7 +726,12 @@ export function crossCheck(s: Scenario): ScenarioProblem[] {
     if (st.kind === "concurrently") st.steps.forEach(collect);
   };
   s.steps.forEach(collect);
-  const pendingDuring = new Map<string, string>(); // task id → path of the fault that waits for it
+  const pendingDuring = new Map<string, string>(); // task id → path of the fault or revocation that waits for it
+  const armDuring = (task: string, path: string): void => {
+    if (!laterTasks.has(task) || tasks.has(task)) bad(`${path}.during`, `"${task}" is not a task after this step`);
+    else if (pendingDuring.has(task)) bad(`${path}.during`, `${pendingDuring.get(task) ?? ""} already waits for "${task}": one fault or revocation per task`);
+    else pendingDuring.set(task, path);
+  };
 
   const submit = (st: TaskStep | ReplayStep, path: string): void => {
     if (tasks.has(st.id)) bad(`${path}`, `duplicate task id "${st.id}"`);
@@ -749,9 +778,11 @@ export function crossCheck(s: Scenario): ScenarioProblem[] {
         return delegation(st.delegation, path);
       case "revoke":
         if (!artifacts.has(st.target)) bad(`${path}.revoke`, `"${st.target}" is not a grant or delegation declared before this step`);
+        if (st.during !== undefined) armDuring(st.during, path);
         return;
       case "revokeKey":
         if (!agents.has(st.principal) && !authorities.has(st.principal)) bad(`${path}.revokeKey`, `unknown agent or authority "${st.principal}"`);
+        if (st.during !== undefined) armDuring(st.during, path);
         return;
       case "changeAgent":
         if (!agents.has(st.agent)) bad(`${path}.changeAgent`, `unknown agent "${st.agent}"`);
@@ -761,10 +792,7 @@ export function crossCheck(s: Scenario): ScenarioProblem[] {
         return;
       case "fault": {
         const f = st.fault;
-        if ("during" in f && f.during !== undefined) {
-          if (!laterTasks.has(f.during) || tasks.has(f.during)) bad(`${path}.during`, `"${f.during}" is not a task after this step`);
-          else pendingDuring.set(f.during, path);
-        }
+        if ("during" in f && f.during !== undefined) armDuring(f.during, path);
         if ((f.kind === "clock-skew" || f.kind === "crash-gateway") && f.gateway !== undefined && !gateways.has(f.gateway)) bad(`${path}.gateway`, `unknown gateway "${f.gateway}"`);
         if (f.kind === "rotate-authority-key" && f.authority !== undefined && !authorities.has(f.authority)) bad(`${path}.authority`, `unknown authority "${f.authority}"`);
         if (f.kind === "change-policy" && !(f.to in s.policies)) bad(`${path}.to`, `unknown policy "${f.to}"`);

@@ -23,13 +23,14 @@ import { readCheckpointFeed } from "../nats/checkpoint-feed.ts";
 import { Gateway, type ActionContext } from "../gateway/gateway.ts";
 import type { TaskOutcome } from "../gateway/outcome.ts";
 import { natsServerAvailable, NatsServerNotFoundError, startNatsServer, type NatsServerHandle } from "../infra/nats-launcher.ts";
-import { KV_BUCKETS, POLICY_KEY, STREAMS, SUBJECTS } from "../nats/contract.ts";
+import { KV_BUCKETS, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER } from "../nats/contract.ts";
 import { policyDigest as policyDigestOf } from "../policy/policy-document.ts";
 import { ensureBus } from "../nats/setup.ts";
 import { Authority } from "../runtime/authority.ts";
 import { submitTask } from "../runtime/client.ts";
 import { BreakableBackend } from "../testkit/breakable-backend.ts";
 import { namedKey, namedNonce } from "../testkit/world.ts";
+import { duplicateKeyMessage, wrongKindRequest } from "./malformed.ts";
 import { RUN_REPORT_KIND, type AuditSummary, type RunReport, type ScenarioReport, type SimulationOptions, type TaskReport } from "./report.ts";
 import {
   codeDigest,
@@ -80,6 +81,8 @@ interface TaskRun {
   chain: SignedArtifact[];
   lineage: SignedLineage[];
   artifactUsed?: string;
+  /** Evidence messages sent as raw bytes ahead of everything else (the `malformed` tamper). */
+  rawEvidence: { subject: string; data: string }[];
 }
 
 interface Issued {
@@ -118,6 +121,8 @@ class ScenarioRun {
   readonly events: ScenarioReport["events"] = [];
   readonly lineage: ScenarioReport["lineage"] = [];
   readonly pendingFaults = new Map<string, Fault>();
+  /** Revocations armed `during` a task (by wire id): sent while it is held collecting evidence. */
+  readonly pendingRevocations = new Map<string, () => Promise<void>>();
   feedStale = false;
   readonly heldRevocations: (() => Promise<unknown>)[] = [];
   activePolicy: string;
@@ -423,15 +428,14 @@ class ScenarioRun {
       case "revoke": {
         const i = this.issued.get(st.target);
         if (!i) throw new Error(`revoke: unknown ${st.target}`);
-        await this.revoke({ type: "artifact", id: artifactId(i.artifact) }, st.reason);
-        this.event(index, "revoke", `${st.target} (${st.reason})`);
+        const id = artifactId(i.artifact);
+        await this.revokeNowOrDuring(st.during, index, "revoke", st.target, st.reason, () => this.revoke({ type: "artifact", id }, st.reason));
         return;
       }
       case "revokeKey": {
         const k = this.agents.get(st.principal)?.key ?? this.authorities.get(st.principal)?.key;
         if (!k) throw new Error(`revokeKey: unknown ${st.principal}`);
-        await this.revoke({ type: "key", keyId: k.keyId }, st.reason);
-        this.event(index, "revokeKey", `${st.principal} (${st.reason})`);
+        await this.revokeNowOrDuring(st.during, index, "revokeKey", st.principal, st.reason, () => this.revoke({ type: "key", keyId: k.keyId }, st.reason));
         return;
       }
       case "advance":
@@ -461,6 +465,20 @@ class ScenarioRun {
   async heartbeat(): Promise<void> {
     for (const a of this.authorities.values()) await a.service?.heartbeat();
     await sleep(100); // let the gateways' feed consumers apply it
+  }
+
+  /** Revoke now, or arm the revocation to land while `during` is held collecting evidence (submit). */
+  async revokeNowOrDuring(during: string | undefined, index: number, kind: string, what: string, reason: string, send: () => Promise<void>): Promise<void> {
+    if (during === undefined) {
+      await send();
+      this.event(index, kind, `${what} (${reason})`);
+      return;
+    }
+    this.pendingRevocations.set(this.wire(during), async () => {
+      await send();
+      this.event(index, kind, `${what} (${reason}) while ${during} is held collecting evidence`);
+    });
+    this.event(index, kind, `${what} armed during ${during}`);
   }
 
   async revoke(target: { type: "artifact"; id: string } | { type: "key"; keyId: string }, reason: string): Promise<void> {
@@ -662,8 +680,20 @@ class ScenarioRun {
     }
     const dropArtifact = has("drop-artifact") !== undefined;
     if (dropArtifact) tamperText.push("drop-artifact");
+    const rawEvidence: TaskRun["rawEvidence"] = [];
+    for (const t of st.tamper) {
+      if (t.kind !== "malformed") continue;
+      tamperText.push(`malformed: ${t.how}`);
+      if (t.how === "wrong-kind") request = wrongKindRequest(request, agent.key);
+      else {
+        // The presented artifact goes on the wire only as a message with a duplicated key.
+        const presented = chain[chain.length - 1];
+        if (presented) rawEvidence.push({ subject: SUBJECTS.artifact(wireId), data: duplicateKeyMessage(presented) });
+        chain = chain.slice(0, -1);
+      }
+    }
 
-    const run: TaskRun = { stepIndex: index, scenarioId: st.id, wireId, request, args: st.args, chain: dropArtifact ? [] : chain, lineage, artifactUsed: artifactId(leaf) };
+    const run: TaskRun = { stepIndex: index, scenarioId: st.id, wireId, request, args: st.args, chain: dropArtifact ? [] : chain, lineage, artifactUsed: artifactId(leaf), rawEvidence };
     this.runs.set(st.id, run);
     if (parentScenarioId !== undefined) {
       this.lineage.push({ parentTaskId: parentScenarioId, childTaskId: st.id, childArtifactId: artifactId(leaf), ...(used.parent ? { parentArtifactId: artifactId(this.issued.get(used.parent)!.artifact) } : {}), ok: true });
@@ -693,14 +723,36 @@ class ScenarioRun {
     const hasChildren = (this.remainingChildren.get(run.scenarioId) ?? 0) > 0;
     const outcomeP = this.nextOutcome(run.wireId, deadline + 10_000);
     const js = jetstream(this.nc);
+    // Raw (malformed) evidence goes first: the gateway's evidence feed is ordered, so it has
+    // these before any genuine message of the task.
+    for (const m of run.rawEvidence) await js.publish(m.subject, m.data);
     const publishEvidence = async () => {
       for (const a of run.chain) await js.publish(SUBJECTS.artifact(run.wireId), JSON.stringify(a));
       for (const l of run.lineage) await js.publish(SUBJECTS.lineage(run.wireId), JSON.stringify(l));
     };
     let client: TaskOutcome | undefined;
+    const revokeDuring = this.pendingRevocations.get(run.wireId);
+    if (revokeDuring) {
+      // Held by withholding its lineage: the chain and request go out, a gateway takes the task
+      // and waits for the rest of its evidence; the revocation lands (applied by every gateway);
+      // then the lineage is released. No race with the gateway: until the lineage arrives the
+      // task cannot be decided (only its evidence deadline, well beyond this, would end it).
+      this.pendingRevocations.delete(run.wireId);
+      for (const a of run.chain) await js.publish(SUBJECTS.artifact(run.wireId), JSON.stringify(a));
+      await this.submitAndWaitTaken(run);
+      await revokeDuring();
+      for (const l of run.lineage) await js.publish(SUBJECTS.lineage(run.wireId), JSON.stringify(l));
+      if (hasChildren) {
+        const raced = await Promise.race([this.waitLive(run.wireId, deadline).then(() => "live" as const), outcomeP.then(() => "done" as const)]);
+        if (raced === "live") {
+          this.finishing.push(outcomeP);
+          return { outcome: undefined, client };
+        }
+      }
+      return { outcome: await outcomeP, client };
+    }
     if (during && during.kind !== "crash-gateway") {
-      await js.publish(SUBJECTS.taskSubmit, JSON.stringify({ request: run.request, args: run.args }));
-      await until(() => [...this.gateways.values()].some((g) => g.gw.inFlight > 0), 5_000, `${run.scenarioId} to reach a gateway`);
+      await this.submitAndWaitTaken(run);
       this.pendingFaults.delete(run.wireId);
       await this.inject(during, index);
       await publishEvidence().catch(() => undefined);
@@ -723,6 +775,23 @@ class ScenarioRun {
     return { outcome, client };
   }
 
+  /**
+   * Submit the request alone and return once a gateway has taken it off the shared work queue
+   * (the queue's consumer has delivered it): that gateway now holds the task, waiting for its
+   * evidence. Watched by the message's stream sequence, so tasks other gateways or earlier steps
+   * still hold (a parent kept executing for its children) cannot be mistaken for this one.
+   */
+  async submitAndWaitTaken(run: TaskRun): Promise<void> {
+    const ack = await jetstream(this.nc).publish(SUBJECTS.taskSubmit, JSON.stringify({ request: run.request, args: run.args }));
+    const jsm = await jetstreamManager(this.nc);
+    for (let i = 0; i < 500; i++) {
+      const info = await jsm.consumers.info(STREAMS.tasks, TASK_CONSUMER);
+      if (info.delivered.stream_seq >= ack.seq) return;
+      await sleep(10);
+    }
+    throw new Error(`timed out waiting for ${run.scenarioId} to reach a gateway`);
+  }
+
   /** The scenario's gateways' keys: the client takes only outcomes they signed. */
   gatewayKeys(): ReadonlySet<string> {
     return new Set(this.s.gateways.map((g) => this.key("gateway", g).keyId));
@@ -733,6 +802,8 @@ class ScenarioRun {
     if (!orig) throw new Error(`replay: unknown task ${st.of}`);
     const submittedAt = this.now;
     const outcomeP = this.nextOutcome(orig.wireId, 30_000);
+    const js = jetstream(this.nc);
+    for (const m of orig.rawEvidence) await js.publish(m.subject, m.data);
     const client = await submitTask(this.nc, { request: orig.request, args: orig.args, chain: orig.chain, lineage: orig.lineage, timeoutMs: 20_000, gatewayKeys: this.gatewayKeys() });
     const outcome = client.gatewayId === "client" ? undefined : await outcomeP;
     const actual = this.actualOf(undefined, outcome ?? client, false);

@@ -11,6 +11,7 @@ import {
   describeExpectation,
   expectationMet,
   loadScenarios,
+  MALFORMED_KINDS,
   parseDuration,
   parseOffset,
   parseScenario,
@@ -32,6 +33,14 @@ const scenarios = loadScenarios(DIR);
 function submissions(s: Scenario): (TaskStep | ReplayStep)[] {
   return s.steps.flatMap((st: Step) => (st.kind === "task" || st.kind === "replay" ? [st] : st.kind === "concurrently" ? st.steps : []));
 }
+function findTask(s: Scenario, id: string): TaskStep | undefined {
+  return submissions(s).find((t): t is TaskStep => t.kind === "task" && t.id === id);
+}
+/** A grant or delegation id and its ancestors'. */
+function chainOf(s: Scenario, id: string): string[] {
+  const d = [...s.delegations, ...s.steps.flatMap((st) => (st.kind === "delegate" ? [st.delegation] : []))].find((x) => x.id === id);
+  return d ? [id, ...chainOf(s, d.from)] : [id];
+}
 function expectedCodes(e: Expectation): DenialCode[] {
   return "oneOf" in e ? e.oneOf.flatMap(expectedCodes) : e.verdict === "deny" ? e.anyOf : [];
 }
@@ -48,9 +57,9 @@ describe("shipped scenarios", () => {
 
   it("cover every denial condition of the fail-closed model", () => {
     const codes = new Set(scenarios.flatMap((s) => submissions(s).flatMap((t) => expectedCodes(t.expect))));
-    // Every code of DESIGN §3 but MALFORMED (bad bytes are the gateway suites' business), so a
-    // new denial code without a scenario fails here.
-    for (const c of DENIAL_CODES.filter((x) => x !== "MALFORMED")) {
+    // Every code of DESIGN §3, MALFORMED included (26-denied-malformed), so a new denial code
+    // without a scenario fails here.
+    for (const c of DENIAL_CODES) {
       expect(codes, c).toContain(c);
     }
   });
@@ -61,11 +70,54 @@ describe("shipped scenarios", () => {
       ["audit-store-failure", "change-policy", "clock-skew", "crash-gateway", "nats-outage", "policy-unavailable", "rotate-authority-key", "stale-revocation-feed"].sort(),
     );
     const tampers = new Set(scenarios.flatMap((s) => submissions(s).flatMap((t) => (t.kind === "task" ? t.tamper.map((x) => x.kind) : []))));
-    expect([...tampers].sort()).toEqual(["drop-artifact", "drop-lineage", "forge-signature", "sign-as", "splice-lineage", "widen-scope"]);
+    expect([...tampers].sort()).toEqual(["drop-artifact", "drop-lineage", "forge-signature", "malformed", "sign-as", "splice-lineage", "widen-scope"]);
+    const malformed = new Set(scenarios.flatMap((s) => submissions(s).flatMap((t) => (t.kind === "task" ? t.tamper.flatMap((x) => (x.kind === "malformed" ? [x.how] : [])) : []))));
+    expect([...malformed].sort()).toEqual([...MALFORMED_KINDS].sort());
     const race = scenarios.find((s) => s.steps.some((st) => st.kind === "concurrently" && new Set(st.steps.map((t) => t.gateway)).size > 1));
     expect(race?.invariants).toContainEqual({ kind: "exactlyOneExecuted", tasks: ["race-on-gw1", "race-on-gw2"] });
     expect(scenarios.some((s) => s.steps.some((st) => st.kind === "replay"))).toBe(true);
     expect(scenarios.some((s) => s.steps.some((st) => st.kind === "revoke"))).toBe(true);
+  });
+
+  it("revoke while a task is being verified: an artifact, a key, and a parent's artifact with its child in flight", () => {
+    const during = scenarios.flatMap((s) =>
+      s.steps.flatMap((st) => ((st.kind === "revoke" || st.kind === "revokeKey") && st.during !== undefined ? [{ s, st, task: findTask(s, st.during) }] : [])),
+    );
+    expect(during.some((d) => d.st.kind === "revokeKey")).toBe(true);
+    // A child in flight under the revoked artifact's descendant, its parent executing.
+    const childInFlight = during.some(({ s, st, task }) => st.kind === "revoke" && task?.parent !== undefined && s.delegations.some((x) => x.id === task.uses && x.from === st.target));
+    expect(childInFlight).toBe(true);
+    for (const d of during) {
+      const code = expectedCodes(d.task!.expect);
+      const touched = d.st.kind === "revokeKey" ? d.task!.agent === d.st.principal : chainOf(d.s, d.task!.uses).includes(d.st.target);
+      expect(code, `${d.s.name}/${d.task!.id}`).toEqual(touched ? ["REVOKED"] : []);
+    }
+  });
+
+  it("probe the clock-skew tolerance from both sides, in both directions", () => {
+    const s = scenarios.find((x) => x.name === "fault-clock-skew")!;
+    const tolerance = s.limits.maxSkewMs!;
+    expect(tolerance).toBeGreaterThan(0);
+    // Each skew fault, with how far it puts the next task's artifact outside its window by the
+    // gateway's clock (the scenario never advances its clock: artifacts are issued at t=0), and
+    // whether that task is expected to run.
+    const cases: { by: number; overshoot: number; ok: boolean }[] = [];
+    s.steps.forEach((st, i) => {
+      if (st.kind !== "fault" || st.fault.kind !== "clock-skew") return;
+      const next = s.steps.slice(i + 1).find((x): x is TaskStep => x.kind === "task")!;
+      const v = resolveGrant(s.grants.find((g) => g.id === next.uses)!, s.start, s.start).validity;
+      const at = s.start + st.fault.byMs;
+      const overshoot = Math.max(v.notBefore - at, at - v.expiresAt, 0);
+      cases.push({ by: st.fault.byMs, overshoot, ok: describeExpectation(next.expect) === "executed" });
+    });
+    // Behind (artifacts look early) and ahead (artifacts look expired): a task outside its window
+    // by less than the tolerance runs (with no tolerance it would not), one outside by a little
+    // more than the tolerance is denied.
+    for (const sign of [-1, 1]) {
+      const side = cases.filter((c) => Math.sign(c.by) === sign);
+      expect(side.some((c) => c.ok && c.overshoot > 0 && c.overshoot < tolerance), `sign ${sign}: inside`).toBe(true);
+      expect(side.some((c) => !c.ok && c.overshoot > tolerance && c.overshoot < 2 * tolerance), `sign ${sign}: just outside`).toBe(true);
+    }
   });
 
   it("include happy paths where every task runs", () => {
@@ -207,6 +259,34 @@ steps:
     expect(msg).toContain('steps[1].uses: "nope" is not a grant or delegation declared before this step');
     expect(msg).toContain('steps[3].parent: "d" is delegated from "g": name the task that used "g" as parent');
     expect(msg).toContain('invariants[0]: unknown task "ghost"');
+  });
+  it("reads the malformed tamper and revocations during a task", () => {
+    const s = parseScenario(
+      base +
+        "  - { revoke: g, during: t1, reason: leaked }\n" +
+        "  - { task: t1, agent: alice, action: read, resource: r/x, uses: g, tamper: [{ malformed: duplicate-key }, { malformed: wrong-kind }], expect: { denied: MALFORMED } }\n" +
+        "  - { revokeKey: alice, during: t2 }\n" +
+        "  - { task: t2, agent: alice, action: read, resource: r/x, uses: g, expect: { denied: REVOKED } }\n",
+    );
+    expect(s.steps[0]).toEqual({ kind: "revoke", target: "g", reason: "leaked", during: "t1" });
+    expect((s.steps[1] as TaskStep).tamper).toEqual([
+      { kind: "malformed", how: "duplicate-key" },
+      { kind: "malformed", how: "wrong-kind" },
+    ]);
+    expect(s.steps[2]).toEqual({ kind: "revokeKey", principal: "alice", reason: "key revoked in scenario", during: "t2" });
+    expect(problems(base + task.replace("expect:", "tamper: [{ malformed: oversized }], expect:"))).toMatch(/steps\[0\]\.tamper\[0\]: expected .*malformed: wrong-kind\|duplicate-key/);
+  });
+  it("checks a revocation's during: a later task, one during step per task", () => {
+    const msg = problems(
+      base +
+        task +
+        "  - { revoke: g, during: t1 }\n" +
+        "  - { revokeKey: alice, during: t2 }\n" +
+        "  - { fault: audit-store-failure, during: t2 }\n" +
+        "  - { task: t2, agent: alice, action: read, resource: r/x, uses: g, expect: executed }\n",
+    );
+    expect(msg).toContain('steps[1].during: "t1" is not a task after this step');
+    expect(msg).toContain('steps[3].during: steps[2] already waits for "t2": one fault or revocation per task');
   });
   it("needs validFor or expiresAt on a grant", () => {
     expect(problems(base.replace(", validFor: 1h", "") + task)).toContain("grants[0]: a grant needs validFor or expiresAt");
