@@ -1115,8 +1115,11 @@ export class Gateway {
           }
           if (!decisionWrite) {
             // Denied before verify (deadline, bus loss, revocation while collecting): record
-            // a decision whose input re-derives a deny, so replay agrees with what happened.
-            const ev = evidence ?? { request: sub.request, args: sub.args, chain: [], lineage: [], intakeErrors: sub.intakeErrors };
+            // a decision whose input re-derives a deny, so replay agrees with what happened. Its
+            // input holds the evidence gathered so far, so the record names the reason (a
+            // revoked artifact is REVOKED there, not NO_ARTIFACT for an empty chain).
+            const partial = typeof leafId === "string" && sub.intakeErrors.length === 0 ? this.#index.assemble(taskId, leafId) : undefined;
+            const ev = evidence ?? { request: sub.request, args: sub.args, chain: partial?.chain ?? [], lineage: partial?.lineage ?? [], intakeErrors: [...sub.intakeErrors, ...(partial?.intakeErrors ?? [])] };
             const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
             const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
             const r = this.#decideAndRecord(taskId, ev, key, { nonce: "not-attempted", task: "not-attempted" });

@@ -103,6 +103,16 @@ async function twinSubmission(hh: Harness, taskId: string): Promise<string[]> {
   return [body, body];
 }
 
+/** The reasons of `taskId`'s decision records in a gateway's log, in order. */
+async function decisionReasons(gw: Gateway, taskId: string): Promise<string[][]> {
+  const out: string[][] = [];
+  for await (const { bytes } of backendLogSource(gw.ledger.store.backend).records()) {
+    const r = JSON.parse(Buffer.from(bytes).toString("utf8")) as { type: string; taskId?: string; decision?: { reasons: string[] } };
+    if (r.type === "decision" && r.taskId === taskId) out.push(r.decision!.reasons);
+  }
+  return out;
+}
+
 /** The verdicts of `taskId`'s decision records in a gateway's log, in order. */
 async function decisionVerdicts(gw: Gateway, taskId: string): Promise<string[]> {
   const out: string[] = [];
@@ -200,6 +210,13 @@ describe("gateway faults", () => {
     const o2 = await p2;
     expect(o2.codes).toContain("REVOKED");
     expect(o2.detail).toMatch(/^revoked: artifact /);
+    // The log records why: each decision's own reasons name the revocation (its input holds the
+    // evidence gathered so far), and replay re-derives them.
+    for (const t of [taskId, childTask]) {
+      const [reasons] = await decisionReasons(hh.gateways[0]!, t);
+      expect(reasons).toContain("REVOKED");
+    }
+    expect((await replayGateway(hh.gateways[0]!)).ok).toBe(true);
     void js;
   });
 
