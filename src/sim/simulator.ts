@@ -884,6 +884,14 @@ class ScenarioRun {
   }
 
   invariants(): ScenarioReport["invariants"] {
+    // Always checked, whatever the scenario declares: a replay step's own expectation is met by
+    // its client's outcome, but a second run of any task would show here, under its task id.
+    const twice = [...this.executed].filter(([, n]) => n > 1);
+    const atMostOnce = { name: "every task id ran at most once", ok: twice.length === 0, ...(twice.length > 0 ? { detail: twice.map(([id, n]) => `${id} ran ${n} times`).join("; ") } : {}) };
+    return [atMostOnce, ...this.declaredInvariants()];
+  }
+
+  declaredInvariants(): ScenarioReport["invariants"] {
     return this.s.invariants.map((inv) => {
       const counts = inv.tasks.map((id) => {
         const run = this.runs.get(id);

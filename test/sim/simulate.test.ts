@@ -38,6 +38,8 @@ describe("simulate: every scenario", () => {
     expect(problems).toEqual([]);
     for (const s of report.scenarios) {
       expect(s.status).toBe("pass");
+      // Checked in every scenario, declared or not: no task id's handler ran twice.
+      expect(s.invariants.find((i) => i.name === "every task id ran at most once"), s.name).toMatchObject({ ok: true });
       expect(s.audit.replay.ok).toBe(true);
       expect(s.audit.replay.decisions).toBeGreaterThan(0);
       // Every log was also held to the checkpoints its gateway published on NATS.
