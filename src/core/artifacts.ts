@@ -128,10 +128,10 @@ export function revoke(authority: KeyPair, target: RevocationTarget, reason: str
   return signPayload("revocation", { kind: REVOCATION_KIND, issuer: authority.keyId, target, reason, issuedAt }, authority);
 }
 
-/** `extra`: see HeartbeatPayload.revocations and .policy (each left out when undefined). */
-export function heartbeat(authority: KeyPair, seq: number, issuedAt: number, extra: Pick<HeartbeatPayload, "revocations" | "policy"> = {}): SignedHeartbeat {
-  const { revocations, policy } = extra;
-  return signPayload("heartbeat", { kind: HEARTBEAT_KIND, issuer: authority.keyId, seq, issuedAt, ...(revocations === undefined ? {} : { revocations }), ...(policy === undefined ? {} : { policy }) }, authority);
+/** `extra`: see HeartbeatPayload.revocations and .revokedDigest (each left out when undefined). */
+export function heartbeat(authority: KeyPair, seq: number, issuedAt: number, extra: Pick<HeartbeatPayload, "revocations" | "revokedDigest"> = {}): SignedHeartbeat {
+  const { revocations, revokedDigest } = extra;
+  return signPayload("heartbeat", { kind: HEARTBEAT_KIND, issuer: authority.keyId, seq, issuedAt, ...(revocations === undefined ? {} : { revocations }), ...(revokedDigest === undefined ? {} : { revokedDigest }) }, authority);
 }
 
 /** Origin lineage for a root task: the authority vouches that this task starts a lineage. */

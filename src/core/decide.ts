@@ -294,7 +294,6 @@ function gatewayInputProblem(input: DecisionInput): string | undefined {
   if (health.revocationFeedAt !== null && !isFiniteNumber(health.revocationFeedAt)) return "revocation feed time is neither null nor a number";
   const missing = health.revocationsMissing;
   if (missing !== undefined && !(Number.isSafeInteger(missing) && (missing as number) >= 0)) return "missing-revocation count is not an integer ≥ 0";
-  if (health.announcedPolicy !== undefined && typeof health.announcedPolicy !== "string") return "announced policy digest is not a string";
   return undefined;
 }
 
@@ -311,9 +310,6 @@ function governanceProblem(input: DecisionInput): Problem {
   const missing = health.revocationsMissing ?? 0;
   if (missing > 0) return { code: "GOVERNANCE_UNAVAILABLE", detail: `revocation feed incomplete: ${missing} revocation(s) announced by authority heartbeats have not arrived` };
   if (trust.policy === null) return { code: "GOVERNANCE_UNAVAILABLE", detail: "active policy unknown" };
-  if (health.announcedPolicy !== undefined && health.announcedPolicy !== trust.policy.digest) {
-    return { code: "GOVERNANCE_UNAVAILABLE", detail: `active policy ${trust.policy.digest} is not the one authority heartbeats announce (${health.announcedPolicy})` };
-  }
   return undefined;
 }
 

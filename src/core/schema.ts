@@ -107,7 +107,7 @@ const heartbeatPayload = z.strictObject({
   seq: time,
   issuedAt: time,
   revocations: time.optional(),
-  policy: z.strictObject({ digest: digestSchema, publishedAt: time }).optional(),
+  revokedDigest: digestSchema.optional(),
 });
 
 /** A consistency proof has at most about 2·log2(n) nodes; 128 covers any safe integer size. */

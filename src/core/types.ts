@@ -157,13 +157,12 @@ export interface HeartbeatPayload {
    */
   revocations?: number;
   /**
-   * The policy this authority last made active (its digest) and when (its clock). Gateways hold
-   * the active policy to the most recently published one any trusted authority announces, so a
-   * policy rolled back in the KV bucket (an old entry put back: it is not signed) denies
-   * instead of reviving artifacts bound to it. Absent from older authorities and from one that
-   * has published no policy since it started.
+   * SHA-256 (base64url) of those targets' names, sorted (governance-feed.ts revokedSetDigest):
+   * with the count, a gateway that has seen as many revocations of this authority as it
+   * announces, but other ones (one deleted, another of its revocations published in its place),
+   * finds they differ and denies too.
    */
-  policy?: { digest: string; publishedAt: number };
+  revokedDigest?: string;
 }
 
 /**
@@ -222,12 +221,6 @@ export interface GovernanceHealth {
    * logs recorded before it existed.
    */
   revocationsMissing?: number;
-  /**
-   * The policy digest that authority heartbeats announce as the latest active (see
-   * HeartbeatPayload.policy); when set and not the digest of trust.policy →
-   * GOVERNANCE_UNAVAILABLE. Absent when no heartbeat announces one, and in older logs.
-   */
-  announcedPolicy?: string;
 }
 
 /**

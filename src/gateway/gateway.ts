@@ -267,9 +267,6 @@ export class Gateway {
   /** Revocations the authorities' heartbeats announce against those the feed has shown. */
   readonly #tally = new RevocationTally();
   #missingWarned = false;
-  /** Per authority, the policy its latest heartbeat announces (HeartbeatPayload.policy). */
-  readonly #announcements = new Map<string, { digest: string; publishedAt: number; issuedAt: number; seq: number }>();
-  #policyMismatchWarned = false;
   /** A stale revocation feed was reported (once per stale stretch). */
   #staleWarned = false;
   readonly #startedAt: number;
@@ -397,20 +394,6 @@ export class Gateway {
 
   get inFlight(): number {
     return this.#inFlight.size;
-  }
-
-  /**
-   * The policy the authorities announce as active: of each one's latest announcement, the most
-   * recently published (a tie, between two authorities' clocks, goes to the larger digest, so
-   * every gateway picks the same one).
-   */
-  #announcedPolicyDigest(): string | undefined {
-    let best: { digest: string; publishedAt: number } | undefined;
-    for (const [issuer, a] of this.#announcements) {
-      if (!this.#ledger.state.authorities.has(issuer)) continue; // no longer trusted: says nothing
-      if (best === undefined || a.publishedAt > best.publishedAt || (a.publishedAt === best.publishedAt && a.digest > best.digest)) best = a;
-    }
-    return best?.digest;
   }
 
   #warn(msg: string): void {
@@ -620,12 +603,6 @@ export class Gateway {
           onHeartbeat: (h) => {
             const at = h.issuedAt;
             this.#tally.heartbeat(h);
-            // Each authority's latest heartbeat stands for what it last made active (a later one
-            // replaces it even at the same publishedAt, as with a clock that stood still).
-            const prev = this.#announcements.get(h.issuer);
-            if (h.policy !== undefined && (prev === undefined || h.issuedAt > prev.issuedAt || (h.issuedAt === prev.issuedAt && h.seq > prev.seq))) {
-              this.#announcements.set(h.issuer, { ...h.policy, issuedAt: h.issuedAt, seq: h.seq });
-            }
             if (this.#feedAt === null || at > this.#feedAt) this.#feedAt = at;
             // Fresh again only if this heartbeat makes it so (a backlog replayed is still stale).
             if (this.#staleWarned && this.#clock() - this.#feedAt <= this.#limits.maxFeedAgeMs) {
@@ -796,22 +773,11 @@ export class Gateway {
           : "revocation feed complete again",
       );
     }
-    const announced = this.#announcedPolicyDigest();
-    const mismatch = announced !== undefined && announced !== this.#ledger.state.policy?.digest;
-    if (mismatch !== this.#policyMismatchWarned) {
-      this.#policyMismatchWarned = mismatch;
-      this.#warn(
-        mismatch
-          ? `the active policy is not the one authority heartbeats announce (${announced}): rolled back or not yet delivered? Denying every task (GOVERNANCE_UNAVAILABLE) until they agree`
-          : "the active policy is the one authority heartbeats announce again",
-      );
-    }
     return {
       busConnected: this.#busConnected && !this.#nc.isClosed(),
       auditWritable: this.#ledger.writable,
       revocationFeedAt: this.#feedAt,
       ...(missing > 0 ? { revocationsMissing: missing } : {}),
-      ...(announced !== undefined ? { announcedPolicy: announced } : {}),
     };
   }
 

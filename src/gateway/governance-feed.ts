@@ -2,7 +2,9 @@
 // stream order from the beginning, so a heartbeat at time T means every revocation published
 // before it has been applied. Only what a trusted authority signed is believed.
 import { tryParseStrict } from "../canonical/strict-parse.ts";
-import { fromB64u } from "../crypto/base64url.ts";
+import { canonicalBytes } from "../canonical/jcs.ts";
+import { fromB64u, toB64u } from "../crypto/base64url.ts";
+import { sha256 } from "../crypto/hash.ts";
 import { verifySigned } from "../crypto/signing.ts";
 import { check, signedHeartbeatSchema, signedRevocationSchema } from "../core/schema.ts";
 import type { HeartbeatPayload, RevocationTarget, SignedRevocation } from "../core/types.ts";
@@ -56,30 +58,55 @@ export function revocationTargetKey(t: RevocationTarget): string {
   return t.type === "artifact" ? `artifact:${t.id}` : `key:${t.keyId}`;
 }
 
+/** HeartbeatPayload.revokedDigest of a set of target names (revocationTargetKey). */
+export function revokedSetDigest(targets: Iterable<string>): string {
+  return toB64u(sha256(canonicalBytes([...targets].sort())));
+}
+
 /**
- * What the feed has shown of each authority's revocations against what its heartbeats announce
- * (HeartbeatPayload.revocations): `missing` is the sum of the shortfalls. Counts only grow, so a
- * replayed old heartbeat can never lower what is announced.
+ * What the feed has shown of each authority's revocations against what its latest heartbeat
+ * announces (HeartbeatPayload.revocations and .revokedDigest). An authority is short when this
+ * gateway has seen fewer of its revocations than it announces, or as many but other ones (the
+ * digests differ: one was deleted and another of its revocations published in its place). Having
+ * seen more is not short: another process with the same key revoked something its heartbeat does
+ * not count yet. An older heartbeat (by issuedAt) never replaces a newer one's announcement.
  */
 export class RevocationTally {
-  readonly #seen = new Map<string, Set<string>>();
-  readonly #announced = new Map<string, number>();
+  readonly #seen = new Map<string, { targets: Set<string>; digest: string | undefined }>();
+  readonly #announced = new Map<string, { count: number; digest: string | undefined; issuedAt: number }>();
 
   revocation(r: SignedRevocation): void {
     const issuer = r.payload.issuer;
     let seen = this.#seen.get(issuer);
-    if (seen === undefined) this.#seen.set(issuer, (seen = new Set()));
-    seen.add(revocationTargetKey(r.payload.target));
+    if (seen === undefined) this.#seen.set(issuer, (seen = { targets: new Set(), digest: undefined }));
+    const key = revocationTargetKey(r.payload.target);
+    if (!seen.targets.has(key)) {
+      seen.targets.add(key);
+      seen.digest = undefined;
+    }
   }
 
   heartbeat(h: HeartbeatPayload): void {
     if (h.revocations === undefined) return;
-    if (h.revocations > (this.#announced.get(h.issuer) ?? 0)) this.#announced.set(h.issuer, h.revocations);
+    const prev = this.#announced.get(h.issuer);
+    if (prev !== undefined && h.issuedAt < prev.issuedAt) return;
+    this.#announced.set(h.issuer, { count: h.revocations, digest: h.revokedDigest, issuedAt: h.issuedAt });
   }
 
+  /** Revocations announced and not seen, summed over authorities (1 for a set that differs at equal size). */
   get missing(): number {
     let n = 0;
-    for (const [issuer, announced] of this.#announced) n += Math.max(0, announced - (this.#seen.get(issuer)?.size ?? 0));
+    for (const [issuer, a] of this.#announced) {
+      const seen = this.#seen.get(issuer);
+      const size = seen?.targets.size ?? 0;
+      if (a.count > size) n += a.count - size;
+      else if (a.count === size && a.digest !== undefined && this.#digestOf(seen) !== a.digest) n += 1;
+    }
     return n;
+  }
+
+  #digestOf(seen: { targets: Set<string>; digest: string | undefined } | undefined): string {
+    if (seen === undefined) return revokedSetDigest([]);
+    return (seen.digest ??= revokedSetDigest(seen.targets));
   }
 }

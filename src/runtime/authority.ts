@@ -1,6 +1,6 @@
 // A policy authority on the bus: publishes the active policy, heartbeats that keep the
 // revocation feed fresh, revocations, and root grants with their origin lineage.
-import { jetstream, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream, type ConsumerMessages, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "../crypto/keys.ts";
@@ -11,9 +11,9 @@ import { PolicyEngine, screenPolicyText } from "../policy/cedar.ts";
 import { isPolicyDocument, policyDigest, type PolicyDocument } from "../policy/policy-document.ts";
 import { MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_ID_RE } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
-import { check, signedRevocationSchema } from "../core/schema.ts";
+import { check, signedHeartbeatSchema, signedRevocationSchema } from "../core/schema.ts";
 import { verifySigned } from "../crypto/signing.ts";
-import { revocationTargetKey } from "../gateway/governance-feed.ts";
+import { revocationTargetKey, revokedSetDigest } from "../gateway/governance-feed.ts";
 import { systemClock, type Clock } from "./clock.ts";
 
 export interface GrantOptions extends Omit<IssueOptions, "policy"> {
@@ -26,8 +26,7 @@ export interface GrantOptions extends Omit<IssueOptions, "policy"> {
 export class Authority {
   #seq = 0;
   #timer: NodeJS.Timeout | undefined;
-  /** The policy this authority last made active, and when: its heartbeats announce it. */
-  #policy: { id: string; digest: string; publishedAt: number } | undefined;
+  #policy: { id: string; digest: string } | undefined;
   #lastHeartbeatAt: number | undefined;
   /** Stream sequence of this authority's last heartbeat (deleted once the next one lands). */
   #heartbeatSeq: number | undefined;
@@ -36,6 +35,9 @@ export class Authority {
    * each it published since. Every heartbeat announces how many (HeartbeatPayload.revocations).
    */
   readonly #revoked = new Set<string>();
+  #follower: ConsumerMessages | undefined;
+  /** Heartbeats one after another: each trims the one before it. */
+  #heartbeats: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly key: KeyPair,
@@ -52,7 +54,7 @@ export class Authority {
     try {
       const { policyKv, jsm } = await ensureBus(nc);
       const a = new Authority(o.key, nc, jetstream(nc), jsm, policyKv, o.clock ?? systemClock, o.nc === undefined);
-      await a.#countOwnRevocations();
+      await a.#followOwnRevocations();
       return a;
     } catch (e) {
       if (o.nc === undefined) await nc.close().catch(() => undefined);
@@ -60,30 +62,52 @@ export class Authority {
     }
   }
 
-  /** Read the feed's revocations and count those this key signed (see #revoked). */
-  async #countOwnRevocations(): Promise<void> {
+  /**
+   * Read the feed's revocations and keep following them: those this key signed are in #revoked,
+   * so every heartbeat covers them, whichever process published them (a `failclosed authority
+   * --revoke FILE --once` beside a running one, say), and a new one heartbeats at once. Resolves
+   * once the feed as it stood has been read.
+   */
+  async #followOwnRevocations(): Promise<void> {
     const subject = SUBJECTS.revocation;
     const info = await this.jsm.streams.info(STREAMS.gov, { subjects_filter: subject });
     const total = info.state.subjects?.[subject] ?? 0;
-    if (total === 0) return;
     const consumer = await this.js.consumers.get(STREAMS.gov, { filter_subjects: subject });
+    const msgs = await consumer.consume();
+    this.#follower = msgs;
+    let caughtUp: () => void = () => undefined;
+    const ready = new Promise<void>((r) => (caughtUp = r));
+    if (total === 0) caughtUp();
     let read = 0;
-    let caughtUp = false;
-    while (!caughtUp && read < total) {
-      const batch = await consumer.fetch({ max_messages: Math.min(1024, total - read), expires: 5_000 });
-      let got = 0;
-      for await (const m of batch) {
-        got++;
+    void (async () => {
+      for await (const m of msgs) {
         read++;
-        if (m.info.pending === 0) caughtUp = true;
-        const parsed = tryParseStrict(m.data, { maxBytes: MAX_MESSAGE_BYTES });
-        const r = parsed.ok ? check(signedRevocationSchema, parsed.value) : undefined;
-        if (r?.ok === true && r.value.payload.issuer === this.key.keyId && verifySigned("revocation", r.value, this.key.publicKey)) {
-          this.#revoked.add(revocationTargetKey(r.value.payload.target));
-        }
+        const added = this.#noteRevocation(m.data);
+        if (read >= total || m.info.pending === 0) caughtUp();
+        else continue;
+        // A revocation of this key that another process published: announce it now, not at the
+        // next interval (gateways that saw it already are not short meanwhile, only ahead).
+        if (added && this.#timer !== undefined) this.heartbeat().catch(() => undefined);
       }
-      if (got === 0) throw new Error(`reading ${STREAMS.gov} revocations stalled after ${read} of ${total}`);
+    })().catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`reading ${STREAMS.gov} revocations stalled after ${read} of ${total}`)), 10_000)));
+    try {
+      await Promise.race([ready, stalled]);
+    } finally {
+      clearTimeout(timer);
     }
+  }
+
+  /** A message of the revocation subject: if a revocation this key signed, count it (true if new). */
+  #noteRevocation(data: Uint8Array): boolean {
+    const parsed = tryParseStrict(data, { maxBytes: MAX_MESSAGE_BYTES });
+    const r = parsed.ok ? check(signedRevocationSchema, parsed.value) : undefined;
+    if (r?.ok !== true || r.value.payload.issuer !== this.key.keyId || !verifySigned("revocation", r.value, this.key.publicKey)) return false;
+    const key = revocationTargetKey(r.value.payload.target);
+    if (this.#revoked.has(key)) return false;
+    this.#revoked.add(key);
+    return true;
   }
 
   get keyId(): string {
@@ -108,12 +132,8 @@ export class Authority {
     const probe = new PolicyEngine().evaluate(doc, digest, { principal: "probe", action: "probe", resource: "probe", context: {} });
     const unparsable = probe.errors.filter((e) => e.startsWith("POLICY_PARSE") || e.startsWith("POLICY_TOO_COMPLEX") || e.startsWith("BAD_DOCUMENT"));
     if (unparsable.length > 0) throw new TypeError(`publishPolicy: Cedar refuses the policy: ${unparsable.join("; ")}`);
-    const publishedAt = this.clock();
     await this.policyKv.put(POLICY_KEY, entry);
-    this.#policy = { id: doc.id, digest, publishedAt };
-    // Announce it at once: gateways hold the active policy to the newest one announced, so until
-    // a heartbeat says so, one that took the new entry would deny as if it were rolled back.
-    await this.heartbeat();
+    this.#policy = { id: doc.id, digest };
     return digest;
   }
 
@@ -123,15 +143,39 @@ export class Authority {
    * one heartbeat per authority rather than one per interval forever. Never another authority's,
    * and never by a rollup, which any publisher could aim at the revocations.
    */
-  async heartbeat(): Promise<void> {
+  heartbeat(): Promise<void> {
+    const next = this.#heartbeats.then(() => this.#heartbeatOnce());
+    this.#heartbeats = next.catch(() => undefined);
+    return next;
+  }
+
+  async #heartbeatOnce(): Promise<void> {
     const at = this.clock();
     // Policy: `expect` the stream, so a publish some other stream took (a subject diverted out of
     // the feed) fails here instead of counting as published.
-    const ack = await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, at, { revocations: this.#revoked.size, ...(this.#policy !== undefined ? { policy: { digest: this.#policy.digest, publishedAt: this.#policy.publishedAt } } : {}) })), { expect: { streamName: STREAMS.gov } });
+    const announce = { revocations: this.#revoked.size, revokedDigest: revokedSetDigest(this.#revoked) };
+    const ack = await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, at, announce)), { expect: { streamName: STREAMS.gov } });
     this.#lastHeartbeatAt = at;
     const previous = this.#heartbeatSeq;
     this.#heartbeatSeq = ack.seq;
-    if (previous !== undefined && previous < ack.seq) await this.jsm.streams.deleteMessage(STREAMS.gov, previous, false).catch(() => undefined);
+    if (previous !== undefined && previous < ack.seq) await this.#trimHeartbeat(previous);
+  }
+
+  /**
+   * Delete this key's previous heartbeat, at `seq`, if it is still that: a stream deleted and made
+   * again reuses sequence numbers, and a delete by number alone could then remove a revocation.
+   */
+  async #trimHeartbeat(seq: number): Promise<void> {
+    try {
+      const m = await this.jsm.streams.getMessage(STREAMS.gov, { seq });
+      if (m?.subject !== SUBJECTS.heartbeat) return;
+      const parsed = tryParseStrict(m.data, { maxBytes: MAX_MESSAGE_BYTES });
+      const h = parsed.ok ? check(signedHeartbeatSchema, parsed.value) : undefined;
+      if (h?.ok !== true || h.value.payload.issuer !== this.key.keyId) return;
+      await this.jsm.streams.deleteMessage(STREAMS.gov, seq, false);
+    } catch {
+      // Best effort: a heartbeat left behind only lets the stream grow.
+    }
   }
 
   /**
@@ -169,8 +213,14 @@ export class Authority {
    * towards what its heartbeats announce once the feed has it; another authority's does not.
    */
   async publishRevocation(r: SignedRevocation): Promise<void> {
-    await this.js.publish(SUBJECTS.revocation, JSON.stringify(r), { expect: { streamName: STREAMS.gov } });
-    if (r.payload.issuer === this.key.keyId && verifySigned("revocation", r, this.key.publicKey)) this.#revoked.add(revocationTargetKey(r.payload.target));
+    // Every gateway would drop what does not pass its reader; counted here, it would leave them
+    // all short of a revocation they can never get (and denying everything).
+    const text = JSON.stringify(r);
+    const back = tryParseStrict(text, { maxBytes: MAX_MESSAGE_BYTES });
+    const checked = back.ok ? check(signedRevocationSchema, back.value) : undefined;
+    if (checked?.ok !== true) throw new TypeError(`publishRevocation: gateways would refuse this revocation (${back.ok ? (checked?.ok === false ? checked.error : "?") : back.error.message})`);
+    await this.js.publish(SUBJECTS.revocation, text, { expect: { streamName: STREAMS.gov } });
+    this.#noteRevocation(new TextEncoder().encode(text));
   }
 
   async revoke(target: RevocationTarget, reason: string): Promise<SignedRevocation> {
@@ -189,7 +239,7 @@ export class Authority {
     // A task id is a subject token (DESIGN §6): one with a '.', a space or nothing at all would put
     // the origin lineage on another task's subject, or on none a gateway reads.
     if (typeof o.taskId !== "string" || !TASK_ID_RE.test(o.taskId)) throw new TypeError(`grant: task id ${JSON.stringify(o.taskId)} is not a subject-safe token (${String(TASK_ID_RE)})`);
-    const policy = o.policy ?? (this.#policy !== undefined ? { id: this.#policy.id, digest: this.#policy.digest } : undefined);
+    const policy = o.policy ?? this.#policy;
     if (!policy) throw new TypeError("grant: no policy published by this authority and none given");
     const { taskId, policy: _p, ...issue } = o;
     const artifact = issueArtifact(this.key, { ...issue, policy });
@@ -201,6 +251,11 @@ export class Authority {
   /** Stop heartbeating and, if it opened its own connection, close it (drain for at most 2 s: a bus that is down never drains). */
   async close(): Promise<void> {
     this.stopHeartbeats();
+    try {
+      this.#follower?.stop();
+    } catch {
+      // already closed
+    }
     if (!this.ownsConnection) return;
     let timer: NodeJS.Timeout | undefined;
     const drained = await Promise.race([this.nc.drain().then(() => true, () => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 2_000)))]);

@@ -5,11 +5,11 @@
 // into a stream of their own, while heartbeats kept the feed "fresh", and a revoked artifact
 // would run.
 import { afterEach, describe, expect, it } from "vitest";
-import { jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { artifactId } from "../../src/core/artifacts.ts";
 import { heartbeat } from "../../src/core/artifacts.ts";
-import { RevocationTally } from "../../src/gateway/governance-feed.ts";
+import { RevocationTally, revocationTargetKey, revokedSetDigest } from "../../src/gateway/governance-feed.ts";
 import { Authority } from "../../src/runtime/authority.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { STREAMS, SUBJECTS } from "../../src/nats/contract.ts";
@@ -38,29 +38,41 @@ async function transfer(hh: Harness, taskId: string, artifact: Awaited<ReturnTyp
 
 async function admin(url: string) {
   const nc = await connect({ servers: url });
-  return { jsm: await jetstreamManager(nc), close: () => nc.close() };
+  return { nc, jsm: await jetstreamManager(nc), close: () => nc.close() };
 }
 
 describe("RevocationTally", () => {
-  it("counts distinct targets per issuer against the largest count each issuer announced", () => {
-    const a = namedKey("authority");
-    const b = namedKey("authority-b");
+  const a = namedKey("authority");
+  const b = namedKey("authority-b");
+  const ra = revoke(a, { type: "artifact", id: "A".repeat(43) }, "x", 1);
+  const rk = revoke(a, { type: "key", keyId: agent.keyId }, "x", 4);
+  const announce = (issuedAt: number, targets: string[]) => heartbeat(a, issuedAt, issuedAt, { revocations: targets.length, revokedDigest: revokedSetDigest(targets) }).payload;
+
+  it("counts distinct targets per issuer against what the issuer's latest heartbeat announces", () => {
     const t = new RevocationTally();
     expect(t.missing).toBe(0);
-    t.heartbeat(heartbeat(a, 1, 1, { revocations: 2 }).payload);
+    t.heartbeat(announce(10, [revocationTargetKey(ra.payload.target), revocationTargetKey(rk.payload.target)]));
     expect(t.missing).toBe(2);
-    const r1 = revoke(a, { type: "artifact", id: "A".repeat(43) }, "x", 1);
-    t.revocation(r1);
-    t.revocation(revoke(a, { type: "artifact", id: "A".repeat(43) }, "again", 2)); // same target
+    t.revocation(ra);
+    t.revocation(revoke(a, ra.payload.target, "again", 2)); // the same target
     expect(t.missing).toBe(1);
     t.revocation(revoke(b, { type: "key", keyId: agent.keyId }, "b's", 3)); // another issuer's does not count for a
     expect(t.missing).toBe(1);
-    t.heartbeat(heartbeat(a, 0, 0, { revocations: 1 }).payload); // an older heartbeat cannot lower the count
+    t.heartbeat(announce(5, [])); // an older heartbeat does not replace the newer announcement
     expect(t.missing).toBe(1);
-    t.revocation(revoke(a, { type: "key", keyId: agent.keyId }, "x", 4));
+    t.revocation(rk);
     expect(t.missing).toBe(0);
     t.heartbeat(heartbeat(b, 1, 1).payload); // no count: an older authority, nothing to check
     expect(t.missing).toBe(0);
+  });
+
+  it("as many revocations as announced but other ones (one deleted, another in its place) is short", () => {
+    const t = new RevocationTally();
+    t.heartbeat(announce(10, [revocationTargetKey(ra.payload.target)]));
+    t.revocation(rk); // not the one announced
+    expect(t.missing).toBe(1);
+    t.revocation(ra);
+    expect(t.missing).toBe(0); // more than announced: another process of the key revoked rk
   });
 });
 
@@ -96,6 +108,32 @@ describe("gateway: a revocation feed with revocations missing denies", () => {
     expect(await transfer(h, third, await grant(h, third))).toMatchObject({ status: "succeeded" });
     expect(ran).toEqual([third]);
     expect(h.warnings.some((w) => w.includes("revocation feed complete again"))).toBe(true);
+  });
+
+  it("a revocation deleted and another of the same key published in its place: still denied", async () => {
+    h = await startHarness({ gateways: 0, heartbeatMs: 200 });
+    const revokedTask = newTaskId();
+    const revoked = await grant(h, revokedTask);
+    await h.authority.revoke({ type: "artifact", id: artifactId(revoked) }, "compromised");
+    const a = await admin(h.url);
+    const last = await a.jsm.streams.getMessage(STREAMS.gov, { last_by_subj: SUBJECTS.revocation });
+    await a.jsm.streams.deleteMessage(STREAMS.gov, last!.seq);
+    // A revocation signed earlier by the same key, never published: someone publishes it now.
+    const other = revoke(authorityKey, { type: "key", keyId: namedKey("agent-9").keyId }, "signed offline", Date.now());
+    await jetstream(a.nc).publish(SUBJECTS.revocation, JSON.stringify(other));
+    await a.close();
+    await new Promise((r) => setTimeout(r, 400)); // the authority sees it and heartbeats
+    const gw = await h.startGateway();
+    const ran: string[] = [];
+    gw.registerAction("transfer", ({ taskId }) => (ran.push(taskId), { ok: true }));
+    expect(await transfer(h, revokedTask, revoked)).toMatchObject({ status: "denied", codes: expect.arrayContaining(["GOVERNANCE_UNAVAILABLE"]) as unknown });
+    expect(ran).toEqual([]);
+  });
+
+  it("a revocation gateways would refuse (a reason over the schema's limit) is refused by revoke(), and not counted", async () => {
+    h = await startHarness({ gateways: 0 });
+    await expect(h.authority.revoke({ type: "key", keyId: namedKey("agent-9").keyId }, "x".repeat(5_000))).rejects.toThrow(TypeError);
+    expect(h.authority.revocationsPublished).toBe(0);
   });
 
   it("the revocation subject diverted into another stream: revoke() fails instead of counting as published", async () => {
