@@ -705,7 +705,9 @@ export class AuditStore {
    */
   #now(): number {
     const t = this.#opts.clock();
-    if (typeof t !== "number" || !Number.isFinite(t)) throw new RangeError(`audit store: the clock read ${String(t)}, not a finite time`);
+    // Policy: records and signed checkpoints carry integer ms; a fractional, negative or unsafe
+    // reading would be written as one every witness and replay refuses, or blamed on the entries.
+    if (typeof t !== "number" || !Number.isSafeInteger(t) || t < 0) throw new RangeError(`audit store: the clock read ${String(t)}, not a time in whole ms`);
     return t;
   }
 

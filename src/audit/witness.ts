@@ -175,7 +175,7 @@ export interface ChainResult {
  * from the watermark of an earlier run: each checkpoint above it must be proved to extend the
  * one before it, and each added below it to be a prefix of the next (proved) one, which makes it
  * consistent with all of them. `prove` fetches a proof (nats/proof-service.ts), asking for one
- * signed by the key that signed either checkpoint (of `gatewayKeys`); each reply is checked
+ * signed by a key (of `gatewayKeys`) that signed one of the held checkpoints; each reply is checked
  * again here, signature and all, then verified against the two signed roots, so a lying or
  * broken proof source can neither pass a rewritten log nor convict an honest one. A proof the
  * gateway signed that fails is a finding; no answer, or one that proves nothing (unsigned,
@@ -204,14 +204,17 @@ export async function proveChain(
     if (s === undefined) signedBy.set(cp, (s = keys.filter((k) => verifySigned("checkpoint", cp, k.key)).map((k) => k.id)));
     return s;
   };
+  let origin: string[] | undefined;
+  const originSigners = (): string[] => (origin ??= [...new Set(checkpoints.flatMap(signersOf))]);
   // "ok", "bad" (a finding), or no answer (why).
   type Checked = { readonly r: "ok" } | { readonly r: "bad" } | { readonly r: "none"; readonly why: string };
   const check = async (a: Signed<CheckpointPayload>, b: Signed<CheckpointPayload>): Promise<Checked> => {
     const m = a.payload.size;
     const n = b.payload.size;
-    // Policy: the gateway speaks for its log with the key its checkpoints carry (either one, so
-    // that a key rotated between them still can); no other trusted key answers for it.
-    const signers = [...new Set([...signersOf(a), ...signersOf(b)])];
+    // Policy: the gateway speaks for its log with a key that signed one of the checkpoints held
+    // for it (this origin's): after a key rotation it signs with the new key, also for two
+    // checkpoints the old key signed. No other trusted key (another gateway's) answers for it.
+    const signers = originSigners();
     let answer: ProofAnswer;
     try {
       answer = await prove(m, n, signers);
