@@ -217,6 +217,12 @@ const PERMIT_ALL_FOR_PRECHECK = (): { decision: "allow"; reasons: string[]; erro
 
 const resultDigestOf = (v: JsonValue): string => toB64u(sha256(canonicalBytes(v)));
 
+/** A flight's in-flight slot: lent out while its handler waits on children (see #lendingSlot). */
+interface FlightSlot {
+  held: boolean;
+  ended: boolean;
+}
+
 export class Gateway {
   readonly id: string;
   readonly #o: GatewayOptions;
@@ -259,6 +265,8 @@ export class Gateway {
   /** Stream sequence of the last governance message applied. */
   #govSeq = 0;
   #policyKv!: KV;
+  /** Policy watch events seen: a re-read that raced one is dropped (see #recheckPolicy). */
+  #policyWatchEvents = 0;
   #ledger!: Ledger;
   /** The log once opened, for a start that fails after opening it (see #abandonStart). */
   #openedStore: AuditStore | undefined;
@@ -418,7 +426,7 @@ export class Gateway {
       // (a failed claim or publish is a deny or a warning either way).
       noAsyncTraces: true,
     });
-    const bus = await ensureBus(this.#nc, o.taskAckWaitMs !== undefined ? { taskAckWaitMs: o.taskAckWaitMs } : {});
+    const bus = await ensureBus(this.#nc, { guards: "required", ...(o.taskAckWaitMs !== undefined ? { taskAckWaitMs: o.taskAckWaitMs } : {}) });
     this.#policyKv = bus.policyKv;
     this.#jsm = bus.jsm;
     this.#nonceKv = bus.nonceKv;
@@ -526,6 +534,7 @@ export class Gateway {
       const w = await this.#policyKv.watch({ key: POLICY_KEY });
       this.#abort.signal.addEventListener("abort", () => w.stop(), { once: true });
       for await (const e of w) {
+        this.#policyWatchEvents++;
         if (e.operation === "PUT") await this.#applyPolicy(e.value);
         else if (this.#ledger.state.policy !== undefined) {
           // Policy: a withdrawn policy means nothing governs; deny until a new one arrives.
@@ -550,7 +559,11 @@ export class Gateway {
       await this.#pause(every);
       if (this.#stopped) return;
       try {
+        const watched = this.#policyWatchEvents;
         const e = await this.#policyKv.get(POLICY_KEY);
+        // The watch delivered something while this read was out: the read may be older than it
+        // (applied, it would roll the policy back). The watch is alive; leave it to it.
+        if (this.#policyWatchEvents !== watched) continue;
         const held = this.#ledger.state.policy?.digest;
         if (e?.operation === "PUT") {
           const parsed = tryParseStrict(e.value, { maxBytes: MAX_MESSAGE_BYTES });
@@ -685,7 +698,7 @@ export class Gateway {
       await this.#pause(1_000);
       if (this.#stopped) return;
       try {
-        await ensureBus(this.#nc, this.#o.taskAckWaitMs !== undefined ? { taskAckWaitMs: this.#o.taskAckWaitMs } : {});
+        await ensureBus(this.#nc, { guards: "required", ...(this.#o.taskAckWaitMs !== undefined ? { taskAckWaitMs: this.#o.taskAckWaitMs } : {}) });
       } catch (e) {
         this.#warn(`could not make the task consumer again: ${String(e)}`);
       }
@@ -732,9 +745,14 @@ export class Gateway {
         }
         break;
       }
-      this.#runTask(m)
+      const slot: FlightSlot = { held: true, ended: false };
+      this.#runTask(m, slot)
         .catch((e: unknown) => this.#warn(`task crashed outside its machine: ${String(e)}`))
-        .finally(() => this.#release());
+        .finally(() => {
+          slot.ended = true;
+          // Not if lent out to a child it no longer waits for (see #lendingSlot).
+          if (slot.held) this.#release();
+        });
     }
   }
 
@@ -889,7 +907,7 @@ export class Gateway {
     }
   }
 
-  async #runTask(m: JsMsg): Promise<void> {
+  async #runTask(m: JsMsg, slot: FlightSlot): Promise<void> {
     const sub = this.#parseSubmit(m);
     const { taskId } = sub;
     const working = setInterval(() => m.working(), this.#workingEveryMs);
@@ -900,7 +918,7 @@ export class Gateway {
     let decisionSeq: number | undefined;
     let childWindowOpen = false;
     /** Children this flight's handler is waiting on (see #lendingSlot). */
-    const lease = { waiting: 0 };
+    const lease = { waiting: 0, slot };
     // This flight's mark in #executed, dropped when the flight ends: from then on the log
     // (taskDecided) and the cluster claim refuse the task id, and the set stays small.
     let claimedExecution = false;
@@ -1208,14 +1226,26 @@ export class Gateway {
    * taken here (each denied at its deadline). The slot is lent while the first child is awaited
    * and taken back when the last is answered; taking it back may wait for a free one.
    */
-  async #lendingSlot<T>(lease: { waiting: number }, wait: () => Promise<T>): Promise<T> {
-    if (lease.waiting++ === 0) this.#release();
+  async #lendingSlot<T>(lease: { waiting: number; slot: FlightSlot }, wait: () => Promise<T>): Promise<T> {
+    const { slot } = lease;
+    if (lease.waiting++ === 0 && slot.held && !slot.ended) {
+      slot.held = false;
+      this.#release();
+    }
     try {
       return await wait();
     } finally {
-      if (--lease.waiting === 0) {
+      // Taken back only for a flight still running (one that ended, say its handler did not
+      // await the child, released nothing at its end: the slot was out).
+      if (--lease.waiting === 0 && !slot.held && !slot.ended) {
         if (this.#stopped) this.#slots++;
         else await this.#slot(() => undefined);
+        slot.held = true;
+        // The flight ended while this waited for a slot: it released nothing, so release here.
+        if (slot.ended) {
+          slot.held = false;
+          this.#release();
+        }
       }
     }
   }

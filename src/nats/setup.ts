@@ -10,6 +10,12 @@ export interface BusSetupOptions {
   evidenceMaxAgeMs?: number;
   /** Redelivery wait for an unacknowledged task (ms). Default 30 s. */
   taskAckWaitMs?: number;
+  /**
+   * Whether the streams' guards (deny_purge, deny_delete, no rollups) must be in place: a gateway
+   * requires them and does not start without (fail closed: its claims and revocations could be
+   * wiped); agents and authorities only try to set them, and go on if their account may not.
+   */
+  guards?: "required" | "best-effort";
 }
 
 const ns = (ms: number) => ms * 1_000_000;
@@ -22,14 +28,14 @@ type StreamGuards = { deny_purge?: true; deny_delete?: true; allow_rollup_hdrs?:
  * API rights short of deleting the stream. Throws if they cannot be set (fail closed: a gateway
  * does not start on a bus whose claims or revocations could be wiped by a purge).
  */
-async function guardStream(jsm: JetStreamManager, name: string, guards: StreamGuards): Promise<void> {
+async function guardStream(jsm: JetStreamManager, name: string, guards: StreamGuards, required: boolean): Promise<void> {
   const { config } = await jsm.streams.info(name);
   const lacking = (Object.keys(guards) as (keyof StreamGuards)[]).filter((k) => config[k] !== guards[k]);
   if (lacking.length === 0) return;
   try {
     await jsm.streams.update(name, { ...config, ...guards });
   } catch (e) {
-    throw new Error(`stream ${name}: could not set ${lacking.join(", ")}`, { cause: e });
+    if (required) throw new Error(`stream ${name}: could not set ${lacking.join(", ")} (a gateway needs them: set them once with an account that may update streams)`, { cause: e });
   }
 }
 
@@ -75,7 +81,8 @@ export async function ensureBus(nc: NatsConnection, opts: BusSetupOptions = {}):
   // Policy: no purge (it would drop every revocation at once). Deleting single messages stays
   // possible (authorities trim their own old heartbeats); the heartbeats' revocation counts catch
   // a revocation deleted that way.
-  await guardStream(jsm, STREAMS.gov, { deny_purge: true, allow_rollup_hdrs: false });
+  const required = opts.guards === "required";
+  await guardStream(jsm, STREAMS.gov, { deny_purge: true, allow_rollup_hdrs: false }, required);
   await ensureStream(jsm, STREAMS.checkpoints, {
     subjects: ["failclosed.audit.checkpoint.>"],
     storage: StorageType.File,
@@ -104,7 +111,7 @@ export async function ensureBus(nc: NatsConnection, opts: BusSetupOptions = {}):
   // Policy: a claim is for good. Gateways claim with a create that fails if the key ever held a
   // message (claimOnce), so a KV delete only leaves a marker that keeps the claim taken; these
   // guards stop the stream-level ways to remove every trace (purge, message delete, rollup).
-  await guardStream(jsm, `KV_${KV_BUCKETS.nonces}`, { deny_purge: true, deny_delete: true, allow_rollup_hdrs: false });
+  await guardStream(jsm, `KV_${KV_BUCKETS.nonces}`, { deny_purge: true, deny_delete: true, allow_rollup_hdrs: false }, required);
   return { jsm, policyKv, nonceKv };
 }
 
