@@ -1212,7 +1212,41 @@ export class Gateway {
   /** Operator action: trust another authority key (key rotation). Recorded before it takes effect. */
   async addAuthority(keyId: string): Promise<void> {
     assertAcceptableKey(keyId);
-    if (!this.#ledger.state.authorities.has(keyId)) await this.#ledger.append({ type: "trust", change: { op: "authority.add", keyId } });
+    if (this.#ledger.state.authorities.has(keyId)) return;
+    await this.#ledger.append({ type: "trust", change: { op: "authority.add", keyId } });
+    // Its revocations already on the feed were dropped as untrusted when they went by: read them
+    // again now (its heartbeats count them, and they must be in force here).
+    await this.#rereadRevocations(keyId).catch((e: unknown) => this.#warn(`could not read ${keyId}'s earlier revocations again: ${String(e)} (its heartbeats will say so: denying until they are read)`));
+  }
+
+  /** Apply again the revocations on the feed that `issuer` signed. */
+  async #rereadRevocations(issuer: string): Promise<void> {
+    const subject = SUBJECTS.revocation;
+    const info = await this.#jsm.streams.info(STREAMS.gov, { subjects_filter: subject });
+    const total = info.state.subjects?.[subject] ?? 0;
+    if (total === 0) return;
+    const consumer = await this.#js.consumers.get(STREAMS.gov, { filter_subjects: subject });
+    let read = 0;
+    let caughtUp = false;
+    while (!caughtUp && read < total) {
+      const batch = await consumer.fetch({ max_messages: Math.min(1024, total - read), expires: 5_000 });
+      let got = 0;
+      for await (const m of batch) {
+        got++;
+        read++;
+        if (m.info.pending === 0) caughtUp = true;
+        applyGovernanceMessage(m.subject, m.data, {
+          isAuthority: (k) => k === issuer && this.#ledger.state.authorities.has(k),
+          onRevocation: (r) => {
+            this.#tally.revocation(r);
+            this.#applyRevocation(r);
+          },
+          onHeartbeat: () => undefined,
+          onRejected: () => undefined, // other issuers' and malformed ones were reported when they went by
+        });
+      }
+      if (got === 0) throw new Error(`reading ${STREAMS.gov} stalled after ${read} of ${total} revocations`);
+    }
   }
 
   /** Operator action: stop trusting an authority key (the old key after a rotation). */

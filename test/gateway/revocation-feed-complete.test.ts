@@ -136,6 +136,27 @@ describe("gateway: a revocation feed with revocations missing denies", () => {
     expect(h.authority.revocationsPublished).toBe(0);
   });
 
+  it("an authority trusted at runtime brings its earlier revocations into force, and nothing is denied for want of them", async () => {
+    h = await startHarness({ heartbeatMs: 200 });
+    const gw = h.gateways[0]!;
+    gw.registerAction("transfer", () => ({ ok: true }));
+    const b = await Authority.connect({ natsUrl: h.url, key: namedKey("authority-b") });
+    try {
+      const gone = namedKey("agent-9").keyId;
+      await b.revoke({ type: "key", keyId: gone }, "left"); // dropped by the gateway: B is not trusted yet
+      await b.startHeartbeats(200);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(gw.ledger.state.revokedKeys.has(gone)).toBe(false);
+      await gw.addAuthority(b.keyId); // the operator trusts B here too (a staggered rotation)
+      expect(gw.ledger.state.revokedKeys.has(gone)).toBe(true);
+      await new Promise((r) => setTimeout(r, 400)); // B's heartbeats, counting 1, come by
+      const t = newTaskId();
+      expect(await transfer(h, t, await grant(h, t))).toMatchObject({ status: "succeeded" });
+    } finally {
+      await b.close();
+    }
+  });
+
   it("the revocation subject diverted into another stream: revoke() fails instead of counting as published", async () => {
     h = await startHarness({ gateways: 0 });
     const a = await admin(h.url);
