@@ -2,6 +2,8 @@
 // revocation feed fresh, revocations, and root grants with their origin lineage.
 import { jetstream, type ConsumerMessages, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { open, readFile, rename } from "node:fs/promises";
+import { dirname } from "node:path";
 import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "../crypto/keys.ts";
 import { heartbeat, issueArtifact, originLineage, revoke, type IssueOptions } from "../core/artifacts.ts";
@@ -36,6 +38,8 @@ export class Authority {
    */
   readonly #revoked = new Set<string>();
   #follower: ConsumerMessages | undefined;
+  /** The revocation log, when kept (see connect). */
+  #log: { path: string; entries: SignedRevocation[] } | undefined;
   /** Heartbeats one after another: each trims the one before it. */
   #heartbeats: Promise<void> = Promise.resolve();
 
@@ -49,12 +53,24 @@ export class Authority {
     private readonly ownsConnection: boolean,
   ) {}
 
-  static async connect(o: { natsUrl?: string; nc?: NatsConnection; key: KeyPair; clock?: Clock }): Promise<Authority> {
+  /**
+   * `revocationLog`: a file that keeps every revocation this authority publishes (written, and
+   * synced, before the publish). At connect, what it holds and the feed lost (a message deleted,
+   * a stream made again) is published again, so gateways learn it whatever happened to the feed
+   * while the authority was down; without it, the authority can only count what the feed holds.
+   */
+  static async connect(o: { natsUrl?: string; nc?: NatsConnection; key: KeyPair; clock?: Clock; revocationLog?: string }): Promise<Authority> {
     const nc = o.nc ?? (await connect({ servers: o.natsUrl ?? "nats://127.0.0.1:4222", name: `failclosed-authority`, maxReconnectAttempts: -1, reconnectTimeWait: 200 }));
     try {
       const { policyKv, jsm } = await ensureBus(nc);
       const a = new Authority(o.key, nc, jetstream(nc), jsm, policyKv, o.clock ?? systemClock, o.nc === undefined);
+      const logged = o.revocationLog !== undefined ? await readRevocationLog(o.revocationLog, o.key) : [];
+      a.#log = o.revocationLog === undefined ? undefined : { path: o.revocationLog, entries: logged };
       await a.#followOwnRevocations();
+      const onFeed = new Set(a.#revoked);
+      for (const r of logged) {
+        if (!onFeed.has(revocationTargetKey(r.payload.target))) await a.#publishChecked(r);
+      }
       return a;
     } catch (e) {
       if (o.nc === undefined) await nc.close().catch(() => undefined);
@@ -219,6 +235,17 @@ export class Authority {
     const back = tryParseStrict(text, { maxBytes: MAX_MESSAGE_BYTES });
     const checked = back.ok ? check(signedRevocationSchema, back.value) : undefined;
     if (checked?.ok !== true) throw new TypeError(`publishRevocation: gateways would refuse this revocation (${back.ok ? (checked?.ok === false ? checked.error : "?") : back.error.message})`);
+    // Kept before it is sent: a crash between the two leaves it to be sent at the next start.
+    if (this.#log !== undefined && r.payload.issuer === this.key.keyId && !this.#log.entries.some((x) => x.sig === r.sig)) {
+      const entries = [...this.#log.entries, r];
+      await writeRevocationLog(this.#log.path, entries);
+      this.#log.entries = entries;
+    }
+    await this.#publishChecked(r);
+  }
+
+  async #publishChecked(r: SignedRevocation): Promise<void> {
+    const text = JSON.stringify(r);
     await this.js.publish(SUBJECTS.revocation, text, { expect: { streamName: STREAMS.gov } });
     this.#noteRevocation(new TextEncoder().encode(text));
   }
@@ -261,5 +288,43 @@ export class Authority {
     const drained = await Promise.race([this.nc.drain().then(() => true, () => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 2_000)))]);
     clearTimeout(timer);
     if (!drained) await this.nc.close().catch(() => undefined);
+  }
+}
+
+/** The revocations a log holds; [] when there is none yet. Throws on a log that is not one. */
+async function readRevocationLog(path: string, key: KeyPair): Promise<SignedRevocation[]> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw e;
+  }
+  const parsed = tryParseStrict(bytes, { maxBytes: 256 * 1024 * 1024 });
+  if (!parsed.ok || !Array.isArray(parsed.value)) throw new TypeError(`revocation log ${path}: not a JSON array of signed revocations`);
+  return parsed.value.map((x, i) => {
+    const r = check(signedRevocationSchema, x);
+    if (!r.ok) throw new TypeError(`revocation log ${path}[${i}]: not a signed revocation (${r.error})`);
+    if (r.value.payload.issuer !== key.keyId || !verifySigned("revocation", r.value, key.publicKey)) throw new TypeError(`revocation log ${path}[${i}]: not signed by this authority's key`);
+    return r.value;
+  });
+}
+
+/** Replace the log whole: written to a file beside it, synced, renamed over it, the directory synced. */
+async function writeRevocationLog(path: string, entries: readonly SignedRevocation[]): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  const f = await open(tmp, "w");
+  try {
+    await f.writeFile(JSON.stringify(entries, null, 1));
+    await f.sync();
+  } finally {
+    await f.close();
+  }
+  await rename(tmp, path);
+  const d = await open(dirname(path), "r");
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
   }
 }

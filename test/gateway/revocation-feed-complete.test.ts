@@ -4,6 +4,8 @@
 // from FAILCLOSED_GOV (or purge it, before purges were denied), or divert its revocation subject
 // into a stream of their own, while heartbeats kept the feed "fresh", and a revoked artifact
 // would run.
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { jetstream, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -184,5 +186,45 @@ describe("gateway: a revocation feed with revocations missing denies", () => {
     } finally {
       await again.close();
     }
+  });
+});
+
+describe("authority: a revocation log", () => {
+  it("a revocation deleted from the feed while its authority is down is published again when it restarts with its log", async () => {
+    h = await startHarness({ gateways: 0, heartbeatMs: 200 });
+    const log = join(h.dir, "revocations.json");
+    const first = await Authority.connect({ natsUrl: h.url, key: namedKey("authority"), revocationLog: log });
+    const revokedTask = newTaskId();
+    const revoked = await grant(h, revokedTask);
+    await first.revoke({ type: "artifact", id: artifactId(revoked) }, "compromised");
+    await first.close();
+    // While it is down, the revocation goes from the feed.
+    const a = await admin(h.url);
+    const last = await a.jsm.streams.getMessage(STREAMS.gov, { last_by_subj: SUBJECTS.revocation });
+    await a.jsm.streams.deleteMessage(STREAMS.gov, last!.seq);
+    await a.close();
+    // Without its log, the authority would count 0 and a new gateway run the artifact.
+    const again = await Authority.connect({ natsUrl: h.url, key: namedKey("authority"), revocationLog: log });
+    try {
+      expect(again.revocationsPublished).toBe(1);
+      const gw = await h.startGateway();
+      const ran: string[] = [];
+      gw.registerAction("transfer", ({ taskId }) => (ran.push(taskId), { ok: true }));
+      expect(gw.ledger.state.revokedArtifacts.has(artifactId(revoked))).toBe(true);
+      expect(await transfer(h, revokedTask, revoked)).toMatchObject({ status: "denied", codes: expect.arrayContaining(["REVOKED"]) as unknown });
+      expect(ran).toEqual([]);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it("a log that is not one, or holds another key's revocation, is refused at connect", async () => {
+    h = await startHarness({ gateways: 0 });
+    const bad = join(h.dir, "bad.json");
+    await writeFile(bad, "{}");
+    await expect(Authority.connect({ natsUrl: h.url, key: namedKey("authority"), revocationLog: bad })).rejects.toThrow(TypeError);
+    const foreign = join(h.dir, "foreign.json");
+    await writeFile(foreign, JSON.stringify([revoke(namedKey("authority-b"), { type: "key", keyId: agent.keyId }, "x", 1)]));
+    await expect(Authority.connect({ natsUrl: h.url, key: namedKey("authority"), revocationLog: foreign })).rejects.toThrow(/not signed by this authority/);
   });
 });
