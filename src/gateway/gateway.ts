@@ -267,6 +267,8 @@ export class Gateway {
   #policyKv!: KV;
   /** Policy watch events seen: a re-read that raced one is dropped (see #recheckPolicy). */
   #policyWatchEvents = 0;
+  /** Stream sequences of the task messages this gateway holds (waiting for a slot or in flight). */
+  readonly #taken = new Set<number>();
   #ledger!: Ledger;
   /** The log once opened, for a start that fails after opening it (see #abandonStart). */
   #openedStore: AuditStore | undefined;
@@ -733,10 +735,16 @@ export class Gateway {
     this.#consumers.push(msgs);
     for await (const m of msgs) {
       if (this.#stopped) break;
+      // The same message again while this gateway still has it (a consumer made again delivers
+      // every message not yet acknowledged): the flight that has it answers for it.
+      const streamSeq = m.info.streamSequence;
+      if (this.#taken.has(streamSeq)) continue;
+      this.#taken.add(streamSeq);
       // A message waiting for a slot is held by this gateway too.
       await this.#slot(() => m.working());
       if (this.#stopped) {
         // stop() began while this message waited: hand it back for another gateway.
+        this.#taken.delete(streamSeq);
         this.#release();
         try {
           m.nak();
@@ -749,6 +757,7 @@ export class Gateway {
       this.#runTask(m, slot)
         .catch((e: unknown) => this.#warn(`task crashed outside its machine: ${String(e)}`))
         .finally(() => {
+          this.#taken.delete(streamSeq);
           slot.ended = true;
           // Not if lent out to a child it no longer waits for (see #lendingSlot).
           if (slot.held) this.#release();
