@@ -69,11 +69,13 @@ export function revokedSetDigest(targets: Iterable<string>): string {
  * gateway has seen fewer of its revocations than it announces, or as many but other ones (the
  * digests differ: one was deleted and another of its revocations published in its place). Having
  * seen more is not short: another process with the same key revoked something its heartbeat does
- * not count yet. An older heartbeat (by issuedAt) never replaces a newer one's announcement.
+ * not count yet. The count held against is the largest any heartbeat of the authority announced
+ * (a heartbeat of another process with the same key and a clock ahead cannot lower it); the
+ * digest is that of its latest heartbeat (by issuedAt), checked when the counts agree.
  */
 export class RevocationTally {
   readonly #seen = new Map<string, { targets: Set<string>; digest: string | undefined }>();
-  readonly #announced = new Map<string, { count: number; digest: string | undefined; issuedAt: number }>();
+  readonly #announced = new Map<string, { maxCount: number; count: number; digest: string | undefined; issuedAt: number }>();
 
   revocation(r: SignedRevocation): void {
     const issuer = r.payload.issuer;
@@ -89,8 +91,12 @@ export class RevocationTally {
   heartbeat(h: HeartbeatPayload): void {
     if (h.revocations === undefined) return;
     const prev = this.#announced.get(h.issuer);
-    if (prev !== undefined && h.issuedAt < prev.issuedAt) return;
-    this.#announced.set(h.issuer, { count: h.revocations, digest: h.revokedDigest, issuedAt: h.issuedAt });
+    const maxCount = Math.max(prev?.maxCount ?? 0, h.revocations);
+    if (prev !== undefined && h.issuedAt < prev.issuedAt) {
+      prev.maxCount = maxCount;
+      return;
+    }
+    this.#announced.set(h.issuer, { maxCount, count: h.revocations, digest: h.revokedDigest, issuedAt: h.issuedAt });
   }
 
   /** Revocations announced and not seen, summed over authorities (1 for a set that differs at equal size). */
@@ -99,7 +105,7 @@ export class RevocationTally {
     for (const [issuer, a] of this.#announced) {
       const seen = this.#seen.get(issuer);
       const size = seen?.targets.size ?? 0;
-      if (a.count > size) n += a.count - size;
+      if (a.maxCount > size) n += a.maxCount - size;
       else if (a.count === size && a.digest !== undefined && this.#digestOf(seen) !== a.digest) n += 1;
     }
     return n;

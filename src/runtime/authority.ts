@@ -40,6 +40,8 @@ export class Authority {
   #follower: ConsumerMessages | undefined;
   /** The revocation log, when kept (see connect). */
   #log: { path: string; entries: SignedRevocation[] } | undefined;
+  /** Log writes one after another (each merges with the file as the one before left it). */
+  #keeping: Promise<void> = Promise.resolve();
   /** Heartbeats one after another: each trims the one before it. */
   #heartbeats: Promise<void> = Promise.resolve();
 
@@ -98,7 +100,7 @@ export class Authority {
     void (async () => {
       for await (const m of msgs) {
         read++;
-        const added = this.#noteRevocation(m.data);
+        const added = await this.#noteRevocation(m.data);
         if (read >= total || m.info.pending === 0) caughtUp();
         else continue;
         // A revocation of this key that another process published: announce it now, not at the
@@ -115,15 +117,44 @@ export class Authority {
     }
   }
 
-  /** A message of the revocation subject: if a revocation this key signed, count it (true if new). */
-  #noteRevocation(data: Uint8Array): boolean {
+  /**
+   * A message of the revocation subject: if a revocation this key signed, count it (true if new).
+   * With a log, it is kept there first, whoever published it (another process with this key, or
+   * before the log was kept), so a restart can publish it again should the feed lose it; one the
+   * log cannot take is not counted (its heartbeats do not vouch for what they could not restore).
+   */
+  async #noteRevocation(data: Uint8Array): Promise<boolean> {
     const parsed = tryParseStrict(data, { maxBytes: MAX_MESSAGE_BYTES });
     const r = parsed.ok ? check(signedRevocationSchema, parsed.value) : undefined;
     if (r?.ok !== true || r.value.payload.issuer !== this.key.keyId || !verifySigned("revocation", r.value, this.key.publicKey)) return false;
     const key = revocationTargetKey(r.value.payload.target);
     if (this.#revoked.has(key)) return false;
+    if (this.#log !== undefined) {
+      try {
+        await this.#keep(r.value);
+      } catch {
+        return false;
+      }
+    }
     this.#revoked.add(key);
     return true;
+  }
+
+  /** Add `r` to the log (merged with what the file holds now, so two processes lose nothing). */
+  #keep(r: SignedRevocation): Promise<void> {
+    const next = this.#keeping.then(() => this.#keepNow(r));
+    this.#keeping = next.catch(() => undefined);
+    return next;
+  }
+
+  async #keepNow(r: SignedRevocation): Promise<void> {
+    const log = this.#log;
+    if (log === undefined || log.entries.some((x) => x.sig === r.sig)) return;
+    const onDisk = await readRevocationLog(log.path, this.key);
+    const merged = [...onDisk];
+    for (const x of [...log.entries, r]) if (!merged.some((y) => y.sig === x.sig)) merged.push(x);
+    await writeRevocationLog(log.path, merged);
+    log.entries = merged;
   }
 
   get keyId(): string {
@@ -236,18 +267,14 @@ export class Authority {
     const checked = back.ok ? check(signedRevocationSchema, back.value) : undefined;
     if (checked?.ok !== true) throw new TypeError(`publishRevocation: gateways would refuse this revocation (${back.ok ? (checked?.ok === false ? checked.error : "?") : back.error.message})`);
     // Kept before it is sent: a crash between the two leaves it to be sent at the next start.
-    if (this.#log !== undefined && r.payload.issuer === this.key.keyId && !this.#log.entries.some((x) => x.sig === r.sig)) {
-      const entries = [...this.#log.entries, r];
-      await writeRevocationLog(this.#log.path, entries);
-      this.#log.entries = entries;
-    }
+    if (r.payload.issuer === this.key.keyId) await this.#keep(r);
     await this.#publishChecked(r);
   }
 
   async #publishChecked(r: SignedRevocation): Promise<void> {
     const text = JSON.stringify(r);
     await this.js.publish(SUBJECTS.revocation, text, { expect: { streamName: STREAMS.gov } });
-    this.#noteRevocation(new TextEncoder().encode(text));
+    await this.#noteRevocation(new TextEncoder().encode(text));
   }
 
   async revoke(target: RevocationTarget, reason: string): Promise<SignedRevocation> {
@@ -310,9 +337,11 @@ async function readRevocationLog(path: string, key: KeyPair): Promise<SignedRevo
   });
 }
 
+let logWrites = 0;
+
 /** Replace the log whole: written to a file beside it, synced, renamed over it, the directory synced. */
 async function writeRevocationLog(path: string, entries: readonly SignedRevocation[]): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
+  const tmp = `${path}.${process.pid}.${++logWrites}.tmp`;
   const f = await open(tmp, "w");
   try {
     await f.writeFile(JSON.stringify(entries, null, 1));
