@@ -56,16 +56,17 @@ export class Authority {
   ) {}
 
   /**
-   * `revocationLog`: a file that keeps every revocation this authority publishes (written, and
-   * synced, before the publish). At connect, what it holds and the feed lost (a message deleted,
+   * `revocationLog`: a file that keeps every revocation of this key the authority publishes or
+   * sees on the feed (written, and synced, before it is counted or sent). At connect, what it holds and the feed lost (a message deleted,
    * a stream made again) is published again, so gateways learn it whatever happened to the feed
    * while the authority was down; without it, the authority can only count what the feed holds.
    */
   static async connect(o: { natsUrl?: string; nc?: NatsConnection; key: KeyPair; clock?: Clock; revocationLog?: string }): Promise<Authority> {
     const nc = o.nc ?? (await connect({ servers: o.natsUrl ?? "nats://127.0.0.1:4222", name: `failclosed-authority`, maxReconnectAttempts: -1, reconnectTimeWait: 200 }));
+    let a: Authority | undefined;
     try {
       const { policyKv, jsm } = await ensureBus(nc);
-      const a = new Authority(o.key, nc, jetstream(nc), jsm, policyKv, o.clock ?? systemClock, o.nc === undefined);
+      a = new Authority(o.key, nc, jetstream(nc), jsm, policyKv, o.clock ?? systemClock, o.nc === undefined);
       const logged = o.revocationLog !== undefined ? await readRevocationLog(o.revocationLog, o.key) : [];
       a.#log = o.revocationLog === undefined ? undefined : { path: o.revocationLog, entries: logged };
       await a.#followOwnRevocations();
@@ -75,6 +76,12 @@ export class Authority {
       }
       return a;
     } catch (e) {
+      // Nothing left running: the follower, on a connection the caller keeps, would read on.
+      try {
+        if (a !== undefined) a.#follower?.stop();
+      } catch {
+        // already stopped
+      }
       if (o.nc === undefined) await nc.close().catch(() => undefined);
       throw e;
     }
