@@ -363,6 +363,16 @@ export class Gateway {
     return g;
   }
 
+  #stopConsumers(): void {
+    for (const c of this.#consumers) {
+      try {
+        c.stop();
+      } catch {
+        // already closed
+      }
+    }
+  }
+
   /**
    * A start that failed part way: release what it had opened (the connection, which would
    * otherwise reconnect forever and keep the process alive; the loops; the log, whose lock would
@@ -371,13 +381,7 @@ export class Gateway {
   async #abandonStart(): Promise<void> {
     this.#stopped = true;
     this.#abort.abort();
-    for (const c of this.#consumers) {
-      try {
-        c.stop();
-      } catch {
-        // already closed
-      }
-    }
+    this.#stopConsumers();
     const nc = this.#nc as NatsConnection | undefined;
     await nc?.close().catch(() => undefined);
     await Promise.allSettled(this.#loops);
@@ -1402,13 +1406,7 @@ export class Gateway {
     this.#stopped = true;
     this.#abort.abort();
     for (const t of this.#inFlight.values()) t.send({ type: "ABORT", detail: "gateway stopping" });
-    for (const c of this.#consumers) {
-      try {
-        c.stop();
-      } catch {
-        // already closed
-      }
-    }
+    this.#stopConsumers();
     // Tasks not yet executing are denied by the ABORT at once. Those executing were allowed and
     // their handlers are running (their ctx.signal is aborted, but most I/O does not listen):
     // their outcomes are waited for, up to stopGraceMs, so the log records how they ended. One
@@ -1436,13 +1434,7 @@ export class Gateway {
   async crash(): Promise<void> {
     this.#stopped = true;
     this.#abort.abort();
-    for (const c of this.#consumers) {
-      try {
-        c.stop();
-      } catch {
-        // ignore
-      }
-    }
+    this.#stopConsumers();
     await this.#nc.close().catch(() => undefined);
     await this.#ledger.store.close().catch(() => undefined);
     await this.#verifyPool.close();

@@ -73,6 +73,9 @@ export function revokedSetDigest(targets: Iterable<string>): string {
  * (a heartbeat of another process with the same key and a clock ahead cannot lower it); the
  * digest is that of its latest heartbeat (by issuedAt), checked when the counts agree.
  */
+/** What a gateway that has seen none of an authority's revocations compares with. */
+const EMPTY_SET_DIGEST = revokedSetDigest([]);
+
 export class RevocationTally {
   readonly #seen = new Map<string, { targets: Set<string>; digest: string | undefined }>();
   readonly #announced = new Map<string, { maxCount: number; count: number; digest: string | undefined; issuedAt: number }>();
@@ -112,7 +115,7 @@ export class RevocationTally {
   }
 
   #digestOf(seen: { targets: Set<string>; digest: string | undefined } | undefined): string {
-    if (seen === undefined) return revokedSetDigest([]);
+    if (seen === undefined) return EMPTY_SET_DIGEST;
     return (seen.digest ??= revokedSetDigest(seen.targets));
   }
 }
