@@ -40,6 +40,7 @@ import { isPolicyDocument, policyDigest } from "../policy/policy-document.ts";
 import { serveConsistencyProofs } from "../nats/proof-service.ts";
 import { KV_BUCKETS, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
 import { claimOnce, ensureBus } from "../nats/setup.ts";
+import { readSubject } from "../nats/read-subject.ts";
 import { submitTask } from "../runtime/client.ts";
 import { systemClock } from "../runtime/clock.ts";
 import { EvidenceIndex } from "./evidence-index.ts";
@@ -615,10 +616,7 @@ export class Gateway {
         this.#govSeq = m.seq;
         applyGovernanceMessage(m.subject, m.data, {
           isAuthority: (k) => this.#ledger.state.authorities.has(k),
-          onRevocation: (r) => {
-            this.#tally.revocation(r);
-            this.#applyRevocation(r);
-          },
+          onRevocation: (r) => this.#applyRevocation(r),
           onHeartbeat: (h) => {
             const at = h.issuedAt;
             this.#tally.heartbeat(h);
@@ -639,6 +637,7 @@ export class Gateway {
   }
 
   #applyRevocation(r: SignedRevocation): void {
+    this.#tally.revocation(r);
     const t = r.payload.target;
     const state = this.#ledger.state;
     const known = t.type === "artifact" ? state.revokedArtifacts.has(t.id) : state.revokedKeys.has(t.keyId);
@@ -1234,32 +1233,14 @@ export class Gateway {
 
   /** Apply again the revocations on the feed that `issuer` signed. */
   async #rereadRevocations(issuer: string): Promise<void> {
-    const subject = SUBJECTS.revocation;
-    const info = await this.#jsm.streams.info(STREAMS.gov, { subjects_filter: subject });
-    const total = info.state.subjects?.[subject] ?? 0;
-    if (total === 0) return;
-    const consumer = await this.#js.consumers.get(STREAMS.gov, { filter_subjects: subject });
-    let read = 0;
-    let caughtUp = false;
-    while (!caughtUp && read < total) {
-      const batch = await consumer.fetch({ max_messages: Math.min(1024, total - read), expires: 5_000 });
-      let got = 0;
-      for await (const m of batch) {
-        got++;
-        read++;
-        if (m.info.pending === 0) caughtUp = true;
-        applyGovernanceMessage(m.subject, m.data, {
-          isAuthority: (k) => k === issuer && this.#ledger.state.authorities.has(k),
-          onRevocation: (r) => {
-            this.#tally.revocation(r);
-            this.#applyRevocation(r);
-          },
-          onHeartbeat: () => undefined,
-          onRejected: () => undefined, // other issuers' and malformed ones were reported when they went by
-        });
-      }
-      if (got === 0) throw new Error(`reading ${STREAMS.gov} stalled after ${read} of ${total} revocations`);
-    }
+    await readSubject(this.#js, this.#jsm, STREAMS.gov, SUBJECTS.revocation, 5_000, (m) =>
+      applyGovernanceMessage(m.subject, m.data, {
+        isAuthority: (k) => k === issuer && this.#ledger.state.authorities.has(k),
+        onRevocation: (r) => this.#applyRevocation(r),
+        onHeartbeat: () => undefined,
+        onRejected: () => undefined, // other issuers' and malformed ones were reported when they went by
+      }),
+    );
   }
 
   /** Operator action: stop trusting an authority key (the old key after a rotation). */

@@ -6,6 +6,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { WitnessInput } from "../audit/witness.ts";
 import { STREAMS, SUBJECTS, TASK_ID_RE } from "./contract.ts";
+import { SubjectReadError, readSubject } from "./read-subject.ts";
 
 export class CheckpointFeedError extends Error {
   override readonly name = "CheckpointFeedError";
@@ -48,27 +49,12 @@ export async function readCheckpointFeed(natsUrl: string, gatewayId: string, o: 
 }
 
 async function readAll(nc: NatsConnection, gatewayId: string, fetchExpiresMs: number): Promise<WitnessInput[]> {
-  const subject = SUBJECTS.checkpoint(gatewayId);
-  let total: number;
-  try {
-    const info = await (await jetstreamManager(nc)).streams.info(STREAMS.checkpoints, { subjects_filter: subject });
-    total = info.state.subjects?.[subject] ?? 0;
-  } catch (e) {
-    throw new CheckpointFeedError(`no ${STREAMS.checkpoints} stream: ${e instanceof Error ? e.message : String(e)}`);
-  }
   const out: WitnessInput[] = [];
-  if (total === 0) return out;
-  const consumer = await jetstream(nc).consumers.get(STREAMS.checkpoints, { filter_subjects: subject });
-  let caughtUp = false;
-  while (!caughtUp && out.length < total) {
-    const batch = await consumer.fetch({ max_messages: Math.min(1024, total - out.length), expires: fetchExpiresMs });
-    let got = 0;
-    for await (const m of batch) {
-      got++;
-      out.push({ bytes: new Uint8Array(m.data), streamSeq: m.seq });
-      if (m.info.pending === 0) caughtUp = true;
-    }
-    if (got === 0) throw new CheckpointFeedError(`reading ${subject} stalled after ${out.length} of ${total} messages`);
+  try {
+    await readSubject(jetstream(nc), await jetstreamManager(nc), STREAMS.checkpoints, SUBJECTS.checkpoint(gatewayId), fetchExpiresMs, (m) => out.push({ bytes: new Uint8Array(m.data), streamSeq: m.seq }));
+  } catch (e) {
+    if (e instanceof SubjectReadError) throw new CheckpointFeedError(e.message);
+    throw e;
   }
   return out;
 }

@@ -1,0 +1,40 @@
+// Reading everything a stream holds on one subject, in stream order, up to where it stood when
+// the read began: an ordered consumer fetched in batches, no acks, nothing made on the server
+// but the consumer itself. Used by the witness (checkpoints) and by a gateway that must apply
+// an authority's earlier revocations again.
+import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
+
+export class SubjectReadError extends Error {
+  override readonly name = "SubjectReadError";
+}
+
+/**
+ * Call `each` for every message of `subject` in `stream`, and resolve with how many there were.
+ * Throws SubjectReadError when the stream does not exist, or a fetch (waiting at most
+ * `fetchExpiresMs`) brings nothing before the read has caught up.
+ */
+export async function readSubject(js: JetStreamClient, jsm: JetStreamManager, stream: string, subject: string, fetchExpiresMs: number, each: (m: JsMsg) => void): Promise<number> {
+  let total: number;
+  try {
+    const info = await jsm.streams.info(stream, { subjects_filter: subject });
+    total = info.state.subjects?.[subject] ?? 0;
+  } catch (e) {
+    throw new SubjectReadError(`no ${stream} stream: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (total === 0) return 0;
+  const consumer = await js.consumers.get(stream, { filter_subjects: subject });
+  let read = 0;
+  let caughtUp = false;
+  while (!caughtUp && read < total) {
+    const batch = await consumer.fetch({ max_messages: Math.min(1024, total - read), expires: fetchExpiresMs });
+    let got = 0;
+    for await (const m of batch) {
+      got++;
+      read++;
+      each(m);
+      if (m.info.pending === 0) caughtUp = true;
+    }
+    if (got === 0) throw new SubjectReadError(`reading ${subject} stalled after ${read} of ${total} messages`);
+  }
+  return read;
+}
