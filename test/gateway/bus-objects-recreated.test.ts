@@ -10,10 +10,8 @@ import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
 import { policyDigest } from "../../src/policy/policy-document.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
-import type { SignedArtifact } from "../../src/core/types.ts";
+import { grantRoot, transfer } from "./client-support.ts";
 
-const agent = namedKey("agent-0");
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 let h: Harness | undefined;
 afterEach(async () => {
@@ -21,23 +19,16 @@ afterEach(async () => {
   h = undefined;
 });
 
-async function grant(hh: Harness, taskId: string): Promise<SignedArtifact> {
-  const now = Date.now();
-  return (await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`recreated-${taskId}`), attribution: { initiator: "t", reason: "recreated" } })).artifact;
-}
-
-const transfer = (hh: Harness, taskId: string, artifact: SignedArtifact) => hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
-
 it("the task consumer deleted under a running gateway: it says so, makes it again and takes work", async () => {
   h = await startHarness();
   h.gateways[0]!.registerAction("transfer", () => ({ ok: true }));
   const t0 = newTaskId();
-  expect(await transfer(h, t0, await grant(h, t0))).toMatchObject({ status: "succeeded" });
+  expect(await transfer(h, t0, await grantRoot(h, t0))).toMatchObject({ status: "succeeded" });
   await (await jetstreamManager(h.runtime.nc)).consumers.delete(STREAMS.tasks, TASK_CONSUMER);
   for (let i = 0; i < 250 && !h.warnings.some((w) => w.includes("task consumer lost")); i++) await sleep(20);
   expect(h.warnings.some((w) => w.includes("task consumer lost"))).toBe(true);
   const t1 = newTaskId();
-  expect(await transfer(h, t1, await grant(h, t1))).toMatchObject({ status: "succeeded" });
+  expect(await transfer(h, t1, await grantRoot(h, t1))).toMatchObject({ status: "succeeded" });
 });
 
 it("the policy bucket deleted and made again: the gateway still follows the authority's next policy", async () => {
@@ -46,7 +37,7 @@ it("the policy bucket deleted and made again: the gateway still follows the auth
   const ran: string[] = [];
   gw.registerAction("transfer", ({ taskId }) => (ran.push(taskId), { ok: true }));
   const t1 = newTaskId();
-  const underP1 = await grant(h, t1);
+  const underP1 = await grantRoot(h, t1);
   const jsm = await jetstreamManager(h.runtime.nc);
   await jsm.streams.delete(`KV_${KV_BUCKETS.policy}`);
   await new Kvm(h.runtime.nc).create(KV_BUCKETS.policy, { history: 5 });

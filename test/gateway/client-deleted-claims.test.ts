@@ -10,7 +10,8 @@ import { connect, type Msg } from "@nats-io/transport-node";
 import { KV_BUCKETS, SUBJECTS, taskClaimKey } from "../../src/nats/contract.ts";
 import { Runtime, newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
+import { namedKey } from "../../src/testkit/world.ts";
+import { grantRoot } from "./client-support.ts";
 
 const agent = namedKey("agent-0");
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -19,11 +20,6 @@ afterEach(async () => {
   await h?.close();
   h = undefined;
 });
-
-async function grant(hh: Harness, taskId: string) {
-  const now = Date.now();
-  return (await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`deleted-claims-${taskId}`), attribution: { initiator: "t", reason: "deleted claims" } })).artifact;
-}
 
 async function attacker(url: string) {
   const nc = await connect({ servers: url, name: "attacker" });
@@ -41,7 +37,7 @@ describe("deleted claims", () => {
     });
     const atk = await attacker(h.url);
     const taskId = newTaskId();
-    const artifact = await grant(h, taskId);
+    const artifact = await grantRoot(h, taskId);
     atk.nc.subscribe(SUBJECTS.taskSubmit, {
       callback: (_e: Error | null, m: Msg) => {
         void (async () => {
@@ -73,7 +69,7 @@ describe("deleted claims", () => {
     const atk = await attacker(h.url);
     try {
       const taskId = newTaskId();
-      const artifact = await grant(h, taskId);
+      const artifact = await grantRoot(h, taskId);
       const p = rt.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
       await sleep(1_000); // allowed and executing: the claim is this submission's
       await atk.kv.delete(taskClaimKey(taskId));

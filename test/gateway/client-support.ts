@@ -1,5 +1,5 @@
 // Shared by gateway and client tests: a harness per test on a real nats-server, a
-// gateway whose handler can be slowed (to keep a one-slot gateway busy), and grants for it.
+// gateway whose handler can be slowed (to keep a one-slot gateway busy), grants, and a transfer.
 import { afterEach } from "vitest";
 import type { SignedArtifact } from "../../src/core/types.ts";
 import type { Gateway } from "../../src/gateway/gateway.ts";
@@ -60,4 +60,25 @@ export async function testGateway(hh: Harness, o: { maxInFlight?: number } = {})
     return { done };
   };
   return { gw, ran, keys: new Set([gw.keyId]), grant, hold };
+}
+
+let roots = 0;
+
+/** A root grant by the harness's authority for `taskId`, held by `agent`, valid from a minute ago for an hour. */
+export async function grantRoot(hh: Harness, taskId: string): Promise<SignedArtifact> {
+  const now = Date.now();
+  const { artifact } = await hh.authority.grant({
+    taskId,
+    holder: agent.keyId,
+    scope: DEFAULT_SCOPE,
+    validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
+    nonce: namedNonce(`root-${taskId}-${roots++}`),
+    attribution: { initiator: "t", reason: "gateway tests" },
+  });
+  return artifact;
+}
+
+/** `agent` transfers 1 under `artifact` as task `taskId`; resolves with the outcome. */
+export function transfer(hh: Harness, taskId: string, artifact: SignedArtifact): Promise<TaskOutcome> {
+  return hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
 }

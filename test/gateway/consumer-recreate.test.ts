@@ -6,7 +6,8 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { STREAMS, TASK_CONSUMER } from "../../src/nats/contract.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, replayGateway, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
+import { namedKey } from "../../src/testkit/world.ts";
+import { grantRoot } from "./client-support.ts";
 
 const agent = namedKey("agent-0");
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -14,11 +15,6 @@ async function until(cond: () => boolean, ms = 10_000): Promise<boolean> {
   for (let i = 0; i < ms / 25 && !cond(); i++) await sleep(25);
   return cond();
 }
-async function grant(h: Harness, taskId: string) {
-  const now = Date.now();
-  return (await h.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`recreate-${taskId}`), attribution: { initiator: "t", reason: "recreate" } })).artifact;
-}
-
 let h: Harness | undefined;
 afterEach(async () => {
   await h?.close();
@@ -37,7 +33,7 @@ it("a task executing while the consumer is deleted and made again runs as one fl
     return { ok: true };
   });
   const t = newTaskId();
-  const out = h.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [await grant(h, t)], taskId: t }).outcome;
+  const out = h.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [await grantRoot(h, t)], taskId: t }).outcome;
   expect(await until(() => ran.includes(t))).toBe(true);
   await (await jetstreamManager(h.runtime.nc)).consumers.delete(STREAMS.tasks, TASK_CONSUMER);
   expect(await until(() => h!.warnings.some((w) => w.includes("task consumer lost")))).toBe(true);

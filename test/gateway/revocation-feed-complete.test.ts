@@ -16,8 +16,9 @@ import { Authority } from "../../src/runtime/authority.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { STREAMS, SUBJECTS } from "../../src/nats/contract.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
+import { namedKey } from "../../src/testkit/world.ts";
 import { revoke } from "../../src/core/artifacts.ts";
+import { grantRoot, transfer } from "./client-support.ts";
 
 const agent = namedKey("agent-0");
 const authorityKey = namedKey("authority");
@@ -26,17 +27,6 @@ afterEach(async () => {
   await h?.close();
   h = undefined;
 });
-
-async function grant(hh: Harness, taskId: string) {
-  const now = Date.now();
-  return (
-    await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`feed-complete-${taskId}`), attribution: { initiator: "t", reason: "feed completeness" } })
-  ).artifact;
-}
-
-async function transfer(hh: Harness, taskId: string, artifact: Awaited<ReturnType<typeof grant>>) {
-  return hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
-}
 
 async function admin(url: string) {
   const nc = await connect({ servers: url });
@@ -82,7 +72,7 @@ describe("gateway: a revocation feed with revocations missing denies", () => {
   it("a revocation deleted from FAILCLOSED_GOV: a gateway starting afterwards denies until the revocation is published again", async () => {
     h = await startHarness({ gateways: 0, heartbeatMs: 200 });
     const revokedTask = newTaskId();
-    const revoked = await grant(h, revokedTask);
+    const revoked = await grantRoot(h, revokedTask);
     const signed = await h.authority.revoke({ type: "artifact", id: artifactId(revoked) }, "compromised");
     expect(h.authority.revocationsPublished).toBe(1);
     const a = await admin(h.url);
@@ -97,7 +87,7 @@ describe("gateway: a revocation feed with revocations missing denies", () => {
     expect(o).toMatchObject({ status: "denied", codes: ["GOVERNANCE_UNAVAILABLE"] });
     // Every task is denied, not only the revoked one: the gateway cannot know what it is missing.
     const otherTask = newTaskId();
-    const other = await grant(h, otherTask);
+    const other = await grantRoot(h, otherTask);
     expect(await transfer(h, otherTask, other)).toMatchObject({ status: "denied", codes: ["GOVERNANCE_UNAVAILABLE"] });
     expect(h.warnings.some((w) => w.includes("revocation feed incomplete"))).toBe(true);
     // The authority publishes its revocation again: the feed is complete, the revoked artifact
@@ -107,7 +97,7 @@ describe("gateway: a revocation feed with revocations missing denies", () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(await transfer(h, revokedTask, revoked)).toMatchObject({ status: "denied", codes: expect.arrayContaining(["REVOKED"]) as unknown });
     const third = newTaskId();
-    expect(await transfer(h, third, await grant(h, third))).toMatchObject({ status: "succeeded" });
+    expect(await transfer(h, third, await grantRoot(h, third))).toMatchObject({ status: "succeeded" });
     expect(ran).toEqual([third]);
     expect(h.warnings.some((w) => w.includes("revocation feed complete again"))).toBe(true);
   });
@@ -115,7 +105,7 @@ describe("gateway: a revocation feed with revocations missing denies", () => {
   it("a revocation deleted and another of the same key published in its place: still denied", async () => {
     h = await startHarness({ gateways: 0, heartbeatMs: 200 });
     const revokedTask = newTaskId();
-    const revoked = await grant(h, revokedTask);
+    const revoked = await grantRoot(h, revokedTask);
     await h.authority.revoke({ type: "artifact", id: artifactId(revoked) }, "compromised");
     const a = await admin(h.url);
     const last = await a.jsm.streams.getMessage(STREAMS.gov, { last_by_subj: SUBJECTS.revocation });
@@ -153,7 +143,7 @@ describe("gateway: a revocation feed with revocations missing denies", () => {
       expect(gw.ledger.state.revokedKeys.has(gone)).toBe(true);
       await new Promise((r) => setTimeout(r, 400)); // B's heartbeats, counting 1, come by
       const t = newTaskId();
-      expect(await transfer(h, t, await grant(h, t))).toMatchObject({ status: "succeeded" });
+      expect(await transfer(h, t, await grantRoot(h, t))).toMatchObject({ status: "succeeded" });
     } finally {
       await b.close();
     }
@@ -167,7 +157,7 @@ describe("gateway: a revocation feed with revocations missing denies", () => {
     await a.jsm.streams.add({ name: "DIVERTED", subjects: [SUBJECTS.revocation], retention: RetentionPolicy.Limits, storage: StorageType.Memory });
     await a.close();
     const taskId = newTaskId();
-    const artifact = await grant(h, taskId);
+    const artifact = await grantRoot(h, taskId);
     await expect(h.authority.revoke({ type: "artifact", id: artifactId(artifact) }, "compromised")).rejects.toThrow();
     expect(h.authority.revocationsPublished).toBe(0);
   });
@@ -195,7 +185,7 @@ describe("authority: a revocation log", () => {
     const log = join(h.dir, "revocations.json");
     const first = await Authority.connect({ natsUrl: h.url, key: namedKey("authority"), revocationLog: log });
     const revokedTask = newTaskId();
-    const revoked = await grant(h, revokedTask);
+    const revoked = await grantRoot(h, revokedTask);
     await first.revoke({ type: "artifact", id: artifactId(revoked) }, "compromised");
     await first.close();
     // While it is down, the revocation goes from the feed.

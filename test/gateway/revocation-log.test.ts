@@ -13,7 +13,8 @@ import { Authority } from "../../src/runtime/authority.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { STREAMS, SUBJECTS } from "../../src/nats/contract.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
+import { namedKey } from "../../src/testkit/world.ts";
+import { grantRoot } from "./client-support.ts";
 
 const agent = namedKey("agent-0");
 const key = namedKey("authority");
@@ -26,10 +27,6 @@ afterEach(async () => {
 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function grant(hh: Harness, taskId: string) {
-  const now = Date.now();
-  return (await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`rv-${taskId}`), attribution: { initiator: "t", reason: "r" } })).artifact;
-}
 async function deleteLastRevocation(url: string) {
   const nc = await connect({ servers: url });
   const jsm = await jetstreamManager(nc);
@@ -43,7 +40,7 @@ describe("review: revocation log gaps", () => {
     h = await startHarness({ gateways: 0, heartbeatMs: 200 });
     const log = join(h.dir, "revocations.json");
     const t = newTaskId();
-    const revoked = await grant(h, t);
+    const revoked = await grantRoot(h, t);
     await h.authority.close(); // only the daemon below speaks for the key from here
     const daemon = await Authority.connect({ natsUrl: h.url, key, revocationLog: log });
     extra.push(daemon);
@@ -73,7 +70,7 @@ describe("review: revocation log gaps", () => {
     h = await startHarness({ gateways: 0, heartbeatMs: 200 });
     const log = join(h.dir, "revocations.json");
     const t = newTaskId();
-    const revoked = await grant(h, t);
+    const revoked = await grantRoot(h, t);
     await h.authority.close();
     const daemon = await Authority.connect({ natsUrl: h.url, key, revocationLog: log });
     extra.push(daemon);
