@@ -3,7 +3,7 @@
 // then read the ports file it writes.
 // Used by every test suite that needs the bus, and by the simulator when no $NATS_URL answers.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -64,8 +64,8 @@ interface Launched {
   port: number;
 }
 
-async function launch(bin: string, port: number, storeDir: string, portsDir: string): Promise<Launched> {
-  const args = ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir, "--ports_file_dir", portsDir];
+async function launch(bin: string, port: number, storeDir: string, portsDir: string, configFile: string | undefined): Promise<Launched> {
+  const args = [...(configFile !== undefined ? ["-c", configFile] : []), "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir, "--ports_file_dir", portsDir];
   const proc = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   proc.stderr?.on("data", (d: Buffer) => {
@@ -98,10 +98,11 @@ async function launch(bin: string, port: number, storeDir: string, portsDir: str
 }
 
 /**
- * Start nats-server (opts.bin, else as findNatsServer looks for it). Throws
- * NatsServerNotFoundError when there is none to run.
+ * Start nats-server (opts.bin, else as findNatsServer looks for it), with `opts.config` as its
+ * configuration file's text when given (users and permissions, say; address, port and store
+ * stay the launcher's). Throws NatsServerNotFoundError when there is none to run.
  */
-export async function startNatsServer(opts: { bin?: string } = {}): Promise<NatsServerHandle> {
+export async function startNatsServer(opts: { bin?: string; config?: string } = {}): Promise<NatsServerHandle> {
   const bin = findNatsServer(opts.bin);
   if (bin === undefined) throw new NatsServerNotFoundError(opts.bin !== undefined ? [opts.bin] : undefined);
   const root = await mkdtemp(join(tmpdir(), "failclosed-nats-"));
@@ -109,7 +110,9 @@ export async function startNatsServer(opts: { bin?: string } = {}): Promise<Nats
   const portsDir = join(root, "ports");
   const { mkdir } = await import("node:fs/promises");
   await mkdir(portsDir, { recursive: true });
-  let current: Launched | undefined = await launch(bin, -1, storeDir, portsDir);
+  const configFile = opts.config !== undefined ? join(root, "nats.conf") : undefined;
+  if (configFile !== undefined) await writeFile(configFile, opts.config ?? "");
+  let current: Launched | undefined = await launch(bin, -1, storeDir, portsDir, configFile);
   const port = current.port;
 
   const killProc = async (): Promise<void> => {
@@ -137,7 +140,7 @@ export async function startNatsServer(opts: { bin?: string } = {}): Promise<Nats
       let lastErr: unknown;
       for (let i = 0; i < 20; i++) {
         try {
-          current = await launch(bin, port, storeDir, portsDir);
+          current = await launch(bin, port, storeDir, portsDir, configFile);
           return;
         } catch (e) {
           lastErr = e;

@@ -2,15 +2,13 @@
 // rollups): agents and authorities connect without stream-update rights (they only try to set
 // the guards); a gateway requires them and refuses to start, saying what to do, until an account
 // that may update streams has set them once; after that, nothing needs update rights.
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { findNatsServer } from "../../src/infra/nats-launcher.ts";
+import { startNatsServer, type NatsServerHandle } from "../../src/infra/nats-launcher.ts";
 import { ensureBus } from "../../src/nats/setup.ts";
 import { KV_BUCKETS, STREAMS } from "../../src/nats/contract.ts";
 import { ensureBus as oldEnsureBus } from "./old-setup.ts";
@@ -19,46 +17,24 @@ import { Runtime } from "../../src/runtime/runtime.ts";
 import { Gateway } from "../../src/gateway/gateway.ts";
 import { namedKey } from "../../src/testkit/world.ts";
 
-let dir: string;
-let proc: ChildProcess | undefined;
-let port: number;
+let server: NatsServerHandle;
 let admin: NatsConnection;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => (typeof a === "object" && a !== null ? resolve(a.port) : reject(new Error("no port"))));
-    });
-  });
-}
-
 beforeAll(async () => {
-  const bin = findNatsServer();
-  if (bin === undefined) throw new Error("nats-server not found");
-  dir = await mkdtemp(join(tmpdir(), "failclosed-gw2-guard-"));
-  const conf = join(dir, "nats.conf");
   // "svc" may do everything but change a stream's configuration (streams are an operator's).
-  await writeFile(conf, `no_auth_user: svc\nauthorization {\n  users = [\n    { user: admin, password: admin }\n    { user: svc, password: svc, permissions: { publish: { deny: ["$JS.API.STREAM.UPDATE.>"] } } }\n  ]\n}\n`);
-  port = await freePort();
-  proc = spawn(bin, ["-c", conf, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "store")], { stdio: "ignore" });
-  admin = await connect({ servers: `nats://127.0.0.1:${port}`, user: "admin", pass: "admin", waitOnFirstConnect: true, maxReconnectAttempts: 200, reconnectTimeWait: 50 });
+  server = await startNatsServer({
+    config: `no_auth_user: svc\nauthorization {\n  users = [\n    { user: admin, password: admin }\n    { user: svc, password: svc, permissions: { publish: { deny: ["$JS.API.STREAM.UPDATE.>"] } } }\n  ]\n}\n`,
+  });
+  admin = await connect({ servers: server.url, user: "admin", pass: "admin" });
   await oldEnsureBus(admin); // the deployment as the previous release made it
 });
 
 afterAll(async () => {
   await admin?.close().catch(() => undefined);
-  if (proc && proc.exitCode === null) {
-    const gone = new Promise<void>((r) => proc!.once("exit", () => r()));
-    proc.kill("SIGKILL");
-    await gone;
-  }
-  await rm(dir, { recursive: true, force: true });
+  await server?.stop();
 });
 
-const svcUrl = () => `nats://127.0.0.1:${port}`; // no_auth_user: svc
+const svcUrl = () => server.url; // no_auth_user: svc
 
 it("an agent's Runtime.connect (no gateway) on a previous-release bus, without stream-update rights", async () => {
   let err: unknown;
