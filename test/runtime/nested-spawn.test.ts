@@ -4,8 +4,7 @@
 import { afterEach, expect, it } from "vitest";
 import type { TaskOutcome } from "../../src/gateway/outcome.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
-import { namedKey, namedNonce } from "../../src/testkit/world.ts";
-import { agent, runtimeWorld, type RuntimeWorld } from "./support.ts";
+import { agent, childAgent, childOf, runtimeWorld, type RuntimeWorld } from "./support.ts";
 
 let w: RuntimeWorld | undefined;
 afterEach(async () => {
@@ -16,21 +15,10 @@ afterEach(async () => {
 it("as many parents as slots, each awaiting a child: every child runs and every parent completes", async () => {
   w = await runtimeWorld({ maxInFlight: 2 });
   const ww = w;
-  const childAgent = namedKey("agent-1");
   const children: TaskOutcome[] = [];
   ww.rt.registerAction("transfer", async (ctx) => {
     if (ctx.agent === childAgent.keyId) return { child: true };
-    const leaf = ctx.chain[ctx.chain.length - 1]!;
-    const c = ww.rt.child({
-      parent: leaf,
-      parentTaskId: ctx.taskId,
-      holderKey: agent,
-      childAgent,
-      delegation: { scope: { actions: ["transfer"], resources: ["payments/"], constraints: { amount: { max: 10 } } }, validity: leaf.payload.validity, nonce: namedNonce(`nested-${ctx.taskId}`), attribution: { initiator: "t", reason: "nested" } },
-      action: "transfer",
-      resource: "payments/child",
-      args: { amount: 1 },
-    });
+    const c = childOf(ww.rt, ctx);
     const o = await ctx.spawn(c);
     children.push(o);
     return { child: o.status };

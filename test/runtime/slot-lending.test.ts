@@ -4,8 +4,7 @@
 // than maxInFlight tasks at once, one more per such parent.)
 import { afterEach, expect, it } from "vitest";
 import { newTaskId } from "../../src/runtime/runtime.ts";
-import { namedKey, namedNonce } from "../../src/testkit/world.ts";
-import { agent, runtimeWorld, type RuntimeWorld } from "./support.ts";
+import { agent, childAgent, childOf, runtimeWorld, type RuntimeWorld } from "./support.ts";
 
 let w: RuntimeWorld | undefined;
 afterEach(async () => {
@@ -17,7 +16,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 async function scenario(parentMode: "fire-and-forget" | "throws") {
   w = await runtimeWorld({ maxInFlight: 1, childTimeoutMs: 20_000 });
   const ww = w;
-  const childAgent = namedKey("agent-1");
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   const gateRef = { current: gate };
@@ -38,17 +36,7 @@ async function scenario(parentMode: "fire-and-forget" | "throws") {
       return { ok: true };
     }
     // the parent
-    const leaf = ctx.chain[ctx.chain.length - 1]!;
-    const c = ww.rt.child({
-      parent: leaf,
-      parentTaskId: ctx.taskId,
-      holderKey: agent,
-      childAgent,
-      delegation: { scope: { actions: ["transfer"], resources: ["payments/"], constraints: { amount: { max: 10 } } }, validity: leaf.payload.validity, nonce: namedNonce(`ff-${ctx.taskId}`), attribution: { initiator: "t", reason: "ff" } },
-      action: "transfer",
-      resource: "payments/child",
-      args: { amount: 1 },
-    });
+    const c = childOf(ww.rt, ctx);
     const p = ctx.spawn(c);
     p.catch(() => undefined);
     if (parentMode === "throws") {

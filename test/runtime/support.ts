@@ -2,7 +2,7 @@
 // gateway, with grants for the runtime's agent: what the runtime API tests need.
 import { join } from "node:path";
 import type { SignedArtifact } from "../../src/core/types.ts";
-import type { GatewayOptions } from "../../src/gateway/gateway.ts";
+import type { ActionContext, ChildTask, GatewayOptions } from "../../src/gateway/gateway.ts";
 import { Runtime } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
@@ -53,4 +53,21 @@ export async function runtimeWorld(gatewayOptions: Partial<GatewayOptions> = {})
     await h.close();
     throw e;
   }
+}
+
+export const childAgent = namedKey("agent-1");
+
+/** The child task a parent handler spawns: a transfer of 1 by `childAgent`, delegated from the parent's leaf. */
+export function childOf(rt: Runtime, ctx: ActionContext): ChildTask {
+  const leaf = ctx.chain[ctx.chain.length - 1]!;
+  return rt.child({
+    parent: leaf,
+    parentTaskId: ctx.taskId,
+    holderKey: agent,
+    childAgent,
+    delegation: { scope: { actions: ["transfer"], resources: ["payments/"], constraints: { amount: { max: 10 } } }, validity: leaf.payload.validity, nonce: namedNonce(`child-of-${ctx.taskId}`), attribution: { initiator: "t", reason: "child" } },
+    action: "transfer",
+    resource: "payments/child",
+    args: { amount: 1 },
+  });
 }
