@@ -17,30 +17,14 @@ import { toB64u } from "../../src/crypto/base64url.ts";
 import { signPayload, type Signed } from "../../src/crypto/signing.ts";
 import { SUBJECTS } from "../../src/nats/contract.ts";
 import { answerProofRequest, checkSignedProof, RateLimiter, requestConsistencyProof, type ProofAnswer } from "../../src/nats/proof-service.ts";
-import type { Gateway } from "../../src/gateway/gateway.ts";
-import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
+import { namedKey } from "../../src/testkit/world.ts";
+import { runTasks, type WitnessReport } from "./witness-support.ts";
 import { captureIo, outcomeEntry, steppingClock, tempDir } from "./support.ts";
 import { readRecords, writeForgedLog } from "./tamper.ts";
 
-const agent = namedKey("agent-0");
 const GW_KEY = namedKey("gateway-1");
 const KEYS = [GW_KEY.keyId];
-
-
-interface Report {
-  ok: boolean;
-  added: number;
-  held: number;
-  largestSize: number;
-  consistency: string;
-  consistentThrough: number;
-  proofsVerified: number;
-  unproven: number;
-  stopped?: string;
-  findings: { kind: string; where: string; detail: string; evidence?: Signed<CheckpointPayload>[] }[];
-}
 
 let h: Harness;
 const t = tempDir("fc-witness-proofs-");
@@ -54,30 +38,10 @@ afterAll(async () => {
   t.cleanup();
 });
 
-async function runTasks(g: Gateway, n: number, tag: string): Promise<void> {
-  g.registerAction("transfer", () => ({ ok: true }));
-  for (let i = 0; i < n; i++) {
-    const taskId = newTaskId();
-    const now = Date.now();
-    const { artifact } = await h.authority.grant({
-      taskId,
-      holder: agent.keyId,
-      scope: DEFAULT_SCOPE,
-      validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
-      nonce: namedNonce(`${tag}-${taskId}`),
-      attribution: { initiator: "t", reason: "witness proofs" },
-    });
-    const o = await h.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 10 + i }, chain: [artifact], taskId }).outcome;
-    expect(o, JSON.stringify(o)).toMatchObject({ status: "succeeded" });
-  }
-  // The checkpoint of what is left over, published like the others.
-  await g.ledger.store.checkpoint();
-}
-
-async function witnessRun(gatewayId: string, file: string, ...more: string[]): Promise<{ code: number; report: Report }> {
+async function witnessRun(gatewayId: string, file: string, ...more: string[]): Promise<{ code: number; report: WitnessReport }> {
   const io = captureIo();
   const code = await runAudit(["witness", "--nats", h.url, "--gateway-id", gatewayId, "--gateway-key", GW_KEY.keyId, "--out", file, "--json", "--timeout-ms", "5000", ...more], io);
-  return { code, report: JSON.parse(io.stdout()) as Report };
+  return { code, report: JSON.parse(io.stdout()) as WitnessReport };
 }
 
 const fileOf = (file: string) => {
@@ -89,7 +53,7 @@ const fileOf = (file: string) => {
 describe("audit witness proves consistency with a live gateway", () => {
   it("proves each checkpoint extends the ones before it, and across runs only what is new", async () => {
     const g = await h.startGateway({ id: "gw-a", key: GW_KEY });
-    await runTasks(g, 3, "a1");
+    await runTasks(h, g, 3, "a1");
     const file = join(t.dir, "gw-a.json");
     let r = await witnessRun("gw-a", file);
     expect(r.code, JSON.stringify(r.report)).toBe(0);
@@ -100,7 +64,7 @@ describe("audit witness proves consistency with a live gateway", () => {
     expect(fileOf(file)).toMatchObject({ origin: "gw-a", consistentThrough: r.report.largestSize });
     const before = r.report;
 
-    await runTasks(g, 3, "a2");
+    await runTasks(h, g, 3, "a2");
     r = await witnessRun("gw-a", file);
     expect(r.code).toBe(0);
     expect(r.report.added).toBeGreaterThan(0);
@@ -113,11 +77,11 @@ describe("audit witness proves consistency with a live gateway", () => {
 
   it("with the gateway down the new checkpoints are kept unproved (exit 2); back up, they are proved", async () => {
     const g = await h.startGateway({ id: "gw-b", key: GW_KEY });
-    await runTasks(g, 2, "b1");
+    await runTasks(h, g, 2, "b1");
     const file = join(t.dir, "gw-b.json");
     expect((await witnessRun("gw-b", file)).code).toBe(0);
     const proved = fileOf(file).consistentThrough;
-    await runTasks(g, 2, "b2");
+    await runTasks(h, g, 2, "b2");
     await g.stop();
 
     let r = await witnessRun("gw-b", file);
@@ -139,7 +103,7 @@ describe("audit witness proves consistency with a live gateway", () => {
 
   it("a history rewritten below a witnessed size and grown past it, re-signed with the gateway's key, is caught by the proofs alone", async () => {
     const g = await h.startGateway({ id: "gw-c", key: GW_KEY });
-    await runTasks(g, 3, "c1");
+    await runTasks(h, g, 3, "c1");
     const file = join(t.dir, "gw-c.json");
     expect((await witnessRun("gw-c", file)).code).toBe(0);
     const held = fileOf(file);
@@ -162,7 +126,7 @@ describe("audit witness proves consistency with a live gateway", () => {
     );
     await dst.close();
     const forged = await h.startGateway({ id: "gw-c", key: GW_KEY, audit: rewritten });
-    await runTasks(forged, 3, "c2");
+    await runTasks(h, forged, 3, "c2");
 
     // Without the proofs: every new checkpoint is signed by the gateway's key and names a size
     // the witness never held, so nothing looks wrong.
@@ -192,11 +156,11 @@ describe("audit witness proves consistency with a live gateway", () => {
   // (exit 1), an accusation anyone on the bus could make. Unsigned, it is now no answer (exit 2).
   it("a proof source that lies can neither pass nor accuse: an unsigned reply is no answer", async () => {
     const g = await h.startGateway({ id: "gw-d", key: GW_KEY });
-    await runTasks(g, 2, "d1");
+    await runTasks(h, g, 2, "d1");
     const file = join(t.dir, "gw-d.json");
     expect((await witnessRun("gw-d", file)).code).toBe(0);
     const proved = fileOf(file).consistentThrough;
-    await runTasks(g, 2, "d2");
+    await runTasks(h, g, 2, "d2");
     await g.stop();
     // Another client answers on the gateway's proof subject.
     const nc = h.runtime.nc;
@@ -225,7 +189,7 @@ describe("audit witness proves consistency with a live gateway", () => {
 
   it("the proof service refuses what is not a consistency request for sizes the log has, limits its rate, and its proofs verify", async () => {
     const g = await h.startGateway({ id: "gw-e", key: GW_KEY, proofRequestsPerSec: 2 });
-    await runTasks(g, 2, "e1");
+    await runTasks(h, g, 2, "e1");
     const nc = h.runtime.nc;
     const ask = async (body: string | Uint8Array) => JSON.parse(new TextDecoder().decode((await nc.request(SUBJECTS.proof("gw-e"), body, { timeout: 2_000 })).data)) as { ok: boolean; code?: string };
     const size = g.ledger.store.size;
@@ -263,13 +227,13 @@ describe("audit witness proves consistency with a live gateway", () => {
 describe("audit witness --follow", () => {
   it("keeps witnessing pass after pass while the gateway works, each pass reading on from the last", async () => {
     const g = await h.startGateway({ id: "gw-f", key: GW_KEY });
-    await runTasks(g, 2, "f1");
+    await runTasks(h, g, 2, "f1");
     const file = join(t.dir, "gw-f.json");
     const io = captureIo();
     const following = runAudit(["witness", "--nats", h.url, "--gateway-id", "gw-f", "--gateway-key", GW_KEY.keyId, "--out", file, "--json", "--timeout-ms", "5000", "--follow", "--interval-ms", "400", "--cycles", "4"], io);
-    await runTasks(g, 3, "f2");
+    await runTasks(h, g, 3, "f2");
     expect(await following).toBe(0);
-    const passes = io.stdout().trim().split("\n").map((l) => JSON.parse(l) as Report & { read: number; at: string });
+    const passes = io.stdout().trim().split("\n").map((l) => JSON.parse(l) as WitnessReport & { read: number; at: string });
     expect(passes).toHaveLength(4);
     for (const p of passes) expect(p).toMatchObject({ ok: true, consistency: "proved", findings: [] });
     // Each pass reads only what was published since the one before.
@@ -283,7 +247,7 @@ describe("audit witness --follow", () => {
 
   it("a finding in any pass is the exit code at the end; --follow needs --out", async () => {
     const g = await h.startGateway({ id: "gw-g", key: GW_KEY });
-    await runTasks(g, 2, "g1");
+    await runTasks(h, g, 2, "g1");
     const file = join(t.dir, "gw-g.json");
     const io = captureIo();
     const following = runAudit(["witness", "--nats", h.url, "--gateway-id", "gw-g", "--gateway-key", GW_KEY.keyId, "--out", file, "--json", "--timeout-ms", "5000", "--follow", "--interval-ms", "500", "--cycles", "3"], io);
@@ -293,7 +257,7 @@ describe("audit witness --follow", () => {
     const js = jetstream(h.runtime.nc);
     await js.publish(SUBJECTS.checkpoint("gw-g"), JSON.stringify(signPayload("checkpoint", { ...first.payload, root: toB64u(new Uint8Array(32).fill(4)) }, GW_KEY)));
     expect(await following).toBe(1);
-    const passes = io.stdout().trim().split("\n").map((l) => JSON.parse(l) as Report);
+    const passes = io.stdout().trim().split("\n").map((l) => JSON.parse(l) as WitnessReport);
     expect(passes.map((p) => p.findings.map((f) => f.kind))).toEqual([[], ["FORK"], []]);
     expect(await runAudit(["witness", "--nats", h.url, "--gateway-id", "gw-g", "--gateway-key", GW_KEY.keyId, "--follow"], captureIo())).toBe(2);
     await g.stop();

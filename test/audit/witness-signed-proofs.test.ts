@@ -20,27 +20,14 @@ import { signPayload, verifySigned, type Signed } from "../../src/crypto/signing
 import { SUBJECTS } from "../../src/nats/contract.ts";
 import { answerProofRequest, checkSignedProof, requestConsistencyProof, serveConsistencyProofs, type ProofAnswer, type ProofSource } from "../../src/nats/proof-service.ts";
 import type { Gateway } from "../../src/gateway/gateway.ts";
-import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
+import { namedKey } from "../../src/testkit/world.ts";
+import { runTasks, type WitnessReport } from "./witness-support.ts";
 import { captureIo, outcomeEntry, steppingClock, tempDir } from "./support.ts";
 
-const agent = namedKey("agent-0");
 const GW_KEY = namedKey("gateway-1");
 const OTHER_KEY = namedKey("gateway-2");
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
-
-interface Report {
-  ok: boolean;
-  held: number;
-  largestSize: number;
-  consistency: string;
-  consistentThrough: number;
-  proofsVerified: number;
-  unproven: number;
-  stopped?: string;
-  findings: { kind: string; where: string; detail: string; evidence?: Signed<CheckpointPayload>[]; proof?: SignedConsistencyProof }[];
-}
 
 let h: Harness;
 const t = tempDir("fc-witness-signed-");
@@ -54,36 +41,17 @@ afterAll(async () => {
   t.cleanup();
 });
 
-async function runTasks(g: Gateway, n: number, tag: string): Promise<void> {
-  g.registerAction("transfer", () => ({ ok: true }));
-  for (let i = 0; i < n; i++) {
-    const taskId = newTaskId();
-    const now = Date.now();
-    const { artifact } = await h.authority.grant({
-      taskId,
-      holder: agent.keyId,
-      scope: DEFAULT_SCOPE,
-      validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
-      nonce: namedNonce(`${tag}-${taskId}`),
-      attribution: { initiator: "t", reason: "signed proofs" },
-    });
-    const o = await h.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 10 + i }, chain: [artifact], taskId }).outcome;
-    expect(o, JSON.stringify(o)).toMatchObject({ status: "succeeded" });
-  }
-  await g.ledger.store.checkpoint();
-}
-
 /** A gateway serving no proofs itself, with a log of several published checkpoints. */
 async function gatewayWithLog(id: string): Promise<Gateway> {
   const g = await h.startGateway({ id, key: GW_KEY, proofRequestsPerSec: 0 });
-  await runTasks(g, 3, id);
+  await runTasks(h, g, 3, id);
   return g;
 }
 
-async function witnessRun(gatewayId: string, file: string, ...more: string[]): Promise<{ code: number; report: Report }> {
+async function witnessRun(gatewayId: string, file: string, ...more: string[]): Promise<{ code: number; report: WitnessReport }> {
   const io = captureIo();
   const code = await runAudit(["witness", "--nats", h.url, "--gateway-id", gatewayId, "--gateway-key", GW_KEY.keyId, "--out", file, "--json", "--timeout-ms", "3000", ...more], io);
-  return { code, report: JSON.parse(io.stdout()) as Report };
+  return { code, report: JSON.parse(io.stdout()) as WitnessReport };
 }
 
 /** The gateway's answer, as it would send it, `delayMs` after the request (a slow gateway). */
