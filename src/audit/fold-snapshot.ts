@@ -40,6 +40,7 @@ interface Header {
   window: number;
   trustVersion: number;
   policy: { digest: string; document: JsonValue } | null;
+  policyHigh: { version: number; digest: string } | null;
   lastCheckpoint: CheckpointPayload | null;
   /** Item count of each section, in SECTIONS order. */
   counts: number[];
@@ -108,7 +109,7 @@ export function captureState(state: Readonly<AuditState>): CapturedState {
     i++;
   });
   return {
-    header: { v: 1, fold: FOLD_VERSION, entries: state.entries, windowed: state.windowed, window: state.window, trustVersion: state.trustVersion, policy: state.policy ?? null },
+    header: { v: 1, fold: FOLD_VERSION, entries: state.entries, windowed: state.windowed, window: state.window, trustVersion: state.trustVersion, policy: state.policy ?? null, policyHigh: state.policyHigh ?? null },
     sets: [
       ["authorities", [...state.authorities]],
       ["gateways", [...state.gateways]],
@@ -245,6 +246,10 @@ export function decodeState(parts: readonly Uint8Array[], window: number): Audit
   if (h["window"] !== window) fail(`snapshot folded with window ${String(h["window"])}, this store folds with ${window}`);
   const policy = h["policy"];
   if (policy !== null && !(isObj(policy) && typeof policy["digest"] === "string" && "document" in policy)) fail("header.policy is malformed");
+  const high = h["policyHigh"];
+  const goodHigh = (x: unknown): x is { version: number; digest: string } =>
+    isObj(x) && Object.keys(x).length === 2 && Number.isSafeInteger(x["version"]) && (x["version"] as number) >= 1 && typeof x["digest"] === "string";
+  if (high !== null && !goodHigh(high)) fail("header.policyHigh is malformed");
   const cp = h["lastCheckpoint"];
   if (cp !== null && !(isObj(cp) && cp["kind"] === "failclosed/checkpoint/v1" && count(cp["size"]) && typeof cp["root"] === "string" && typeof cp["origin"] === "string" && Number.isSafeInteger(cp["time"]))) {
     fail("header.lastCheckpoint is malformed");
@@ -258,6 +263,7 @@ export function decodeState(parts: readonly Uint8Array[], window: number): Audit
   state.windowed = h["windowed"] as boolean;
   state.trustVersion = trustVersion as number;
   state.policy = policy === null ? undefined : (policy as { digest: string; document: JsonValue });
+  state.policyHigh = goodHigh(high) ? { version: high.version, digest: high.digest } : undefined;
   state.lastCheckpoint = cp === null ? undefined : (cp as unknown as CheckpointPayload);
 
   const seqBound = size as number;

@@ -30,7 +30,7 @@ export const FOLD_WINDOW = 1 << 20;
  * folded from the log again, as replay does. Bump it with any change to either file that could
  * change what a fold holds; test/audit/snapshot.test.ts pins both files' text to it.
  */
-export const FOLD_VERSION = 1;
+export const FOLD_VERSION = 2;
 
 export interface TaskState {
   status: TaskStatus;
@@ -44,6 +44,11 @@ export interface AuditState {
   authorities: Set<string>;
   gateways: Set<string>;
   policy: { digest: string; document: JsonValue } | undefined;
+  /**
+   * The newest signed policy activation taken (version and digest), kept through withdrawals: a
+   * gateway takes only a higher version after it (policy/activation.ts judgeActivation).
+   */
+  policyHigh: { version: number; digest: string } | undefined;
   revokedArtifacts: Set<string>;
   revokedKeys: Set<string>;
   /** Nonces spent within the window, with the seq that last spent each. */
@@ -80,6 +85,7 @@ export function emptyState(window = FOLD_WINDOW): AuditState {
     authorities: new Set(),
     gateways: new Set(),
     policy: undefined,
+    policyHigh: undefined,
     revokedArtifacts: new Set(),
     revokedKeys: new Set(),
     consumedNonces: new Map(),
@@ -101,6 +107,7 @@ export function cloneState(s: AuditState): AuditState {
     authorities: new Set(s.authorities),
     gateways: new Set(s.gateways),
     policy: s.policy,
+    policyHigh: s.policyHigh,
     revokedArtifacts: new Set(s.revokedArtifacts),
     revokedKeys: new Set(s.revokedKeys),
     consumedNonces: new Map(s.consumedNonces),
@@ -258,6 +265,11 @@ export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
           break;
         case "policy.activate":
           state.policy = { digest: c.policyDigest, document: c.document };
+          // Replay reports an activation that is not above the one before (POLICY_UNVERIFIED);
+          // the fold keeps the highest, as the gateway that wrote the log did.
+          if (c.activation !== undefined && (state.policyHigh === undefined || c.activation.payload.version >= state.policyHigh.version)) {
+            state.policyHigh = { version: c.activation.payload.version, digest: c.policyDigest };
+          }
           break;
         case "policy.withdraw":
           state.policy = undefined;

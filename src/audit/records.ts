@@ -6,7 +6,7 @@ import { CanonicalError } from "../canonical/errors.ts";
 import { canonicalBytes, canonicalize, canonicalMembers, mergeCanonicalMembers, type JsonValue } from "../canonical/jcs.ts";
 import { fromB64u, toB64u } from "../crypto/base64url.ts";
 import type { Signed } from "../crypto/signing.ts";
-import type { SignedRevocation } from "../core/types.ts";
+import type { PolicyActivationPayload, SignedRevocation } from "../core/types.ts";
 import { HASH_SIZE, leafHash } from "./merkle.ts";
 
 export const RECORD_TYPES = ["trust", "revocation", "evidence", "decision", "outcome", "checkpoint"] as const;
@@ -18,7 +18,11 @@ export const GENESIS_PREV = toB64u(new Uint8Array(HASH_SIZE));
 /** Key and policy changes. Keys are named by keyId (base64url public key). */
 export type TrustChange =
   | { readonly op: "authority.add" | "authority.remove" | "gateway.add" | "gateway.remove"; readonly keyId: string }
-  | { readonly op: "policy.activate"; readonly policyDigest: string; readonly document: JsonValue }
+  /**
+   * `activation`: the authority's signed activation (policy/activation.ts), always written since
+   * policy entries are signed; absent only in logs written before that.
+   */
+  | { readonly op: "policy.activate"; readonly policyDigest: string; readonly document: JsonValue; readonly activation?: Signed<PolicyActivationPayload> }
   /** The authority withdrew the active policy: until another is activated, every task is denied. */
   | { readonly op: "policy.withdraw" };
 
@@ -172,7 +176,14 @@ export function entryShapeProblem(r: Record<string, unknown>): string | undefine
       if (c["op"] === "authority.add" || c["op"] === "authority.remove" || c["op"] === "gateway.add" || c["op"] === "gateway.remove") {
         return isStr(c["keyId"]) ? undefined : "trust.keyId";
       }
-      if (c["op"] === "policy.activate") return isStr(c["policyDigest"]) && "document" in c ? undefined : "trust.policy";
+      if (c["op"] === "policy.activate") {
+        if (!isStr(c["policyDigest"]) || !("document" in c)) return "trust.policy";
+        if (!("activation" in c)) return undefined;
+        const a = c["activation"];
+        if (!isSigned(a)) return "trust.activation";
+        const p = (a as { payload: Record<string, unknown> }).payload;
+        return p["policyDigest"] === c["policyDigest"] && Number.isSafeInteger(p["version"]) && isStr(p["issuer"]) ? undefined : "trust.activation";
+      }
       if (c["op"] === "policy.withdraw") return Object.keys(c).length === 1 ? undefined : "trust.policy";
       return "trust.op";
     }

@@ -6,7 +6,8 @@ import { canonicalize, type JsonValue } from "../canonical/jcs.ts";
 import { fromB64u } from "../crypto/base64url.ts";
 import { contentId, verifySigned, type Signed } from "../crypto/signing.ts";
 import { taskDecided, type AuditState } from "./fold.ts";
-import type { AuditRecord } from "./records.ts";
+import type { AuditRecord, TrustChange } from "./records.ts";
+import { judgeActivation } from "../policy/activation.ts";
 import { isTrustFromLog } from "./trust-view.ts";
 
 export type ClaimProblem = { readonly kind: "TRUST_STATE" | "NONCE_STATE" | "TASK_STATE" | "EVIDENCE_MISSING" | "INPUT_MALFORMED"; readonly detail: string };
@@ -123,4 +124,23 @@ export function revocationProblem(r: AuditRecord & { type: "revocation" }, state
   const pub = fromB64u(issuer, 32);
   if (pub === undefined || !verifySigned("revocation", r.revocation, pub)) return "revocation signature does not verify";
   return undefined;
+}
+
+/**
+ * Why a policy activation in the log should not have been taken, if it should not: not signed
+ * by an authority the log trusts at that point (or by a key the log revoked), a signature that
+ * does not verify, or a version not above the one before it (a rollback, two policies under one
+ * version). An unsigned activation is accepted only before the log's first signed one (logs
+ * written before policy entries were signed).
+ */
+export function policyActivationProblem(c: TrustChange & { op: "policy.activate" }, state: AuditState, signedSeen: boolean): string | undefined {
+  const a = c.activation;
+  if (a === undefined) return signedSeen ? "an unsigned policy activation after signed ones" : undefined;
+  const p = a.payload;
+  if (p.policyDigest !== c.policyDigest) return "the activation names another policy";
+  const pub = fromB64u(p.issuer, 32);
+  if (pub === undefined || !verifySigned("policy", a, pub)) return "policy activation signature does not verify";
+  const judged = judgeActivation(p, state.policyHigh, state.policy?.digest, { isAuthority: (k) => state.authorities.has(k), isRevokedKey: (k) => state.revokedKeys.has(k) });
+  // The same activation again changes nothing (the gateway does not write one, but it is harmless).
+  return judged.take || judged.same ? undefined : judged.why;
 }

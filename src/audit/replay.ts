@@ -8,7 +8,7 @@ import { inlineRunner, workerRunner, type DecideJob, type DecideMismatch, type D
 import { applyRecord, emptyState } from "./fold.ts";
 import type { AuditLogSource } from "./log-source.ts";
 import { MerkleFrontier, consistencyProof, verifyConsistency } from "./merkle.ts";
-import { EvidenceIndex, checkDecisionClaims, revocationProblem, secondAllowProblem } from "./rederive.ts";
+import { EvidenceIndex, checkDecisionClaims, policyActivationProblem, revocationProblem, secondAllowProblem } from "./rederive.ts";
 import { GENESIS_PREV, checkpointShapeProblem, decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
 import { TrustViewCache, refersToLogTrust } from "./trust-view.ts";
 import { TASK_ID_RE } from "../nats/contract.ts";
@@ -29,6 +29,7 @@ export type DivergenceKind =
   | "CHECKPOINT_INCONSISTENT" // a consistency proof between successive checkpoints fails
   | "UNTRUSTED_AUTHORITY" // the log adds an authority the trust roots do not know
   | "REVOCATION_UNVERIFIED" // a revocation in force without a valid authority signature
+  | "POLICY_UNVERIFIED" // a policy activated without a trusted authority's signature, or older than the one in force
   | "TRUST_STATE" // a decision's trust snapshot differs from the fold
   | "NONCE_STATE" // a decision's nonce state differs from the fold
   | "TASK_STATE" // a decision's task-claim state differs from the fold
@@ -163,6 +164,8 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   let position = 0;
   /** The origin this log's own first checkpoint names (for external ones, when the trust roots name none). */
   let logOrigin: string | undefined;
+  /** A signed policy activation was seen: unsigned ones after it are divergences. */
+  let signedPolicySeen = false;
   /** Verified checkpoints (size, root), for the successive-consistency check. */
   const verified: { seq: number; size: number; root: string }[] = [];
 
@@ -232,6 +235,11 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
         case "trust":
           if (pinnedAuthorities !== undefined && rec.change.op === "authority.add" && !pinnedAuthorities.has(rec.change.keyId)) {
             report(seq, "UNTRUSTED_AUTHORITY", `authority ${rec.change.keyId} is not in the trust roots`);
+          }
+          if (rec.change.op === "policy.activate") {
+            const why = policyActivationProblem(rec.change, state, signedPolicySeen);
+            if (why !== undefined) report(seq, "POLICY_UNVERIFIED", why);
+            signedPolicySeen ||= rec.change.activation !== undefined;
           }
           break;
         case "revocation": {

@@ -7,12 +7,14 @@ import {
   CONSISTENCY_PROOF_KIND,
   HEARTBEAT_KIND,
   LINEAGE_KIND,
+  POLICY_ACTIVATION_KIND,
   REQUEST_KIND,
   REVOCATION_KIND,
   type ArtifactPayload,
   type ConsistencyProofPayload,
   type HeartbeatPayload,
   type LineagePayload,
+  type PolicyActivationPayload,
   type RevocationPayload,
   type TaskRequestPayload,
 } from "./types.ts";
@@ -110,6 +112,17 @@ const heartbeatPayload = z.strictObject({
   revokedDigest: digestSchema.optional(),
 });
 
+/** Policy versions stop well below 2^53: an authority refuses to count past it (activation.ts). */
+export const MAX_POLICY_VERSION = 2 ** 48;
+const policyActivationPayload = z.strictObject({
+  kind: z.literal(POLICY_ACTIVATION_KIND),
+  issuer: keyIdSchema,
+  policyId: z.string().max(256),
+  policyDigest: digestSchema,
+  version: z.number().int().min(1).max(MAX_POLICY_VERSION),
+  issuedAt: time,
+});
+
 /** A consistency proof has at most about 2·log2(n) nodes; 128 covers any safe integer size. */
 export const MAX_CONSISTENCY_PROOF_NODES = 128;
 const treeSize = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
@@ -132,6 +145,7 @@ export const signedLineageSchema = signed(lineagePayload);
 export const signedRevocationSchema = signed(revocationPayload);
 export const signedHeartbeatSchema = signed(heartbeatPayload) as unknown as z.ZodType<Signed<HeartbeatPayload>>;
 export const signedConsistencyProofSchema = signed(consistencyProofPayload);
+export const signedPolicyActivationSchema = signed(policyActivationPayload);
 
 // The schemas and the hand-written types in types.ts must describe the same shapes.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
@@ -143,7 +157,8 @@ const _lineageMatches: Same<z.infer<typeof lineagePayload>, LineagePayload> = tr
 const _revocationMatches: Same<z.infer<typeof revocationPayload>, RevocationPayload> = true;
 const _heartbeatMatches: Same<Defined<z.infer<typeof heartbeatPayload>>, HeartbeatPayload> = true;
 const _consistencyProofMatches: Same<z.infer<typeof consistencyProofPayload>, ConsistencyProofPayload> = true;
-void [_requestMatches, _lineageMatches, _revocationMatches, _heartbeatMatches, _consistencyProofMatches];
+const _policyActivationMatches: Same<z.infer<typeof policyActivationPayload>, PolicyActivationPayload> = true;
+void [_requestMatches, _lineageMatches, _revocationMatches, _heartbeatMatches, _consistencyProofMatches, _policyActivationMatches];
 
 export type SchemaResult<T> = { ok: true; value: T } | { ok: false; error: string };
 

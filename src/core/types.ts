@@ -29,6 +29,7 @@ export const REVOCATION_KIND = "failclosed/revocation/v1";
 export const HEARTBEAT_KIND = "failclosed/heartbeat/v1";
 export const CHECKPOINT_KIND = "failclosed/checkpoint/v1";
 export const CONSISTENCY_PROOF_KIND = "failclosed/consistency-proof/v1";
+export const POLICY_ACTIVATION_KIND = "failclosed/policy-activation/v1";
 
 /** Numeric bounds on a named request argument; delegation may only tighten them. */
 export interface NumericConstraint {
@@ -163,6 +164,23 @@ export interface HeartbeatPayload {
    * finds they differ and denies too.
    */
   revokedDigest?: string;
+}
+
+/**
+ * An authority's signed word that a policy is the active one (policy/activation.ts). The KV
+ * entry carries it beside the document: an entry no trusted authority signed is refused, and so
+ * is one whose version is not above the one a gateway holds, so a retired policy put back into
+ * the bucket never comes back into force where a newer one was seen.
+ */
+export interface PolicyActivationPayload {
+  kind: typeof POLICY_ACTIVATION_KIND;
+  issuer: string;
+  /** The document's id (for people; the digest is what binds). */
+  policyId: string;
+  policyDigest: string;
+  /** Above every version activated before it on this bus (1, 2, …; at most MAX_POLICY_VERSION). */
+  version: number;
+  issuedAt: number;
 }
 
 /**

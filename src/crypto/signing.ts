@@ -6,7 +6,7 @@ import { signEd25519, verifyEd25519, SIGNATURE_LENGTH } from "./ed25519.ts";
 import { sha256 } from "./hash.ts";
 import type { KeyPair } from "./keys.ts";
 
-export type SignedKind = "artifact" | "request" | "lineage" | "revocation" | "checkpoint" | "heartbeat" | "snapshot" | "outcome" | "consistency";
+export type SignedKind = "artifact" | "request" | "lineage" | "revocation" | "checkpoint" | "heartbeat" | "snapshot" | "outcome" | "consistency" | "policy";
 
 export const DOMAIN_TAGS: Readonly<Record<SignedKind, string>> = {
   artifact: "failclosed/artifact/v1",
@@ -19,6 +19,8 @@ export const DOMAIN_TAGS: Readonly<Record<SignedKind, string>> = {
   outcome: "failclosed/outcome/v1",
   // A gateway's answer to a witness's consistency-proof request (nats/proof-service.ts).
   consistency: "failclosed/consistency-proof/v1",
+  // An authority's activation of a policy version (policy/activation.ts).
+  policy: "failclosed/policy-activation/v1",
 };
 
 const encoder = new TextEncoder();

@@ -36,7 +36,7 @@ import type {
   SignedRequest,
   SignedRevocation,
 } from "../core/types.ts";
-import { isPolicyDocument, policyDigest } from "../policy/policy-document.ts";
+import { judgeActivation, readPolicyEntry } from "../policy/activation.ts";
 import { serveConsistencyProofs } from "../nats/proof-service.ts";
 import { KV_BUCKETS, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
 import { claimOnce, ensureBus } from "../nats/setup.ts";
@@ -268,6 +268,10 @@ export class Gateway {
   #policyKv!: KV;
   /** Policy watch events seen: a re-read that raced one is dropped (see #recheckPolicy). */
   #policyWatchEvents = 0;
+  /** Policy changes, one after another (#policyStep). */
+  #policyOps: Promise<void> = Promise.resolve();
+  /** The entry last refused (its signature, or why it is unreadable): warned about once. */
+  #policyRefused: string | undefined;
   /** Stream sequences of the task messages this gateway holds (waiting for a slot or in flight). */
   readonly #taken = new Set<number>();
   #ledger!: Ledger;
@@ -530,10 +534,28 @@ export class Gateway {
   async #loadPolicy(): Promise<void> {
     try {
       const e = await this.#policyKv.get(POLICY_KEY);
-      if (e && e.operation === "PUT") await this.#applyPolicy(e.value);
+      if (e && e.operation === "PUT") await this.#policyStep(() => this.#applyPolicy(e.value));
     } catch (err) {
       this.#warn(`policy read failed: ${String(err)}`);
     }
+  }
+
+  /**
+   * Policy changes one after another: each judges the entry against the state the one before it
+   * left (a version check raced by another append could otherwise take an older version last).
+   * Never rejects: a failed append leaves the ledger unwritable, which denies on its own.
+   */
+  #policyStep(step: () => Promise<void>): Promise<void> {
+    const next = this.#policyOps.then(step).catch((e: unknown) => this.#warn(`policy change not recorded: ${String(e)}`));
+    this.#policyOps = next;
+    return next;
+  }
+
+  async #withdrawPolicy(why: string | undefined): Promise<void> {
+    if (this.#ledger.state.policy === undefined) return;
+    if (why !== undefined) this.#warn(why);
+    // Policy: a withdrawn policy means nothing governs; deny until a new one arrives.
+    await this.#ledger.append({ type: "trust", change: { op: "policy.withdraw" } });
   }
 
   async #watchPolicy(): Promise<void> {
@@ -542,11 +564,8 @@ export class Gateway {
       this.#abort.signal.addEventListener("abort", () => w.stop(), { once: true });
       for await (const e of w) {
         this.#policyWatchEvents++;
-        if (e.operation === "PUT") await this.#applyPolicy(e.value);
-        else if (this.#ledger.state.policy !== undefined) {
-          // Policy: a withdrawn policy means nothing governs; deny until a new one arrives.
-          await this.#ledger.append({ type: "trust", change: { op: "policy.withdraw" } });
-        }
+        if (e.operation === "PUT") await this.#policyStep(() => this.#applyPolicy(e.value));
+        else await this.#policyStep(() => this.#withdrawPolicy(undefined));
       }
     } catch (e) {
       if (!this.#stopped) this.#warn(`policy watch ended: ${String(e)}`);
@@ -568,20 +587,19 @@ export class Gateway {
       try {
         const watched = this.#policyWatchEvents;
         const e = await this.#policyKv.get(POLICY_KEY);
-        // The watch delivered something while this read was out: the read may be older than it
-        // (applied, it would roll the policy back). The watch is alive; leave it to it.
+        // The watch delivered something while this read was out: the read may be older than it.
+        // The watch is alive; leave it to it.
         if (this.#policyWatchEvents !== watched) continue;
-        const held = this.#ledger.state.policy?.digest;
         if (e?.operation === "PUT") {
-          const parsed = tryParseStrict(e.value, { maxBytes: MAX_MESSAGE_BYTES });
-          const digest = parsed.ok && typeof parsed.value === "object" && parsed.value !== null && !Array.isArray(parsed.value) ? parsed.value["digest"] : undefined;
-          if (digest !== held) {
-            this.#warn("the policy bucket holds a policy its watch did not deliver: applying it");
-            await this.#applyPolicy(e.value);
+          const read = readPolicyEntry(e.value);
+          const a = read.ok ? read.entry.activation.payload : undefined;
+          const high = this.#ledger.state.policyHigh;
+          // Only an entry other than the one in force is worth a look (judged as the watch would).
+          if (a === undefined || this.#ledger.state.policy?.digest !== a.policyDigest || high?.version !== a.version) {
+            await this.#policyStep(() => this.#applyPolicy(e.value, "the policy bucket holds an entry its watch did not deliver"));
           }
-        } else if (held !== undefined) {
-          this.#warn("the policy bucket holds no active policy, though its watch said nothing: withdrawing the policy");
-          await this.#ledger.append({ type: "trust", change: { op: "policy.withdraw" } });
+        } else {
+          await this.#policyStep(() => this.#withdrawPolicy("the policy bucket holds no active policy, though its watch said nothing: withdrawing the policy"));
         }
       } catch (err) {
         if (!this.#stopped) this.#warn(`policy re-read failed: ${String(err)}`);
@@ -589,22 +607,32 @@ export class Gateway {
     }
   }
 
-  async #applyPolicy(value: Uint8Array): Promise<void> {
-    const parsed = tryParseStrict(value, { maxBytes: MAX_MESSAGE_BYTES });
-    if (!parsed.ok || typeof parsed.value !== "object" || parsed.value === null || Array.isArray(parsed.value)) {
-      this.#warn("policy entry is not a JSON object; keeping the current policy");
+  /**
+   * Take a policy entry if a trusted authority signed it and its version is above the one in
+   * force (policy/activation.ts). Anything else keeps the current policy, with one warning per
+   * refused entry: a forged or unsigned entry, or a retired policy put back, never governs.
+   */
+  async #applyPolicy(value: Uint8Array, context?: string): Promise<void> {
+    const read = readPolicyEntry(value);
+    const refuse = (why: string, id: string): void => {
+      if (this.#policyRefused === id) return;
+      this.#policyRefused = id;
+      this.#warn(`policy entry refused: ${why}; keeping the current policy`);
+    };
+    if (!read.ok) return refuse(read.why, `bad:${read.why}:${value.byteLength}`);
+    const { document, digest, activation } = read.entry;
+    const state = this.#ledger.state;
+    const judged = judgeActivation(activation.payload, state.policyHigh, state.policy?.digest, {
+      isAuthority: (k) => state.authorities.has(k),
+      isRevokedKey: (k) => state.revokedKeys.has(k),
+    });
+    if (!judged.take) {
+      if (!judged.same) refuse(judged.why, activation.sig);
       return;
     }
-    const doc = parsed.value["document"];
-    const digest = parsed.value["digest"];
-    // Policy: an artifact binds its policy digest, so a forged KV entry can only make
-    // requests fail POLICY_MISMATCH; still, refuse an entry whose digest is not its own.
-    if (!isPolicyDocument(doc) || typeof digest !== "string" || policyDigest(doc) !== digest) {
-      this.#warn("policy entry refused: not a policy document or digest mismatch");
-      return;
-    }
-    if (this.#ledger.state.policy?.digest === digest) return;
-    await this.#ledger.append({ type: "trust", change: { op: "policy.activate", policyDigest: digest, document: doc as unknown as JsonValue } });
+    if (context !== undefined) this.#warn(`${context}: applying it`);
+    this.#policyRefused = undefined;
+    await this.#ledger.append({ type: "trust", change: { op: "policy.activate", policyDigest: digest, document: document as unknown as JsonValue, activation } });
   }
 
   async #followGovernance(): Promise<void> {

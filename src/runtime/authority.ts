@@ -11,6 +11,7 @@ import type { RevocationTarget, SignedArtifact, SignedLineage, SignedRevocation 
 import { tryParseStrict } from "../canonical/strict-parse.ts";
 import { PolicyEngine, screenPolicyText } from "../policy/cedar.ts";
 import { isPolicyDocument, policyDigest, type PolicyDocument } from "../policy/policy-document.ts";
+import { nextPolicyVersion, policyEntryText, readPolicyEntry, signActivation } from "../policy/activation.ts";
 import { MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_ID_RE } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
 import { check, signedHeartbeatSchema, signedRevocationSchema } from "../core/schema.ts";
@@ -29,6 +30,8 @@ export class Authority {
   #seq = 0;
   #timer: NodeJS.Timeout | undefined;
   #policy: { id: string; digest: string } | undefined;
+  /** The highest policy version this authority signed or saw (publishPolicy). */
+  #policyVersion = 0;
   #lastHeartbeatAt: number | undefined;
   /** Stream sequence of this authority's last heartbeat (deleted once the next one lands). */
   #heartbeatSeq: number | undefined;
@@ -169,26 +172,69 @@ export class Authority {
   }
 
   /**
-   * Publish the active policy. Throws (TypeError) on a document every gateway would refuse, as
-   * they read the KV entry: not a policy document, too complex, not I-JSON or over the message
-   * limit. Grants after it would bind a digest no gateway holds (every one POLICY_MISMATCH).
+   * Publish the active policy, signed: a version above every one the bucket's history shows
+   * (and at least the time in ms, policy/activation.ts nextPolicyVersion), written only if the
+   * entry is still the one read (compare and set; a race with another authority reads again).
+   * Gateways take it only from a trusted authority, and only above the version they hold.
+   * Publishing the policy already in force under this key's activation writes nothing.
+   * Throws (TypeError) on a document every gateway would refuse, as they read the KV entry: not
+   * a policy document, too complex, not I-JSON or over the message limit. Grants after it would
+   * bind a digest no gateway holds (every one POLICY_MISMATCH).
    */
   async publishPolicy(doc: PolicyDocument): Promise<string> {
     if (!isPolicyDocument(doc)) throw new TypeError("publishPolicy: not a policy document");
     const tooComplex = screenPolicyText(doc.cedar);
     if (tooComplex !== undefined) throw new TypeError(`publishPolicy: ${tooComplex}`);
     const digest = policyDigest(doc);
-    const entry = JSON.stringify({ digest, document: doc });
-    const back = tryParseStrict(entry, { maxBytes: MAX_MESSAGE_BYTES });
-    if (!back.ok) throw new TypeError(`publishPolicy: gateways would refuse the entry (${back.error.message})`);
     // Gateways activate any well-formed document: one Cedar cannot parse would then deny every
     // task everywhere. Parse it here first (a probe request; only the parse errors matter).
     const probe = new PolicyEngine().evaluate(doc, digest, { principal: "probe", action: "probe", resource: "probe", context: {} });
     const unparsable = probe.errors.filter((e) => e.startsWith("POLICY_PARSE") || e.startsWith("POLICY_TOO_COMPLEX") || e.startsWith("BAD_DOCUMENT"));
     if (unparsable.length > 0) throw new TypeError(`publishPolicy: Cedar refuses the policy: ${unparsable.join("; ")}`);
-    await this.policyKv.put(POLICY_KEY, entry);
-    this.#policy = { id: doc.id, digest };
-    return digest;
+    for (let attempt = 0; ; attempt++) {
+      const current = await this.policyKv.get(POLICY_KEY);
+      const seen = Math.max(this.#policyVersion, await this.#highestPolicyVersion());
+      const held = current?.operation === "PUT" ? readPolicyEntry(current.value) : undefined;
+      // Already in force under this key, and the newest version the bucket has seen (an older
+      // activation of the same document put back would be refused by gateways: sign anew).
+      if (held?.ok === true && held.entry.digest === digest && held.entry.activation.payload.issuer === this.key.keyId && held.entry.activation.payload.version >= seen) {
+        this.#policyVersion = held.entry.activation.payload.version;
+        this.#policy = { id: doc.id, digest };
+        return digest;
+      }
+      const now = this.clock();
+      const version = nextPolicyVersion(seen, now);
+      const entry = policyEntryText(doc, signActivation(this.key, doc, version, now));
+      const back = readPolicyEntry(entry);
+      if (!back.ok) throw new TypeError(`publishPolicy: gateways would refuse the entry (${back.why})`);
+      try {
+        if (current === null || current.operation !== "PUT") await this.policyKv.create(POLICY_KEY, entry);
+        else await this.policyKv.update(POLICY_KEY, entry, current.revision);
+      } catch (e) {
+        // Another writer got there first (wrong last sequence): read again and count past it.
+        if (attempt < 4 && /wrong last sequence|key exists/i.test(String(e))) continue;
+        throw e;
+      }
+      this.#policyVersion = version;
+      this.#policy = { id: doc.id, digest };
+      return digest;
+    }
+  }
+
+  /**
+   * The highest version among the signed activations the bucket still holds for the active key
+   * (its history): whoever signed them, since a gateway takes only versions above what it holds,
+   * and counting past a version no gateway trusts costs nothing.
+   */
+  async #highestPolicyVersion(): Promise<number> {
+    let high = 0;
+    const it = await this.policyKv.history({ key: POLICY_KEY });
+    for await (const e of it) {
+      if (e.operation !== "PUT") continue;
+      const r = readPolicyEntry(e.value);
+      if (r.ok) high = Math.max(high, r.entry.activation.payload.version);
+    }
+    return high;
   }
 
   /**

@@ -26,8 +26,8 @@ const W = 23;
 /** The stored snapshot manifest, signed, as a backend holds it. */
 const manifestOf = async (b: AuditBackend): Promise<Signed<SnapshotManifest>> => parseStrict((await b.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>;
 
-/** sha256 of src/audit/fold.ts and fold-snapshot.ts for FOLD_VERSION 1 (see the test that reads it). Updated without a bump when the encoder became resumable (encodeSteps): same bytes, checked against the previous encoder on a full window. */
-const FOLD_RULES_PIN = "18Co3Im6yqnYG44YG91OkVqtZx6NvZgQWT_pFJGuKh0";
+/** sha256 of src/audit/fold.ts and fold-snapshot.ts for FOLD_VERSION 2 (see the test that reads it). Version 2: the fold keeps the newest signed policy activation (policyHigh). */
+const FOLD_RULES_PIN = "gtRUXk3VEpbdZVt5HZkBDdzxRIVR_4kUx0hU24GORLU";
 
 
 /** A mixed workload: tasks with evidence, allows and denies over a small nonce pool, outcomes, trust and revocations. */
@@ -838,7 +838,7 @@ describe("fold snapshots: what else a restore must carry on", () => {
     // fold.ts or fold-snapshot.ts therefore means: bump FOLD_VERSION if what a fold holds (or
     // how it is encoded) could change, then update this pin.
     const text = ["fold.ts", "fold-snapshot.ts"].map((f) => readFileSync(fileURLToPath(new URL(`../../src/audit/${f}`, import.meta.url)), "utf8")).join("\0");
-    expect({ FOLD_VERSION, sha256: sha256B64u(new TextEncoder().encode(text)) }).toEqual({ FOLD_VERSION: 1, sha256: FOLD_RULES_PIN });
+    expect({ FOLD_VERSION, sha256: sha256B64u(new TextEncoder().encode(text)) }).toEqual({ FOLD_VERSION: 2, sha256: FOLD_RULES_PIN });
 
     const h = harness(memoryHarness);
     let store = await AuditStore.open(await h.open(), opts());
@@ -850,11 +850,11 @@ describe("fold snapshots: what else a restore must carry on", () => {
     await b.batch([{ type: "put", key: SNAPSHOT_MANIFEST_KEY, value: canonicalBytes(signPayload("snapshot", { ...m, fold: FOLD_VERSION + 1 }, GATEWAY_KEY)) }], { sync: true });
     store = await AuditStore.open(b, opts());
     expect(store.openedFrom.snapshotSize).toBe(0);
-    expect(store.openedFrom.snapshotProblem).toMatch(/other rules \(fold v2/);
+    expect(store.openedFrom.snapshotProblem).toMatch(new RegExp(`other rules \\(fold v${FOLD_VERSION + 1}`));
     await store.close();
     // The header carries the version too, so parts from other rules never decode.
     const enc = encodeState(emptyState(W));
-    expect(() => decodeState(sealState({ ...enc, header: { ...enc.header, fold: FOLD_VERSION + 1 } }, 1, undefined), W)).toThrow(/fold rules v2/);
+    expect(() => decodeState(sealState({ ...enc, header: { ...enc.header, fold: FOLD_VERSION + 1 } }, 1, undefined), W)).toThrow(new RegExp(`fold rules v${FOLD_VERSION + 1}`));
   });
 
   it("a ledger whose log refused an entry it had already folded never saves its projection", async () => {
