@@ -129,9 +129,21 @@ export function revoke(authority: KeyPair, target: RevocationTarget, reason: str
 }
 
 /** `extra`: see HeartbeatPayload.revocations and .revokedDigest (each left out when undefined). */
-export function heartbeat(authority: KeyPair, seq: number, issuedAt: number, extra: Pick<HeartbeatPayload, "revocations" | "revokedDigest"> = {}): SignedHeartbeat {
-  const { revocations, revokedDigest } = extra;
-  return signPayload("heartbeat", { kind: HEARTBEAT_KIND, issuer: authority.keyId, seq, issuedAt, ...(revocations === undefined ? {} : { revocations }), ...(revokedDigest === undefined ? {} : { revokedDigest }) }, authority);
+export function heartbeat(authority: KeyPair, seq: number, issuedAt: number, extra: Pick<HeartbeatPayload, "revocations" | "revokedDigest" | "policyVersion"> = {}): SignedHeartbeat {
+  const { revocations, revokedDigest, policyVersion } = extra;
+  return signPayload(
+    "heartbeat",
+    {
+      kind: HEARTBEAT_KIND,
+      issuer: authority.keyId,
+      seq,
+      issuedAt,
+      ...(revocations === undefined ? {} : { revocations }),
+      ...(revokedDigest === undefined ? {} : { revokedDigest }),
+      ...(policyVersion === undefined ? {} : { policyVersion }),
+    },
+    authority,
+  );
 }
 
 /** Origin lineage for a root task: the authority vouches that this task starts a lineage. */

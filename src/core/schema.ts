@@ -20,6 +20,8 @@ import {
 } from "./types.ts";
 
 const MAX_LIST = 64;
+/** Policy versions stop well below 2^53: an authority refuses to count past it (activation.ts). */
+export const MAX_POLICY_VERSION = 2 ** 48;
 const b64u = (len: number) => z.string().regex(/^[A-Za-z0-9_-]+$/).length(len);
 export const keyIdSchema = b64u(43); // 32 bytes
 export const digestSchema = b64u(43); // SHA-256
@@ -110,10 +112,9 @@ const heartbeatPayload = z.strictObject({
   issuedAt: time,
   revocations: time.optional(),
   revokedDigest: digestSchema.optional(),
+  policyVersion: z.number().int().min(1).max(MAX_POLICY_VERSION).optional(),
 });
 
-/** Policy versions stop well below 2^53: an authority refuses to count past it (activation.ts). */
-export const MAX_POLICY_VERSION = 2 ** 48;
 const policyActivationPayload = z.strictObject({
   kind: z.literal(POLICY_ACTIVATION_KIND),
   issuer: keyIdSchema,

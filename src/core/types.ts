@@ -164,6 +164,14 @@ export interface HeartbeatPayload {
    * finds they differ and denies too.
    */
   revokedDigest?: string;
+  /**
+   * The version of the newest policy activation this authority has written to the policy bucket
+   * (PolicyActivationPayload.version). A gateway holding an older one (a retired entry put back
+   * before it first read the bucket, or a newer one not delivered) withdraws its policy and
+   * denies until it reads that version or a later one. Absent from older authorities, and from
+   * one that has written none.
+   */
+  policyVersion?: number;
 }
 
 /**

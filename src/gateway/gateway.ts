@@ -272,6 +272,8 @@ export class Gateway {
   #policyOps: Promise<void> = Promise.resolve();
   /** The entry last refused (its signature, or why it is unreadable): warned about once. */
   #policyRefused: string | undefined;
+  /** Per authority, the newest policy version its heartbeats announced (#policyAnnounced). */
+  readonly #policyAnnouncements = new Map<string, number>();
   /** Stream sequences of the task messages this gateway holds (waiting for a slot or in flight). */
   readonly #taken = new Set<number>();
   #ledger!: Ledger;
@@ -630,9 +632,51 @@ export class Gateway {
       if (!judged.same) refuse(judged.why, activation.sig);
       return;
     }
+    const announced = this.#announcedPolicyVersion();
+    if (activation.payload.version < announced) {
+      return refuse(`version ${activation.payload.version} is older than the version ${announced} an authority's heartbeat announces`, activation.sig);
+    }
     if (context !== undefined) this.#warn(`${context}: applying it`);
     this.#policyRefused = undefined;
     await this.#ledger.append({ type: "trust", change: { op: "policy.activate", policyDigest: digest, document: document as unknown as JsonValue, activation } });
+  }
+
+  /**
+   * The newest policy version the trusted authorities' heartbeats announce (their own writes to
+   * the bucket): an entry below it is not taken, even the one last in force.
+   */
+  #announcedPolicyVersion(): number {
+    let max = 0;
+    const state = this.#ledger.state;
+    for (const [issuer, v] of this.#policyAnnouncements) if (state.authorities.has(issuer) && !state.revokedKeys.has(issuer) && v > max) max = v;
+    return max;
+  }
+
+  /**
+   * An authority's heartbeat says it wrote policy version `version`. Above the newest this
+   * gateway took, the policy in force is not the active one (a retired entry put back before
+   * this gateway first read the bucket, or an update not delivered yet): withdraw it at once, in
+   * the log, so every task is denied, and read the bucket again for that version.
+   */
+  #policyAnnounced(issuer: string, version: number): void {
+    if (version <= (this.#policyAnnouncements.get(issuer) ?? 0)) return;
+    this.#policyAnnouncements.set(issuer, version);
+    const high = this.#ledger.state.policyHigh?.version ?? 0;
+    if (version <= high) return;
+    if (this.#ledger.state.policy !== undefined) {
+      this.#warn(`authority ${issuer} announces policy version ${version}; the policy in force here is version ${high}: withdrawing it (every task denied, GOVERNANCE_UNAVAILABLE) until that version is read`);
+      this.#ledger.append({ type: "trust", change: { op: "policy.withdraw" } }).catch((e: unknown) => this.#warn(`policy withdrawal not recorded: ${String(e)}`));
+    }
+    this.#policyStep(() => this.#reloadPolicy()).catch(() => undefined);
+  }
+
+  async #reloadPolicy(): Promise<void> {
+    try {
+      const e = await this.#policyKv.get(POLICY_KEY);
+      if (e?.operation === "PUT") await this.#applyPolicy(e.value);
+    } catch (err) {
+      if (!this.#stopped) this.#warn(`policy re-read failed: ${String(err)}`);
+    }
   }
 
   async #followGovernance(): Promise<void> {
@@ -648,6 +692,7 @@ export class Gateway {
           onHeartbeat: (h) => {
             const at = h.issuedAt;
             this.#tally.heartbeat(h);
+            if (h.policyVersion !== undefined) this.#policyAnnounced(h.issuer, h.policyVersion);
             if (this.#feedAt === null || at > this.#feedAt) this.#feedAt = at;
             // Fresh again only if this heartbeat makes it so (a backlog replayed is still stale).
             if (this.#staleWarned && this.#clock() - this.#feedAt <= this.#limits.maxFeedAgeMs) {

@@ -30,7 +30,10 @@ export class Authority {
   #seq = 0;
   #timer: NodeJS.Timeout | undefined;
   #policy: { id: string; digest: string } | undefined;
-  /** The highest policy version this authority signed or saw (publishPolicy). */
+  /**
+   * The version of this key's newest activation in the policy bucket: written by publishPolicy, or
+   * found in force there. Heartbeats announce it (HeartbeatPayload.policyVersion).
+   */
   #policyVersion = 0;
   #lastHeartbeatAt: number | undefined;
   /** Stream sequence of this authority's last heartbeat (deleted once the next one lands). */
@@ -72,6 +75,9 @@ export class Authority {
       a = new Authority(o.key, nc, jetstream(nc), jsm, policyKv, o.clock ?? systemClock, o.nc === undefined);
       const logged = o.revocationLog !== undefined ? await readRevocationLog(o.revocationLog, o.key) : [];
       a.#log = o.revocationLog === undefined ? undefined : { path: o.revocationLog, entries: logged };
+      // Heartbeats announce this key's newest policy version from the first one on, also when
+      // the bucket's current entry is an older one put back while this authority was down.
+      a.#policyVersion = (await a.#bucketVersions()).own;
       await a.#followOwnRevocations();
       const onFeed = new Set(a.#revoked);
       for (const r of logged) {
@@ -227,14 +233,23 @@ export class Authority {
    * and counting past a version no gateway trusts costs nothing.
    */
   async #highestPolicyVersion(): Promise<number> {
-    let high = 0;
+    return (await this.#bucketVersions()).any;
+  }
+
+  /** The highest activation versions in the bucket's history: any signer's, and this key's. */
+  async #bucketVersions(): Promise<{ any: number; own: number }> {
+    let any = 0;
+    let own = 0;
     const it = await this.policyKv.history({ key: POLICY_KEY });
     for await (const e of it) {
       if (e.operation !== "PUT") continue;
       const r = readPolicyEntry(e.value);
-      if (r.ok) high = Math.max(high, r.entry.activation.payload.version);
+      if (!r.ok) continue;
+      const p = r.entry.activation.payload;
+      any = Math.max(any, p.version);
+      if (p.issuer === this.key.keyId) own = Math.max(own, p.version);
     }
-    return high;
+    return { any, own };
   }
 
   /**
@@ -253,7 +268,8 @@ export class Authority {
     const at = this.clock();
     // Policy: `expect` the stream, so a publish some other stream took (a subject diverted out of
     // the feed) fails here instead of counting as published.
-    const announce = { revocations: this.#revoked.size, revokedDigest: revokedSetDigest(this.#revoked) };
+    // And the newest policy version it wrote: a gateway holding an older one denies until it has it.
+    const announce = { revocations: this.#revoked.size, revokedDigest: revokedSetDigest(this.#revoked), ...(this.#policyVersion > 0 ? { policyVersion: this.#policyVersion } : {}) };
     const ack = await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, at, announce)), { expect: { streamName: STREAMS.gov } });
     this.#lastHeartbeatAt = at;
     const previous = this.#heartbeatSeq;

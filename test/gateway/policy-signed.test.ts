@@ -202,3 +202,45 @@ describe("the authority signs versions above what the bucket has seen", () => {
     }
   });
 });
+
+describe("heartbeats announce the newest policy version: a gateway behind it denies", () => {
+  it("a fresh gateway that finds a retired entry in the bucket denies until the authority publishes again", async () => {
+    h = await startHarness({ gateways: 0 });
+    const kv = await new Kvm(h.runtime.nc).open(KV_BUCKETS.policy);
+    const e1 = (await kv.get(POLICY_KEY))!.value;
+    await h.authority.publishPolicy(P2);
+    await h.authority.heartbeat(); // announces P2's version
+    await kv.put(POLICY_KEY, e1); // P1's entry put back before any gateway read the bucket
+
+    const gw = await h.startGateway();
+    gw.registerAction("transfer", () => ({ ok: true }));
+    // The governance backlog is read before work is taken: the withdrawal is in place by then.
+    expect(gw.ledger.state.policy).toBeUndefined();
+    expect(h.warnings.some((w) => /announces policy version \d+; the policy in force here is version \d+: withdrawing it/.test(w))).toBe(true);
+    expect(await runUnder(h, P1)).toEqual({ status: "denied", codes: ["GOVERNANCE_UNAVAILABLE"] });
+    await sleep(300);
+    expect(gw.ledger.state.policy).toBeUndefined(); // re-reads find only the retired entry
+
+    // The authority publishing P2 again (the bucket no longer holds it) signs it anew.
+    await h.authority.publishPolicy(P2);
+    await until(() => gw.ledger.state.policy?.digest === D2);
+    expect(await runUnder(h, P2)).toEqual({ status: "succeeded" });
+    expect(await runUnder(h, P1)).toEqual({ status: "denied", codes: ["POLICY_MISMATCH"] });
+    expect((await replayGateway(gw)).divergences).toEqual([]);
+  });
+
+  it("in normal operation (policies published back to back, heartbeats every 20 ms) a gateway never withdraws", async () => {
+    h = await startHarness({ heartbeatMs: 20 });
+    const gw = h.gateways[0]!;
+    gw.registerAction("transfer", () => ({ ok: true }));
+    const docs = [P2, P3, P1, P2, P3, P1, P2, P3];
+    for (const doc of docs) {
+      await h.authority.publishPolicy(doc);
+      await until(() => gw.ledger.state.policy?.digest === policyDigest(doc));
+      expect(await runUnder(h, doc)).toEqual({ status: "succeeded" });
+    }
+    await sleep(200);
+    expect(h.warnings.filter((w) => /withdraw|refused/.test(w))).toEqual([]);
+    expect(gw.ledger.state.policyHigh?.digest).toBe(D3);
+  });
+});
