@@ -82,6 +82,9 @@
 //   rotate-authority-key  authority?, retireOld?=true   fresh key for that authority; later grants use
 //                         it; retireOld removes the old key from the trust store
 //   change-policy  to: POLICY, during?    the authority publishes another active policy (it stays)
+//   policy-rollback  to: POLICY       someone with rights on the policy bucket (and no key) puts the
+//                  signed entry of POLICY, published earlier and since retired, back in the bucket;
+//                  the scenario fails unless every gateway keeps the policy in force
 //   crash-gateway  gateway?, during?, point?=verifying|after-allow-commit, restartAfter?=1s
 //                  the gateway process dies at that point of TASK (verifying: before any decision
 //                  is written; after-allow-commit: the allow is durable, execution has not begun)
@@ -211,6 +214,7 @@ export type FaultKind =
   | "clock-skew"
   | "rotate-authority-key"
   | "change-policy"
+  | "policy-rollback"
   | "crash-gateway";
 
 export const HEALABLE_FAULTS = ["nats-outage", "audit-store-failure", "policy-unavailable", "stale-revocation-feed", "clock-skew"] as const;
@@ -222,6 +226,7 @@ export type Fault =
   | { kind: "clock-skew"; byMs: number; gateway?: string }
   | { kind: "rotate-authority-key"; authority?: string; retireOld: boolean }
   | { kind: "change-policy"; to: string; during?: string }
+  | { kind: "policy-rollback"; to: string }
   | { kind: "crash-gateway"; gateway?: string; during?: string; point: "verifying" | "after-allow-commit"; restartAfterMs: number };
 
 export type Step =
@@ -555,6 +560,7 @@ const faultSchemas: Record<FaultKind, z.ZodType<FaultStep>> = {
   "change-policy": z
     .strictObject({ fault: z.literal("change-policy"), to: name, during, note })
     .transform((v) => faultStep({ kind: "change-policy", to: v.to, ...defined({ during: v.during }) }, v.note)),
+  "policy-rollback": z.strictObject({ fault: z.literal("policy-rollback"), to: name, note }).transform((v) => faultStep({ kind: "policy-rollback", to: v.to }, v.note)),
   "crash-gateway": z
     .strictObject({ fault: z.literal("crash-gateway"), gateway: name.optional(), during, point: z.enum(["verifying", "after-allow-commit"]).optional(), restartAfter: duration.optional(), note })
     .transform((v) =>
@@ -795,7 +801,7 @@ export function crossCheck(s: Scenario): ScenarioProblem[] {
         if ("during" in f && f.during !== undefined) armDuring(f.during, path);
         if ((f.kind === "clock-skew" || f.kind === "crash-gateway") && f.gateway !== undefined && !gateways.has(f.gateway)) bad(`${path}.gateway`, `unknown gateway "${f.gateway}"`);
         if (f.kind === "rotate-authority-key" && f.authority !== undefined && !authorities.has(f.authority)) bad(`${path}.authority`, `unknown authority "${f.authority}"`);
-        if (f.kind === "change-policy" && !(f.to in s.policies)) bad(`${path}.to`, `unknown policy "${f.to}"`);
+        if ((f.kind === "change-policy" || f.kind === "policy-rollback") && !(f.to in s.policies)) bad(`${path}.to`, `unknown policy "${f.to}"`);
         return;
       }
     }

@@ -126,6 +126,8 @@ class ScenarioRun {
   feedStale = false;
   readonly heldRevocations: (() => Promise<unknown>)[] = [];
   activePolicy: string;
+  /** The bucket entry (signed) each policy was published with, by policy name: what a rollback puts back. */
+  readonly policyEntries = new Map<string, Uint8Array>();
   readonly warnings: string[] = [];
   readonly finishing: Promise<unknown>[] = [];
 
@@ -180,6 +182,7 @@ class ScenarioRun {
     if (!auth) throw new Error("scenario has no authority");
     auth.service = await Authority.connect({ natsUrl: this.url, key: auth.key, clock: () => this.now });
     await auth.service.publishPolicy(this.policyDoc(this.activePolicy));
+    await this.notePolicyEntry(this.activePolicy);
     await auth.service.startHeartbeats(500);
 
     for (const id of this.s.gateways) await this.startGateway(id);
@@ -194,6 +197,11 @@ class ScenarioRun {
 
     for (const g of this.s.grants) this.issueGrant(g.id);
     for (const d of this.s.delegations) this.issueDelegation(d.id);
+  }
+
+  async notePolicyEntry(name: string): Promise<void> {
+    const e = await (await new Kvm(this.nc).open(KV_BUCKETS.policy)).get(POLICY_KEY);
+    if (e?.operation === "PUT") this.policyEntries.set(name, e.value);
   }
 
   policyDoc(name: string) {
@@ -553,10 +561,23 @@ class ScenarioRun {
       case "change-policy": {
         const doc = this.policyDoc(f.to);
         await this.authorities.get(this.defaultAuthority)?.service?.publishPolicy(doc);
+        await this.notePolicyEntry(f.to);
         this.activePolicy = f.to;
         const digest = policyDigestOf(doc);
         await until(() => [...this.gateways.values()].every((g) => g.gw.ledger.state.policy?.digest === digest), 5_000, "gateways to load the new policy");
         this.event(index, "fault", `active policy changed to ${f.to}`);
+        return;
+      }
+      case "policy-rollback": {
+        const entry = this.policyEntries.get(f.to);
+        if (entry === undefined || f.to === this.activePolicy) throw new Error(`policy-rollback: ${f.to} is not a policy published earlier and since retired`);
+        await (await new Kvm(this.nc).open(KV_BUCKETS.policy)).put(POLICY_KEY, entry);
+        // Time for every gateway's watch to see it; then each must still hold the active policy.
+        await sleep(500);
+        const digest = policyDigestOf(this.policyDoc(this.activePolicy));
+        const took = [...this.gateways.values()].filter((g) => g.gw.ledger.state.policy?.digest !== digest).map((g) => g.id);
+        if (took.length > 0) throw new Error(`policy-rollback: ${took.join(", ")} no longer hold${took.length === 1 ? "s" : ""} the active policy ${this.activePolicy}`);
+        this.event(index, "fault", `the retired policy ${f.to}'s signed entry put back in the policy bucket; every gateway kept ${this.activePolicy}`);
         return;
       }
       case "crash-gateway":
@@ -590,6 +611,7 @@ class ScenarioRun {
       case "policy-unavailable": {
         const doc = this.policyDoc(this.activePolicy);
         await this.authorities.get(this.defaultAuthority)?.service?.publishPolicy(doc);
+        await this.notePolicyEntry(this.activePolicy);
         const digest = policyDigestOf(doc);
         await until(() => [...this.gateways.values()].every((g) => g.gw.ledger.state.policy?.digest === digest), 5_000, "gateways to reload the policy");
         break;
@@ -605,6 +627,7 @@ class ScenarioRun {
         break;
       case "rotate-authority-key":
       case "change-policy":
+      case "policy-rollback":
       case "crash-gateway":
         throw new Error(`${kind} cannot be healed`);
       default:

@@ -67,7 +67,7 @@ describe("shipped scenarios", () => {
   it("cover every infrastructure fault, tampering kind and two gateways racing", () => {
     const faults = new Set(scenarios.flatMap((s) => s.steps.flatMap((st) => (st.kind === "fault" ? [st.fault.kind] : []))));
     expect([...faults].sort()).toEqual(
-      ["audit-store-failure", "change-policy", "clock-skew", "crash-gateway", "nats-outage", "policy-unavailable", "rotate-authority-key", "stale-revocation-feed"].sort(),
+      ["audit-store-failure", "change-policy", "clock-skew", "crash-gateway", "nats-outage", "policy-rollback", "policy-unavailable", "rotate-authority-key", "stale-revocation-feed"].sort(),
     );
     const tampers = new Set(scenarios.flatMap((s) => submissions(s).flatMap((t) => (t.kind === "task" ? t.tamper.map((x) => x.kind) : []))));
     expect([...tampers].sort()).toEqual(["drop-artifact", "drop-lineage", "forge-signature", "malformed", "sign-as", "splice-lineage", "widen-scope"]);
