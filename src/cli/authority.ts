@@ -53,7 +53,7 @@ export function authorityCommand(io: CliIo): Command {
           if (!(e instanceof TypeError)) throw e;
           throw new CliError("INVALID_INPUT", `policy not published: ${e.message}`, { cause: e });
         }
-        io.err(`failclosed authority ${key.keyId}: policy ${doc.id} (${digest}) published on ${o.nats}\n`);
+        io.err(`failclosed authority ${key.keyId}: policy ${doc.id} (${digest}) published on ${o.nats}, version ${authority.policyVersion}\n`);
         for (const r of revocations) {
           await authority.publishRevocation(r);
           io.err(`failclosed authority: revocation of ${JSON.stringify(r.payload.target)} published\n`);

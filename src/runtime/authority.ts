@@ -12,7 +12,7 @@ import { tryParseStrict } from "../canonical/strict-parse.ts";
 import { PolicyEngine, screenPolicyText } from "../policy/cedar.ts";
 import { isPolicyDocument, policyDigest, type PolicyDocument } from "../policy/policy-document.ts";
 import { nextPolicyVersion, policyEntryText, readPolicyEntry, signActivation } from "../policy/activation.ts";
-import { MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_ID_RE } from "../nats/contract.ts";
+import { KV_BUCKETS, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_ID_RE } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
 import { check, signedHeartbeatSchema, signedRevocationSchema } from "../core/schema.ts";
 import { verifySigned } from "../crypto/signing.ts";
@@ -177,6 +177,11 @@ export class Authority {
     return this.key.keyId;
   }
 
+  /** The version of this key's newest activation in the policy bucket (0: none yet). */
+  get policyVersion(): number {
+    return this.#policyVersion;
+  }
+
   /**
    * Publish the active policy, signed: a version above every one the bucket's history shows
    * (and at least the time in ms, policy/activation.ts nextPolicyVersion), written only if the
@@ -209,7 +214,13 @@ export class Authority {
         return digest;
       }
       const now = this.clock();
-      const version = nextPolicyVersion(seen, now);
+      let version: number;
+      try {
+        version = nextPolicyVersion(seen, now);
+      } catch (e) {
+        // Only a signed entry can raise `seen`, but any key can sign one: name the way out.
+        throw new TypeError(`publishPolicy: ${e instanceof Error ? e.message : String(e)}; the policy bucket's history holds an activation at version ${seen}: remove it (nats kv purge ${KV_BUCKETS.policy} ${POLICY_KEY}) if no trusted authority signed it`);
+      }
       const entry = policyEntryText(doc, signActivation(this.key, doc, version, now));
       const back = readPolicyEntry(entry);
       if (!back.ok) throw new TypeError(`publishPolicy: gateways would refuse the entry (${back.why})`);

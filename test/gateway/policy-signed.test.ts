@@ -8,7 +8,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import { KV_BUCKETS, POLICY_KEY } from "../../src/nats/contract.ts";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { SignedArtifact } from "../../src/core/types.ts";
-import { policyEntryText, readPolicyEntry, signActivation } from "../../src/policy/activation.ts";
+import { MAX_POLICY_VERSION, policyEntryText, readPolicyEntry, signActivation } from "../../src/policy/activation.ts";
 import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
 import { policyDigest, type PolicyDocument } from "../../src/policy/policy-document.ts";
 import { Authority } from "../../src/runtime/authority.ts";
@@ -151,6 +151,17 @@ describe("the authority signs versions above what the bucket has seen", () => {
     await kv.put(POLICY_KEY, e1);
     await h.authority.publishPolicy(P1);
     expect(await versionOf(kv)).toBeGreaterThan(v2);
+  });
+
+  it("an entry some other key signed at the last version stops the authority with a way out, not a silent wrap", async () => {
+    h = await startHarness({ gateways: 0 });
+    const kv = await new Kvm(h.runtime.nc).open(KV_BUCKETS.policy);
+    await kv.put(POLICY_KEY, policyEntryText(P3, signActivation(namedKey("mallory"), P3, MAX_POLICY_VERSION, Date.now())));
+    await expect(h.authority.publishPolicy(P2)).rejects.toThrow(/holds an activation at version 281474976710656: remove it \(nats kv purge failclosed_policy active\)/);
+    await kv.purge(POLICY_KEY);
+    await h.authority.publishPolicy(P2);
+    expect(h.authority.policyVersion).toBeLessThan(MAX_POLICY_VERSION);
+    expect(readPolicyEntry((await kv.get(POLICY_KEY))!.value)).toMatchObject({ ok: true, entry: { digest: D2 } });
   });
 
   it("two authorities publishing at once both land, with distinct, increasing versions; the gateway follows the last", async () => {
