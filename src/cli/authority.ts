@@ -22,8 +22,9 @@ export function authorityCommand(io: CliIo): Command {
     .option("--heartbeat-ms <ms>", "heartbeat interval (gateways deny once the feed is older than their maxFeedAgeMs, 30 s by default)", "1000")
     .option("--revoke <file>", "a signed revocation file (failclosed revoke --out) to publish; repeatable", collect, [] as string[])
     .option("--revocation-log <file>", "keep every revocation this authority publishes in FILE, and publish again at start what the feed has lost")
+    .option("--peer <keyId>", "another authority the gateways trust, whose policy entries this one counts past and announces; repeatable", collect, [] as string[])
     .option("--once", "publish the policy and revocations, one heartbeat, and exit")
-    .action(async (o: { nats: string; key: string; policy?: string; heartbeatMs: string; revoke: string[]; revocationLog?: string; once?: boolean }): Promise<void> => {
+    .action(async (o: { nats: string; key: string; policy?: string; heartbeatMs: string; revoke: string[]; revocationLog?: string; peer: string[]; once?: boolean }): Promise<void> => {
       const heartbeatMs = Number(o.heartbeatMs);
       if (!/^\d+$/.test(o.heartbeatMs) || heartbeatMs < 100 || heartbeatMs > 3_600_000) throw new CliError("USAGE", `--heartbeat-ms: expected 100–3600000, got ${JSON.stringify(o.heartbeatMs)}`);
       if (heartbeatMs >= 30_000) io.err(`failclosed authority: warning: gateways deny once the feed is older than their maxFeedAgeMs (30 s by default); --heartbeat-ms ${heartbeatMs} leaves them stale between heartbeats\n`);
@@ -39,7 +40,7 @@ export function authorityCommand(io: CliIo): Command {
       });
       let authority: Authority;
       try {
-        authority = await Authority.connect({ natsUrl: o.nats, key, ...(o.revocationLog !== undefined ? { revocationLog: o.revocationLog } : {}) });
+        authority = await Authority.connect({ natsUrl: o.nats, key, peers: o.peer, ...(o.revocationLog !== undefined ? { revocationLog: o.revocationLog } : {}) });
       } catch (e) {
         if (e instanceof TypeError) throw new CliError("INVALID_INPUT", e.message, { cause: e });
         throw new CliError("IO", `cannot reach NATS at ${o.nats}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });

@@ -29,6 +29,7 @@ import type {
   Decision,
   DecisionInput,
   DecisionLimits,
+  HeartbeatPayload,
   NonceState,
   TaskClaimState,
   SignedArtifact,
@@ -280,7 +281,13 @@ export class Gateway {
   /** The log once opened, for a start that fails after opening it (see #abandonStart). */
   #openedStore: AuditStore | undefined;
   #busConnected = true;
-  #feedAt: number | null = null;
+  /**
+   * issuedAt of the newest verified heartbeat of each authority. The feed is as fresh as the
+   * stalest trusted authority's: each heartbeat vouches for its own authority's revocations and
+   * policy version (their counts are on its heartbeats only), so another authority's heartbeats
+   * cannot stand in for one that went quiet (down, or its heartbeats deleted).
+   */
+  readonly #heartbeatAt = new Map<string, number>();
   /** Revocations the authorities' heartbeats announce against those the feed has shown. */
   readonly #tally = new RevocationTally();
   #missingWarned = false;
@@ -487,6 +494,8 @@ export class Gateway {
     this.#loops.push(this.#followGovernance());
     this.#loops.push(this.#followEvidence());
     for (let i = 0; i < 250 && this.#govSeq < govEnd; i++) await new Promise((r) => setTimeout(r, 20));
+    // And the policy steps that backlog queued (a heartbeat announcing a newer policy version).
+    await this.#policyOps;
     this.#loops.push(this.#pullTasks());
   }
 
@@ -653,21 +662,27 @@ export class Gateway {
   }
 
   /**
-   * An authority's heartbeat says it wrote policy version `version`. Above the newest this
-   * gateway took, the policy in force is not the active one (a retired entry put back before
-   * this gateway first read the bucket, or an update not delivered yet): withdraw it at once, in
-   * the log, so every task is denied, and read the bucket again for that version.
+   * An authority's heartbeat says the newest policy version it knows of (written by its key or
+   * a peer's) is `version`. Above the newest this gateway took, and still so after reading the
+   * bucket again, the policy in force is not the active one (a retired entry put back before this
+   * gateway first read the bucket, or an update lost): withdraw it, in the log, so every task is
+   * denied until that version is read.
    */
   #policyAnnounced(issuer: string, version: number): void {
     if (version <= (this.#policyAnnouncements.get(issuer) ?? 0)) return;
     this.#policyAnnouncements.set(issuer, version);
-    const high = this.#ledger.state.policyHigh?.version ?? 0;
-    if (version <= high) return;
-    if (this.#ledger.state.policy !== undefined) {
-      this.#warn(`authority ${issuer} announces policy version ${version}; the policy in force here is version ${high}: withdrawing it (every task denied, GOVERNANCE_UNAVAILABLE) until that version is read`);
-      this.#ledger.append({ type: "trust", change: { op: "policy.withdraw" } }).catch((e: unknown) => this.#warn(`policy withdrawal not recorded: ${String(e)}`));
-    }
-    this.#policyStep(() => this.#reloadPolicy()).catch(() => undefined);
+    if (version <= (this.#ledger.state.policyHigh?.version ?? 0)) return;
+    // After the policy changes queued before it (a watch event for this very version, usually)
+    // and a fresh read of the bucket: only then is this gateway known to be behind.
+    this.#policyStep(async () => {
+      await this.#reloadPolicy();
+      const state = this.#ledger.state;
+      const high = state.policyHigh?.version ?? 0;
+      const announced = this.#announcedPolicyVersion();
+      if (high >= announced || state.policy === undefined) return;
+      this.#warn(`authority ${issuer} announces policy version ${announced}; the policy in force here is version ${high}: withdrawing it (every task denied, GOVERNANCE_UNAVAILABLE) until that version is read`);
+      await this.#ledger.append({ type: "trust", change: { op: "policy.withdraw" } });
+    }).catch(() => undefined);
   }
 
   async #reloadPolicy(): Promise<void> {
@@ -689,17 +704,7 @@ export class Gateway {
         applyGovernanceMessage(m.subject, m.data, {
           isAuthority: (k) => this.#ledger.state.authorities.has(k),
           onRevocation: (r) => this.#applyRevocation(r),
-          onHeartbeat: (h) => {
-            const at = h.issuedAt;
-            this.#tally.heartbeat(h);
-            if (h.policyVersion !== undefined) this.#policyAnnounced(h.issuer, h.policyVersion);
-            if (this.#feedAt === null || at > this.#feedAt) this.#feedAt = at;
-            // Fresh again only if this heartbeat makes it so (a backlog replayed is still stale).
-            if (this.#staleWarned && this.#clock() - this.#feedAt <= this.#limits.maxFeedAgeMs) {
-              this.#staleWarned = false;
-              this.#warn("revocation feed fresh again");
-            }
-          },
+          onHeartbeat: (h) => this.#onHeartbeat(h),
           onRejected: (subject, why) => this.#warn(`governance message on ${subject} dropped: ${why}`),
         });
       }
@@ -707,6 +712,43 @@ export class Gateway {
       if (!this.#stopped) this.#warn(`governance feed ended: ${String(e)}`);
       // Policy: without the feed, freshness lapses and decide denies on its own.
     }
+  }
+
+  #onHeartbeat(h: HeartbeatPayload): void {
+    this.#tally.heartbeat(h);
+    const before = this.#heartbeatAt.get(h.issuer);
+    if (before === undefined || h.issuedAt > before) this.#heartbeatAt.set(h.issuer, h.issuedAt);
+    if (h.policyVersion !== undefined) this.#policyAnnounced(h.issuer, h.policyVersion);
+    // Fresh again only if this heartbeat makes it so (a backlog replayed is still stale).
+    const feed = this.#feedAt();
+    if (this.#staleWarned && feed.oldest !== null && this.#clock() - feed.oldest <= this.#limits.maxFeedAgeMs) {
+      this.#staleWarned = false;
+      this.#warn("revocation feed fresh again");
+    }
+  }
+
+  /**
+   * The feed's time: the oldest of the trusted authorities' newest heartbeats (null while one
+   * has sent none), or the newest when that is from the future (decide denies on either).
+   */
+  #feedAt(): { at: number | null; oldest: number | null; stalest: string | undefined } {
+    const state = this.#ledger.state;
+    let oldest: number | null = null;
+    let newest: number | null = null;
+    let stalest: string | undefined;
+    for (const a of state.authorities) {
+      // A revoked authority key vouches for nothing: it is not waited for either.
+      if (state.revokedKeys.has(a)) continue;
+      const t = this.#heartbeatAt.get(a);
+      if (t === undefined) return { at: null, oldest: null, stalest: a };
+      if (oldest === null || t < oldest) {
+        oldest = t;
+        stalest = a;
+      }
+      if (newest === null || t > newest) newest = t;
+    }
+    const future = newest !== null && newest - this.#clock() > this.#limits.maxSkewMs;
+    return { at: future ? newest : oldest, oldest, stalest };
   }
 
   #applyRevocation(r: SignedRevocation): void {
@@ -863,9 +905,11 @@ export class Gateway {
 
   #health(): DecisionInput["health"] {
     // Every task is denied while the feed is stale: say so once, not only in each deny.
-    if (!this.#staleWarned && (this.#feedAt === null ? this.#clock() - this.#startedAt : this.#clock() - this.#feedAt) > this.#limits.maxFeedAgeMs) {
+    const feed = this.#feedAt();
+    if (!this.#staleWarned && (feed.oldest === null ? this.#clock() - this.#startedAt : this.#clock() - feed.oldest) > this.#limits.maxFeedAgeMs) {
       this.#staleWarned = true;
-      this.#warn(`revocation feed ${this.#feedAt === null ? "has sent no heartbeat" : "is stale"}: denying every task (GOVERNANCE_UNAVAILABLE) until an authority's heartbeat arrives`);
+      const who = feed.stalest === undefined ? "no trusted authority" : `authority ${feed.stalest}`;
+      this.#warn(`revocation feed ${feed.oldest === null ? `has no heartbeat from ${who}` : `is stale (${who})`}: denying every task (GOVERNANCE_UNAVAILABLE) until a heartbeat from every trusted authority is fresh`);
     }
     const missing = this.#tally.missing;
     if (missing > 0 !== this.#missingWarned) {
@@ -879,7 +923,7 @@ export class Gateway {
     return {
       busConnected: this.#busConnected && !this.#nc.isClosed(),
       auditWritable: this.#ledger.writable,
-      revocationFeedAt: this.#feedAt,
+      revocationFeedAt: feed.at,
       ...(missing > 0 ? { revocationsMissing: missing } : {}),
     };
   }
@@ -1304,16 +1348,20 @@ export class Gateway {
     await this.#rereadRevocations(keyId).catch((e: unknown) => this.#warn(`could not read ${keyId}'s earlier revocations again: ${String(e)} (its heartbeats will say so: denying until they are read)`));
   }
 
-  /** Apply again the revocations on the feed that `issuer` signed. */
+  /**
+   * Apply again the revocations on the feed that `issuer` signed, then its heartbeats (in that
+   * order: a heartbeat counts the revocations before it). Until one of its heartbeats is read,
+   * the feed is not fresh: every trusted authority must vouch for its own.
+   */
   async #rereadRevocations(issuer: string): Promise<void> {
-    await readSubject(this.#js, this.#jsm, STREAMS.gov, SUBJECTS.revocation, 5_000, (m) =>
-      applyGovernanceMessage(m.subject, m.data, {
-        isAuthority: (k) => k === issuer && this.#ledger.state.authorities.has(k),
-        onRevocation: (r) => this.#applyRevocation(r),
-        onHeartbeat: () => undefined,
-        onRejected: () => undefined, // other issuers' and malformed ones were reported when they went by
-      }),
-    );
+    const fx = {
+      isAuthority: (k: string) => k === issuer && this.#ledger.state.authorities.has(k),
+      onRevocation: (r: SignedRevocation) => this.#applyRevocation(r),
+      onHeartbeat: (h: HeartbeatPayload) => this.#onHeartbeat(h),
+      onRejected: () => undefined, // other issuers' and malformed ones were reported when they went by
+    };
+    await readSubject(this.#js, this.#jsm, STREAMS.gov, SUBJECTS.revocation, 5_000, (m) => applyGovernanceMessage(m.subject, m.data, fx));
+    await readSubject(this.#js, this.#jsm, STREAMS.gov, SUBJECTS.heartbeat, 5_000, (m) => applyGovernanceMessage(m.subject, m.data, fx));
   }
 
   /** Operator action: stop trusting an authority key (the old key after a rotation). */

@@ -18,6 +18,7 @@ import { check, signedHeartbeatSchema, signedRevocationSchema } from "../core/sc
 import { verifySigned } from "../crypto/signing.ts";
 import { revocationTargetKey, revokedSetDigest } from "../gateway/governance-feed.ts";
 import { systemClock, type Clock } from "./clock.ts";
+import { assertAcceptableKey } from "../core/trust-store.ts";
 
 export interface GrantOptions extends Omit<IssueOptions, "policy"> {
   /** The root task this grant authorizes; its origin lineage event names it. */
@@ -31,10 +32,14 @@ export class Authority {
   #timer: NodeJS.Timeout | undefined;
   #policy: { id: string; digest: string } | undefined;
   /**
-   * The version of this key's newest activation in the policy bucket: written by publishPolicy, or
-   * found in force there. Heartbeats announce it (HeartbeatPayload.policyVersion).
+   * The newest policy version this key or a peer's activated in the bucket: written by
+   * publishPolicy, or seen there (its history at connect and at each heartbeat, and a watch).
+   * Heartbeats announce it (HeartbeatPayload.policyVersion).
    */
   #policyVersion = 0;
+  /** Other authorities whose policy entries this one counts past and announces (connect `peers`). */
+  readonly #peers = new Set<string>();
+  #policyWatch: { stop(): void } | undefined;
   #lastHeartbeatAt: number | undefined;
   /** Stream sequence of this authority's last heartbeat (deleted once the next one lands). */
   #heartbeatSeq: number | undefined;
@@ -67,17 +72,20 @@ export class Authority {
    * a stream made again) is published again, so gateways learn it whatever happened to the feed
    * while the authority was down; without it, the authority can only count what the feed holds.
    */
-  static async connect(o: { natsUrl?: string; nc?: NatsConnection; key: KeyPair; clock?: Clock; revocationLog?: string }): Promise<Authority> {
+  static async connect(o: { natsUrl?: string; nc?: NatsConnection; key: KeyPair; clock?: Clock; revocationLog?: string; peers?: readonly string[] }): Promise<Authority> {
     const nc = o.nc ?? (await connect({ servers: o.natsUrl ?? "nats://127.0.0.1:4222", name: `failclosed-authority`, maxReconnectAttempts: -1, reconnectTimeWait: 200 }));
     let a: Authority | undefined;
     try {
       const { policyKv, jsm } = await ensureBus(nc);
+      for (const k of o.peers ?? []) assertAcceptableKey(k);
       a = new Authority(o.key, nc, jetstream(nc), jsm, policyKv, o.clock ?? systemClock, o.nc === undefined);
+      for (const k of o.peers ?? []) a.#peers.add(k);
       const logged = o.revocationLog !== undefined ? await readRevocationLog(o.revocationLog, o.key) : [];
       a.#log = o.revocationLog === undefined ? undefined : { path: o.revocationLog, entries: logged };
-      // Heartbeats announce this key's newest policy version from the first one on, also when
-      // the bucket's current entry is an older one put back while this authority was down.
-      a.#policyVersion = (await a.#bucketVersions()).own;
+      // Heartbeats announce the newest policy version of this key and its peers from the first one
+      // on, also when the bucket's current entry is an older one put back while it was down.
+      a.#policyVersion = await a.#bucketVersion();
+      await a.#followPolicy();
       await a.#followOwnRevocations();
       const onFeed = new Set(a.#revoked);
       for (const r of logged) {
@@ -88,6 +96,7 @@ export class Authority {
       // Nothing left running: the follower, on a connection the caller keeps, would read on.
       try {
         if (a !== undefined) a.#follower?.stop();
+        if (a !== undefined) a.#policyWatch?.stop();
       } catch {
         // already stopped
       }
@@ -204,7 +213,7 @@ export class Authority {
     if (unparsable.length > 0) throw new TypeError(`publishPolicy: Cedar refuses the policy: ${unparsable.join("; ")}`);
     for (let attempt = 0; ; attempt++) {
       const current = await this.policyKv.get(POLICY_KEY);
-      const seen = Math.max(this.#policyVersion, await this.#highestPolicyVersion());
+      const seen = Math.max(this.#policyVersion, await this.#bucketVersion());
       const held = current?.operation === "PUT" ? readPolicyEntry(current.value) : undefined;
       // Already in force under this key, and the newest version the bucket has seen (an older
       // activation of the same document put back would be refused by gateways: sign anew).
@@ -238,29 +247,46 @@ export class Authority {
     }
   }
 
-  /**
-   * The highest version among the signed activations the bucket still holds for the active key
-   * (its history): whoever signed them, since a gateway takes only versions above what it holds,
-   * and counting past a version no gateway trusts costs nothing.
-   */
-  async #highestPolicyVersion(): Promise<number> {
-    return (await this.#bucketVersions()).any;
+  /** Whose activations count here: this key's and its peers' (never an unknown key's). */
+  #counts(issuer: string): boolean {
+    return issuer === this.key.keyId || this.#peers.has(issuer);
   }
 
-  /** The highest activation versions in the bucket's history: any signer's, and this key's. */
-  async #bucketVersions(): Promise<{ any: number; own: number }> {
-    let any = 0;
-    let own = 0;
+  /**
+   * The highest version among the activations of this key and its peers that the bucket still
+   * holds (its history). Another key's do not count: any key can sign an activation, at any
+   * version, and gateways only take their trusted authorities'; counting past those would let
+   * anyone with bucket rights push this authority to the last version.
+   */
+  async #bucketVersion(): Promise<number> {
+    let high = 0;
     const it = await this.policyKv.history({ key: POLICY_KEY });
     for await (const e of it) {
       if (e.operation !== "PUT") continue;
       const r = readPolicyEntry(e.value);
-      if (!r.ok) continue;
-      const p = r.entry.activation.payload;
-      any = Math.max(any, p.version);
-      if (p.issuer === this.key.keyId) own = Math.max(own, p.version);
+      if (r.ok && this.#counts(r.entry.activation.payload.issuer)) high = Math.max(high, r.entry.activation.payload.version);
     }
-    return { any, own };
+    return high;
+  }
+
+  /**
+   * Follow the bucket: an activation of this key (another process's: `failclosed authority
+   * --once`) or a peer's, above the version known here, is announced from now on, and at once.
+   * So a retired policy put back, with the heartbeat of whoever retired it deleted, still finds
+   * every gateway told of the newer version.
+   */
+  async #followPolicy(): Promise<void> {
+    const w = await this.policyKv.watch({ key: POLICY_KEY });
+    this.#policyWatch = w;
+    void (async () => {
+      for await (const e of w) {
+        if (e.operation !== "PUT") continue;
+        const r = readPolicyEntry(e.value);
+        if (!r.ok || !this.#counts(r.entry.activation.payload.issuer) || r.entry.activation.payload.version <= this.#policyVersion) continue;
+        this.#policyVersion = r.entry.activation.payload.version;
+        if (this.#timer !== undefined) this.heartbeat().catch(() => undefined);
+      }
+    })().catch(() => undefined);
   }
 
   /**
@@ -276,6 +302,8 @@ export class Authority {
   }
 
   async #heartbeatOnce(): Promise<void> {
+    // The bucket again (a watch goes quiet when its bucket is made again): best effort.
+    this.#policyVersion = Math.max(this.#policyVersion, await this.#bucketVersion().catch(() => 0));
     const at = this.clock();
     // Policy: `expect` the stream, so a publish some other stream took (a subject diverted out of
     // the feed) fails here instead of counting as published.
@@ -387,6 +415,7 @@ export class Authority {
     this.stopHeartbeats();
     try {
       this.#follower?.stop();
+      this.#policyWatch?.stop();
     } catch {
       // already closed
     }

@@ -547,9 +547,11 @@ class ScenarioRun {
         const old = this.authorities.get(name);
         if (!old) throw new Error(`rotate: unknown authority ${name}`);
         const key = this.key("authority", `${name}#${old.gen + 1}`);
-        for (const g of this.gateways.values()) await g.gw.addAuthority(key.keyId);
+        // Heartbeating first: a gateway trusting it reads its latest heartbeat when it adds it, and
+        // every trusted authority must vouch for the feed to be fresh.
         const service = await Authority.connect({ natsUrl: this.url, key, clock: () => this.now });
         await service.startHeartbeats(500);
+        for (const g of this.gateways.values()) await g.gw.addAuthority(key.keyId);
         if (f.retireOld) {
           await old.service?.close();
           for (const g of this.gateways.values()) await g.gw.removeAuthority(old.key.keyId);

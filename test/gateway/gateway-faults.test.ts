@@ -477,7 +477,8 @@ describe("gateway faults", () => {
       const first = await submitTask(hh.runtime.nc, { request, args: { amount: 1 }, chain: [artifact], timeoutMs: 15_000 });
       expect(first).toMatchObject({ verdict: "allow", status: "succeeded" });
       const at = gw.ledger.state.entries;
-      await Promise.all(Array.from({ length: F }, (_, i) => gw.addAuthority(namedKey(`filler-${i}`).keyId)));
+      // Filler entries: peer gateway keys (an authority added would have to heartbeat too).
+      await Promise.all(Array.from({ length: F }, (_, i) => gw.ledger.append({ type: "trust", change: { op: "gateway.add", keyId: namedKey(`filler-${i}`).keyId } })));
       expect(gw.ledger.state.entries - at).toBe(F);
       const js = jetstream(hh.runtime.nc);
       await js.publish(SUBJECTS.artifact(taskId), JSON.stringify(artifact));
