@@ -12,6 +12,7 @@ import { CliError, readJsonFile, type CliIo } from "./io.ts";
 import { readKeyFile } from "./keys.ts";
 import { collect } from "./options.ts";
 import { readPolicyFile } from "./policy.ts";
+import { assertAcceptableKey } from "../core/trust-store.ts";
 
 export function authorityCommand(io: CliIo): Command {
   return new Command("authority")
@@ -29,6 +30,13 @@ export function authorityCommand(io: CliIo): Command {
       if (!/^\d+$/.test(o.heartbeatMs) || heartbeatMs < 100 || heartbeatMs > 3_600_000) throw new CliError("USAGE", `--heartbeat-ms: expected 100–3600000, got ${JSON.stringify(o.heartbeatMs)}`);
       if (heartbeatMs >= 30_000) io.err(`failclosed authority: warning: gateways deny once the feed is older than their maxFeedAgeMs (30 s by default); --heartbeat-ms ${heartbeatMs} leaves them stale between heartbeats\n`);
       const key = readKeyFile(o.key);
+      for (const peer of o.peer) {
+        try {
+          assertAcceptableKey(peer);
+        } catch (e) {
+          throw new CliError("INVALID_INPUT", `--peer ${JSON.stringify(peer)}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+        }
+      }
       const doc = o.policy !== undefined ? readPolicyFile(o.policy) : DEFAULT_POLICY;
       // Every revocation is read and checked before anything is published.
       const revocations: SignedRevocation[] = o.revoke.map((file) => {

@@ -40,7 +40,7 @@ describe("failclosed authority", () => {
     expect(await runCli(["revoke", "--authority", p("authority.json"), "--key", agent.keyId, "--reason", "left", "--out", p("rev.json")], io())).toBe(0);
     const o = io();
     expect(await runCli(["authority", "--nats", server.url, "--key", p("authority.json"), "--revoke", p("rev.json"), "--once"], o), o.stderr()).toBe(0);
-    expect(o.stderr()).toMatch(/policy .* published/);
+    expect(o.stderr()).toMatch(/policy .* published on .*, version \d+/);
     const nc = await connect({ servers: server.url });
     try {
       const kv = await new Kvm(nc).open(KV_BUCKETS.policy);
@@ -62,6 +62,9 @@ describe("failclosed authority", () => {
     expect(o.stderr()).toMatch(/not by this authority/);
     const o2 = io();
     expect(await runCli(["authority", "--nats", server.url, "--key", p("authority.json"), "--heartbeat-ms", "5", "--once"], o2)).toBe(2);
+    const o4 = io();
+    expect(await runCli(["authority", "--nats", server.url, "--key", p("authority.json"), "--peer", "not-a-key", "--once"], o4)).toBe(2);
+    expect(o4.stderr()).toMatch(/--peer "not-a-key"/);
     const o3 = io();
     expect(await runCli(["authority", "--nats", "nats://127.0.0.1:1", "--key", p("authority.json"), "--once"], o3)).toBe(2);
     expect(o3.stderr()).toMatch(/cannot reach NATS/);
