@@ -1,7 +1,7 @@
 // Replay of committed, recorded logs (Temporal-style): they must keep replaying clean, and any
 // edit to them must come back as a typed divergence. v1 copies each decision's trust snapshot;
 // v2 refers to the log's own trust (src/audit/trust-view.ts); v3 adds the task-id claim to every
-// decision input. All formats stay replayable.
+// decision input; v4 signs the policy activation. All formats stay replayable.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { jsonlLogSource } from "../../src/audit/log-source.ts";
@@ -44,7 +44,17 @@ const V3_EDITS: Edit[] = [
   ],
 ];
 
-function fixtureSuite(version: "v1" | "v2" | "v3", extra: Edit[]): void {
+// Edits only a log with signed policy activations can suffer.
+const V4_EDITS: Edit[] = [
+  [
+    "the policy activation's version edited",
+    (ls) => ls.map((l, i) => (i === 2 ? l.replace('"version":1700000000000', '"version":1700000000001') : l)),
+    "POLICY_UNVERIFIED",
+    2,
+  ],
+];
+
+function fixtureSuite(version: "v1" | "v2" | "v3" | "v4", extra: Edit[]): void {
   const text = readFileSync(new URL(`scenario-${version}.jsonl`, FIXTURES), "utf8");
   const trust = JSON.parse(readFileSync(new URL(`scenario-${version}.trust.json`, FIXTURES), "utf8")) as TrustRoots;
   const lines = text.split("\n").filter((l) => l !== "");
@@ -82,3 +92,4 @@ function fixtureSuite(version: "v1" | "v2" | "v3", extra: Edit[]): void {
 fixtureSuite("v1", []);
 fixtureSuite("v2", V2_EDITS);
 fixtureSuite("v3", [...V2_EDITS.filter(([name]) => name === "a trust reference garbled"), ...V3_EDITS]);
+fixtureSuite("v4", [...V2_EDITS.filter(([name]) => name === "a trust reference garbled"), ...V3_EDITS, ...V4_EDITS]);

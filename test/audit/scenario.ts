@@ -12,6 +12,7 @@ import type { KeyPair } from "../../src/crypto/keys.ts";
 import { recordedDecisionInput } from "../../src/audit/trust-view.ts";
 import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
 import { policyDigest } from "../../src/policy/policy-document.ts";
+import { signActivation } from "../../src/policy/activation.ts";
 import { AUTHORITY_KEY, GATEWAY_KEY, seededKey } from "./support.ts";
 
 export const AGENT_KEY = seededKey(21);
@@ -20,10 +21,12 @@ export const GATEWAY_ID = "gw-test";
 
 export const scenarioTrustRoots = (): TrustRoots => ({ gatewayKeys: [GATEWAY_KEY.keyId], authorities: [AUTHORITY_KEY.keyId], origin: GATEWAY_ID });
 
-export async function writeTrustSetup(store: AuditStore): Promise<void> {
+/** `signedPolicy`: the policy activation carries the authority's signature (as gateways write it since v4). */
+export async function writeTrustSetup(store: AuditStore, signedPolicy = false): Promise<void> {
   await store.append({ type: "trust", change: { op: "authority.add", keyId: AUTHORITY_KEY.keyId } });
   await store.append({ type: "trust", change: { op: "gateway.add", keyId: GATEWAY_KEY.keyId } });
-  await store.append({ type: "trust", change: { op: "policy.activate", policyDigest: POLICY_DIGEST, document: DEFAULT_POLICY as unknown as JsonValue } });
+  const activation = signedPolicy ? { activation: signActivation(AUTHORITY_KEY, DEFAULT_POLICY, 1_700_000_000_000, 1_700_000_000_000) } : {};
+  await store.append({ type: "trust", change: { op: "policy.activate", policyDigest: POLICY_DIGEST, document: DEFAULT_POLICY as unknown as JsonValue, ...activation } });
 }
 
 export function makeArtifact(i: number, now: number, agent: KeyPair = AGENT_KEY): SignedArtifact {
@@ -93,8 +96,8 @@ export async function runTask(store: AuditStore, taskId: string, artifact: Signe
  * `tasks` tasks; every 7th reuses the previous artifact (→ REPLAYED), every 11th artifact is
  * revoked before use (→ REVOKED). Returns the verdicts in order.
  */
-export async function writeScenario(store: AuditStore, tasks: number, now = 1_700_000_000_000, trust: TrustRecording = "reference", taskClaims = true): Promise<Decision["verdict"][]> {
-  await writeTrustSetup(store);
+export async function writeScenario(store: AuditStore, tasks: number, now = 1_700_000_000_000, trust: TrustRecording = "reference", taskClaims = true, signedPolicy = false): Promise<Decision["verdict"][]> {
+  await writeTrustSetup(store, signedPolicy);
   const verdicts: Decision["verdict"][] = [];
   let last: SignedArtifact | undefined;
   for (let i = 0; i < tasks; i++) {
