@@ -513,6 +513,16 @@ export class Gateway {
     for (const keyId of this.#o.authorities) {
       if (!state.authorities.has(keyId)) writes.push(this.#ledger.append({ type: "trust", change: { op: "authority.add", keyId } }));
     }
+    // The configured authorities are the trusted set: a key the log still trusts from an earlier
+    // run (a rotation done by restarting with the new key) is removed, or, silent for good, it
+    // would leave the feed stale (every trusted authority must heartbeat).
+    const configured = new Set(this.#o.authorities);
+    for (const keyId of [...state.authorities]) {
+      if (!configured.has(keyId)) {
+        this.#warn(`authority ${keyId} is trusted in the audit log but not configured: no longer trusted`);
+        writes.push(this.#ledger.append({ type: "trust", change: { op: "authority.remove", keyId } }));
+      }
+    }
     for (const keyId of [this.#o.gatewayKey.keyId, ...(this.#o.peerGateways ?? [])]) {
       if (!state.gateways.has(keyId)) writes.push(this.#ledger.append({ type: "trust", change: { op: "gateway.add", keyId } }));
     }

@@ -21,6 +21,14 @@ export const SUBJECTS = {
    * (nats/proof-service.ts). An addition to DESIGN §6's table: nothing above it changed.
    */
   proof: (gatewayId: string) => `failclosed.audit.proof.${gatewayId}`,
+  /**
+   * A policy activation an authority process just wrote to the bucket, signed, on core NATS,
+   * addressed to the other processes holding that key (and its peers): the bucket's entry and its
+   * history can be rewound by whoever has rights on it, a message in flight cannot. Another
+   * addition to DESIGN §6's table.
+   */
+  policyActivation: (authorityKeyId: string) => `failclosed.authority.policy.${authorityKeyId}`,
+  policyActivationAll: "failclosed.authority.policy.*",
 } as const;
 
 export const STREAMS = {

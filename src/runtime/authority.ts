@@ -1,11 +1,12 @@
 // A policy authority on the bus: publishes the active policy, heartbeats that keep the
 // revocation feed fresh, revocations, and root grants with their origin lineage.
 import { jetstream, type ConsumerMessages, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { open, readFile, rename } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "../crypto/keys.ts";
+import { fromB64u } from "../crypto/base64url.ts";
 import { heartbeat, issueArtifact, originLineage, revoke, type IssueOptions } from "../core/artifacts.ts";
 import type { RevocationTarget, SignedArtifact, SignedLineage, SignedRevocation } from "../core/types.ts";
 import { tryParseStrict } from "../canonical/strict-parse.ts";
@@ -14,7 +15,7 @@ import { isPolicyDocument, policyDigest, type PolicyDocument } from "../policy/p
 import { nextPolicyVersion, policyEntryText, readPolicyEntry, signActivation } from "../policy/activation.ts";
 import { KV_BUCKETS, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_ID_RE } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
-import { check, signedHeartbeatSchema, signedRevocationSchema } from "../core/schema.ts";
+import { check, signedHeartbeatSchema, signedPolicyActivationSchema, signedRevocationSchema } from "../core/schema.ts";
 import { verifySigned } from "../crypto/signing.ts";
 import { revocationTargetKey, revokedSetDigest } from "../gateway/governance-feed.ts";
 import { systemClock, type Clock } from "./clock.ts";
@@ -26,6 +27,9 @@ export interface GrantOptions extends Omit<IssueOptions, "policy"> {
   /** Policy to bind; default: the one this authority last published. */
   policy?: { id: string; digest: string };
 }
+
+/** How far past its own clock an authority still counts another key's policy version (a day). */
+const PLAUSIBLE_VERSION_LEAD_MS = 86_400_000;
 
 export class Authority {
   #seq = 0;
@@ -40,6 +44,7 @@ export class Authority {
   /** Other authorities whose policy entries this one counts past and announces (connect `peers`). */
   readonly #peers = new Set<string>();
   #policyWatch: { stop(): void } | undefined;
+  #activations: Subscription | undefined;
   #lastHeartbeatAt: number | undefined;
   /** Stream sequence of this authority's last heartbeat (deleted once the next one lands). */
   #heartbeatSeq: number | undefined;
@@ -85,6 +90,7 @@ export class Authority {
       // Heartbeats announce the newest policy version of this key and its peers from the first one
       // on, also when the bucket's current entry is an older one put back while it was down.
       a.#policyVersion = await a.#bucketVersion();
+      a.#listenForActivations();
       await a.#followPolicy();
       await a.#followOwnRevocations();
       const onFeed = new Set(a.#revoked);
@@ -97,6 +103,7 @@ export class Authority {
       try {
         if (a !== undefined) a.#follower?.stop();
         if (a !== undefined) a.#policyWatch?.stop();
+        if (a !== undefined) a.#activations?.unsubscribe();
       } catch {
         // already stopped
       }
@@ -213,7 +220,7 @@ export class Authority {
     if (unparsable.length > 0) throw new TypeError(`publishPolicy: Cedar refuses the policy: ${unparsable.join("; ")}`);
     for (let attempt = 0; ; attempt++) {
       const current = await this.policyKv.get(POLICY_KEY);
-      const seen = Math.max(this.#policyVersion, await this.#bucketVersion());
+      const seen = Math.max(this.#policyVersion, (await this.#bucketVersions()).count);
       const held = current?.operation === "PUT" ? readPolicyEntry(current.value) : undefined;
       // Already in force under this key, and the newest version the bucket has seen (an older
       // activation of the same document put back would be refused by gateways: sign anew).
@@ -243,6 +250,9 @@ export class Authority {
       }
       this.#policyVersion = version;
       this.#policy = { id: doc.id, digest };
+      // Tell the other processes of this key, and its peers, directly (#listenForActivations).
+      this.nc.publish(SUBJECTS.policyActivation(this.key.keyId), JSON.stringify(back.entry.activation));
+      await this.nc.flush();
       return digest;
     }
   }
@@ -254,19 +264,61 @@ export class Authority {
 
   /**
    * The highest version among the activations of this key and its peers that the bucket still
-   * holds (its history). Another key's do not count: any key can sign an activation, at any
-   * version, and gateways only take their trusted authorities'; counting past those would let
-   * anyone with bucket rights push this authority to the last version.
+   * holds (its history): what heartbeats announce. Another key's never are: any key can sign an
+   * activation, at any version, and gateways would withdraw their policy until they read one.
    */
   async #bucketVersion(): Promise<number> {
-    let high = 0;
+    return (await this.#bucketVersions()).ours;
+  }
+
+  /**
+   * `ours`: see #bucketVersion. `count`: what the next version must be above: ours, and any other
+   * signer's up to a day past this authority's clock, so an authority that shares the bucket and
+   * is not named a peer (or whose clock runs a little ahead) is still counted past, while a version
+   * far in the future, which only a stray clock or someone pushing versions to their bound would
+   * sign, is not.
+   */
+  async #bucketVersions(): Promise<{ ours: number; count: number }> {
+    let ours = 0;
+    let count = 0;
+    const plausible = this.clock() + PLAUSIBLE_VERSION_LEAD_MS;
     const it = await this.policyKv.history({ key: POLICY_KEY });
     for await (const e of it) {
       if (e.operation !== "PUT") continue;
       const r = readPolicyEntry(e.value);
-      if (r.ok && this.#counts(r.entry.activation.payload.issuer)) high = Math.max(high, r.entry.activation.payload.version);
+      if (!r.ok) continue;
+      const p = r.entry.activation.payload;
+      if (this.#counts(p.issuer)) ours = Math.max(ours, p.version);
+      else if (p.version <= plausible) count = Math.max(count, p.version);
     }
-    return high;
+    return { ours, count: Math.max(ours, count) };
+  }
+
+  /** A policy version of this key or a peer's, learnt anywhere: announced from now on, and at once. */
+  #learnVersion(version: number): void {
+    if (version <= this.#policyVersion) return;
+    this.#policyVersion = version;
+    if (this.#timer !== undefined) this.heartbeat().catch(() => undefined);
+  }
+
+  /**
+   * Hear the activations other processes of this key (`failclosed authority --once`) and of its
+   * peers write, from them directly (SUBJECTS.policyActivation): whoever has rights on the bucket
+   * can delete an entry, make the bucket again or flood its history before this process reads it,
+   * but cannot stop or forge a signed message in flight.
+   */
+  #listenForActivations(): void {
+    this.#activations = this.nc.subscribe(SUBJECTS.policyActivationAll, {
+      callback: (err, m) => {
+        if (err !== null) return;
+        const parsed = tryParseStrict(m.data, { maxBytes: MAX_MESSAGE_BYTES });
+        const a = parsed.ok ? check(signedPolicyActivationSchema, parsed.value) : undefined;
+        if (a?.ok !== true || !this.#counts(a.value.payload.issuer) || m.subject !== SUBJECTS.policyActivation(a.value.payload.issuer)) return;
+        const pub = fromB64u(a.value.payload.issuer, 32);
+        if (pub === undefined || !verifySigned("policy", a.value, pub)) return;
+        this.#learnVersion(a.value.payload.version);
+      },
+    });
   }
 
   /**
@@ -282,9 +334,8 @@ export class Authority {
       for await (const e of w) {
         if (e.operation !== "PUT") continue;
         const r = readPolicyEntry(e.value);
-        if (!r.ok || !this.#counts(r.entry.activation.payload.issuer) || r.entry.activation.payload.version <= this.#policyVersion) continue;
-        this.#policyVersion = r.entry.activation.payload.version;
-        if (this.#timer !== undefined) this.heartbeat().catch(() => undefined);
+        if (!r.ok || !this.#counts(r.entry.activation.payload.issuer)) continue;
+        this.#learnVersion(r.entry.activation.payload.version);
       }
     })().catch(() => undefined);
   }
@@ -416,6 +467,7 @@ export class Authority {
     try {
       this.#follower?.stop();
       this.#policyWatch?.stop();
+      this.#activations?.unsubscribe();
     } catch {
       // already closed
     }

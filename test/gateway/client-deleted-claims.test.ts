@@ -30,7 +30,9 @@ describe("deleted claims", () => {
   it("a copy of a running submission, its claims deleted: the copy's deny is a duplicate, and spawn() waits for the original", async () => {
     h = await startHarness({ gateways: 1 });
     const ran: string[] = [];
+    let executing = false;
     h.gateways[0]!.registerAction("transfer", async ({ taskId }) => {
+      executing = true;
       await sleep(1_500);
       ran.push(taskId);
       return { ok: true };
@@ -41,7 +43,10 @@ describe("deleted claims", () => {
     atk.nc.subscribe(SUBJECTS.taskSubmit, {
       callback: (_e: Error | null, m: Msg) => {
         void (async () => {
-          await sleep(400); // the original has its claims and is executing
+          // Once the original has its claims and is executing (a fixed wait was not always enough
+          // on a loaded machine: the claims deleted before it claimed made both submissions lose).
+          for (let i = 0; i < 500 && !executing; i++) await sleep(10);
+          await sleep(100);
           await atk.kv.delete(taskClaimKey(taskId));
           await atk.kv.delete(artifact.payload.nonce);
           await atk.js.publish(SUBJECTS.taskSubmit, m.data);
