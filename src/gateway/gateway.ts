@@ -114,6 +114,15 @@ export interface GatewayOptions {
   snapshotEveryEntries?: number;
   /** Authority keyIds trusted from the start (recorded as trust records on first start). */
   authorities: string[];
+  /**
+   * At start, stop trusting an authority the audit log trusts but `authorities` does not name
+   * (recorded, with a warning). For deployments whose configuration is the whole trust (the
+   * `failclosed gateway` command): a rotation done by restarting with the new key then drops the
+   * old one, which would otherwise leave the feed stale for good once it stops heartbeating. Off
+   * by default: keys added with addAuthority() at runtime stay trusted across restarts, until
+   * removeAuthority().
+   */
+  retireUnconfiguredAuthorities?: boolean;
   /** Other gateways whose spawn lineage this gateway accepts. Its own key is always trusted. */
   peerGateways?: string[];
   clock?: () => number;
@@ -513,11 +522,11 @@ export class Gateway {
     for (const keyId of this.#o.authorities) {
       if (!state.authorities.has(keyId)) writes.push(this.#ledger.append({ type: "trust", change: { op: "authority.add", keyId } }));
     }
-    // The configured authorities are the trusted set: a key the log still trusts from an earlier
-    // run (a rotation done by restarting with the new key) is removed, or, silent for good, it
-    // would leave the feed stale (every trusted authority must heartbeat).
+    // With retireUnconfiguredAuthorities, the configured authorities are the trusted set: a key
+    // the log still trusts from an earlier run (a rotation done by restarting with the new key) is
+    // removed, or it would leave the feed stale for good (every trusted authority must heartbeat).
     const configured = new Set(this.#o.authorities);
-    for (const keyId of [...state.authorities]) {
+    for (const keyId of this.#o.retireUnconfiguredAuthorities === true ? [...state.authorities] : []) {
       if (!configured.has(keyId)) {
         this.#warn(`authority ${keyId} is trusted in the audit log but not configured: no longer trusted`);
         writes.push(this.#ledger.append({ type: "trust", change: { op: "authority.remove", keyId } }));

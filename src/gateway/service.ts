@@ -61,6 +61,8 @@ export async function runGatewayService(o: GatewayServiceOptions): Promise<void>
     gatewayKey: key,
     audit: join(o.dataDir, "audit"),
     authorities,
+    // The command line's --authority list (or $FAILCLOSED_AUTHORITIES) is the whole trust.
+    retireUnconfiguredAuthorities: true,
     checkpointIntervalMs: 10_000,
     snapshotEveryEntries: o.snapshotEveryEntries ?? 1_000_000,
     ...(o.proofRequestsPerSec !== undefined ? { proofRequestsPerSec: o.proofRequestsPerSec } : {}),

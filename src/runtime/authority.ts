@@ -28,8 +28,14 @@ export interface GrantOptions extends Omit<IssueOptions, "policy"> {
   policy?: { id: string; digest: string };
 }
 
-/** How far past its own clock an authority still counts another key's policy version (a day). */
-const PLAUSIBLE_VERSION_LEAD_MS = 86_400_000;
+/**
+ * How far past its own clock an authority still counts a policy version another key (not a peer)
+ * signed: the clock skew gateways allow (DEFAULT_LIMITS.maxSkewMs). Anyone can sign such a
+ * version; counting past it costs at most this much lead, which an authority that later loses
+ * the bucket's history and its memory falls short by (its next publish refused as a rollback) only
+ * within that time. Authorities whose clocks differ by more must name each other as peers.
+ */
+const FOREIGN_VERSION_LEAD_MS = 5_000;
 
 export class Authority {
   #seq = 0;
@@ -100,13 +106,7 @@ export class Authority {
       return a;
     } catch (e) {
       // Nothing left running: the follower, on a connection the caller keeps, would read on.
-      try {
-        if (a !== undefined) a.#follower?.stop();
-        if (a !== undefined) a.#policyWatch?.stop();
-        if (a !== undefined) a.#activations?.unsubscribe();
-      } catch {
-        // already stopped
-      }
+      if (a !== undefined) a.#stopFollowing();
       if (o.nc === undefined) await nc.close().catch(() => undefined);
       throw e;
     }
@@ -251,8 +251,8 @@ export class Authority {
       this.#policyVersion = version;
       this.#policy = { id: doc.id, digest };
       // Tell the other processes of this key, and its peers, directly (#listenForActivations).
-      this.nc.publish(SUBJECTS.policyActivation(this.key.keyId), JSON.stringify(back.entry.activation));
-      await this.nc.flush();
+      // Best effort, bounded: the entry is written, which is what publishing means.
+      await this.#announceActivation(JSON.stringify(back.entry.activation));
       return digest;
     }
   }
@@ -273,15 +273,14 @@ export class Authority {
 
   /**
    * `ours`: see #bucketVersion. `count`: what the next version must be above: ours, and any other
-   * signer's up to a day past this authority's clock, so an authority that shares the bucket and
-   * is not named a peer (or whose clock runs a little ahead) is still counted past, while a version
-   * far in the future, which only a stray clock or someone pushing versions to their bound would
-   * sign, is not.
+   * signer's up to FOREIGN_VERSION_LEAD_MS past this authority's clock, so an authority that shares
+   * the bucket without being named a peer, its clock a little ahead, is still counted past, while
+   * someone else's key cannot push this authority's versions ahead of its clock by more.
    */
   async #bucketVersions(): Promise<{ ours: number; count: number }> {
     let ours = 0;
     let count = 0;
-    const plausible = this.clock() + PLAUSIBLE_VERSION_LEAD_MS;
+    const plausible = this.clock() + FOREIGN_VERSION_LEAD_MS;
     const it = await this.policyKv.history({ key: POLICY_KEY });
     for await (const e of it) {
       if (e.operation !== "PUT") continue;
@@ -292,6 +291,18 @@ export class Authority {
       else if (p.version <= plausible) count = Math.max(count, p.version);
     }
     return { ours, count: Math.max(ours, count) };
+  }
+
+  async #announceActivation(text: string): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      this.nc.publish(SUBJECTS.policyActivation(this.key.keyId), text);
+      await Promise.race([this.nc.flush(), new Promise<void>((r) => (timer = setTimeout(r, 2_000)))]);
+    } catch {
+      // The connection went: the bucket and this process's own heartbeats still say it.
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** A policy version of this key or a peer's, learnt anywhere: announced from now on, and at once. */
@@ -462,15 +473,20 @@ export class Authority {
   }
 
   /** Stop heartbeating and, if it opened its own connection, close it (drain for at most 2 s: a bus that is down never drains). */
+  /** Stop the feed follower, the bucket watch and the activation subscription, each whatever the others do. */
+  #stopFollowing(): void {
+    for (const stop of [() => this.#follower?.stop(), () => this.#policyWatch?.stop(), () => this.#activations?.unsubscribe()]) {
+      try {
+        stop();
+      } catch {
+        // already stopped
+      }
+    }
+  }
+
   async close(): Promise<void> {
     this.stopHeartbeats();
-    try {
-      this.#follower?.stop();
-      this.#policyWatch?.stop();
-      this.#activations?.unsubscribe();
-    } catch {
-      // already closed
-    }
+    this.#stopFollowing();
     if (!this.ownsConnection) return;
     let timer: NodeJS.Timeout | undefined;
     const drained = await Promise.race([this.nc.drain().then(() => true, () => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 2_000)))]);
