@@ -40,7 +40,7 @@ interface Header {
   window: number;
   trustVersion: number;
   policy: { digest: string; document: JsonValue } | null;
-  policyHigh: { version: number; digest: string } | null;
+  policyHigh: { version: number; digest: string; issuer: string } | null;
   lastCheckpoint: CheckpointPayload | null;
   /** Item count of each section, in SECTIONS order. */
   counts: number[];
@@ -247,8 +247,8 @@ export function decodeState(parts: readonly Uint8Array[], window: number): Audit
   const policy = h["policy"];
   if (policy !== null && !(isObj(policy) && typeof policy["digest"] === "string" && "document" in policy)) fail("header.policy is malformed");
   const high = h["policyHigh"];
-  const goodHigh = (x: unknown): x is { version: number; digest: string } =>
-    isObj(x) && Object.keys(x).length === 2 && Number.isSafeInteger(x["version"]) && (x["version"] as number) >= 1 && typeof x["digest"] === "string";
+  const goodHigh = (x: unknown): x is { version: number; digest: string; issuer: string } =>
+    isObj(x) && Object.keys(x).length === 3 && Number.isSafeInteger(x["version"]) && (x["version"] as number) >= 1 && typeof x["digest"] === "string" && typeof x["issuer"] === "string";
   if (high !== null && !goodHigh(high)) fail("header.policyHigh is malformed");
   const cp = h["lastCheckpoint"];
   if (cp !== null && !(isObj(cp) && cp["kind"] === "failclosed/checkpoint/v1" && count(cp["size"]) && typeof cp["root"] === "string" && typeof cp["origin"] === "string" && Number.isSafeInteger(cp["time"]))) {
@@ -263,7 +263,7 @@ export function decodeState(parts: readonly Uint8Array[], window: number): Audit
   state.windowed = h["windowed"] as boolean;
   state.trustVersion = trustVersion as number;
   state.policy = policy === null ? undefined : (policy as { digest: string; document: JsonValue });
-  state.policyHigh = goodHigh(high) ? { version: high.version, digest: high.digest } : undefined;
+  state.policyHigh = goodHigh(high) ? { version: high.version, digest: high.digest, issuer: high.issuer } : undefined;
   state.lastCheckpoint = cp === null ? undefined : (cp as unknown as CheckpointPayload);
 
   const seqBound = size as number;

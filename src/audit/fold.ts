@@ -45,10 +45,10 @@ export interface AuditState {
   gateways: Set<string>;
   policy: { digest: string; document: JsonValue } | undefined;
   /**
-   * The newest signed policy activation taken (version and digest), kept through withdrawals: a
-   * gateway takes only a higher version after it (policy/activation.ts judgeActivation).
+   * The newest signed policy activation taken (version, digest, signer), kept through withdrawals:
+   * a gateway takes only a higher version after it (policy/activation.ts judgeActivation).
    */
-  policyHigh: { version: number; digest: string } | undefined;
+  policyHigh: { version: number; digest: string; issuer: string } | undefined;
   revokedArtifacts: Set<string>;
   revokedKeys: Set<string>;
   /** Nonces spent within the window, with the seq that last spent each. */
@@ -268,7 +268,7 @@ export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
           // Replay reports an activation that is not above the one before (POLICY_UNVERIFIED);
           // the fold keeps the highest, as the gateway that wrote the log did.
           if (c.activation !== undefined && (state.policyHigh === undefined || c.activation.payload.version >= state.policyHigh.version)) {
-            state.policyHigh = { version: c.activation.payload.version, digest: c.policyDigest };
+            state.policyHigh = { version: c.activation.payload.version, digest: c.policyDigest, issuer: c.activation.payload.issuer };
           }
           break;
         case "policy.withdraw":

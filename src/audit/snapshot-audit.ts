@@ -202,6 +202,8 @@ export function foldDifference(a: Readonly<AuditState>, b: Readonly<AuditState>)
     ["trustVersion", a.trustVersion, b.trustVersion],
     // The whole policy, document included: a gateway decides on the document.
     ["policy", canonicalize(a.policy ?? null), canonicalize(b.policy ?? null)],
+    // The floor a retired policy's entry must clear to be taken again.
+    ["policy floor", canonicalize(a.policyHigh ?? null), canonicalize(b.policyHigh ?? null)],
     ["last checkpoint", canonicalize(a.lastCheckpoint ?? null), canonicalize(b.lastCheckpoint ?? null)],
   ];
   for (const [what, x, y] of scalars) if (x !== y) return `${what}: ${String(x)} vs ${String(y)}`;

@@ -273,8 +273,19 @@ export class Gateway {
   #jsm!: JetStreamManager;
   /** Checkpoint publishes in flight: stop() lets them land before closing the connection. */
   readonly #publishing = new Set<Promise<void>>();
-  /** Stream sequence of the last governance message applied. */
-  #govSeq = 0;
+  /**
+   * Where the governance stream stood at start, and whether this gateway has read that far: until
+   * then the feed does not count as fresh (a heartbeat read early could vouch for revocations that
+   * come after it), whatever the start's bounded wait did.
+   */
+  #govEnd = 0;
+  #govCaughtUp = false;
+  /**
+   * Announcement checks running (#policyAnnounced): an authority said a newer policy version exists
+   * than the one in force, and the bucket is being read again. Decisions deny meanwhile (for the
+   * few ms the read takes), so none is made under a policy already known to be retired.
+   */
+  #policyChecks = 0;
   #policyKv!: KV;
   /** Policy watch events seen: a re-read that raced one is dropped (see #recheckPolicy). */
   #policyWatchEvents = 0;
@@ -489,21 +500,27 @@ export class Gateway {
     if (proofRate > 0) serveConsistencyProofs(this.#nc, o.gatewayId, store, { perSec: proofRate, now: () => performance.now(), gatewayKey: o.gatewayKey, onWarning: (m) => this.#warn(m) });
 
     this.#watchStatus();
-    // Policy first, then the governance feed and evidence, then work: a task is never pulled
-    // before this gateway knows what governs it (if it still doesn't, decide denies).
-    await this.#loadPolicy();
-    this.#loops.push(this.#watchPolicy());
-    this.#loops.push(this.#recheckPolicy());
-    // Read the governance stream up to where it stood at start before taking work: a task
-    // decided earlier would see no heartbeat (a pointless deny) or miss a revocation.
-    const govEnd = await this.#jsm.streams
+    // The governance feed first, then the policy, then work. Read the governance stream up to
+    // where it stood at start: the policy is judged knowing which keys are revoked (an entry a
+    // revoked authority signed is never taken), and a task decided earlier would see no heartbeat
+    // (a pointless deny) or miss a revocation.
+    this.#govEnd = await this.#jsm.streams
       .info(STREAMS.gov)
       .then((i) => i.state.last_seq)
       .catch(() => 0);
+    this.#govCaughtUp = this.#govEnd === 0;
     this.#loops.push(this.#followGovernance());
     this.#loops.push(this.#followEvidence());
-    for (let i = 0; i < 250 && this.#govSeq < govEnd; i++) await new Promise((r) => setTimeout(r, 20));
-    // And the policy steps that backlog queued (a heartbeat announcing a newer policy version).
+    for (let i = 0; i < 250 && !this.#govCaughtUp; i++) await new Promise((r) => setTimeout(r, 20));
+    if (!this.#govCaughtUp) this.#warn(`the governance stream was not read up to where it stood at start (seq ${this.#govEnd}) within 5 s: denying every task until it is`);
+    // Only now: the revocations an authority about to be retired published are in force.
+    await this.#retireUnconfiguredAuthorities();
+    // A task is never pulled before this gateway knows what governs it (if it still doesn't,
+    // decide denies).
+    await this.#policyStep(() => this.#reloadPolicy());
+    this.#loops.push(this.#watchPolicy());
+    this.#loops.push(this.#recheckPolicy());
+    // And the policy steps the backlog queued (a heartbeat announcing a newer policy version).
     await this.#policyOps;
     this.#loops.push(this.#pullTasks());
   }
@@ -522,18 +539,26 @@ export class Gateway {
     for (const keyId of this.#o.authorities) {
       if (!state.authorities.has(keyId)) writes.push(this.#ledger.append({ type: "trust", change: { op: "authority.add", keyId } }));
     }
-    // With retireUnconfiguredAuthorities, the configured authorities are the trusted set: a key
-    // the log still trusts from an earlier run (a rotation done by restarting with the new key) is
-    // removed, or it would leave the feed stale for good (every trusted authority must heartbeat).
-    const configured = new Set(this.#o.authorities);
-    for (const keyId of this.#o.retireUnconfiguredAuthorities === true ? [...state.authorities] : []) {
-      if (!configured.has(keyId)) {
-        this.#warn(`authority ${keyId} is trusted in the audit log but not configured: no longer trusted`);
-        writes.push(this.#ledger.append({ type: "trust", change: { op: "authority.remove", keyId } }));
-      }
-    }
     for (const keyId of [this.#o.gatewayKey.keyId, ...(this.#o.peerGateways ?? [])]) {
       if (!state.gateways.has(keyId)) writes.push(this.#ledger.append({ type: "trust", change: { op: "gateway.add", keyId } }));
+    }
+    await Promise.all(writes);
+  }
+
+  /**
+   * With retireUnconfiguredAuthorities, the configured authorities are the trusted set: a key the
+   * log still trusts from an earlier run (a rotation done by restarting with the new key) is
+   * removed, or it would leave the feed stale for good (every trusted authority must heartbeat).
+   * Called once the governance backlog is read, so its revocations are in force here first.
+   */
+  async #retireUnconfiguredAuthorities(): Promise<void> {
+    if (this.#o.retireUnconfiguredAuthorities !== true) return;
+    const configured = new Set(this.#o.authorities);
+    const writes: Promise<AppendReceipt>[] = [];
+    for (const keyId of [...this.#ledger.state.authorities]) {
+      if (configured.has(keyId)) continue;
+      this.#warn(`authority ${keyId} is trusted in the audit log but not configured: no longer trusted`);
+      writes.push(this.#ledger.append({ type: "trust", change: { op: "authority.remove", keyId } }));
     }
     await Promise.all(writes);
   }
@@ -559,15 +584,6 @@ export class Gateway {
       }
     };
     this.#loops.push(run().catch((e: unknown) => this.#warn(`status watcher ended: ${String(e)}`)));
-  }
-
-  async #loadPolicy(): Promise<void> {
-    try {
-      const e = await this.#policyKv.get(POLICY_KEY);
-      if (e && e.operation === "PUT") await this.#policyStep(() => this.#applyPolicy(e.value));
-    } catch (err) {
-      this.#warn(`policy read failed: ${String(err)}`);
-    }
   }
 
   /**
@@ -692,15 +708,21 @@ export class Gateway {
     this.#policyAnnouncements.set(issuer, version);
     if (version <= (this.#ledger.state.policyHigh?.version ?? 0)) return;
     // After the policy changes queued before it (a watch event for this very version, usually)
-    // and a fresh read of the bucket: only then is this gateway known to be behind.
+    // and a fresh read of the bucket: only then is this gateway known to be behind, and withdraws.
+    // Until then, decisions deny (#feedAt): none is made under a policy already known to be old.
+    this.#policyChecks++;
     this.#policyStep(async () => {
-      await this.#reloadPolicy();
-      const state = this.#ledger.state;
-      const high = state.policyHigh?.version ?? 0;
-      const announced = this.#announcedPolicyVersion();
-      if (high >= announced || state.policy === undefined) return;
-      this.#warn(`authority ${issuer} announces policy version ${announced}; the policy in force here is version ${high}: withdrawing it (every task denied, GOVERNANCE_UNAVAILABLE) until that version is read`);
-      await this.#ledger.append({ type: "trust", change: { op: "policy.withdraw" } });
+      try {
+        await this.#reloadPolicy();
+        const state = this.#ledger.state;
+        const high = state.policyHigh?.version ?? 0;
+        const announced = this.#announcedPolicyVersion();
+        if (high >= announced || state.policy === undefined) return;
+        this.#warn(`authority ${issuer} announces policy version ${announced}; the policy in force here is version ${high}: withdrawing it (every task denied, GOVERNANCE_UNAVAILABLE) until that version is read`);
+        await this.#ledger.append({ type: "trust", change: { op: "policy.withdraw" } });
+      } finally {
+        this.#policyChecks--;
+      }
     }).catch(() => undefined);
   }
 
@@ -719,7 +741,7 @@ export class Gateway {
       const msgs = await c.consume();
       this.#consumers.push(msgs);
       for await (const m of msgs) {
-        this.#govSeq = m.seq;
+        if (!this.#govCaughtUp && m.seq >= this.#govEnd) this.#govCaughtUp = true;
         applyGovernanceMessage(m.subject, m.data, {
           isAuthority: (k) => this.#ledger.state.authorities.has(k),
           onRevocation: (r) => this.#applyRevocation(r),
@@ -751,6 +773,9 @@ export class Gateway {
    * has sent none), or the newest when that is from the future (decide denies on either).
    */
   #feedAt(): { at: number | null; oldest: number | null; stalest: string | undefined } {
+    // Not read up to where it stood at start, or an announced policy version being looked for:
+    // nothing on the feed vouches for this gateway's view yet.
+    if (!this.#govCaughtUp || this.#policyChecks > 0) return { at: null, oldest: null, stalest: undefined };
     const state = this.#ledger.state;
     let oldest: number | null = null;
     let newest: number | null = null;
@@ -777,6 +802,14 @@ export class Gateway {
     const known = t.type === "artifact" ? state.revokedArtifacts.has(t.id) : state.revokedKeys.has(t.keyId);
     if (!known) {
       this.#ledger.append({ type: "revocation", revocation: r }).catch((e: unknown) => this.#warn(`revocation not recorded: ${String(e)}`));
+    }
+    // The policy in force was activated by the key now revoked: it no longer has a signer anyone
+    // trusts. Withdrawn at once (the projection changes before the next decision), until a
+    // trusted authority activates one.
+    const high = state.policyHigh;
+    if (t.type === "key" && high !== undefined && high.issuer === t.keyId && state.policy?.digest === high.digest) {
+      this.#warn(`the policy in force was activated by ${t.keyId}, now revoked: withdrawing it (every task denied, GOVERNANCE_UNAVAILABLE) until a trusted authority activates one`);
+      this.#ledger.append({ type: "trust", change: { op: "policy.withdraw" } }).catch((e: unknown) => this.#warn(`policy withdrawal not recorded: ${String(e)}`));
     }
     const target = t.type === "artifact" ? t.id : t.keyId;
     for (const task of this.#inFlight.values()) {
@@ -927,7 +960,7 @@ export class Gateway {
     const feed = this.#feedAt();
     if (!this.#staleWarned && (feed.oldest === null ? this.#clock() - this.#startedAt : this.#clock() - feed.oldest) > this.#limits.maxFeedAgeMs) {
       this.#staleWarned = true;
-      const who = feed.stalest === undefined ? "no trusted authority" : `authority ${feed.stalest}`;
+      const who = feed.stalest === undefined ? "any trusted authority yet (or not read up to date)" : `authority ${feed.stalest}`;
       this.#warn(`revocation feed ${feed.oldest === null ? `has no heartbeat from ${who}` : `is stale (${who})`}: denying every task (GOVERNANCE_UNAVAILABLE) until a heartbeat from every trusted authority is fresh`);
     }
     const missing = this.#tally.missing;

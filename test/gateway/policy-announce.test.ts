@@ -160,7 +160,7 @@ describe("a retired policy put back, with the heartbeat that announced its succe
       await kv.put(POLICY_KEY, e1);
       const gw = await h.startGateway(); // trusts only "authority"
       expect(gw.ledger.state.policy).toBeUndefined();
-      expect(h.warnings.some((w) => w.includes(`announces policy version ${v2}`))).toBe(true);
+      expect(h.warnings.some((w) => w.includes(`is older than the version ${v2} an authority's heartbeat announces`))).toBe(true);
     } finally {
       await a1.close();
     }

@@ -72,7 +72,7 @@ describe("a gateway takes only a trusted authority's policy entries, and only up
     await until(() => gw.ledger.state.policy?.digest === D2);
     const e2 = (await kv.get(POLICY_KEY))!.value;
     const v2 = gw.ledger.state.policyHigh!.version;
-    expect(gw.ledger.state.policyHigh).toEqual({ version: v2, digest: D2 });
+    expect(gw.ledger.state.policyHigh).toEqual({ version: v2, digest: D2, issuer: h.authority.keyId });
     expect(await runUnder(h, P2)).toEqual({ status: "succeeded" });
 
     // P1's own signed entry, put back: the version is older than the one in force.
@@ -113,7 +113,7 @@ describe("a gateway takes only a trusted authority's policy entries, and only up
     const again = await h.startGateway({ id: gw.id, key: namedKey("gateway-1"), audit: join(h.dir, gw.id) });
     again.registerAction("transfer", () => ({ ok: true }));
     expect(again.ledger.state.policy?.digest).toBe(D2);
-    expect(again.ledger.state.policyHigh).toEqual({ version: v2, digest: D2 });
+    expect(again.ledger.state.policyHigh).toEqual({ version: v2, digest: D2, issuer: h.authority.keyId });
     expect(await runUnder(h, P1)).toEqual({ status: "denied", codes: ["POLICY_MISMATCH"] });
     expect(await runUnder(h, P2)).toEqual({ status: "succeeded" });
 
@@ -235,7 +235,8 @@ describe("heartbeats announce the newest policy version: a gateway behind it den
     gw.registerAction("transfer", () => ({ ok: true }));
     // The governance backlog is read before work is taken: the withdrawal is in place by then.
     expect(gw.ledger.state.policy).toBeUndefined();
-    expect(h.warnings.some((w) => /announces policy version \d+; the policy in force here is version \d+: withdrawing it/.test(w))).toBe(true);
+    // The feed is read before the policy: P1's entry is refused outright, never in force.
+    expect(h.warnings.some((w) => /policy entry refused: version \d+ is older than the version \d+ an authority's heartbeat announces/.test(w))).toBe(true);
     expect(await runUnder(h, P1)).toEqual({ status: "denied", codes: ["GOVERNANCE_UNAVAILABLE"] });
     await sleep(300);
     expect(gw.ledger.state.policy).toBeUndefined(); // re-reads find only the retired entry

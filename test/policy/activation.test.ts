@@ -105,10 +105,10 @@ describe("the log keeps the newest activation; replay holds activations to it", 
       const rep = await replay(backendLogSource(store.backend), scenarioTrustRoots());
       expect(rep.divergences).toEqual([]);
       const state = fold(await readRecords(store.backend));
-      expect(state.policyHigh).toEqual({ version: 9, digest: D2 });
+      expect(state.policyHigh).toEqual({ version: 9, digest: D2, issuer: AUTHORITY_KEY.keyId });
       expect(state.policy?.digest).toBe(D2);
       const back = decodeState(sealState(encodeState(state), state.size, undefined), state.window);
-      expect(back.policyHigh).toEqual({ version: 9, digest: D2 });
+      expect(back.policyHigh).toEqual({ version: 9, digest: D2, issuer: AUTHORITY_KEY.keyId });
       await store.close();
     } finally {
       cleanup();
