@@ -123,6 +123,12 @@ export interface GatewayOptions {
    * removeAuthority().
    */
   retireUnconfiguredAuthorities?: boolean;
+  /**
+   * How long start() waits for the governance stream to be read up to date before it takes work
+   * (default 5 s). Decisions deny until it is read, however long that takes; this only bounds
+   * the wait.
+   */
+  governanceWaitMs?: number;
   /** Other gateways whose spawn lineage this gateway accepts. Its own key is always trusted. */
   peerGateways?: string[];
   clock?: () => number;
@@ -274,12 +280,14 @@ export class Gateway {
   /** Checkpoint publishes in flight: stop() lets them land before closing the connection. */
   readonly #publishing = new Set<Promise<void>>();
   /**
-   * Where the governance stream stood at start, and whether this gateway has read that far: until
-   * then the feed does not count as fresh (a heartbeat read early could vouch for revocations that
-   * come after it), whatever the start's bounded wait did.
+   * Whether this gateway's read of the governance stream has caught up with it (a message with
+   * nothing pending after it) since the read last (re)started: until then the feed does not count
+   * as fresh (a heartbeat read early could vouch for revocations that come after it), whatever the
+   * start's bounded wait did.
    */
-  #govEnd = 0;
   #govCaughtUp = false;
+  /** retireUnconfiguredAuthorities, put off until the governance stream is read (#govCaughtUpNow). */
+  #retirePending = false;
   /**
    * Announcement checks running (#policyAnnounced): an authority said a newer policy version exists
    * than the one in force, and the bucket is being read again. Decisions deny meanwhile (for the
@@ -504,17 +512,20 @@ export class Gateway {
     // where it stood at start: the policy is judged knowing which keys are revoked (an entry a
     // revoked authority signed is never taken), and a task decided earlier would see no heartbeat
     // (a pointless deny) or miss a revocation.
-    this.#govEnd = await this.#jsm.streams
+    // (How much there is only shortens the wait: whether it was read is the consumer's to say.)
+    const backlog = await this.#jsm.streams
       .info(STREAMS.gov)
-      .then((i) => i.state.last_seq)
-      .catch(() => 0);
-    this.#govCaughtUp = this.#govEnd === 0;
+      .then((i) => i.state.messages > 0)
+      .catch(() => true);
     this.#loops.push(this.#followGovernance());
     this.#loops.push(this.#followEvidence());
-    for (let i = 0; i < 250 && !this.#govCaughtUp; i++) await new Promise((r) => setTimeout(r, 20));
-    if (!this.#govCaughtUp) this.#warn(`the governance stream was not read up to where it stood at start (seq ${this.#govEnd}) within 5 s: denying every task until it is`);
-    // Only now: the revocations an authority about to be retired published are in force.
-    await this.#retireUnconfiguredAuthorities();
+    const waitMs = o.governanceWaitMs ?? 5_000;
+    for (let i = 0; backlog && i < waitMs / 20 && !this.#govCaughtUp; i++) await new Promise((r) => setTimeout(r, 20));
+    if (backlog && !this.#govCaughtUp) this.#warn(`the governance stream was not read up to date within ${waitMs} ms: denying every task until it is`);
+    // Only once it is read: the revocations an authority about to be retired published are in
+    // force first (else they would be dropped as from an untrusted issuer).
+    if (this.#govCaughtUp) await this.#retireUnconfiguredAuthorities();
+    else this.#retirePending = true;
     // A task is never pulled before this gateway knows what governs it (if it still doesn't,
     // decide denies).
     await this.#policyStep(() => this.#reloadPolicy());
@@ -735,24 +746,47 @@ export class Gateway {
     }
   }
 
+  /**
+   * Follow the governance stream from its first message, and follow it again whenever the read
+   * ends (the stream deleted and made again, a consumer lost): without it, the feed goes stale and
+   * every task is denied for good. Each (re)start reads the whole stream again, and the feed is
+   * not fresh until that read has caught up.
+   */
   async #followGovernance(): Promise<void> {
-    try {
-      const c = await this.#js.consumers.get(STREAMS.gov); // whole stream: nats-server 2.9 has no multi-filter
-      const msgs = await c.consume();
-      this.#consumers.push(msgs);
-      for await (const m of msgs) {
-        if (!this.#govCaughtUp && m.seq >= this.#govEnd) this.#govCaughtUp = true;
-        applyGovernanceMessage(m.subject, m.data, {
-          isAuthority: (k) => this.#ledger.state.authorities.has(k),
-          onRevocation: (r) => this.#applyRevocation(r),
-          onHeartbeat: (h) => this.#onHeartbeat(h),
-          onRejected: (subject, why) => this.#warn(`governance message on ${subject} dropped: ${why}`),
-        });
+    let backoffMs = 250;
+    while (!this.#stopped) {
+      try {
+        const c = await this.#js.consumers.get(STREAMS.gov); // whole stream: nats-server 2.9 has no multi-filter
+        const msgs = await c.consume();
+        this.#consumers.push(msgs);
+        this.#govCaughtUp = false;
+        for await (const m of msgs) {
+          backoffMs = 250;
+          applyGovernanceMessage(m.subject, m.data, {
+            isAuthority: (k) => this.#ledger.state.authorities.has(k),
+            onRevocation: (r) => this.#applyRevocation(r),
+            onHeartbeat: (h) => this.#onHeartbeat(h),
+            onRejected: (subject, why) => this.#warn(`governance message on ${subject} dropped: ${why}`),
+          });
+          if (!this.#govCaughtUp && m.info.pending === 0) this.#govCaughtUpNow();
+        }
+      } catch (e) {
+        if (!this.#stopped) this.#warn(`governance feed ended: ${String(e)}; following it again`);
       }
-    } catch (e) {
-      if (!this.#stopped) this.#warn(`governance feed ended: ${String(e)}`);
-      // Policy: without the feed, freshness lapses and decide denies on its own.
+      // Policy: while it is not read, the feed is not fresh and decide denies on its own.
+      this.#govCaughtUp = false;
+      if (this.#stopped) return;
+      await this.#pause(backoffMs);
+      backoffMs = Math.min(backoffMs * 2, 5_000);
     }
+  }
+
+  #govCaughtUpNow(): void {
+    this.#govCaughtUp = true;
+    if (!this.#retirePending) return;
+    this.#retirePending = false;
+    // The projection changes now (Ledger.append), before the next decision; durability follows.
+    this.#retireUnconfiguredAuthorities().catch((e: unknown) => this.#warn(`retiring unconfigured authorities not recorded: ${String(e)}`));
   }
 
   #onHeartbeat(h: HeartbeatPayload): void {
