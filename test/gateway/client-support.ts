@@ -1,12 +1,13 @@
 // Shared by gateway and client tests: a harness per test on a real nats-server, a
 // gateway whose handler can be slowed (to keep a one-slot gateway busy), grants, and a transfer.
-import { afterEach } from "vitest";
+import { afterEach, expect } from "vitest";
 import type { SignedArtifact } from "../../src/core/types.ts";
 import type { Gateway } from "../../src/gateway/gateway.ts";
 import type { TaskOutcome } from "../../src/gateway/outcome.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
+import { policyDigest, type PolicyDocument } from "../../src/policy/policy-document.ts";
 
 export const agent = namedKey("agent-0");
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -81,4 +82,26 @@ export async function grantRoot(hh: Harness, taskId: string): Promise<SignedArti
 /** `agent` transfers 1 under `artifact` as task `taskId`; resolves with the outcome. */
 export function transfer(hh: Harness, taskId: string, artifact: SignedArtifact): Promise<TaskOutcome> {
   return hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
+}
+
+let underPolicy = 0;
+/** A root grant by the harness's authority for `taskId`, bound to policy `doc` (whatever it published last). */
+export async function grantUnder(hh: Harness, taskId: string, doc: PolicyDocument): Promise<SignedArtifact> {
+  const now = Date.now();
+  const { artifact } = await hh.authority.grant({
+    taskId,
+    holder: agent.keyId,
+    scope: DEFAULT_SCOPE,
+    validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
+    nonce: namedNonce(`under-policy-${underPolicy++}`),
+    attribution: { initiator: "t", reason: "policy tests" },
+    policy: { id: doc.id, digest: policyDigest(doc) },
+  });
+  return artifact;
+}
+
+/** Wait (polling every 20 ms, up to `ms`) for `what`, and fail the test if it never holds. */
+export async function until(what: () => boolean, ms = 5_000): Promise<void> {
+  for (let i = 0; i < ms / 20 && !what(); i++) await sleep(20);
+  expect(what()).toBe(true);
 }

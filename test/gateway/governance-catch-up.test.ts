@@ -15,7 +15,7 @@ import { Authority } from "../../src/runtime/authority.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { namedKey } from "../../src/testkit/world.ts";
-import { grantRoot, sleep, transfer } from "./client-support.ts";
+import { grantRoot, sleep, transfer, until } from "./client-support.ts";
 
 let h: Harness | undefined;
 let x: Authority | undefined;
@@ -26,10 +26,6 @@ afterEach(async () => {
   h = undefined;
 });
 
-async function until(what: () => boolean, ms = 5_000): Promise<void> {
-  for (let i = 0; i < ms / 20 && !what(); i++) await sleep(20);
-  expect(what()).toBe(true);
-}
 
 describe("the governance stream read up to date before anything rests on it", () => {
   it("an authority retired at restart: its last revocation, published while the gateway was down, stays in force", async () => {

@@ -8,7 +8,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { Kvm, type KV } from "@nats-io/kv";
 import { jetstreamManager } from "@nats-io/jetstream";
-import type { SignedArtifact } from "../../src/core/types.ts";
 import { KV_BUCKETS, POLICY_KEY, STREAMS, SUBJECTS } from "../../src/nats/contract.ts";
 import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
 import { policyDigest, type PolicyDocument } from "../../src/policy/policy-document.ts";
@@ -16,8 +15,8 @@ import { readPolicyEntry } from "../../src/policy/activation.ts";
 import { Authority } from "../../src/runtime/authority.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { replayGateway, startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
-import { agent, sleep, transfer } from "./client-support.ts";
+import { namedKey } from "../../src/testkit/world.ts";
+import { sleep, transfer, grantUnder, until } from "./client-support.ts";
 
 const P1 = DEFAULT_POLICY;
 const P2: PolicyDocument = { ...DEFAULT_POLICY, id: "default-2", version: "2" };
@@ -30,25 +29,7 @@ afterEach(async () => {
   h = undefined;
 });
 
-let grants = 0;
-async function grantUnder(hh: Harness, taskId: string, doc: PolicyDocument): Promise<SignedArtifact> {
-  const now = Date.now();
-  const { artifact } = await hh.authority.grant({
-    taskId,
-    holder: agent.keyId,
-    scope: DEFAULT_SCOPE,
-    validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
-    nonce: namedNonce(`policy-announce-${grants++}`),
-    attribution: { initiator: "t", reason: "policy announcement tests" },
-    policy: { id: doc.id, digest: policyDigest(doc) },
-  });
-  return artifact;
-}
 
-async function until(what: () => boolean, ms = 5_000): Promise<void> {
-  for (let i = 0; i < ms / 20 && !what(); i++) await sleep(20);
-  expect(what()).toBe(true);
-}
 
 /** Delete from FAILCLOSED_GOV every heartbeat `pick` selects; returns how many. */
 async function deleteHeartbeats(hh: Harness, pick: (payload: { issuer: string; policyVersion?: number }) => boolean): Promise<number> {

@@ -7,15 +7,14 @@ import { join } from "node:path";
 import { Kvm, type KV } from "@nats-io/kv";
 import { KV_BUCKETS, POLICY_KEY } from "../../src/nats/contract.ts";
 import { jetstreamManager } from "@nats-io/jetstream";
-import type { SignedArtifact } from "../../src/core/types.ts";
 import { MAX_POLICY_VERSION, policyEntryText, readPolicyEntry, signActivation } from "../../src/policy/activation.ts";
 import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
 import { policyDigest, type PolicyDocument } from "../../src/policy/policy-document.ts";
 import { Authority } from "../../src/runtime/authority.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { replayGateway, startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
-import { agent, sleep, transfer } from "./client-support.ts";
+import { namedKey } from "../../src/testkit/world.ts";
+import { sleep, transfer, grantUnder, until } from "./client-support.ts";
 
 const P1 = DEFAULT_POLICY;
 const P2: PolicyDocument = { ...DEFAULT_POLICY, id: "default-2", version: "2" };
@@ -30,26 +29,7 @@ afterEach(async () => {
   h = undefined;
 });
 
-let grants = 0;
-/** A root grant for `taskId` bound to policy `doc` (whatever the authority published last). */
-async function grantUnder(hh: Harness, taskId: string, doc: PolicyDocument): Promise<SignedArtifact> {
-  const now = Date.now();
-  const { artifact } = await hh.authority.grant({
-    taskId,
-    holder: agent.keyId,
-    scope: DEFAULT_SCOPE,
-    validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
-    nonce: namedNonce(`signed-policy-${grants++}`),
-    attribution: { initiator: "t", reason: "signed policy tests" },
-    policy: { id: doc.id, digest: policyDigest(doc) },
-  });
-  return artifact;
-}
 
-async function until(what: () => boolean, ms = 5_000): Promise<void> {
-  for (let i = 0; i < ms / 20 && !what(); i++) await sleep(20);
-  expect(what()).toBe(true);
-}
 
 /** Run a task under `doc` and give its status and codes. */
 async function runUnder(hh: Harness, doc: PolicyDocument): Promise<{ status: string; codes?: string[] }> {
