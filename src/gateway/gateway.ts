@@ -280,18 +280,19 @@ export class Gateway {
   /** Checkpoint publishes in flight: stop() lets them land before closing the connection. */
   readonly #publishing = new Set<Promise<void>>();
   /**
-   * Whether this gateway's read of the governance stream has caught up with it (a message with
-   * nothing pending after it) since the read last (re)started: until then the feed does not count
-   * as fresh (a heartbeat read early could vouch for revocations that come after it), whatever the
-   * start's bounded wait did.
+   * Whether this gateway's read of the governance stream has caught up with it (up to where the
+   * stream stood when the read began, or a message with nothing pending after it) since the read
+   * last (re)started: until then the feed does not count as fresh (a heartbeat read early could
+   * vouch for revocations that come after it), whatever the start's bounded wait did.
    */
   #govCaughtUp = false;
   /** retireUnconfiguredAuthorities, put off until the governance stream is read (#govCaughtUpNow). */
   #retirePending = false;
   /**
    * Announcement checks running (#policyAnnounced): an authority said a newer policy version exists
-   * than the one in force, and the bucket is being read again. Decisions deny meanwhile (for the
-   * few ms the read takes), so none is made under a policy already known to be retired.
+   * than the one in force, and the bucket is being read again. Decisions deny meanwhile, while the
+   * policy in force is still below the announced version (the watch often brings it first), so
+   * none is made under a policy already known to be retired.
    */
   #policyChecks = 0;
   #policyKv!: KV;
@@ -756,6 +757,12 @@ export class Gateway {
     let backoffMs = 250;
     while (!this.#stopped) {
       try {
+        // Where the stream stands as this read begins: reading that far is caught up (or a message
+        // with nothing pending after it, when this answer is lost or the stream was made again).
+        const target = await this.#jsm.streams
+          .info(STREAMS.gov)
+          .then((i) => i.state.last_seq)
+          .catch(() => Number.POSITIVE_INFINITY);
         const c = await this.#js.consumers.get(STREAMS.gov); // whole stream: nats-server 2.9 has no multi-filter
         const msgs = await c.consume();
         this.#consumers.push(msgs);
@@ -768,7 +775,9 @@ export class Gateway {
             onHeartbeat: (h) => this.#onHeartbeat(h),
             onRejected: (subject, why) => this.#warn(`governance message on ${subject} dropped: ${why}`),
           });
-          if (!this.#govCaughtUp && m.info.pending === 0) this.#govCaughtUpNow();
+          // (Nothing pending alone may never happen while heartbeats keep coming faster than a loaded
+          // gateway reads them.)
+          if (!this.#govCaughtUp && (m.info.pending === 0 || m.seq >= target)) this.#govCaughtUpNow();
         }
       } catch (e) {
         if (!this.#stopped) this.#warn(`governance feed ended: ${String(e)}; following it again`);
@@ -809,7 +818,9 @@ export class Gateway {
   #feedAt(): { at: number | null; oldest: number | null; stalest: string | undefined } {
     // Not read up to where it stood at start, or an announced policy version being looked for:
     // nothing on the feed vouches for this gateway's view yet.
-    if (!this.#govCaughtUp || this.#policyChecks > 0) return { at: null, oldest: null, stalest: undefined };
+    if (!this.#govCaughtUp || (this.#policyChecks > 0 && this.#announcedPolicyVersion() > (this.#ledger.state.policyHigh?.version ?? 0))) {
+      return { at: null, oldest: null, stalest: undefined };
+    }
     const state = this.#ledger.state;
     let oldest: number | null = null;
     let newest: number | null = null;
