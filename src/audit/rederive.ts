@@ -133,9 +133,10 @@ export function revocationProblem(r: AuditRecord & { type: "revocation" }, state
  * version). An unsigned activation is accepted only before the log's first signed one (logs
  * written before policy entries were signed).
  */
-export function policyActivationProblem(c: TrustChange & { op: "policy.activate" }, state: AuditState, signedSeen: boolean): string | undefined {
+export function policyActivationProblem(c: TrustChange & { op: "policy.activate" }, state: AuditState): string | undefined {
   const a = c.activation;
-  if (a === undefined) return signedSeen ? "an unsigned policy activation after signed ones" : undefined;
+  // The fold holds a floor from the log's first signed activation on.
+  if (a === undefined) return state.policyHigh !== undefined ? "an unsigned policy activation after signed ones" : undefined;
   const p = a.payload;
   if (p.policyDigest !== c.policyDigest) return "the activation names another policy";
   const pub = fromB64u(p.issuer, 32);

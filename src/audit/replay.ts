@@ -164,8 +164,6 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   let position = 0;
   /** The origin this log's own first checkpoint names (for external ones, when the trust roots name none). */
   let logOrigin: string | undefined;
-  /** A signed policy activation was seen: unsigned ones after it are divergences. */
-  let signedPolicySeen = false;
   /** Verified checkpoints (size, root), for the successive-consistency check. */
   const verified: { seq: number; size: number; root: string }[] = [];
 
@@ -237,9 +235,8 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
             report(seq, "UNTRUSTED_AUTHORITY", `authority ${rec.change.keyId} is not in the trust roots`);
           }
           if (rec.change.op === "policy.activate") {
-            const why = policyActivationProblem(rec.change, state, signedPolicySeen);
+            const why = policyActivationProblem(rec.change, state);
             if (why !== undefined) report(seq, "POLICY_UNVERIFIED", why);
-            signedPolicySeen ||= rec.change.activation !== undefined;
           }
           break;
         case "revocation": {

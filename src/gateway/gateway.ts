@@ -609,6 +609,7 @@ export class Gateway {
     return next;
   }
 
+  /** Withdraw the policy in force, if any. The projection changes at the call (Ledger.append), before any await. */
   async #withdrawPolicy(why: string | undefined): Promise<void> {
     if (this.#ledger.state.policy === undefined) return;
     if (why !== undefined) this.#warn(why);
@@ -729,9 +730,8 @@ export class Gateway {
         const state = this.#ledger.state;
         const high = state.policyHigh?.version ?? 0;
         const announced = this.#announcedPolicyVersion();
-        if (high >= announced || state.policy === undefined) return;
-        this.#warn(`authority ${issuer} announces policy version ${announced}; the policy in force here is version ${high}: withdrawing it (every task denied, GOVERNANCE_UNAVAILABLE) until that version is read`);
-        await this.#ledger.append({ type: "trust", change: { op: "policy.withdraw" } });
+        if (high >= announced) return;
+        await this.#withdrawPolicy(`authority ${issuer} announces policy version ${announced}; the policy in force here is version ${high}: withdrawing it (every task denied, GOVERNANCE_UNAVAILABLE) until that version is read`);
       } finally {
         this.#policyChecks--;
       }
@@ -754,6 +754,12 @@ export class Gateway {
    * not fresh until that read has caught up.
    */
   async #followGovernance(): Promise<void> {
+    const fx = {
+      isAuthority: (k: string) => this.#ledger.state.authorities.has(k),
+      onRevocation: (r: SignedRevocation) => this.#applyRevocation(r),
+      onHeartbeat: (h: HeartbeatPayload) => this.#onHeartbeat(h),
+      onRejected: (subject: string, why: string) => this.#warn(`governance message on ${subject} dropped: ${why}`),
+    };
     let backoffMs = 250;
     while (!this.#stopped) {
       try {
@@ -767,17 +773,17 @@ export class Gateway {
         const msgs = await c.consume();
         this.#consumers.push(msgs);
         this.#govCaughtUp = false;
-        for await (const m of msgs) {
-          backoffMs = 250;
-          applyGovernanceMessage(m.subject, m.data, {
-            isAuthority: (k) => this.#ledger.state.authorities.has(k),
-            onRevocation: (r) => this.#applyRevocation(r),
-            onHeartbeat: (h) => this.#onHeartbeat(h),
-            onRejected: (subject, why) => this.#warn(`governance message on ${subject} dropped: ${why}`),
-          });
-          // (Nothing pending alone may never happen while heartbeats keep coming faster than a loaded
-          // gateway reads them.)
-          if (!this.#govCaughtUp && (m.info.pending === 0 || m.seq >= target)) this.#govCaughtUpNow();
+        try {
+          for await (const m of msgs) {
+            backoffMs = 250;
+            applyGovernanceMessage(m.subject, m.data, fx);
+            // (Nothing pending alone may never happen while heartbeats keep coming faster than a
+            // loaded gateway reads them.)
+            if (!this.#govCaughtUp && (m.info.pending === 0 || m.seq >= target)) this.#govCaughtUpNow();
+          }
+        } finally {
+          // An ended read is not stopped again at stop(): #consumers keeps only live ones.
+          this.#consumers.splice(this.#consumers.indexOf(msgs), 1);
         }
       } catch (e) {
         if (!this.#stopped) this.#warn(`governance feed ended: ${String(e)}; following it again`);
@@ -853,8 +859,9 @@ export class Gateway {
     // trusted authority activates one.
     const high = state.policyHigh;
     if (t.type === "key" && high !== undefined && high.issuer === t.keyId && state.policy?.digest === high.digest) {
-      this.#warn(`the policy in force was activated by ${t.keyId}, now revoked: withdrawing it (every task denied, GOVERNANCE_UNAVAILABLE) until a trusted authority activates one`);
-      this.#ledger.append({ type: "trust", change: { op: "policy.withdraw" } }).catch((e: unknown) => this.#warn(`policy withdrawal not recorded: ${String(e)}`));
+      this.#withdrawPolicy(`the policy in force was activated by ${t.keyId}, now revoked: withdrawing it (every task denied, GOVERNANCE_UNAVAILABLE) until a trusted authority activates one`).catch((e: unknown) =>
+        this.#warn(`policy withdrawal not recorded: ${String(e)}`),
+      );
     }
     const target = t.type === "artifact" ? t.id : t.keyId;
     for (const task of this.#inFlight.values()) {

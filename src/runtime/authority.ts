@@ -95,7 +95,7 @@ export class Authority {
       a.#log = o.revocationLog === undefined ? undefined : { path: o.revocationLog, entries: logged };
       // Heartbeats announce the newest policy version of this key and its peers from the first one
       // on, also when the bucket's current entry is an older one put back while it was down.
-      a.#policyVersion = await a.#bucketVersion();
+      a.#policyVersion = (await a.#bucketVersions()).ours;
       a.#listenForActivations();
       await a.#followPolicy();
       await a.#followOwnRevocations();
@@ -193,14 +193,15 @@ export class Authority {
     return this.key.keyId;
   }
 
-  /** The version of this key's newest activation in the policy bucket (0: none yet). */
+  /** The newest policy version of this key or a peer's known here, which heartbeats announce (0: none yet). */
   get policyVersion(): number {
     return this.#policyVersion;
   }
 
   /**
-   * Publish the active policy, signed: a version above every one the bucket's history shows
-   * (and at least the time in ms, policy/activation.ts nextPolicyVersion), written only if the
+   * Publish the active policy, signed: a version above this key's and its peers' in the bucket's
+   * history, above another key's up to FOREIGN_VERSION_LEAD_MS past the clock, and at least the
+   * time in ms (policy/activation.ts nextPolicyVersion), written only if the
    * entry is still the one read (compare and set; a race with another authority reads again).
    * Gateways take it only from a trusted authority, and only above the version they hold.
    * Publishing the policy already in force under this key's activation writes nothing.
@@ -234,8 +235,8 @@ export class Authority {
       try {
         version = nextPolicyVersion(seen, now);
       } catch (e) {
-        // Only a signed entry can raise `seen`, but any key can sign one: name the way out.
-        throw new TypeError(`publishPolicy: ${e instanceof Error ? e.message : String(e)}; the policy bucket's history holds an activation at version ${seen}: remove it (nats kv purge ${KV_BUCKETS.policy} ${POLICY_KEY}) if no trusted authority signed it`);
+        // Only this key, a peer or a clock far ahead can have raised `seen` this far.
+        throw new TypeError(`publishPolicy: ${e instanceof Error ? e.message : String(e)}; the policy bucket's history holds an activation of this key or a peer at version ${seen}: remove it (nats kv purge ${KV_BUCKETS.policy} ${POLICY_KEY}) if it was not meant`);
       }
       const entry = policyEntryText(doc, signActivation(this.key, doc, version, now));
       const back = readPolicyEntry(entry);
@@ -263,16 +264,10 @@ export class Authority {
   }
 
   /**
-   * The highest version among the activations of this key and its peers that the bucket still
-   * holds (its history): what heartbeats announce. Another key's never are: any key can sign an
-   * activation, at any version, and gateways would withdraw their policy until they read one.
-   */
-  async #bucketVersion(): Promise<number> {
-    return (await this.#bucketVersions()).ours;
-  }
-
-  /**
-   * `ours`: see #bucketVersion. `count`: what the next version must be above: ours, and any other
+   * From the bucket's history: `ours`, the highest version of this key's and its peers'
+   * activations, which heartbeats announce (never another key's: any key can sign an activation,
+   * at any version, and gateways would withdraw their policy until they read one). `count`: what
+   * the next version must be above: ours, and any other
    * signer's up to FOREIGN_VERSION_LEAD_MS past this authority's clock, so an authority that shares
    * the bucket without being named a peer, its clock a little ahead, is still counted past, while
    * someone else's key cannot push this authority's versions ahead of its clock by more.
@@ -365,11 +360,11 @@ export class Authority {
 
   async #heartbeatOnce(): Promise<void> {
     // The bucket again (a watch goes quiet when its bucket is made again): best effort.
-    this.#policyVersion = Math.max(this.#policyVersion, await this.#bucketVersion().catch(() => 0));
+    this.#policyVersion = Math.max(this.#policyVersion, await this.#bucketVersions().then((v) => v.ours, () => 0));
     const at = this.clock();
     // Policy: `expect` the stream, so a publish some other stream took (a subject diverted out of
     // the feed) fails here instead of counting as published.
-    // And the newest policy version it wrote: a gateway holding an older one denies until it has it.
+    // And the newest policy version of this key or a peer: a gateway holding an older one denies until it has it.
     const announce = { revocations: this.#revoked.size, revokedDigest: revokedSetDigest(this.#revoked), ...(this.#policyVersion > 0 ? { policyVersion: this.#policyVersion } : {}) };
     const ack = await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, at, announce)), { expect: { streamName: STREAMS.gov } });
     this.#lastHeartbeatAt = at;
