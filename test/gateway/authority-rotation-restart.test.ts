@@ -6,12 +6,11 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
-import { policyDigest } from "../../src/policy/policy-document.ts";
 import { Authority } from "../../src/runtime/authority.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
-import { agent, sleep, transfer } from "../gateway/client-support.ts";
+import { namedKey } from "../../src/testkit/world.ts";
+import { sleep, transfer, grantFrom } from "../gateway/client-support.ts";
 
 let h: Harness | undefined;
 let a2: Authority | undefined;
@@ -42,15 +41,7 @@ describe("rotation by restarting the gateway with the new key only", () => {
     await a1.close();
     await sleep(2_500);
     const taskId = newTaskId();
-    const now = Date.now();
-    const { artifact } = await a2.grant({
-      taskId,
-      holder: agent.keyId,
-      scope: DEFAULT_SCOPE,
-      validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
-      nonce: namedNonce("fixed-rot-1"),
-      attribution: { initiator: "t", reason: "regression" },
-    });
+    const artifact = await grantFrom(a2, taskId);
     const o = await transfer(h, taskId, artifact);
     expect(o.status).toBe("succeeded");
     expect([...gw2.ledger.state.authorities]).toEqual([a2key.keyId]);
@@ -70,16 +61,7 @@ describe("rotation by restarting the gateway with the new key only", () => {
     gw2.registerAction("transfer", () => ({ ok: true }));
     expect([...gw2.ledger.state.authorities].sort()).toEqual([h.authority.keyId, a2key.keyId].sort());
     const taskId = newTaskId();
-    const now = Date.now();
-    const { artifact } = await a2.grant({
-      taskId,
-      holder: agent.keyId,
-      scope: DEFAULT_SCOPE,
-      validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
-      nonce: namedNonce("fixed-rot-keep"),
-      attribution: { initiator: "t", reason: "regression" },
-      policy: { id: DEFAULT_POLICY.id, digest: policyDigest(DEFAULT_POLICY) },
-    });
+    const artifact = await grantFrom(a2, taskId, DEFAULT_POLICY);
     expect(await transfer(h, taskId, artifact)).toMatchObject({ status: "succeeded" });
   });
 });

@@ -3,6 +3,7 @@
 import { afterEach, expect } from "vitest";
 import type { SignedArtifact } from "../../src/core/types.ts";
 import type { Gateway } from "../../src/gateway/gateway.ts";
+import type { Authority } from "../../src/runtime/authority.ts";
 import type { TaskOutcome } from "../../src/gateway/outcome.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
@@ -84,21 +85,27 @@ export function transfer(hh: Harness, taskId: string, artifact: SignedArtifact):
   return hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
 }
 
-let underPolicy = 0;
-/** A root grant by the harness's authority for `taskId`, bound to policy `doc` (whatever it published last). */
-export async function grantUnder(hh: Harness, taskId: string, doc: PolicyDocument): Promise<SignedArtifact> {
+let granted = 0;
+/**
+ * A root grant by `authority` for `taskId` (valid from a minute ago for an hour), bound to policy
+ * `doc`, or to the one the authority published last.
+ */
+export async function grantFrom(authority: Authority, taskId: string, doc?: PolicyDocument): Promise<SignedArtifact> {
   const now = Date.now();
-  const { artifact } = await hh.authority.grant({
+  const { artifact } = await authority.grant({
     taskId,
     holder: agent.keyId,
     scope: DEFAULT_SCOPE,
     validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
-    nonce: namedNonce(`under-policy-${underPolicy++}`),
+    nonce: namedNonce(`granted-${granted++}`),
     attribution: { initiator: "t", reason: "policy tests" },
-    policy: { id: doc.id, digest: policyDigest(doc) },
+    ...(doc !== undefined ? { policy: { id: doc.id, digest: policyDigest(doc) } } : {}),
   });
   return artifact;
 }
+
+/** A root grant by the harness's authority for `taskId`, bound to policy `doc`. */
+export const grantUnder = (hh: Harness, taskId: string, doc: PolicyDocument): Promise<SignedArtifact> => grantFrom(hh.authority, taskId, doc);
 
 /** Wait (polling every 20 ms, up to `ms`) for `what`, and fail the test if it never holds. */
 export async function until(what: () => boolean, ms = 5_000): Promise<void> {

@@ -14,8 +14,8 @@ import { policyDigest, type PolicyDocument } from "../../src/policy/policy-docum
 import { Authority } from "../../src/runtime/authority.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
-import { agent, sleep, transfer } from "../gateway/client-support.ts";
+import { namedKey } from "../../src/testkit/world.ts";
+import { sleep, transfer, grantFrom } from "../gateway/client-support.ts";
 
 const P2: PolicyDocument = { ...DEFAULT_POLICY, id: "default-2", version: "2" };
 const P3: PolicyDocument = { ...DEFAULT_POLICY, id: "default-3", version: "3" };
@@ -50,15 +50,7 @@ describe("regression3: day-ahead counting lets an attacker push honest versions 
     gw.registerAction("transfer", () => ({ ok: true }));
     expect(await until(() => gw.ledger.state.policy?.digest === policyDigest(P2))).toBe(true);
     const taskId = newTaskId();
-    const now = Date.now();
-    const { artifact } = await h.authority.grant({
-      taskId,
-      holder: agent.keyId,
-      scope: DEFAULT_SCOPE,
-      validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
-      nonce: namedNonce("fixed-inflate-1"),
-      attribution: { initiator: "t", reason: "regression" },
-    }); // bound to P2
+    const artifact = await grantFrom(h.authority, taskId); // bound to P2
 
     // Attacker: the 5-entry history flooded with entries of their own at version 1 (gateways ignore them).
     for (let i = 0; i < 5; i++) await kv.put(POLICY_KEY, policyEntryText(M, signActivation(mallory, M, 1, Date.now())));

@@ -13,8 +13,8 @@ import { policyDigest, type PolicyDocument } from "../../src/policy/policy-docum
 import { Authority } from "../../src/runtime/authority.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
-import { agent, sleep, transfer } from "../gateway/client-support.ts";
+import { namedKey } from "../../src/testkit/world.ts";
+import { sleep, transfer, grantFrom } from "../gateway/client-support.ts";
 
 const P1 = DEFAULT_POLICY;
 const P2: PolicyDocument = { ...DEFAULT_POLICY, id: "default-2", version: "2" };
@@ -55,18 +55,9 @@ describe("retired policy of a revoked authority put back", () => {
     expect(g1.ledger.state.policy).toBeUndefined();
     expect(h.warnings.some((w) => w.includes(`activated by ${bKey.keyId}, now revoked: withdrawing it`))).toBe(true);
 
-    const grant = async (tag: string) => {
+    const grant = async () => {
       const taskId = newTaskId();
-      const now = Date.now();
-      const { artifact } = await a.grant({
-        taskId,
-        holder: agent.keyId,
-        scope: DEFAULT_SCOPE,
-        validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
-        nonce: namedNonce(`fixed-revoked-${tag}`),
-        attribution: { initiator: "t", reason: "regression" },
-        policy: { id: P1.id, digest: policyDigest(P1) },
-      });
+      const artifact = await grantFrom(a, taskId, P1);
       return { taskId, artifact };
     };
     // Attacker: B's retired P1 entry put back.
@@ -74,7 +65,7 @@ describe("retired policy of a revoked authority put back", () => {
     await sleep(500);
     // The up-to-date gateway refuses it (a revoked signer) and denies a task bound to P1.
     expect(g1.ledger.state.policy).toBeUndefined();
-    const t1 = await grant("1");
+    const t1 = await grant();
     expect(await transfer(h, t1.taskId, t1.artifact)).toMatchObject({ status: "denied", codes: ["GOVERNANCE_UNAVAILABLE"] });
     await g1.stop();
 
@@ -82,14 +73,14 @@ describe("retired policy of a revoked authority put back", () => {
     const g2 = await h.startGateway({ id: "gw-2", key: namedKey("gateway-2"), audit: join(h.dir, "fresh"), authorities });
     g2.registerAction("transfer", () => ({ ok: true }));
     await sleep(1_000);
-    const t2 = await grant("2");
+    const t2 = await grant();
     const o = await transfer(h, t2.taskId, t2.artifact);
     expect(o).toMatchObject({ status: "denied", codes: ["GOVERNANCE_UNAVAILABLE"] });
     expect(g2.ledger.state.policy).toBeUndefined();
     // A activates P1 itself: taken, and its artifacts run.
     await a.publishPolicy(P1);
     for (let i = 0; i < 250 && g2.ledger.state.policy?.digest !== policyDigest(P1); i++) await sleep(20);
-    const t3 = await grant("3");
+    const t3 = await grant();
     expect(await transfer(h, t3.taskId, t3.artifact)).toMatchObject({ status: "succeeded" });
   });
 });

@@ -9,13 +9,13 @@ import { Kvm } from "@nats-io/kv";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { KV_BUCKETS, POLICY_KEY, STREAMS, SUBJECTS } from "../../src/nats/contract.ts";
 import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
-import { policyDigest, type PolicyDocument } from "../../src/policy/policy-document.ts";
+import type { PolicyDocument } from "../../src/policy/policy-document.ts";
 import { readPolicyEntry } from "../../src/policy/activation.ts";
 import { Authority } from "../../src/runtime/authority.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
-import { agent, sleep, transfer } from "../gateway/client-support.ts";
+import { namedKey } from "../../src/testkit/world.ts";
+import { sleep, transfer, grantFrom } from "../gateway/client-support.ts";
 
 const P1 = DEFAULT_POLICY;
 const P2: PolicyDocument = { ...DEFAULT_POLICY, id: "default-2", version: "2" };
@@ -36,16 +36,7 @@ describe("daemon's watch silenced, one-shot's entry flushed before the next hist
     const e1 = (await kv.get(POLICY_KEY))!.value; // P1, signed by the daemon's key
     const v1 = (readPolicyEntry(e1) as { ok: true; entry: { activation: { payload: { version: number } } } }).entry.activation.payload.version;
     const taskId = newTaskId();
-    const now = Date.now();
-    const { artifact } = await h.authority.grant({
-      taskId,
-      holder: agent.keyId,
-      scope: DEFAULT_SCOPE,
-      validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
-      nonce: namedNonce("fixed-watch-1"),
-      attribution: { initiator: "t", reason: "regression" },
-      policy: { id: P1.id, digest: policyDigest(P1) },
-    });
+    const artifact = await grantFrom(h.authority, taskId, P1);
 
     // Attacker, step 1: the same P1 entry put again a few times (a no-op for everyone), then the
     // bucket deleted and made again with P1's entry: the daemon's watch goes quiet.

@@ -9,8 +9,8 @@ import { policyDigest, type PolicyDocument } from "../../src/policy/policy-docum
 import { Authority } from "../../src/runtime/authority.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
-import { agent, sleep, transfer } from "../gateway/client-support.ts";
+import { namedKey } from "../../src/testkit/world.ts";
+import { sleep, transfer, grantFrom } from "../gateway/client-support.ts";
 
 const P2: PolicyDocument = { ...DEFAULT_POLICY, id: "default-2", version: "2" };
 
@@ -35,15 +35,7 @@ describe("two authorities without peers, clocks 3 s apart", () => {
     await b.publishPolicy(P2); // resolves: the bucket now holds P2
     for (let i = 0; i < 100 && gw.ledger.state.policy?.digest !== policyDigest(P2); i++) await sleep(20);
     const taskId = newTaskId();
-    const now = Date.now();
-    const { artifact } = await b.grant({
-      taskId,
-      holder: agent.keyId,
-      scope: DEFAULT_SCOPE,
-      validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
-      nonce: namedNonce("fixed-skew-1"),
-      attribution: { initiator: "t", reason: "regression" },
-    });
+    const artifact = await grantFrom(b, taskId);
     const o = await transfer(h, taskId, artifact);
     expect(gw.ledger.state.policy?.digest).toBe(policyDigest(P2));
     expect(o.status).toBe("succeeded");
