@@ -42,6 +42,7 @@ import { serveConsistencyProofs } from "../nats/proof-service.ts";
 import { KV_BUCKETS, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
 import { claimOnce, ensureBus } from "../nats/setup.ts";
 import { readSubject } from "../nats/read-subject.ts";
+import { followStream, type FollowStreamOptions } from "../nats/follow-stream.ts";
 import { submitTask } from "../runtime/client.ts";
 import { systemClock } from "../runtime/clock.ts";
 import { EvidenceIndex } from "./evidence-index.ts";
@@ -760,40 +761,24 @@ export class Gateway {
       onHeartbeat: (h: HeartbeatPayload) => this.#onHeartbeat(h),
       onRejected: (subject: string, why: string) => this.#warn(`governance message on ${subject} dropped: ${why}`),
     };
-    let backoffMs = 250;
-    while (!this.#stopped) {
-      try {
-        // Where the stream stands as this read begins: reading that far is caught up (or a message
-        // with nothing pending after it, when this answer is lost or the stream was made again).
-        const target = await this.#jsm.streams
-          .info(STREAMS.gov)
-          .then((i) => i.state.last_seq)
-          .catch(() => Number.POSITIVE_INFINITY);
-        const c = await this.#js.consumers.get(STREAMS.gov); // whole stream: nats-server 2.9 has no multi-filter
-        const msgs = await c.consume();
-        this.#consumers.push(msgs);
-        this.#govCaughtUp = false;
-        try {
-          for await (const m of msgs) {
-            backoffMs = 250;
-            applyGovernanceMessage(m.subject, m.data, fx);
-            // (Nothing pending alone may never happen while heartbeats keep coming faster than a
-            // loaded gateway reads them.)
-            if (!this.#govCaughtUp && (m.info.pending === 0 || m.seq >= target)) this.#govCaughtUpNow();
-          }
-        } finally {
-          // An ended read is not stopped again at stop(): #consumers keeps only live ones.
-          this.#consumers.splice(this.#consumers.indexOf(msgs), 1);
-        }
-      } catch (e) {
-        if (!this.#stopped) this.#warn(`governance feed ended: ${String(e)}; following it again`);
-      }
+    await this.#followWhole(STREAMS.gov, "governance feed", (target) => {
+      this.#govCaughtUp = false;
+      return (m: JsMsg) => {
+        applyGovernanceMessage(m.subject, m.data, fx);
+        // Where the stream stood as this read began: reading that far is caught up (or a message
+        // with nothing pending after it, when that answer was lost). (Nothing pending alone may
+        // never happen while heartbeats keep coming faster than a loaded gateway reads them.)
+        if (!this.#govCaughtUp && (m.info.pending === 0 || m.seq >= target)) this.#govCaughtUpNow();
+      };
+    }, () => {
       // Policy: while it is not read, the feed is not fresh and decide denies on its own.
       this.#govCaughtUp = false;
-      if (this.#stopped) return;
-      await this.#pause(backoffMs);
-      backoffMs = Math.min(backoffMs * 2, 5_000);
-    }
+    });
+  }
+
+  /** followStream, stopped with the gateway. */
+  async #followWhole(stream: string, what: string, begin: FollowStreamOptions["begin"], ended?: () => void): Promise<void> {
+    await followStream(this.#nc, this.#js, this.#jsm, { stream, what, begin, ...(ended ? { ended } : {}), onWarning: (m) => this.#warn(m), signal: this.#abort.signal });
   }
 
   #govCaughtUpNow(): void {
@@ -870,18 +855,11 @@ export class Gateway {
   }
 
   async #followEvidence(): Promise<void> {
-    try {
-      const c = await this.#js.consumers.get(STREAMS.evidence);
-      const msgs = await c.consume();
-      this.#consumers.push(msgs);
-      let n = 0;
-      for await (const m of msgs) {
-        this.#index.add(m.subject, m.data);
-        if (++n % 1024 === 0) this.#index.evict(10 * 60_000);
-      }
-    } catch (e) {
-      if (!this.#stopped) this.#warn(`evidence feed ended: ${String(e)}`);
-    }
+    let n = 0;
+    await this.#followWhole(STREAMS.evidence, "evidence feed", () => (m: JsMsg) => {
+      this.#index.add(m.subject, m.data);
+      if (++n % 1024 === 0) this.#index.evict(10 * 60_000);
+    });
   }
 
   /** Take an in-flight slot; `whileWaiting` runs every #workingEveryMs until one is free. */

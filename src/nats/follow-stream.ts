@@ -1,0 +1,123 @@
+// Following a whole stream from its first message for as long as a process runs, read again from
+// the first whenever the read ends. The gateway's governance and evidence feeds are read this way:
+// a feed that ends for good leaves every task denied, and one that silently skips messages leaves
+// revocations or heartbeats unread.
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
+
+/**
+ * How long each pull waits on the server. Two idle heartbeats missed (half of it each) make the
+ * read check that its consumer is still there: nats-server 2.9 does not tell a waiting pull that
+ * its stream was deleted, and with the default (30 s) a feed stayed stale that long when the
+ * advisory saying so was lost.
+ */
+export const FOLLOW_EXPIRES_MS = 5_000;
+
+export interface FollowStreamOptions {
+  stream: string;
+  /** Names the feed in warnings ("governance feed"). */
+  what: string;
+  /**
+   * Runs as each read starts, given the stream's last sequence then (+Infinity when that is
+   * unknown); returns what handles each message of that read.
+   */
+  begin: (lastSeq: number) => (m: JsMsg) => void;
+  /** Runs whenever a read ends (and after a read that could not start). */
+  ended?: () => void;
+  onWarning: (message: string) => void;
+  /** Ends the current read and the loop. */
+  signal: AbortSignal;
+  /**
+   * The three ways a read learns that its stream was deleted or made again, each enough on its
+   * own in the tests, all on by default (off only to test the others): JetStream's stream
+   * advisories, nats.js ending the read when its consumer or stream is missing, and the read's
+   * notices checked against the stream's creation time.
+   */
+  advisories?: boolean;
+  abortOnMissingResource?: boolean;
+  expiresMs?: number;
+}
+
+/**
+ * Read `stream` from its first message with an ordered consumer, and read it again from the first
+ * whenever that read ends, until `signal` aborts; backs off 250 ms to 5 s between reads.
+ *
+ * The read also ends when the stream under it is no longer the one it began on. nats.js's ordered
+ * consumer, finding its consumer gone, makes a new one at the next sequence it expected; on a
+ * stream made again (its sequence back at 1), that silently skips every message below it. Found
+ * by a test: the governance stream made again while a gateway started, and the gateway denied
+ * every task until the new stream's sequence passed the old one's.
+ */
+export async function followStream(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, o: FollowStreamOptions): Promise<void> {
+  let backoffMs = 250;
+  while (!o.signal.aborted) {
+    try {
+      const info = await jsm.streams.info(o.stream).catch(() => undefined);
+      const c = await js.consumers.get(o.stream); // whole stream: nats-server 2.9 has no multi-filter
+      const msgs = await c.consume({ abort_on_missing_resource: o.abortOnMissingResource ?? true, expires: o.expiresMs ?? FOLLOW_EXPIRES_MS });
+      const stop = (): void => msgs.stop();
+      o.signal.addEventListener("abort", stop, { once: true });
+      try {
+        if (o.signal.aborted) msgs.stop();
+        endIfStreamReplaced(nc, jsm, o.stream, info?.created, msgs, o.advisories ?? true);
+        const onMessage = o.begin(info?.state.last_seq ?? Number.POSITIVE_INFINITY);
+        for await (const m of msgs) {
+          backoffMs = 250;
+          onMessage(m);
+        }
+      } finally {
+        o.signal.removeEventListener("abort", stop);
+      }
+      if (!o.signal.aborted) o.onWarning(`${o.what} ended; reading it again from its first message`);
+    } catch (e) {
+      if (!o.signal.aborted) o.onWarning(`${o.what} ended: ${e instanceof Error ? e.message : String(e)}; reading it again from its first message`);
+    }
+    o.ended?.();
+    if (o.signal.aborted) return;
+    await pause(backoffMs, o.signal);
+    backoffMs = Math.min(backoffMs * 2, 5_000);
+  }
+}
+
+/**
+ * End `msgs` once the stream under it is deleted or made again. JetStream's advisories say so at
+ * once; they are at-most-once, so the read's own notices back them: its consumer found missing
+ * (after two missed idle heartbeats), or made again on a stream created at another time than the
+ * one the read began on.
+ */
+function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: string, created: string | undefined, msgs: ConsumerMessages, advisories: boolean): void {
+  const end = (why: string): void => msgs.stop(new Error(`stream ${stream} ${why}`));
+  const subs = advisories
+    ? ["DELETED", "CREATED"].map((event) => nc.subscribe(`$JS.EVENT.ADVISORY.STREAM.${event}.${stream}`, { max: 1, callback: () => end(`${event.toLowerCase()} under the read`) }))
+    : [];
+  const watch = async (): Promise<void> => {
+    try {
+      for await (const n of msgs.status()) {
+        if (n.type !== "ordered_consumer_recreated" && n.type !== "stream_not_found" && n.type !== "consumer_deleted" && n.type !== "consumer_not_found") continue;
+        const now = await jsm.streams.info(stream).then(
+          (i) => i.created,
+          () => undefined,
+        );
+        if (created === undefined || now !== created) return end("deleted or made again under the read");
+      }
+    } finally {
+      for (const s of subs) s.unsubscribe();
+    }
+  };
+  watch().catch((e: unknown) => end(`read unwatched: ${e instanceof Error ? e.message : String(e)}`));
+}
+
+/** Wait `ms`, or less if `signal` aborts meanwhile. */
+async function pause(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return;
+  let onAbort: () => void = () => undefined;
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    onAbort = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  signal.removeEventListener("abort", onAbort);
+}

@@ -1,0 +1,171 @@
+// followStream: a whole stream read from its first message for as long as the reader runs, and
+// read again from the first whenever it ends. The case that found it: nats.js's ordered consumer,
+// its stream made again (sequence back at 1), carried on at the old stream's next sequence and
+// skipped every message below it.
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager, jetstream, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startNatsServer, type NatsServerHandle } from "../../src/infra/nats-launcher.ts";
+import { followStream, type FollowStreamOptions } from "../../src/nats/follow-stream.ts";
+import { until } from "../gateway/client-support.ts";
+
+let server: NatsServerHandle;
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+const STREAM = "FOLLOW_T";
+const config = { name: STREAM, subjects: ["ft.>"] };
+
+beforeAll(async () => {
+  server = await startNatsServer();
+  nc = await connect({ servers: server.url });
+  jsm = await jetstreamManager(nc);
+});
+
+afterAll(async () => {
+  await nc?.close().catch(() => undefined);
+  await server?.stop();
+});
+
+interface Reader {
+  seen: { seq: number; body: string; read: number }[];
+  begins: number[];
+  ends: number;
+  warnings: string[];
+  stop(): Promise<void>;
+}
+
+const readers: Reader[] = [];
+afterEach(async () => {
+  for (const r of readers.splice(0)) await r.stop();
+  await jsm.streams.delete(STREAM).catch(() => undefined);
+});
+
+/** Start a reader; `seen` has every message with the read (0, 1, …) that delivered it. */
+function follow(extra: Partial<FollowStreamOptions> = {}): Reader {
+  const ac = new AbortController();
+  const r: Reader = { seen: [], begins: [], ends: 0, warnings: [], stop: async () => undefined };
+  const done = followStream(nc, jetstream(nc), jsm, {
+    stream: STREAM,
+    what: "test feed",
+    begin: (lastSeq) => {
+      r.begins.push(lastSeq);
+      const read = r.begins.length - 1;
+      return (m: JsMsg) => r.seen.push({ seq: m.seq, body: m.string(), read });
+    },
+    ended: () => r.ends++,
+    onWarning: (w) => r.warnings.push(w),
+    signal: ac.signal,
+    ...extra,
+  });
+  r.stop = async () => {
+    ac.abort();
+    await done;
+  };
+  readers.push(r);
+  return r;
+}
+
+async function publish(prefix: string, n: number): Promise<void> {
+  const js = jetstream(nc);
+  for (let i = 0; i < n; i++) await js.publish(`ft.${prefix}`, `${prefix}-${i}`);
+}
+
+const bodies = (r: Reader, read: number) => r.seen.filter((s) => s.read === read).map((s) => s.body);
+
+describe("followStream", () => {
+  it("reads the stream from its first message and keeps following it; begin learns where it stood", async () => {
+    await jsm.streams.add(config);
+    await publish("a", 5);
+    const r = follow();
+    await until(() => r.seen.length === 5);
+    await publish("b", 3);
+    await until(() => r.seen.length === 8);
+    expect(r.begins).toEqual([5]);
+    expect(bodies(r, 0)).toEqual(["a-0", "a-1", "a-2", "a-3", "a-4", "b-0", "b-1", "b-2"]);
+    expect(r.warnings).toEqual([]);
+  });
+
+  const ways = [
+    { how: "", advisories: true, abortOnMissingResource: true },
+    { how: " (told by the advisory alone)", advisories: true, abortOnMissingResource: false },
+    { how: " (told by the read's notices and the stream's creation time alone)", advisories: false, abortOnMissingResource: false },
+  ];
+  for (const { how, advisories, abortOnMissingResource } of ways) {
+    it(`a stream made again under the read (sequence back at 1) is read again from its first message${how}`, { timeout: 60_000 }, async () => {
+      await jsm.streams.add(config);
+      await publish("old", 300);
+      const r = follow({ advisories, abortOnMissingResource, expiresMs: 2_000 });
+      await until(() => r.seen.length === 300);
+      await jsm.streams.delete(STREAM);
+      await jsm.streams.add(config);
+      await publish("new", 20); // seq 1..20: below where the old read stood
+      await until(() => bodies(r, r.begins.length - 1).length === 20, 30_000);
+      expect(r.begins.length).toBeGreaterThanOrEqual(2);
+      expect(bodies(r, r.begins.length - 1)).toEqual(Array.from({ length: 20 }, (_, i) => `new-${i}`));
+      expect(r.ends).toBe(r.begins.length - 1);
+      expect(r.warnings.some((w) => w.includes("test feed ended"))).toBe(true);
+    });
+  }
+
+  it("a stream that is not there yet: each try warns, and the read starts once it exists", async () => {
+    const r = follow();
+    await until(() => r.warnings.length >= 1);
+    expect(r.begins).toEqual([]);
+    expect(r.ends).toBeGreaterThanOrEqual(1);
+    await jsm.streams.add(config);
+    await publish("late", 2);
+    await until(() => r.seen.length === 2, 15_000);
+    expect(bodies(r, r.begins.length - 1)).toEqual(["late-0", "late-1"]);
+  });
+
+  it("stopping it ends the read and the loop, without a warning", async () => {
+    await jsm.streams.add(config);
+    await publish("s", 2);
+    const r = follow();
+    await until(() => r.seen.length === 2);
+    await r.stop();
+    await publish("s", 2);
+    await new Promise((res) => setTimeout(res, 300));
+    expect(r.seen.length).toBe(2);
+    expect(r.warnings).toEqual([]);
+    expect(r.ends).toBe(1);
+  });
+
+  it("a server outage: nothing is lost, and what was read before may come again, never out of order within a read", { timeout: 60_000 }, async () => {
+    await jsm.streams.add(config); // file storage, the default
+    await publish("pre", 10);
+    const local = await connect({ servers: server.url, reconnectTimeWait: 200, maxReconnectAttempts: -1 });
+    const ljsm = await jetstreamManager(local);
+    const ac = new AbortController();
+    const seen: { seq: number; read: number }[] = [];
+    let reads = 0;
+    const done = followStream(local, jetstream(local), ljsm, {
+      stream: STREAM,
+      what: "outage feed",
+      begin: () => {
+        const read = reads++;
+        return (m) => seen.push({ seq: m.seq, read });
+      },
+      onWarning: () => undefined,
+      signal: ac.signal,
+      expiresMs: 2_000,
+    });
+    try {
+      await until(() => seen.length === 10);
+      await server.kill();
+      await server.restart();
+      for (let i = 0; i < 150 && !(await jsm.streams.info(STREAM).then(() => true, () => false)); i++) await new Promise((res) => setTimeout(res, 100));
+      await publish("post", 5);
+      await until(() => new Set(seen.map((s) => s.seq)).size === 15, 30_000);
+      for (let read = 0; read < reads; read++) {
+        const seqs = seen.filter((s) => s.read === read).map((s) => s.seq);
+        expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+        expect(new Set(seqs).size).toBe(seqs.length);
+      }
+    } finally {
+      ac.abort();
+      await done;
+      await local.close();
+    }
+  });
+});
