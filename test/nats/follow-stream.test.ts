@@ -43,7 +43,7 @@ afterEach(async () => {
 /** Start a reader; `seen` has every message with the read (0, 1, …) that delivered it. */
 function follow(extra: Partial<FollowStreamOptions> = {}): Reader {
   const ac = new AbortController();
-  const r: Reader = { seen: [], begins: [], ends: 0, warnings: [], stop: async () => undefined };
+  const r: Reader = { seen: [], begins: [], ends: 0, warnings: [], stop: () => Promise.resolve() };
   const done = followStream(nc, jetstream(nc), jsm, {
     stream: STREAM,
     what: "test feed",
