@@ -40,55 +40,103 @@ export interface FollowStreamOptions {
 
 /**
  * Read `stream` from its first message with an ordered consumer, and read it again from the first
- * whenever that read ends, until `signal` aborts; backs off 250 ms to 5 s between reads.
+ * whenever that read ends on another stream than it began on, until `signal` aborts; backs off
+ * 250 ms to 5 s between tries.
  *
- * The read also ends when the stream under it is no longer the one it began on. nats.js's ordered
+ * The read ends when the stream under it is no longer the one it began on. nats.js's ordered
  * consumer, finding its consumer gone, makes a new one at the next sequence it expected; on a
  * stream made again (its sequence back at 1), that silently skips every message below it. Found
  * by a test: the governance stream made again while a gateway started, and the gateway denied
  * every task until the new stream's sequence passed the old one's.
+ *
+ * A read that ended while its stream is still the one it began on (a server restart: ordered
+ * consumers live in the server's memory) goes on from the message after the last one it handled,
+ * with the same handler and without `ended`: nothing is read twice, and a feed that was caught up
+ * stays so.
  */
 export async function followStream(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, o: FollowStreamOptions): Promise<void> {
   let backoffMs = 250;
+  const advisories: Advisories = { on: o.advisories ?? true, warn: o.onWarning };
+  /** The read to go on with, after its consumer was lost on the stream it began on. */
+  let carryOn: { created: string; lastSeq: number; onMessage: (m: JsMsg) => void } | undefined;
+  const end = (): void => {
+    carryOn = undefined;
+    o.ended?.();
+  };
   while (!o.signal.aborted) {
+    let read: { created: string | undefined; lastSeq: number; onMessage: (m: JsMsg) => void; replaced: boolean } | undefined;
     try {
       const info = await jsm.streams.info(o.stream).catch(() => undefined);
-      const c = await js.consumers.get(o.stream); // whole stream: nats-server 2.9 has no multi-filter
+      if (carryOn !== undefined && info?.created !== carryOn.created) end();
+      const from = carryOn;
+      carryOn = undefined;
+      // Whole stream: nats-server 2.9 has no multi-filter.
+      const c = await js.consumers.get(o.stream, from !== undefined ? { opt_start_seq: from.lastSeq + 1 } : {});
       const msgs = await c.consume({ abort_on_missing_resource: o.abortOnMissingResource ?? true, expires: o.expiresMs ?? FOLLOW_EXPIRES_MS });
       const stop = (): void => msgs.stop();
       o.signal.addEventListener("abort", stop, { once: true });
       try {
         if (o.signal.aborted) msgs.stop();
-        endIfStreamReplaced(nc, jsm, o.stream, info?.created, msgs, o.advisories ?? true);
-        const onMessage = o.begin(info?.state.last_seq ?? Number.POSITIVE_INFINITY);
+        const r: NonNullable<typeof read> = (read = { created: info?.created, lastSeq: from?.lastSeq ?? 0, onMessage: from?.onMessage ?? o.begin(info?.state.last_seq ?? Number.POSITIVE_INFINITY), replaced: false });
+        endIfStreamReplaced(nc, jsm, o.stream, info?.created, msgs, advisories, () => (r.replaced = true));
         for await (const m of msgs) {
           backoffMs = 250;
-          onMessage(m);
+          r.lastSeq = m.seq;
+          r.onMessage(m);
         }
       } finally {
         o.signal.removeEventListener("abort", stop);
       }
-      if (!o.signal.aborted) o.onWarning(`${o.what} ended; reading it again from its first message`);
+      if (!o.signal.aborted) o.onWarning(`${o.what} ended`);
     } catch (e) {
-      if (!o.signal.aborted) o.onWarning(`${o.what} ended: ${e instanceof Error ? e.message : String(e)}; reading it again from its first message`);
+      if (!o.signal.aborted) o.onWarning(`${o.what} ended: ${e instanceof Error ? e.message : String(e)}`);
     }
-    o.ended?.();
-    if (o.signal.aborted) return;
+    if (o.signal.aborted) return end();
+    // Go on with this read if its stream is still the one it began on (asked now, not after the
+    // pause: until then, a read that cannot go on is not caught up).
+    const created = read === undefined || read.replaced || read.created === undefined ? undefined : await jsm.streams.info(o.stream).then((i) => i.created, () => undefined);
+    if (read !== undefined && created !== undefined && created === read.created) {
+      carryOn = { created, lastSeq: read.lastSeq, onMessage: read.onMessage };
+      o.onWarning(`${o.what}: going on from ${o.stream}'s message ${read.lastSeq + 1}`);
+    } else {
+      end();
+      if (read !== undefined) o.onWarning(`${o.what}: reading ${o.stream} again from its first message`);
+    }
     await pause(backoffMs, o.signal);
     backoffMs = Math.min(backoffMs * 2, 5_000);
   }
+  end();
+}
+
+interface Advisories {
+  /** Off once the server refused them (an account without $JS.EVENT rights): said once. */
+  on: boolean;
+  warn: (message: string) => void;
 }
 
 /**
- * End `msgs` once the stream under it is deleted or made again. JetStream's advisories say so at
- * once; they are at-most-once, so the read's own notices back them: its consumer found missing
- * (after two missed idle heartbeats), or made again on a stream created at another time than the
- * one the read began on.
+ * End `msgs` once the stream under it is deleted or made again, calling `replaced` first.
+ * JetStream's advisories say so at once; they are at-most-once (and an account may not be allowed
+ * them), so the read's own notices back them: its consumer found missing (after two missed idle
+ * heartbeats), or made again on a stream created at another time than the one the read began on.
  */
-function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: string, created: string | undefined, msgs: ConsumerMessages, advisories: boolean): void {
-  const end = (why: string): void => msgs.stop(new Error(`stream ${stream} ${why}`));
-  const subs = advisories
-    ? ["DELETED", "CREATED"].map((event) => nc.subscribe(`$JS.EVENT.ADVISORY.STREAM.${event}.${stream}`, { max: 1, callback: () => end(`${event.toLowerCase()} under the read`) }))
+function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: string, created: string | undefined, msgs: ConsumerMessages, advisories: Advisories, replaced: () => void): void {
+  const end = (why: string): void => {
+    replaced();
+    msgs.stop(new Error(`stream ${stream} ${why}`));
+  };
+  const subs = advisories.on
+    ? ["DELETED", "CREATED"].map((event) =>
+        nc.subscribe(`$JS.EVENT.ADVISORY.STREAM.${event}.${stream}`, {
+          max: 1,
+          callback: (err) => {
+            if (err === null) return end(`${event.toLowerCase()} under the read`);
+            if (!advisories.on) return;
+            advisories.on = false;
+            advisories.warn(`JetStream advisories for ${stream} refused (${err.message}): a stream deleted or made again is noticed from the read alone (within about ${FOLLOW_EXPIRES_MS / 1_000} s)`);
+          },
+        }),
+      )
     : [];
   const watch = async (): Promise<void> => {
     try {
@@ -98,7 +146,8 @@ function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: 
           (i) => i.created,
           () => undefined,
         );
-        if (created === undefined || now !== created) return end("deleted or made again under the read");
+        // (Not asked: left to the next notice, or to nats.js ending the read.)
+        if (created === undefined || (now !== undefined && now !== created)) return end("deleted or made again under the read");
       }
     } finally {
       for (const s of subs) s.unsubscribe();
