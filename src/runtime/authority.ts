@@ -36,6 +36,8 @@ export interface GrantOptions extends Omit<IssueOptions, "policy"> {
  * within that time. Authorities whose clocks differ by more must name each other as peers.
  */
 const FOREIGN_VERSION_LEAD_MS = 5_000;
+/** How long one read of the policy bucket's history may take (at connect, publish and each heartbeat). */
+const BUCKET_READ_MS = 2_000;
 
 export class Authority {
   #seq = 0;
@@ -66,6 +68,8 @@ export class Authority {
   #keeping: Promise<void> = Promise.resolve();
   /** Heartbeats one after another: each trims the one before it. */
   #heartbeats: Promise<void> = Promise.resolve();
+  /** The heartbeat queued behind the one in progress, not started yet. */
+  #nextHeartbeat: Promise<void> | undefined;
 
   private constructor(
     readonly key: KeyPair,
@@ -276,14 +280,39 @@ export class Authority {
     let ours = 0;
     let count = 0;
     const plausible = this.clock() + FOREIGN_VERSION_LEAD_MS;
-    const it = await this.policyKv.history({ key: POLICY_KEY });
-    for await (const e of it) {
-      if (e.operation !== "PUT") continue;
-      const r = readPolicyEntry(e.value);
-      if (!r.ok) continue;
-      const p = r.entry.activation.payload;
-      if (this.#counts(p.issuer)) ours = Math.max(ours, p.version);
-      else if (p.version <= plausible) count = Math.max(count, p.version);
+    // Bounded: nats.js's history read waits for the message its first count said was last, and
+    // one deleted meanwhile (whoever has rights on the bucket) left it waiting for good, and every
+    // heartbeat after it (found under load by policy-rewound-bucket.test.ts: the authority's
+    // heartbeats stopped, and a gateway starting on its last one, still fresh, took the retired policy).
+    let it: { stop(): void } | undefined;
+    let timedOut = false;
+    const read = async (): Promise<void> => {
+      const h = await this.policyKv.history({ key: POLICY_KEY });
+      it = h;
+      if (timedOut) return h.stop();
+      for await (const e of h) {
+        if (e.operation !== "PUT") continue;
+        const r = readPolicyEntry(e.value);
+        if (!r.ok) continue;
+        const p = r.entry.activation.payload;
+        if (this.#counts(p.issuer)) ours = Math.max(ours, p.version);
+        else if (p.version <= plausible) count = Math.max(count, p.version);
+      }
+    };
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        read(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            timedOut = true;
+            it?.stop();
+            reject(new Error(`reading the ${KV_BUCKETS.policy} bucket's history took over ${BUCKET_READ_MS} ms`));
+          }, BUCKET_READ_MS);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
     }
     return { ours, count: Math.max(ours, count) };
   }
@@ -353,7 +382,14 @@ export class Authority {
    * and never by a rollup, which any publisher could aim at the revocations.
    */
   heartbeat(): Promise<void> {
-    const next = this.#heartbeats.then(() => this.#heartbeatOnce());
+    // One waiting behind the one in progress at most: it announces what is known when it starts,
+    // so later calls share it (a slow heartbeat must not pile up one per interval).
+    if (this.#nextHeartbeat !== undefined) return this.#nextHeartbeat;
+    const next = this.#heartbeats.then(() => {
+      this.#nextHeartbeat = undefined;
+      return this.#heartbeatOnce();
+    });
+    this.#nextHeartbeat = next;
     this.#heartbeats = next.catch(() => undefined);
     return next;
   }

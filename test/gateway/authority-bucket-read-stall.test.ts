@@ -1,0 +1,46 @@
+// An authority reads the policy bucket's history before each heartbeat. nats.js's history read
+// counts the messages first and then waits for the last it counted; one deleted in between (by
+// whoever has rights on the bucket) left it waiting for good, and every heartbeat after it: the
+// feed went stale, and until it did, a gateway starting on the last heartbeat took a retired
+// policy (found under load in policy-rewound-bucket.test.ts). Here that race is run on purpose.
+import { afterEach, expect, it } from "vitest";
+import { Kvm } from "@nats-io/kv";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { KV_BUCKETS, POLICY_KEY } from "../../src/nats/contract.ts";
+import { startHarness, type Harness } from "../../src/testkit/harness.ts";
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+it("policy entries deleted while heartbeats read the bucket's history: every heartbeat still lands, each within its bound", { timeout: 60_000 }, async () => {
+  h = await startHarness({ gateways: 0, heartbeatMs: 60_000 });
+  const nc = h.runtime.nc;
+  const jsm = await jetstreamManager(nc);
+  const kv = await new Kvm(nc).open(KV_BUCKETS.policy);
+  const entry = (await kv.get(POLICY_KEY))!.value;
+  const stream = `KV_${KV_BUCKETS.policy}`;
+  let stop = false;
+  // The attacker: put the entry again and delete it at once, as fast as it can.
+  const attacker = (async () => {
+    while (!stop) {
+      const seq = await kv.put(POLICY_KEY, entry);
+      await jsm.streams.deleteMessage(stream, seq, false).catch(() => undefined);
+    }
+  })();
+  let landed = 0;
+  try {
+    for (let i = 0; i < 10; i++) {
+      // (heartbeat() resolves once the stream has acknowledged it.)
+      const ok = await Promise.race([h.authority.heartbeat().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 8_000))]);
+      expect(ok, `heartbeat ${i} did not land within 8 s`).toBe(true);
+      landed++;
+    }
+  } finally {
+    stop = true;
+    await attacker;
+  }
+  expect(landed).toBe(10);
+});
