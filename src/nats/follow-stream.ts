@@ -64,7 +64,7 @@ export async function followStream(nc: NatsConnection, js: JetStreamClient, jsm:
     o.ended?.();
   };
   while (!o.signal.aborted) {
-    let read: { created: string | undefined; lastSeq: number; onMessage: (m: JsMsg) => void; replaced: boolean } | undefined;
+    let read: Read | undefined;
     try {
       const info = await jsm.streams.info(o.stream).catch(() => undefined);
       if (carryOn !== undefined && info?.created !== carryOn.created) end();
@@ -77,9 +77,12 @@ export async function followStream(nc: NatsConnection, js: JetStreamClient, jsm:
       o.signal.addEventListener("abort", stop, { once: true });
       try {
         if (o.signal.aborted) msgs.stop();
-        const r: NonNullable<typeof read> = (read = { created: info?.created, lastSeq: from?.lastSeq ?? 0, onMessage: from?.onMessage ?? o.begin(info?.state.last_seq ?? Number.POSITIVE_INFINITY), replaced: false });
-        endIfStreamReplaced(nc, jsm, o.stream, info?.created, msgs, advisories, () => (r.replaced = true));
+        const r: Read = (read = { created: info?.created, lastSeq: from?.lastSeq ?? 0, onMessage: from?.onMessage ?? o.begin(info?.state.last_seq ?? Number.POSITIVE_INFINITY), replaced: false, checking: undefined });
+        endIfStreamReplaced(nc, jsm, o.stream, msgs, advisories, r);
         for await (const m of msgs) {
+          // Nothing is handled while the stream's identity is being checked, nor after it failed.
+          if (r.checking !== undefined) await r.checking;
+          if (r.replaced) break;
           backoffMs = 250;
           r.lastSeq = m.seq;
           r.onMessage(m);
@@ -108,6 +111,17 @@ export async function followStream(nc: NatsConnection, js: JetStreamClient, jsm:
   end();
 }
 
+interface Read {
+  /** The stream's creation time as the read began (undefined: unknown). */
+  created: string | undefined;
+  lastSeq: number;
+  onMessage: (m: JsMsg) => void;
+  /** Set (before the read is stopped) once its stream is known deleted or made again. */
+  replaced: boolean;
+  /** While the read's consumer, made again, is checked to be on the stream it began on. */
+  checking: Promise<void> | undefined;
+}
+
 interface Advisories {
   /** Off once the server refused them (an account without $JS.EVENT rights): said once. */
   on: boolean;
@@ -115,14 +129,16 @@ interface Advisories {
 }
 
 /**
- * End `msgs` once the stream under it is deleted or made again, calling `replaced` first.
+ * End `msgs` once the stream under it is deleted or made again, setting `r.replaced` first.
  * JetStream's advisories say so at once; they are at-most-once (and an account may not be allowed
  * them), so the read's own notices back them: its consumer found missing (after two missed idle
  * heartbeats), or made again on a stream created at another time than the one the read began on.
+ * While that is being asked, `r.checking` holds the read back: a consumer nats.js made again on a
+ * new stream would otherwise hand over that stream's messages above the old position meanwhile.
  */
-function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: string, created: string | undefined, msgs: ConsumerMessages, advisories: Advisories, replaced: () => void): void {
+function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: string, msgs: ConsumerMessages, advisories: Advisories, r: Read): void {
   const end = (why: string): void => {
-    replaced();
+    r.replaced = true;
     msgs.stop(new Error(`stream ${stream} ${why}`));
   };
   const subs = advisories.on
@@ -138,22 +154,32 @@ function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: 
         }),
       )
     : [];
+  const check = async (): Promise<void> => {
+    const now = await jsm.streams.info(stream).then(
+      (i) => i.created,
+      () => undefined,
+    );
+    // (Not answered: left to the next notice, or to nats.js ending the read.)
+    if (r.created === undefined || (now !== undefined && now !== r.created)) end("deleted or made again under the read");
+  };
   const watch = async (): Promise<void> => {
     try {
       for await (const n of msgs.status()) {
         if (n.type !== "ordered_consumer_recreated" && n.type !== "stream_not_found" && n.type !== "consumer_deleted" && n.type !== "consumer_not_found") continue;
-        const now = await jsm.streams.info(stream).then(
-          (i) => i.created,
-          () => undefined,
-        );
-        // (Not asked: left to the next notice, or to nats.js ending the read.)
-        if (created === undefined || (now !== undefined && now !== created)) return end("deleted or made again under the read");
+        const checking = check();
+        r.checking = checking;
+        await checking;
+        if (r.checking === checking) r.checking = undefined;
+        if (r.replaced) return;
       }
     } finally {
       for (const s of subs) s.unsubscribe();
     }
   };
-  watch().catch((e: unknown) => end(`read unwatched: ${e instanceof Error ? e.message : String(e)}`));
+  watch().catch((e: unknown) => {
+    r.checking = undefined;
+    end(`read unwatched: ${e instanceof Error ? e.message : String(e)}`);
+  });
 }
 
 /** Wait `ms`, or less if `signal` aborts meanwhile. */

@@ -107,6 +107,21 @@ describe("followStream", () => {
     });
   }
 
+  it("the read on the old stream hands over nothing from the new one (400 messages past the old position)", { timeout: 60_000 }, async () => {
+    await jsm.streams.add(config);
+    await publish("old", 300);
+    // Only the read's own notices. Were nats.js to make its consumer again before one said the
+    // stream was gone, it would start at the old next sequence (301) on the new stream.
+    const r = follow({ advisories: false, abortOnMissingResource: false, expiresMs: 2_000 });
+    await until(() => r.seen.length === 300);
+    await jsm.streams.delete(STREAM);
+    await jsm.streams.add(config);
+    await publish("new", 400);
+    await until(() => bodies(r, r.begins.length - 1).length === 400, 30_000);
+    expect(bodies(r, 0).filter((b) => b.startsWith("new-"))).toEqual([]);
+    expect(bodies(r, r.begins.length - 1)).toEqual(Array.from({ length: 400 }, (_, i) => `new-${i}`));
+  });
+
   it("a stream that is not there yet: each try warns, and the read starts once it exists", async () => {
     const r = follow();
     await until(() => r.warnings.length >= 1);
