@@ -58,7 +58,7 @@ export async function followStream(nc: NatsConnection, js: JetStreamClient, jsm:
   let backoffMs = 250;
   const advisories: Advisories = { on: o.advisories ?? true, warn: o.onWarning };
   /** The read to go on with, after its consumer was lost on the stream it began on. */
-  let carryOn: { created: string; lastSeq: number; onMessage: (m: JsMsg) => void } | undefined;
+  let carryOn: { created: string; lastSeq: number; onMessage: (m: JsMsg) => void; recent: Handled[] } | undefined;
   const end = (): void => {
     carryOn = undefined;
     o.ended?.();
@@ -77,15 +77,25 @@ export async function followStream(nc: NatsConnection, js: JetStreamClient, jsm:
       o.signal.addEventListener("abort", stop, { once: true });
       try {
         if (o.signal.aborted) msgs.stop();
-        const r: Read = (read = { created: info?.created, lastSeq: from?.lastSeq ?? 0, onMessage: from?.onMessage ?? o.begin(info?.state.last_seq ?? Number.POSITIVE_INFINITY), replaced: false, checking: undefined });
+        const r: Read = (read = {
+          created: info?.created,
+          lastSeq: from?.lastSeq ?? 0,
+          recent: from?.recent ?? [],
+          onMessage: from?.onMessage ?? o.begin(info?.state.last_seq ?? Number.POSITIVE_INFINITY),
+          replaced: false,
+          checking: undefined,
+        });
         endIfStreamReplaced(nc, jsm, o.stream, msgs, advisories, r);
         for await (const m of msgs) {
           // Nothing is handled while the stream's identity is being checked, nor after it failed.
           if (r.checking !== undefined) await r.checking;
           if (r.replaced) break;
           backoffMs = 250;
-          r.lastSeq = m.seq;
           r.onMessage(m);
+          // Counted once handled (a handler that threw is not), and kept to check the stream by.
+          r.lastSeq = m.seq;
+          r.recent.push({ seq: m.seq, subject: m.subject, data: m.data });
+          if (r.recent.length > RECENT_KEPT) r.recent.shift();
         }
       } finally {
         o.signal.removeEventListener("abort", stop);
@@ -95,11 +105,10 @@ export async function followStream(nc: NatsConnection, js: JetStreamClient, jsm:
       if (!o.signal.aborted) o.onWarning(`${o.what} ended: ${e instanceof Error ? e.message : String(e)}`);
     }
     if (o.signal.aborted) return end();
-    // Go on with this read if its stream is still the one it began on (asked now, not after the
-    // pause: until then, a read that cannot go on is not caught up).
-    const created = read === undefined || read.replaced || read.created === undefined ? undefined : await jsm.streams.info(o.stream).then((i) => i.created, () => undefined);
-    if (read !== undefined && created !== undefined && created === read.created) {
-      carryOn = { created, lastSeq: read.lastSeq, onMessage: read.onMessage };
+    // Go on with this read if its stream is still the one it began on, holding what it read
+    // (asked now, not after the pause: until then, a read that cannot go on is not caught up).
+    if (read !== undefined && !read.replaced && read.created !== undefined && (await stillHolds(jsm, o.stream, read))) {
+      carryOn = { created: read.created, lastSeq: read.lastSeq, onMessage: read.onMessage, recent: read.recent };
       o.onWarning(`${o.what}: going on from ${o.stream}'s message ${read.lastSeq + 1}`);
     } else {
       end();
@@ -111,10 +120,23 @@ export async function followStream(nc: NatsConnection, js: JetStreamClient, jsm:
   end();
 }
 
+/** A message a read handled: enough to tell it from another stored at its sequence later. */
+interface Handled {
+  seq: number;
+  subject: string;
+  /** (The same bytes on the same subject at that sequence are the same message, for a reader.) */
+  data: Uint8Array;
+}
+
+/** How many handled messages a read keeps to check its stream by (stillHolds). */
+const RECENT_KEPT = 32;
+
 interface Read {
   /** The stream's creation time as the read began (undefined: unknown). */
   created: string | undefined;
+  /** The last message handled (0: none yet), and the last few. */
   lastSeq: number;
+  recent: Handled[];
   onMessage: (m: JsMsg) => void;
   /** Set (before the read is stopped) once its stream is known deleted or made again. */
   replaced: boolean;
@@ -155,12 +177,7 @@ function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: 
       )
     : [];
   const check = async (): Promise<void> => {
-    const now = await jsm.streams.info(stream).then(
-      (i) => i.created,
-      () => undefined,
-    );
-    // (Not answered: left to the next notice, or to nats.js ending the read.)
-    if (r.created === undefined || (now !== undefined && now !== r.created)) end("deleted or made again under the read");
+    if (!(await stillHolds(jsm, stream, r))) end("deleted, made again or rewound under the read");
   };
   const watch = async (): Promise<void> => {
     try {
@@ -180,6 +197,28 @@ function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: 
     r.checking = undefined;
     end(`read unwatched: ${e instanceof Error ? e.message : String(e)}`);
   });
+}
+
+/**
+ * Whether `stream` is still the one `r` began on, holding what `r` read: the same creation time,
+ * a last sequence at least the read's, and the newest message the read handled that is still
+ * stored (others may have been deleted since: an authority trims its previous heartbeat) being the
+ * one it handled. A stream that lost its newest messages in a crash (nats-server does not fsync
+ * each write), with new ones stored at their sequences since, keeps its creation time: going on
+ * from the read's next sequence would skip those. False when it cannot be told.
+ */
+async function stillHolds(jsm: JetStreamManager, stream: string, r: Read): Promise<boolean> {
+  const info = await jsm.streams.info(stream).catch(() => undefined);
+  if (info === undefined || r.created === undefined || info.created !== r.created) return false;
+  if (r.lastSeq === 0) return true; // nothing read yet: going on is reading from the first
+  if (info.state.last_seq < r.lastSeq) return false;
+  for (let i = r.recent.length - 1; i >= 0; i--) {
+    const h = r.recent[i]!;
+    const m = await jsm.streams.getMessage(stream, { seq: h.seq }).catch(() => null);
+    if (m === null) continue;
+    return m.subject === h.subject && Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength).equals(Buffer.from(h.data.buffer, h.data.byteOffset, h.data.byteLength));
+  }
+  return false;
 }
 
 /** Wait `ms`, or less if `signal` aborts meanwhile. */

@@ -2,6 +2,8 @@
 // read again from the first whenever it ends. The case that found it: nats.js's ordered consumer,
 // its stream made again (sequence back at 1), carried on at the old stream's next sequence and
 // skipped every message below it.
+import { rm, stat, truncate } from "node:fs/promises";
+import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager, jetstream, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -170,6 +172,9 @@ describe("followStream", () => {
     });
     try {
       await until(() => seen.length === 10);
+      // The newest message read, deleted since (as an authority trims its previous heartbeat):
+      // the stream is told by the newest still stored.
+      await jsm.streams.deleteMessage(STREAM, 10, false);
       await server.kill();
       await server.restart();
       for (let i = 0; i < 150 && !(await jsm.streams.info(STREAM).then(() => true, () => false)); i++) await new Promise((res) => setTimeout(res, 100));
@@ -185,6 +190,67 @@ describe("followStream", () => {
       ac.abort();
       await done;
       await local.close();
+    }
+  });
+
+  it("a server crash that lost the stream's newest messages, with new ones stored at their sequences since: read again from the first, nothing skipped", { timeout: 60_000 }, async () => {
+    await jsm.streams.add(config); // file storage, the default
+    const blk = join(server.storeDir, "jetstream", "$G", "streams", STREAM, "msgs", "1.blk");
+    const settled = async (): Promise<number> => {
+      let size = -1;
+      for (let i = 0; i < 50; i++) {
+        await new Promise((res) => setTimeout(res, 100));
+        const now = (await stat(blk)).size;
+        if (now === size) return size;
+        size = now;
+      }
+      return size;
+    };
+    await publish("pre", 7);
+    const sizeAt7 = await settled();
+    await publish("late", 3); // seq 8..10: the ones the crash will lose
+    await settled();
+    // The reader comes back slowly (as a loaded one would): new messages land first.
+    const slow = await connect({ servers: server.url, reconnectTimeWait: 3_000, maxReconnectAttempts: -1 });
+    const ac = new AbortController();
+    const seen: { body: string; read: number }[] = [];
+    let reads = 0;
+    let ends = 0;
+    const done = followStream(slow, jetstream(slow), await jetstreamManager(slow), {
+      stream: STREAM,
+      what: "crash feed",
+      begin: () => {
+        const read = reads++;
+        return (m) => seen.push({ body: m.string(), read });
+      },
+      ended: () => ends++,
+      onWarning: () => undefined,
+      signal: ac.signal,
+      expiresMs: 2_000,
+    });
+    const pub = await (async () => {
+      await until(() => seen.length === 10);
+      await server.kill();
+      // The crash: the last three records never reached the disk.
+      await truncate(blk, sizeAt7);
+      await rm(blk.replace(/1\.blk$/, "1.idx"), { force: true });
+      await server.restart();
+      return connect({ servers: server.url });
+    })();
+    try {
+      const info = await (await jetstreamManager(pub)).streams.info(STREAM);
+      expect(info.state.last_seq).toBe(7);
+      const pjs = jetstream(pub);
+      for (let i = 0; i < 3; i++) expect((await pjs.publish("ft.after", `after-${i}`)).seq).toBe(8 + i);
+      await until(() => seen.some((s) => s.body === "after-2"), 30_000);
+      // Read again from the first (what the crash lost never comes back), the new ones included.
+      expect(ends).toBeGreaterThanOrEqual(1);
+      expect(seen.filter((s) => s.read === reads - 1).map((s) => s.body)).toEqual([...Array.from({ length: 7 }, (_, i) => `pre-${i}`), "after-0", "after-1", "after-2"]);
+    } finally {
+      ac.abort();
+      await done;
+      await slow.close();
+      await pub.close();
     }
   });
 
