@@ -7,7 +7,7 @@ import { check, signedRevocationSchema } from "../core/schema.ts";
 import type { SignedRevocation } from "../core/types.ts";
 import { verifySigned } from "../crypto/signing.ts";
 import { DEFAULT_POLICY } from "../policy/default-policy.ts";
-import { Authority } from "../runtime/authority.ts";
+import { Authority, PolicyBucketUnreadable } from "../runtime/authority.ts";
 import { CliError, readJsonFile, type CliIo } from "./io.ts";
 import { readKeyFile } from "./keys.ts";
 import { collect } from "./options.ts";
@@ -51,6 +51,7 @@ export function authorityCommand(io: CliIo): Command {
         authority = await Authority.connect({ natsUrl: o.nats, key, peers: o.peer, ...(o.revocationLog !== undefined ? { revocationLog: o.revocationLog } : {}) });
       } catch (e) {
         if (e instanceof TypeError) throw new CliError("INVALID_INPUT", e.message, { cause: e });
+        if (e instanceof PolicyBucketUnreadable) throw new CliError("IO", `the policy bucket on NATS at ${o.nats} did not answer in time, three times: ${e.message}`, { cause: e });
         throw new CliError("IO", `cannot reach NATS at ${o.nats}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
       }
       try {

@@ -36,6 +36,11 @@ export interface GrantOptions extends Omit<IssueOptions, "policy"> {
  * within that time. Authorities whose clocks differ by more must name each other as peers.
  */
 const FOREIGN_VERSION_LEAD_MS = 5_000;
+/** The policy bucket's history could not be read in time (BUCKET_READ_MS). */
+export class PolicyBucketUnreadable extends Error {
+  override readonly name = "PolicyBucketUnreadable";
+}
+
 /** How long one read of the policy bucket's history may take (at connect, publish and each heartbeat). */
 const BUCKET_READ_MS = 2_000;
 
@@ -99,7 +104,7 @@ export class Authority {
       a.#log = o.revocationLog === undefined ? undefined : { path: o.revocationLog, entries: logged };
       // Heartbeats announce the newest policy version of this key and its peers from the first one
       // on, also when the bucket's current entry is an older one put back while it was down.
-      a.#policyVersion = (await a.#bucketVersions()).ours;
+      a.#policyVersion = Math.max(a.#policyVersion, (await a.#bucketVersionsRetrying()).ours);
       a.#listenForActivations();
       await a.#followPolicy();
       await a.#followOwnRevocations();
@@ -225,12 +230,13 @@ export class Authority {
     if (unparsable.length > 0) throw new TypeError(`publishPolicy: Cedar refuses the policy: ${unparsable.join("; ")}`);
     for (let attempt = 0; ; attempt++) {
       const current = await this.policyKv.get(POLICY_KEY);
-      const seen = Math.max(this.#policyVersion, (await this.#bucketVersions()).count);
+      const inBucket = (await this.#bucketVersionsRetrying()).count;
+      const seen = Math.max(this.#policyVersion, inBucket);
       const held = current?.operation === "PUT" ? readPolicyEntry(current.value) : undefined;
       // Already in force under this key, and the newest version the bucket has seen (an older
       // activation of the same document put back would be refused by gateways: sign anew).
       if (held?.ok === true && held.entry.digest === digest && held.entry.activation.payload.issuer === this.key.keyId && held.entry.activation.payload.version >= seen) {
-        this.#policyVersion = held.entry.activation.payload.version;
+        this.#policyVersion = Math.max(this.#policyVersion, held.entry.activation.payload.version);
         this.#policy = { id: doc.id, digest };
         return digest;
       }
@@ -253,7 +259,8 @@ export class Authority {
         if (attempt < 4 && /wrong last sequence|key exists/i.test(String(e))) continue;
         throw e;
       }
-      this.#policyVersion = version;
+      // (Never lowered: a version learnt while this one was written stays announced.)
+      this.#policyVersion = Math.max(this.#policyVersion, version);
       this.#policy = { id: doc.id, digest };
       // Tell the other processes of this key, and its peers, directly (#listenForActivations).
       // Best effort, bounded: the entry is written, which is what publishing means.
@@ -307,7 +314,7 @@ export class Authority {
           timer = setTimeout(() => {
             timedOut = true;
             it?.stop();
-            reject(new Error(`reading the ${KV_BUCKETS.policy} bucket's history took over ${BUCKET_READ_MS} ms`));
+            reject(new PolicyBucketUnreadable(`reading the ${KV_BUCKETS.policy} bucket's history took over ${BUCKET_READ_MS} ms`));
           }, BUCKET_READ_MS);
         }),
       ]);
@@ -315,6 +322,17 @@ export class Authority {
       clearTimeout(timer);
     }
     return { ours, count: Math.max(ours, count) };
+  }
+
+  /** #bucketVersions, tried three times: where the read is needed (connect, publishPolicy). */
+  async #bucketVersionsRetrying(): Promise<{ ours: number; count: number }> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#bucketVersions();
+      } catch (e) {
+        if (attempt >= 3) throw e;
+      }
+    }
   }
 
   async #announceActivation(text: string): Promise<void> {
@@ -396,7 +414,9 @@ export class Authority {
 
   async #heartbeatOnce(): Promise<void> {
     // The bucket again (a watch goes quiet when its bucket is made again): best effort.
-    this.#policyVersion = Math.max(this.#policyVersion, await this.#bucketVersions().then((v) => v.ours, () => 0));
+    // The version learnt meanwhile (an activation heard during the read) counts: read it after.
+    const ours = await this.#bucketVersions().then((v) => v.ours, () => 0);
+    this.#policyVersion = Math.max(this.#policyVersion, ours);
     const at = this.clock();
     // Policy: `expect` the stream, so a publish some other stream took (a subject diverted out of
     // the feed) fails here instead of counting as published.

@@ -6,7 +6,11 @@
 import { afterEach, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { KV_BUCKETS, POLICY_KEY } from "../../src/nats/contract.ts";
+import { KV_BUCKETS, POLICY_KEY, STREAMS, SUBJECTS } from "../../src/nats/contract.ts";
+import { signActivation } from "../../src/policy/activation.ts";
+import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
+import { namedKey } from "../../src/testkit/world.ts";
+import { sleep } from "./client-support.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 
 let h: Harness | undefined;
@@ -43,4 +47,39 @@ it("policy entries deleted while heartbeats read the bucket's history: every hea
     await attacker;
   }
   expect(landed).toBe(10);
+});
+
+it("a version heard while a heartbeat reads the bucket is not lowered when the read ends (or gives up): the next heartbeat announces it", { timeout: 60_000 }, async () => {
+  h = await startHarness({ gateways: 0, heartbeatMs: 60_000 });
+  const nc = h.runtime.nc;
+  const jsm = await jetstreamManager(nc);
+  const kv = await new Kvm(nc).open(KV_BUCKETS.policy);
+  const entry = (await kv.get(POLICY_KEY))!.value;
+  const stream = `KV_${KV_BUCKETS.policy}`;
+  let stop = false;
+  const attacker = (async () => {
+    while (!stop) {
+      const seq = await kv.put(POLICY_KEY, entry);
+      await jsm.streams.deleteMessage(stream, seq, false).catch(() => undefined);
+    }
+  })();
+  try {
+    const higher = h.authority.policyVersion + 1_000;
+    for (let round = 0; round < 3; round++) {
+      const during = h.authority.heartbeat(); // its bucket read slowed (or stalled) by the attacker
+      await sleep(100);
+      // Another process of this key activated a newer version: it says so, signed, directly.
+      const activation = signActivation(namedKey("authority"), DEFAULT_POLICY, higher + round, Date.now());
+      nc.publish(SUBJECTS.policyActivation(activation.payload.issuer), JSON.stringify(activation));
+      await nc.flush();
+      await during;
+      await h.authority.heartbeat();
+      expect(h.authority.policyVersion).toBe(higher + round);
+      const last = await jsm.streams.getMessage(STREAMS.gov, { last_by_subj: SUBJECTS.heartbeat });
+      expect((JSON.parse(last!.string()) as { payload: { policyVersion?: number } }).payload.policyVersion).toBe(higher + round);
+    }
+  } finally {
+    stop = true;
+    await attacker;
+  }
 });
