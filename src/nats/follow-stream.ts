@@ -66,6 +66,8 @@ export async function followStream(nc: NatsConnection, js: JetStreamClient, jsm:
   while (!o.signal.aborted) {
     let read: Read | undefined;
     try {
+      // Asked again after the pause: a crash meanwhile can have cost the stream its newest messages.
+      if (carryOn !== undefined && !(await stillHolds(jsm, o.stream, carryOn))) end();
       const info = await jsm.streams.info(o.stream).catch(() => undefined);
       if (carryOn !== undefined && info?.created !== carryOn.created) end();
       const from = carryOn;
@@ -207,7 +209,7 @@ function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: 
  * each write), with new ones stored at their sequences since, keeps its creation time: going on
  * from the read's next sequence would skip those. False when it cannot be told.
  */
-async function stillHolds(jsm: JetStreamManager, stream: string, r: Read): Promise<boolean> {
+async function stillHolds(jsm: JetStreamManager, stream: string, r: Pick<Read, "created" | "lastSeq" | "recent">): Promise<boolean> {
   const info = await jsm.streams.info(stream).catch(() => undefined);
   if (info === undefined || r.created === undefined || info.created !== r.created) return false;
   if (r.lastSeq === 0) return true; // nothing read yet: going on is reading from the first
