@@ -87,13 +87,17 @@ export async function followStream(nc: NatsConnection, js: JetStreamClient, jsm:
           replaced: false,
           checking: undefined,
         });
-        endIfStreamReplaced(nc, jsm, o.stream, msgs, advisories, r);
+        // Going on at the next sequence: asked once more now that the consumer exists (the stream
+        // made again between the check above and the consumer, and that consumer would start past
+        // the new stream's first messages), messages held meanwhile.
+        endIfStreamReplaced(nc, jsm, o.stream, msgs, advisories, r, from !== undefined);
         for await (const m of msgs) {
           // Nothing is handled while the stream's identity is being checked, nor after it failed.
           if (r.checking !== undefined) await r.checking;
           if (r.replaced) break;
-          backoffMs = 250;
           r.onMessage(m);
+          // (After the handler: one that throws on the same message again and again backs off.)
+          backoffMs = 250;
           // Counted once handled (a handler that threw is not), and kept to check the stream by.
           r.lastSeq = m.seq;
           r.recent.push({ seq: m.seq, subject: m.subject, data: m.data });
@@ -160,7 +164,7 @@ interface Advisories {
  * While that is being asked, `r.checking` holds the read back: a consumer nats.js made again on a
  * new stream would otherwise hand over that stream's messages above the old position meanwhile.
  */
-function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: string, msgs: ConsumerMessages, advisories: Advisories, r: Read): void {
+function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: string, msgs: ConsumerMessages, advisories: Advisories, r: Read, checkNow: boolean): void {
   const end = (why: string): void => {
     r.replaced = true;
     msgs.stop(new Error(`stream ${stream} ${why}`));
@@ -195,6 +199,16 @@ function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: 
       for (const s of subs) s.unsubscribe();
     }
   };
+  if (checkNow) {
+    const first = check().catch((e: unknown) => end(`read unchecked: ${e instanceof Error ? e.message : String(e)}`));
+    r.checking = first;
+    first.then(
+      () => {
+        if (r.checking === first) r.checking = undefined;
+      },
+      () => undefined,
+    );
+  }
   watch().catch((e: unknown) => {
     r.checking = undefined;
     end(`read unwatched: ${e instanceof Error ? e.message : String(e)}`);

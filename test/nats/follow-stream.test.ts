@@ -135,6 +135,26 @@ describe("followStream", () => {
     expect(bodies(r, r.begins.length - 1)).toEqual(["late-0", "late-1"]);
   });
 
+  it("a handler that throws on a message: the read goes on from that message, backing off each time", { timeout: 30_000 }, async () => {
+    await jsm.streams.add(config);
+    await publish("ok", 2);
+    await jetstream(nc).publish("ft.bad", "bad");
+    let tries = 0;
+    const r = follow({
+      begin: () => (m: JsMsg) => {
+        if (m.string() !== "bad") return;
+        tries++;
+        throw new Error("handler refused it");
+      },
+    });
+    await new Promise((res) => setTimeout(res, 3_500));
+    // 250, 500, 1000, 2000 ms between tries: five at most in 3.5 s (every 250 ms would be 14).
+    expect(tries).toBeGreaterThanOrEqual(2);
+    expect(tries).toBeLessThanOrEqual(5);
+    expect(r.ends).toBe(0); // never read again from the first: the same message each time
+    expect(r.warnings.some((w) => w.includes("going on from FOLLOW_T's message 3"))).toBe(true);
+  });
+
   it("stopping it ends the read and the loop, without a warning", async () => {
     await jsm.streams.add(config);
     await publish("s", 2);
