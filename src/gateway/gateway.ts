@@ -4,6 +4,7 @@
 // XState actor per task; every path that is not a durable allow ends in `denied`.
 import { availableParallelism } from "node:os";
 import { setMaxListeners } from "node:events";
+import { setTimeout as delay } from "node:timers/promises";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
@@ -909,17 +910,8 @@ export class Gateway {
 
   /** Wait `ms`, or less if the gateway stops meanwhile. */
   async #pause(ms: number): Promise<void> {
-    if (this.#abort.signal.aborted) return;
-    let onAbort: () => void = () => undefined;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, ms);
-      onAbort = () => {
-        clearTimeout(t);
-        resolve();
-      };
-      this.#abort.signal.addEventListener("abort", onAbort, { once: true });
-    });
-    this.#abort.signal.removeEventListener("abort", onAbort);
+    // (Rejects only when the gateway stops.)
+    await delay(ms, undefined, { signal: this.#abort.signal }).catch(() => undefined);
   }
 
   async #consumeTasks(): Promise<void> {

@@ -2,6 +2,7 @@
 // the first whenever the read ends. The gateway's governance and evidence feeds are read this way:
 // a feed that ends for good leaves every task denied, and one that silently skips messages leaves
 // revocations or heartbeats unread.
+import { setTimeout as delay } from "node:timers/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
 
@@ -120,7 +121,8 @@ export async function followStream(nc: NatsConnection, js: JetStreamClient, jsm:
       end();
       if (read !== undefined) o.onWarning(`${o.what}: reading ${o.stream} again from its first message`);
     }
-    await pause(backoffMs, o.signal);
+    // (Rejects only when aborted: the loop then ends.)
+    await delay(backoffMs, undefined, { signal: o.signal }).catch(() => undefined);
     backoffMs = Math.min(backoffMs * 2, 5_000);
   }
   end();
@@ -235,19 +237,4 @@ async function stillHolds(jsm: JetStreamManager, stream: string, r: Pick<Read, "
     return m.subject === h.subject && Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength).equals(Buffer.from(h.data.buffer, h.data.byteOffset, h.data.byteLength));
   }
   return false;
-}
-
-/** Wait `ms`, or less if `signal` aborts meanwhile. */
-async function pause(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return;
-  let onAbort: () => void = () => undefined;
-  await new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    onAbort = () => {
-      clearTimeout(t);
-      resolve();
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-  signal.removeEventListener("abort", onAbort);
 }

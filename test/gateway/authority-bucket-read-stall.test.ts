@@ -13,6 +13,27 @@ import { namedKey } from "../../src/testkit/world.ts";
 import { sleep } from "./client-support.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 
+/** The attacker: put the policy entry again and delete it at once, as fast as it can. */
+async function startAttacker(harness: Harness): Promise<{ stop(): Promise<void> }> {
+  const nc = harness.runtime.nc;
+  const jsm = await jetstreamManager(nc);
+  const kv = await new Kvm(nc).open(KV_BUCKETS.policy);
+  const entry = (await kv.get(POLICY_KEY))!.value;
+  let stop = false;
+  const running = (async () => {
+    while (!stop) {
+      const seq = await kv.put(POLICY_KEY, entry);
+      await jsm.streams.deleteMessage(`KV_${KV_BUCKETS.policy}`, seq, false).catch(() => undefined);
+    }
+  })();
+  return {
+    stop: async () => {
+      stop = true;
+      await running;
+    },
+  };
+}
+
 let h: Harness | undefined;
 afterEach(async () => {
   await h?.close();
@@ -21,19 +42,7 @@ afterEach(async () => {
 
 it("policy entries deleted while heartbeats read the bucket's history: every heartbeat still lands, each within its bound", { timeout: 60_000 }, async () => {
   h = await startHarness({ gateways: 0, heartbeatMs: 60_000 });
-  const nc = h.runtime.nc;
-  const jsm = await jetstreamManager(nc);
-  const kv = await new Kvm(nc).open(KV_BUCKETS.policy);
-  const entry = (await kv.get(POLICY_KEY))!.value;
-  const stream = `KV_${KV_BUCKETS.policy}`;
-  let stop = false;
-  // The attacker: put the entry again and delete it at once, as fast as it can.
-  const attacker = (async () => {
-    while (!stop) {
-      const seq = await kv.put(POLICY_KEY, entry);
-      await jsm.streams.deleteMessage(stream, seq, false).catch(() => undefined);
-    }
-  })();
+  const attacker = await startAttacker(h);
   let landed = 0;
   try {
     for (let i = 0; i < 10; i++) {
@@ -43,26 +52,16 @@ it("policy entries deleted while heartbeats read the bucket's history: every hea
       landed++;
     }
   } finally {
-    stop = true;
-    await attacker;
+    await attacker.stop();
   }
   expect(landed).toBe(10);
 });
 
 it("a version heard while a heartbeat reads the bucket is not lowered when the read ends (or gives up): the next heartbeat announces it", { timeout: 60_000 }, async () => {
   h = await startHarness({ gateways: 0, heartbeatMs: 60_000 });
+  const attacker = await startAttacker(h);
+  const jsm = await jetstreamManager(h.runtime.nc);
   const nc = h.runtime.nc;
-  const jsm = await jetstreamManager(nc);
-  const kv = await new Kvm(nc).open(KV_BUCKETS.policy);
-  const entry = (await kv.get(POLICY_KEY))!.value;
-  const stream = `KV_${KV_BUCKETS.policy}`;
-  let stop = false;
-  const attacker = (async () => {
-    while (!stop) {
-      const seq = await kv.put(POLICY_KEY, entry);
-      await jsm.streams.deleteMessage(stream, seq, false).catch(() => undefined);
-    }
-  })();
   try {
     const higher = h.authority.policyVersion + 1_000;
     for (let round = 0; round < 3; round++) {
@@ -79,7 +78,6 @@ it("a version heard while a heartbeat reads the bucket is not lowered when the r
       expect((JSON.parse(last!.string()) as { payload: { policyVersion?: number } }).payload.policyVersion).toBe(higher + round);
     }
   } finally {
-    stop = true;
-    await attacker;
+    await attacker.stop();
   }
 });
