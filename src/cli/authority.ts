@@ -48,7 +48,7 @@ export function authorityCommand(io: CliIo): Command {
       });
       let authority: Authority;
       try {
-        authority = await Authority.connect({ natsUrl: o.nats, key, peers: o.peer, ...(o.revocationLog !== undefined ? { revocationLog: o.revocationLog } : {}) });
+        authority = await Authority.connect({ natsUrl: o.nats, key, peers: o.peer, onWarning: (m) => io.err(`failclosed authority: ${m}\n`), ...(o.revocationLog !== undefined ? { revocationLog: o.revocationLog } : {}) });
       } catch (e) {
         if (e instanceof TypeError) throw new CliError("INVALID_INPUT", e.message, { cause: e });
         if (e instanceof PolicyBucketUnreadable) throw new CliError("IO", `the policy bucket on NATS at ${o.nats} did not answer in time, three times: ${e.message}`, { cause: e });

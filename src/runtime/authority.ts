@@ -1,6 +1,6 @@
 // A policy authority on the bus: publishes the active policy, heartbeats that keep the
 // revocation feed fresh, revocations, and root grants with their origin lineage.
-import { jetstream, type ConsumerMessages, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream, type JetStreamClient, type JetStreamManager, type JsMsg, type PubAck } from "@nats-io/jetstream";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { open, readFile, rename } from "node:fs/promises";
 import { dirname } from "node:path";
@@ -15,6 +15,8 @@ import { isPolicyDocument, policyDigest, type PolicyDocument } from "../policy/p
 import { nextPolicyVersion, policyEntryText, readPolicyEntry, signActivation } from "../policy/activation.ts";
 import { KV_BUCKETS, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_ID_RE } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
+import { followStream } from "../nats/follow-stream.ts";
+import { readSubject } from "../nats/read-subject.ts";
 import { check, signedHeartbeatSchema, signedPolicyActivationSchema, signedRevocationSchema } from "../core/schema.ts";
 import { verifySigned } from "../crypto/signing.ts";
 import { revocationTargetKey, revokedSetDigest } from "../gateway/governance-feed.ts";
@@ -66,7 +68,27 @@ export class Authority {
    * each it published since. Every heartbeat announces how many (HeartbeatPayload.revocations).
    */
   readonly #revoked = new Set<string>();
-  #follower: ConsumerMessages | undefined;
+  /**
+   * Every revocation this key signed that is known here (the feed, the log, publishRevocation),
+   * by target: what #restoreFeed publishes again when the feed lost it. Never shrinks, like #revoked.
+   */
+  readonly #signed = new Map<string, SignedRevocation>();
+  /** Ends the feed follower (followStream). */
+  readonly #following = new AbortController();
+  /** The feed's reads begun so far (a read begun again: the stream was made again, or rewound). */
+  #reads = 0;
+  /** Revocation messages (any issuer's) the current read handled, and how many of them the feed no longer held at the last restore. */
+  #revocationsRead = 0;
+  #revocationsGone = 0;
+  /** Revocations noted one after another (each may write the log first). */
+  #noting: Promise<void> = Promise.resolve();
+  /** The feed check in progress (#checkFeed), and whether another is wanted after it. */
+  #checking: Promise<void> | undefined;
+  #checkAgain = false;
+  /** A restore is wanted and has not completed yet. */
+  #restorePending = false;
+  readonly #restoreFeed: boolean;
+  readonly #warn: (message: string) => void;
   /** The revocation log, when kept (see connect). */
   #log: { path: string; entries: SignedRevocation[] } | undefined;
   /** Log writes one after another (each merges with the file as the one before left it). */
@@ -84,24 +106,52 @@ export class Authority {
     private readonly policyKv: KV,
     private readonly clock: Clock,
     private readonly ownsConnection: boolean,
-  ) {}
+    o: { restoreFeed?: boolean; onWarning?: (message: string) => void },
+  ) {
+    this.#restoreFeed = o.restoreFeed ?? true;
+    const warn = o.onWarning;
+    this.#warn = (m) => {
+      try {
+        warn?.(m);
+      } catch {
+        // a broken alarm must not stop the authority
+      }
+    };
+  }
 
   /**
    * `revocationLog`: a file that keeps every revocation of this key the authority publishes or
    * sees on the feed (written, and synced, before it is counted or sent). At connect, what it holds and the feed lost (a message deleted,
    * a stream made again) is published again, so gateways learn it whatever happened to the feed
    * while the authority was down; without it, the authority can only count what the feed holds.
+   *
+   * `restoreFeed` (default true): while it runs, the authority puts back on the feed every
+   * revocation of its key that it knows and the feed lost (a message deleted, the stream deleted
+   * or made again, its newest messages lost in a crash), within about one heartbeat interval; a
+   * deleted stream is made again first. Gateways deny every task while the feed is short of what
+   * the heartbeats announce, so without this they deny until the authority restarts with its log.
+   * (Off only to test what gateways do with a short feed.) `onWarning` hears what it did.
    */
-  static async connect(o: { natsUrl?: string; nc?: NatsConnection; key: KeyPair; clock?: Clock; revocationLog?: string; peers?: readonly string[] }): Promise<Authority> {
+  static async connect(o: {
+    natsUrl?: string;
+    nc?: NatsConnection;
+    key: KeyPair;
+    clock?: Clock;
+    revocationLog?: string;
+    peers?: readonly string[];
+    restoreFeed?: boolean;
+    onWarning?: (message: string) => void;
+  }): Promise<Authority> {
     const nc = o.nc ?? (await connect({ servers: o.natsUrl ?? "nats://127.0.0.1:4222", name: `failclosed-authority`, maxReconnectAttempts: -1, reconnectTimeWait: 200 }));
     let a: Authority | undefined;
     try {
       const { policyKv, jsm } = await ensureBus(nc);
       for (const k of o.peers ?? []) assertAcceptableKey(k);
-      a = new Authority(o.key, nc, jetstream(nc), jsm, policyKv, o.clock ?? systemClock, o.nc === undefined);
+      a = new Authority(o.key, nc, jetstream(nc), jsm, policyKv, o.clock ?? systemClock, o.nc === undefined, o);
       for (const k of o.peers ?? []) a.#peers.add(k);
       const logged = o.revocationLog !== undefined ? await readRevocationLog(o.revocationLog, o.key) : [];
       a.#log = o.revocationLog === undefined ? undefined : { path: o.revocationLog, entries: logged };
+      for (const r of logged) a.#signed.set(revocationTargetKey(r.payload.target), r);
       // Heartbeats announce the newest policy version of this key and its peers from the first one
       // on, also when the bucket's current entry is an older one put back while it was down.
       a.#policyVersion = Math.max(a.#policyVersion, (await a.#bucketVersionsRetrying()).ours);
@@ -126,36 +176,134 @@ export class Authority {
    * so every heartbeat covers them, whichever process published them (a `failclosed authority
    * --revoke FILE --once` beside a running one, say), and a new one heartbeats at once. Resolves
    * once the feed as it stood has been read.
+   *
+   * The whole stream is followed with followStream, which reads it again from the first message
+   * when it is deleted or made again (nats.js's ordered consumer alone went on at the old stream's
+   * next sequence, and this authority read nothing more); a read begun again restores the feed.
    */
   async #followOwnRevocations(): Promise<void> {
     const subject = SUBJECTS.revocation;
     const info = await this.jsm.streams.info(STREAMS.gov, { subjects_filter: subject });
     const total = info.state.subjects?.[subject] ?? 0;
-    const consumer = await this.js.consumers.get(STREAMS.gov, { filter_subjects: subject });
-    const msgs = await consumer.consume();
-    this.#follower = msgs;
     let caughtUp: () => void = () => undefined;
     const ready = new Promise<void>((r) => (caughtUp = r));
     if (total === 0) caughtUp();
-    let read = 0;
-    void (async () => {
-      for await (const m of msgs) {
-        read++;
-        const added = await this.#noteRevocation(m.data);
-        if (read >= total || m.info.pending === 0) caughtUp();
-        else continue;
-        // A revocation of this key that another process published: announce it now, not at the
-        // next interval (gateways that saw it already are not short meanwhile, only ahead).
-        if (added && this.#timer !== undefined) this.heartbeat().catch(() => undefined);
+    let first = total > 0;
+    const onMessage = (m: JsMsg): void => {
+      let added: Promise<boolean> = Promise.resolve(false);
+      if (m.subject === subject) {
+        this.#revocationsRead++;
+        const data = m.data;
+        added = this.#noting.then(() => this.#noteRevocation(data));
+        this.#noting = added.then(() => undefined, () => undefined);
       }
-    })().catch(() => undefined);
+      const last = first && (this.#revocationsRead >= total || m.info.pending === 0);
+      if (last) first = false;
+      void added.then(
+        (isNew) => {
+          if (last) caughtUp();
+          // A revocation of this key that another process published: announce it now, not at the
+          // next interval (gateways that saw it already are not short meanwhile, only ahead).
+          else if (isNew && this.#timer !== undefined) this.heartbeat().catch(() => undefined);
+        },
+        () => undefined,
+      );
+    };
+    void followStream(this.nc, this.js, this.jsm, {
+      stream: STREAMS.gov,
+      what: "authority's revocation feed",
+      begin: () => {
+        this.#revocationsRead = 0;
+        this.#revocationsGone = 0;
+        // Read again from the first message (the stream made again, or rewound in a crash): put
+        // back what it lost. (The restore reads the stream itself, from now.)
+        if (this.#reads++ > 0) this.#checkFeedSoon(true);
+        return onMessage;
+      },
+      onWarning: (m) => this.#warn(m),
+      signal: this.#following.signal,
+    });
     let timer: NodeJS.Timeout | undefined;
-    const stalled = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`reading ${STREAMS.gov} revocations stalled after ${read} of ${total}`)), 10_000)));
+    const stalled = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`reading ${STREAMS.gov} revocations stalled after ${this.#revocationsRead} of ${total}`)), 10_000)));
     try {
       await Promise.race([ready, stalled]);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Check the feed soon (after each heartbeat; with `restore`, when a read began again), one
+   * check at a time: a deleted stream is made again; a feed that lost revocation messages (it holds
+   * fewer than this process read of it, less those known gone), or that a read began on again, is
+   * restored. A restore that fails is tried again at the next check, until one completes.
+   */
+  #checkFeedSoon(restore = false): void {
+    if (!this.#restoreFeed || this.#following.signal.aborted) return;
+    if (restore) this.#restorePending = true;
+    if (this.#checking !== undefined) {
+      this.#checkAgain ||= restore;
+      return;
+    }
+    const run = async (): Promise<void> => {
+      do {
+        this.#checkAgain = false;
+        await this.#checkFeed();
+      } while (this.#checkAgain && !this.#following.signal.aborted);
+    };
+    this.#checking = run()
+      .catch((e: unknown) => this.#warn(`checking the revocation feed failed (tried again after the next heartbeat): ${e instanceof Error ? e.message : String(e)}`))
+      .finally(() => (this.#checking = undefined));
+  }
+
+  async #checkFeed(): Promise<void> {
+    const subject = SUBJECTS.revocation;
+    // Taken before the stream is asked: every message read by then was stored by then, so the
+    // stream holding fewer means some went (read after, a message stored since would count).
+    const readBefore = this.#revocationsRead;
+    const goneBefore = this.#revocationsGone;
+    let held: number;
+    try {
+      const info = await this.jsm.streams.info(STREAMS.gov, { subjects_filter: subject });
+      held = info.state.subjects?.[subject] ?? 0;
+    } catch (e) {
+      if (!/stream not found/i.test(String(e))) throw e;
+      // Deleted, and nobody made it again: make it (with its guards, as at connect); the follower
+      // then reads the new stream from its first message, and that read restores it.
+      this.#warn(`${STREAMS.gov} is gone: making it again`);
+      this.#restorePending = true;
+      await ensureBus(this.nc);
+      return;
+    }
+    if (!this.#restorePending && held >= readBefore - goneBefore) return;
+    this.#restorePending = true;
+    // Which of this key's revocations the feed holds now; publish the others again. (Known
+    // before the read: each was on the stream before it began, unless it went.)
+    const read = this.#revocationsRead;
+    const known = [...this.#signed];
+    const present = new Set<string>();
+    const seen = await readSubject(this.js, this.jsm, STREAMS.gov, subject, 5_000, (m) => {
+      const r = this.#ownRevocation(m.data);
+      if (r !== undefined) present.add(revocationTargetKey(r.payload.target));
+    });
+    const lost = known.filter(([k]) => !present.has(k)).map(([, r]) => r);
+    if (lost.length > 0) this.#warn(`${STREAMS.gov} lost ${lost.length} revocation(s) of this key: publishing them again`);
+    for (const r of lost) {
+      if (this.#following.signal.aborted) return; // closed meanwhile
+      await this.#publishChecked(r);
+    }
+    // What the follower read that is not there now (another issuer's deleted message, say) is
+    // gone for good: not looked for again until more goes.
+    this.#revocationsGone = Math.max(0, read - seen);
+    this.#restorePending = false;
+  }
+
+  /** `data`, if it is a revocation this key signed (checked). */
+  #ownRevocation(data: Uint8Array): SignedRevocation | undefined {
+    const parsed = tryParseStrict(data, { maxBytes: MAX_MESSAGE_BYTES });
+    const r = parsed.ok ? check(signedRevocationSchema, parsed.value) : undefined;
+    if (r?.ok !== true || r.value.payload.issuer !== this.key.keyId || !verifySigned("revocation", r.value, this.key.publicKey)) return undefined;
+    return r.value;
   }
 
   /**
@@ -165,18 +313,18 @@ export class Authority {
    * log cannot take is not counted (its heartbeats do not vouch for what they could not restore).
    */
   async #noteRevocation(data: Uint8Array): Promise<boolean> {
-    const parsed = tryParseStrict(data, { maxBytes: MAX_MESSAGE_BYTES });
-    const r = parsed.ok ? check(signedRevocationSchema, parsed.value) : undefined;
-    if (r?.ok !== true || r.value.payload.issuer !== this.key.keyId || !verifySigned("revocation", r.value, this.key.publicKey)) return false;
-    const key = revocationTargetKey(r.value.payload.target);
+    const r = this.#ownRevocation(data);
+    if (r === undefined) return false;
+    const key = revocationTargetKey(r.payload.target);
     if (this.#revoked.has(key)) return false;
     if (this.#log !== undefined) {
       try {
-        await this.#keep(r.value);
+        await this.#keep(r);
       } catch {
         return false;
       }
     }
+    if (!this.#signed.has(key)) this.#signed.set(key, r);
     this.#revoked.add(key);
     return true;
   }
@@ -422,11 +570,20 @@ export class Authority {
     // the feed) fails here instead of counting as published.
     // And the newest policy version of this key or a peer: a gateway holding an older one denies until it has it.
     const announce = { revocations: this.#revoked.size, revokedDigest: revokedSetDigest(this.#revoked), ...(this.#policyVersion > 0 ? { policyVersion: this.#policyVersion } : {}) };
-    const ack = await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, at, announce)), { expect: { streamName: STREAMS.gov } });
+    let ack: PubAck;
+    try {
+      ack = await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, at, announce)), { expect: { streamName: STREAMS.gov } });
+    } catch (e) {
+      // The stream deleted, say: the check makes it again.
+      this.#checkFeedSoon();
+      throw e;
+    }
     this.#lastHeartbeatAt = at;
     const previous = this.#heartbeatSeq;
     this.#heartbeatSeq = ack.seq;
     if (previous !== undefined && previous < ack.seq) await this.#trimHeartbeat(previous);
+    // In the background: a feed that lost revocations is restored (gateways deny meanwhile).
+    this.#checkFeedSoon();
   }
 
   /**
@@ -526,7 +683,7 @@ export class Authority {
   /** Stop heartbeating and, if it opened its own connection, close it (drain for at most 2 s: a bus that is down never drains). */
   /** Stop the feed follower, the bucket watch and the activation subscription, each whatever the others do. */
   #stopFollowing(): void {
-    for (const stop of [() => this.#follower?.stop(), () => this.#policyWatch?.stop(), () => this.#activations?.unsubscribe()]) {
+    for (const stop of [() => this.#following.abort(), () => this.#policyWatch?.stop(), () => this.#activations?.unsubscribe()]) {
       try {
         stop();
       } catch {

@@ -30,18 +30,25 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(o: { natsUrl?: string; gateways?: number; clock?: Clock; gateway?: Partial<GatewayOptions>; heartbeatMs?: number } = {}): Promise<Harness> {
+/** `restoreFeed`: the authority's (Authority.connect); its warnings land in `warnings` as "authority: …". */
+export async function startHarness(o: { natsUrl?: string; gateways?: number; clock?: Clock; gateway?: Partial<GatewayOptions>; heartbeatMs?: number; restoreFeed?: boolean } = {}): Promise<Harness> {
   const server = o.natsUrl ? undefined : await startNatsServer();
   const url = o.natsUrl ?? server!.url;
   const dir = await mkdtemp(join(tmpdir(), "failclosed-harness-"));
-  const authority = await Authority.connect({ natsUrl: url, key: namedKey("authority"), ...(o.clock ? { clock: o.clock } : {}) });
+  const warnings: string[] = [];
+  const authority = await Authority.connect({
+    natsUrl: url,
+    key: namedKey("authority"),
+    ...(o.clock ? { clock: o.clock } : {}),
+    ...(o.restoreFeed !== undefined ? { restoreFeed: o.restoreFeed } : {}),
+    onWarning: (w) => warnings.push(`authority: ${w}`),
+  });
   await authority.publishPolicy(DEFAULT_POLICY);
   await authority.startHeartbeats(o.heartbeatMs ?? 1_000);
   // The client takes only outcomes signed by a gateway key it knows: those startGateway hands out.
   const gatewayKeys = Array.from({ length: 8 }, (_, i) => namedKey(`gateway-${i + 1}`).keyId);
   const runtime = await Runtime.connect({ natsUrl: url, ...(o.clock ? { clock: o.clock } : {}), outcomeTimeoutMs: 20_000, gatewayKeys });
   const outcomes: TaskOutcome[] = [];
-  const warnings: string[] = [];
   const gateways: Gateway[] = [];
   const peerKeys = Array.from({ length: 4 }, (_, i) => namedKey(`gateway-${i + 1}`).keyId);
   const h: Harness = {
