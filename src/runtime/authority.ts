@@ -1,9 +1,7 @@
 // A policy authority on the bus: publishes the active policy, heartbeats that keep the
 // revocation feed fresh, revocations, and root grants with their origin lineage.
-import { jetstream, type JetStreamClient, type JetStreamManager, type JsMsg, type PubAck } from "@nats-io/jetstream";
+import { jetstream, type JetStreamClient, type JetStreamManager, type PubAck } from "@nats-io/jetstream";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { open, readFile, rename } from "node:fs/promises";
-import { dirname } from "node:path";
 import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "../crypto/keys.ts";
 import { fromB64u } from "../crypto/base64url.ts";
@@ -15,11 +13,10 @@ import { isPolicyDocument, policyDigest, type PolicyDocument } from "../policy/p
 import { nextPolicyVersion, policyEntryText, readPolicyEntry, signActivation } from "../policy/activation.ts";
 import { KV_BUCKETS, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_ID_RE } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
-import { followStream } from "../nats/follow-stream.ts";
-import { readSubject } from "../nats/read-subject.ts";
 import { check, signedHeartbeatSchema, signedPolicyActivationSchema, signedRevocationSchema } from "../core/schema.ts";
 import { verifySigned } from "../crypto/signing.ts";
-import { revocationTargetKey, revokedSetDigest } from "../gateway/governance-feed.ts";
+import { OwnRevocations } from "./revocation-feed.ts";
+import { RevocationLog } from "./revocation-log.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { assertAcceptableKey } from "../core/trust-store.ts";
 
@@ -63,36 +60,9 @@ export class Authority {
   #lastHeartbeatAt: number | undefined;
   /** Stream sequence of this authority's last heartbeat (deleted once the next one lands). */
   #heartbeatSeq: number | undefined;
-  /**
-   * The targets this key has revoked on the feed: those already there when it connected, and
-   * each it published since. Every heartbeat announces how many (HeartbeatPayload.revocations).
-   */
-  readonly #revoked = new Set<string>();
-  /**
-   * Every revocation this key signed that is known here (the feed, the log, publishRevocation),
-   * by target: what #restoreFeed publishes again when the feed lost it. Never shrinks, like #revoked.
-   */
-  readonly #signed = new Map<string, SignedRevocation>();
-  /** Ends the feed follower (followStream). */
-  readonly #following = new AbortController();
-  /** The feed's reads begun so far (a read begun again: the stream was made again, or rewound). */
-  #reads = 0;
-  /** Revocation messages (any issuer's) the current read handled, and how many of them the feed no longer held at the last restore. */
-  #revocationsRead = 0;
-  #revocationsGone = 0;
-  /** Revocations noted one after another (each may write the log first). */
-  #noting: Promise<void> = Promise.resolve();
-  /** The feed check in progress (#checkFeed), and whether another is wanted after it. */
-  #checking: Promise<void> | undefined;
-  #checkAgain = false;
-  /** A restore is wanted and has not completed yet. */
-  #restorePending = false;
-  readonly #restoreFeed: boolean;
+  /** This key's revocations on the feed (set up in connect). */
+  #feed!: OwnRevocations;
   readonly #warn: (message: string) => void;
-  /** The revocation log, when kept (see connect). */
-  #log: { path: string; entries: SignedRevocation[] } | undefined;
-  /** Log writes one after another (each merges with the file as the one before left it). */
-  #keeping: Promise<void> = Promise.resolve();
   /** Heartbeats one after another: each trims the one before it. */
   #heartbeats: Promise<void> = Promise.resolve();
   /** The heartbeat queued behind the one in progress, not started yet. */
@@ -106,9 +76,8 @@ export class Authority {
     private readonly policyKv: KV,
     private readonly clock: Clock,
     private readonly ownsConnection: boolean,
-    o: { restoreFeed?: boolean; onWarning?: (message: string) => void },
+    o: { onWarning?: (message: string) => void },
   ) {
-    this.#restoreFeed = o.restoreFeed ?? true;
     const warn = o.onWarning;
     this.#warn = (m) => {
       try {
@@ -149,19 +118,20 @@ export class Authority {
       for (const k of o.peers ?? []) assertAcceptableKey(k);
       a = new Authority(o.key, nc, jetstream(nc), jsm, policyKv, o.clock ?? systemClock, o.nc === undefined, o);
       for (const k of o.peers ?? []) a.#peers.add(k);
-      const logged = o.revocationLog !== undefined ? await readRevocationLog(o.revocationLog, o.key) : [];
-      a.#log = o.revocationLog === undefined ? undefined : { path: o.revocationLog, entries: logged };
-      for (const r of logged) a.#signed.set(revocationTargetKey(r.payload.target), r);
+      const log = o.revocationLog !== undefined ? await RevocationLog.open(o.revocationLog, o.key) : undefined;
+      const self = a;
+      // A revocation of this key that another process published: announce it now, not at the
+      // next interval (gateways that saw it already are not short meanwhile, only ahead).
+      const onNew = (): void => {
+        if (self.#timer !== undefined) self.heartbeat().catch(() => undefined);
+      };
+      a.#feed = new OwnRevocations({ nc, js: a.js, jsm, key: o.key, log, restore: o.restoreFeed ?? true, warn: a.#warn, onNew });
       // Heartbeats announce the newest policy version of this key and its peers from the first one
       // on, also when the bucket's current entry is an older one put back while it was down.
       a.#policyVersion = Math.max(a.#policyVersion, (await a.#bucketVersionsRetrying()).ours);
       a.#listenForActivations();
       await a.#followPolicy();
-      await a.#followOwnRevocations();
-      const onFeed = new Set(a.#revoked);
-      for (const r of logged) {
-        if (!onFeed.has(revocationTargetKey(r.payload.target))) await a.#publishChecked(r);
-      }
+      await a.#feed.start();
       return a;
     } catch (e) {
       // Nothing left running: the follower, on a connection the caller keeps, would read on.
@@ -169,181 +139,6 @@ export class Authority {
       if (o.nc === undefined) await nc.close().catch(() => undefined);
       throw e;
     }
-  }
-
-  /**
-   * Read the feed's revocations and keep following them: those this key signed are in #revoked,
-   * so every heartbeat covers them, whichever process published them (a `failclosed authority
-   * --revoke FILE --once` beside a running one, say), and a new one heartbeats at once. Resolves
-   * once the feed as it stood has been read.
-   *
-   * The whole stream is followed with followStream, which reads it again from the first message
-   * when it is deleted or made again (nats.js's ordered consumer alone went on at the old stream's
-   * next sequence, and this authority read nothing more); a read begun again restores the feed.
-   */
-  async #followOwnRevocations(): Promise<void> {
-    const subject = SUBJECTS.revocation;
-    const info = await this.jsm.streams.info(STREAMS.gov, { subjects_filter: subject });
-    const total = info.state.subjects?.[subject] ?? 0;
-    let caughtUp: () => void = () => undefined;
-    const ready = new Promise<void>((r) => (caughtUp = r));
-    if (total === 0) caughtUp();
-    let first = total > 0;
-    const onMessage = (m: JsMsg): void => {
-      let added: Promise<boolean> = Promise.resolve(false);
-      if (m.subject === subject) {
-        this.#revocationsRead++;
-        const data = m.data;
-        added = this.#noting.then(() => this.#noteRevocation(data));
-        this.#noting = added.then(() => undefined, () => undefined);
-      }
-      const last = first && (this.#revocationsRead >= total || m.info.pending === 0);
-      if (last) first = false;
-      void added.then(
-        (isNew) => {
-          if (last) caughtUp();
-          // A revocation of this key that another process published: announce it now, not at the
-          // next interval (gateways that saw it already are not short meanwhile, only ahead).
-          else if (isNew && this.#timer !== undefined) this.heartbeat().catch(() => undefined);
-        },
-        () => undefined,
-      );
-    };
-    void followStream(this.nc, this.js, this.jsm, {
-      stream: STREAMS.gov,
-      what: "authority's revocation feed",
-      begin: () => {
-        this.#revocationsRead = 0;
-        this.#revocationsGone = 0;
-        // Read again from the first message (the stream made again, or rewound in a crash): put
-        // back what it lost. (The restore reads the stream itself, from now.)
-        if (this.#reads++ > 0) this.#checkFeedSoon(true);
-        return onMessage;
-      },
-      onWarning: (m) => this.#warn(m),
-      signal: this.#following.signal,
-    });
-    let timer: NodeJS.Timeout | undefined;
-    const stalled = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`reading ${STREAMS.gov} revocations stalled after ${this.#revocationsRead} of ${total}`)), 10_000)));
-    try {
-      await Promise.race([ready, stalled]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /**
-   * Check the feed soon (after each heartbeat; with `restore`, when a read began again), one
-   * check at a time: a deleted stream is made again; a feed that lost revocation messages (it holds
-   * fewer than this process read of it, less those known gone), or that a read began on again, is
-   * restored. A restore that fails is tried again at the next check, until one completes.
-   */
-  #checkFeedSoon(restore = false): void {
-    if (!this.#restoreFeed || this.#following.signal.aborted) return;
-    if (restore) this.#restorePending = true;
-    if (this.#checking !== undefined) {
-      this.#checkAgain ||= restore;
-      return;
-    }
-    const run = async (): Promise<void> => {
-      do {
-        this.#checkAgain = false;
-        await this.#checkFeed();
-      } while (this.#checkAgain && !this.#following.signal.aborted);
-    };
-    this.#checking = run()
-      .catch((e: unknown) => this.#warn(`checking the revocation feed failed (tried again after the next heartbeat): ${e instanceof Error ? e.message : String(e)}`))
-      .finally(() => (this.#checking = undefined));
-  }
-
-  async #checkFeed(): Promise<void> {
-    const subject = SUBJECTS.revocation;
-    // Taken before the stream is asked: every message read by then was stored by then, so the
-    // stream holding fewer means some went (read after, a message stored since would count).
-    const readBefore = this.#revocationsRead;
-    const goneBefore = this.#revocationsGone;
-    let held: number;
-    try {
-      const info = await this.jsm.streams.info(STREAMS.gov, { subjects_filter: subject });
-      held = info.state.subjects?.[subject] ?? 0;
-    } catch (e) {
-      if (!/stream not found/i.test(String(e))) throw e;
-      // Deleted, and nobody made it again: make it (with its guards, as at connect); the follower
-      // then reads the new stream from its first message, and that read restores it.
-      this.#warn(`${STREAMS.gov} is gone: making it again`);
-      this.#restorePending = true;
-      await ensureBus(this.nc);
-      return;
-    }
-    if (!this.#restorePending && held >= readBefore - goneBefore) return;
-    this.#restorePending = true;
-    // Which of this key's revocations the feed holds now; publish the others again. (Known
-    // before the read: each was on the stream before it began, unless it went.)
-    const read = this.#revocationsRead;
-    const known = [...this.#signed];
-    const present = new Set<string>();
-    const seen = await readSubject(this.js, this.jsm, STREAMS.gov, subject, 5_000, (m) => {
-      const r = this.#ownRevocation(m.data);
-      if (r !== undefined) present.add(revocationTargetKey(r.payload.target));
-    });
-    const lost = known.filter(([k]) => !present.has(k)).map(([, r]) => r);
-    if (lost.length > 0) this.#warn(`${STREAMS.gov} lost ${lost.length} revocation(s) of this key: publishing them again`);
-    for (const r of lost) {
-      if (this.#following.signal.aborted) return; // closed meanwhile
-      await this.#publishChecked(r);
-    }
-    // What the follower read that is not there now (another issuer's deleted message, say) is
-    // gone for good: not looked for again until more goes.
-    this.#revocationsGone = Math.max(0, read - seen);
-    this.#restorePending = false;
-  }
-
-  /** `data`, if it is a revocation this key signed (checked). */
-  #ownRevocation(data: Uint8Array): SignedRevocation | undefined {
-    const parsed = tryParseStrict(data, { maxBytes: MAX_MESSAGE_BYTES });
-    const r = parsed.ok ? check(signedRevocationSchema, parsed.value) : undefined;
-    if (r?.ok !== true || r.value.payload.issuer !== this.key.keyId || !verifySigned("revocation", r.value, this.key.publicKey)) return undefined;
-    return r.value;
-  }
-
-  /**
-   * A message of the revocation subject: if a revocation this key signed, count it (true if new).
-   * With a log, it is kept there first, whoever published it (another process with this key, or
-   * before the log was kept), so a restart can publish it again should the feed lose it; one the
-   * log cannot take is not counted (its heartbeats do not vouch for what they could not restore).
-   */
-  async #noteRevocation(data: Uint8Array): Promise<boolean> {
-    const r = this.#ownRevocation(data);
-    if (r === undefined) return false;
-    const key = revocationTargetKey(r.payload.target);
-    if (this.#revoked.has(key)) return false;
-    if (this.#log !== undefined) {
-      try {
-        await this.#keep(r);
-      } catch {
-        return false;
-      }
-    }
-    if (!this.#signed.has(key)) this.#signed.set(key, r);
-    this.#revoked.add(key);
-    return true;
-  }
-
-  /** Add `r` to the log (merged with what the file holds now, so two processes lose nothing). */
-  #keep(r: SignedRevocation): Promise<void> {
-    const next = this.#keeping.then(() => this.#keepNow(r));
-    this.#keeping = next.catch(() => undefined);
-    return next;
-  }
-
-  async #keepNow(r: SignedRevocation): Promise<void> {
-    const log = this.#log;
-    if (log === undefined || log.entries.some((x) => x.sig === r.sig)) return;
-    const onDisk = await readRevocationLog(log.path, this.key);
-    const merged = [...onDisk];
-    for (const x of [...log.entries, r]) if (!merged.some((y) => y.sig === x.sig)) merged.push(x);
-    await writeRevocationLog(log.path, merged);
-    log.entries = merged;
   }
 
   get keyId(): string {
@@ -569,13 +364,13 @@ export class Authority {
     // Policy: `expect` the stream, so a publish some other stream took (a subject diverted out of
     // the feed) fails here instead of counting as published.
     // And the newest policy version of this key or a peer: a gateway holding an older one denies until it has it.
-    const announce = { revocations: this.#revoked.size, revokedDigest: revokedSetDigest(this.#revoked), ...(this.#policyVersion > 0 ? { policyVersion: this.#policyVersion } : {}) };
+    const announce = { ...this.#feed.announce(), ...(this.#policyVersion > 0 ? { policyVersion: this.#policyVersion } : {}) };
     let ack: PubAck;
     try {
       ack = await this.js.publish(SUBJECTS.heartbeat, JSON.stringify(heartbeat(this.key, ++this.#seq, at, announce)), { expect: { streamName: STREAMS.gov } });
     } catch (e) {
       // The stream deleted, say: the check makes it again.
-      this.#checkFeedSoon();
+      this.#feed.checkSoon();
       throw e;
     }
     this.#lastHeartbeatAt = at;
@@ -583,7 +378,7 @@ export class Authority {
     this.#heartbeatSeq = ack.seq;
     if (previous !== undefined && previous < ack.seq) await this.#trimHeartbeat(previous);
     // In the background: a feed that lost revocations is restored (gateways deny meanwhile).
-    this.#checkFeedSoon();
+    this.#feed.checkSoon();
   }
 
   /**
@@ -644,15 +439,7 @@ export class Authority {
     const back = tryParseStrict(text, { maxBytes: MAX_MESSAGE_BYTES });
     const checked = back.ok ? check(signedRevocationSchema, back.value) : undefined;
     if (checked?.ok !== true) throw new TypeError(`publishRevocation: gateways would refuse this revocation (${back.ok ? (checked?.ok === false ? checked.error : "?") : back.error.message})`);
-    // Kept before it is sent: a crash between the two leaves it to be sent at the next start.
-    if (r.payload.issuer === this.key.keyId) await this.#keep(r);
-    await this.#publishChecked(r);
-  }
-
-  async #publishChecked(r: SignedRevocation): Promise<void> {
-    const text = JSON.stringify(r);
-    await this.js.publish(SUBJECTS.revocation, text, { expect: { streamName: STREAMS.gov } });
-    await this.#noteRevocation(new TextEncoder().encode(text));
+    await this.#feed.publish(r);
   }
 
   async revoke(target: RevocationTarget, reason: string): Promise<SignedRevocation> {
@@ -663,7 +450,7 @@ export class Authority {
 
   /** Distinct targets this key has revoked on the feed (what its next heartbeat announces). */
   get revocationsPublished(): number {
-    return this.#revoked.size;
+    return this.#feed.count;
   }
 
   /** Issue a root artifact and publish the origin lineage of the root task it authorizes. */
@@ -683,7 +470,7 @@ export class Authority {
   /** Stop heartbeating and, if it opened its own connection, close it (drain for at most 2 s: a bus that is down never drains). */
   /** Stop the feed follower, the bucket watch and the activation subscription, each whatever the others do. */
   #stopFollowing(): void {
-    for (const stop of [() => this.#following.abort(), () => this.#policyWatch?.stop(), () => this.#activations?.unsubscribe()]) {
+    for (const stop of [() => this.#feed?.stop(), () => this.#policyWatch?.stop(), () => this.#activations?.unsubscribe()]) {
       try {
         stop();
       } catch {
@@ -700,45 +487,5 @@ export class Authority {
     const drained = await Promise.race([this.nc.drain().then(() => true, () => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 2_000)))]);
     clearTimeout(timer);
     if (!drained) await this.nc.close().catch(() => undefined);
-  }
-}
-
-/** The revocations a log holds; [] when there is none yet. Throws on a log that is not one. */
-async function readRevocationLog(path: string, key: KeyPair): Promise<SignedRevocation[]> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw e;
-  }
-  const parsed = tryParseStrict(bytes, { maxBytes: 256 * 1024 * 1024 });
-  if (!parsed.ok || !Array.isArray(parsed.value)) throw new TypeError(`revocation log ${path}: not a JSON array of signed revocations`);
-  return parsed.value.map((x, i) => {
-    const r = check(signedRevocationSchema, x);
-    if (!r.ok) throw new TypeError(`revocation log ${path}[${i}]: not a signed revocation (${r.error})`);
-    if (r.value.payload.issuer !== key.keyId || !verifySigned("revocation", r.value, key.publicKey)) throw new TypeError(`revocation log ${path}[${i}]: not signed by this authority's key`);
-    return r.value;
-  });
-}
-
-let logWrites = 0;
-
-/** Replace the log whole: written to a file beside it, synced, renamed over it, the directory synced. */
-async function writeRevocationLog(path: string, entries: readonly SignedRevocation[]): Promise<void> {
-  const tmp = `${path}.${process.pid}.${++logWrites}.tmp`;
-  const f = await open(tmp, "w");
-  try {
-    await f.writeFile(JSON.stringify(entries, null, 1));
-    await f.sync();
-  } finally {
-    await f.close();
-  }
-  await rename(tmp, path);
-  const d = await open(dirname(path), "r");
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
   }
 }
