@@ -9,7 +9,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { createActor, fromPromise, toPromise } from "xstate";
-import { canonicalBytes, type JsonValue } from "../canonical/jcs.ts";
+import { canonicalize, utf8Bytes, type JsonValue } from "../canonical/jcs.ts";
 import { tryParseStrict } from "../canonical/strict-parse.ts";
 import { fromB64u, toB64u } from "../crypto/base64url.ts";
 import { PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH } from "../crypto/ed25519.ts";
@@ -26,7 +26,6 @@ import { artifactId, spawnLineage } from "../core/artifacts.ts";
 import { decide, primeVerified } from "../core/decide.ts";
 import { assertAcceptableKey } from "../core/trust-store.ts";
 import type {
-  CheckName,
   Decision,
   DecisionInput,
   DecisionLimits,
@@ -41,7 +40,7 @@ import type {
 import { judgeActivation, readPolicyEntry } from "../policy/activation.ts";
 import { serveConsistencyProofs } from "../nats/proof-service.ts";
 import { KV_BUCKETS, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
-import { claimOnce, ensureBus } from "../nats/setup.ts";
+import { claimOnce, ensureBus, type BusSetupOptions } from "../nats/setup.ts";
 import { readSubject } from "../nats/read-subject.ts";
 import { followStream, type FollowStreamOptions } from "../nats/follow-stream.ts";
 import { submitTask } from "../runtime/client.ts";
@@ -49,7 +48,7 @@ import { systemClock } from "../runtime/clock.ts";
 import { EvidenceIndex } from "./evidence-index.ts";
 import { RevocationTally, applyGovernanceMessage } from "./governance-feed.ts";
 import { Ledger } from "./ledger.ts";
-import { outcomeMessage, type DecisionMessage, type TaskOutcome } from "./outcome.ts";
+import { MAX_OUTCOME_BYTES, encodeOutcome, type DecisionMessage, type TaskOutcome } from "./outcome.ts";
 import {
   taskMachine,
   type CollectEvidenceInput,
@@ -220,11 +219,16 @@ type ClusterClaim = NonceState["cluster"];
 
 type SubmitParse = { taskId: string; request: unknown; args: unknown; intakeErrors: string[]; submissionId: string | undefined };
 
+/** A step (or a handler) that overran its time: it may still be running. */
+class StepTimeoutError extends Error {
+  override readonly name = "StepTimeoutError";
+}
+
 /** Reject after `ms`: the machine turns a rejected step into a deny (a hung step must not hang the task). */
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    t = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+    t = setTimeout(() => reject(new StepTimeoutError(`${what} took longer than ${ms} ms`)), ms);
     // Not what keeps a gateway's process alive (its connection does): a handler that never
     // settles must not hold the process open for its whole timeout after stop().
     t.unref();
@@ -234,7 +238,33 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 const PERMIT_ALL_FOR_PRECHECK = (): { decision: "allow"; reasons: string[]; errors: string[] } => ({ decision: "allow", reasons: [], errors: [] });
 
-const resultDigestOf = (v: JsonValue): string => toB64u(sha256(canonicalBytes(v)));
+/** Room left beside an outcome's bytes under the server's max_payload (the publish's own framing varies by client). */
+const OUTCOME_HEADROOM_BYTES = 1024;
+
+/** How long a deny waits to read a claim (#readClaim) before it says it could not. */
+const CLAIM_READ_MS = 1_000;
+
+/**
+ * A handler's result, taken once when it returns: its canonical text (hashed for the record's
+ * resultDigest) and a plain-data copy parsed back from that text (sent in the outcome), so a
+ * result the handler's code changes later, or a getter read anew, cannot make the recorded
+ * digest and the delivered result differ. Throws CanonicalError when the result is not I-JSON.
+ */
+function snapshotResult(v: unknown): { digest: string; copy: JsonValue | undefined; unreadable?: string } {
+  const text = canonicalize(v);
+  const digest = toB64u(sha256(utf8Bytes(text)));
+  // What a client could not read back (nesting beyond its parser's, a "__proto__" key) is not
+  // sent: the digest still records it.
+  const copy = tryParseStrict(text, { maxBytes: Number.MAX_SAFE_INTEGER });
+  return copy.ok ? { digest, copy: copy.value } : { digest, copy: undefined, unreadable: copy.error.message };
+}
+
+function assertNever(x: never): never {
+  throw new TypeError(`unhandled case ${JSON.stringify(x)}`);
+}
+
+/** Whose a cluster claim is, as a deny reads it (#readClaim). */
+type ClaimOwner = "none" | "this" | "other" | "deleted" | "unread";
 
 /** A flight's in-flight slot: lent out while its handler waits on children (see #lendingSlot). */
 interface FlightSlot {
@@ -327,6 +357,8 @@ export class Gateway {
   readonly #startedAt: number;
   #consumers: ConsumerMessages[] = [];
   #stopped = false;
+  /** The one stop in progress or done (stop()). */
+  #stopping: Promise<void> | undefined;
   #slots = 0;
   /**
    * Flights in progress per task id. The evidence index is keyed by task id, so it forgets a
@@ -434,7 +466,17 @@ export class Gateway {
     await this.#verifyPool.close();
   }
 
+  /**
+   * Set the handler an allowed task of action `name` runs. Throws TypeError when `handler` is
+   * not a function or `name` already has one: an action's handler is set once.
+   */
   registerAction(name: string, handler: ActionHandler): void {
+    if (typeof name !== "string" || name === "") throw new TypeError("registerAction: the action name must be a non-empty string");
+    // Policy: found out here, not after an allow has spent a task's nonce on a handler that cannot run.
+    if (typeof handler !== "function") throw new TypeError(`registerAction: the handler for ${JSON.stringify(name)} is not a function`);
+    // Policy: what an allow for an action runs is fixed when it is registered; a second
+    // registration (a name collision between modules, a late override) is a mistake to surface.
+    if (this.#actions.has(name)) throw new TypeError(`registerAction: action ${JSON.stringify(name)} already has a handler`);
     this.#actions.set(name, handler);
   }
 
@@ -477,7 +519,7 @@ export class Gateway {
       // (a failed claim or publish is a deny or a warning either way).
       noAsyncTraces: true,
     });
-    const bus = await ensureBus(this.#nc, { guards: "required", ...(o.taskAckWaitMs !== undefined ? { taskAckWaitMs: o.taskAckWaitMs } : {}) });
+    const bus = await ensureBus(this.#nc, this.#busOptions());
     this.#policyKv = bus.policyKv;
     this.#jsm = bus.jsm;
     this.#nonceKv = bus.nonceKv;
@@ -901,11 +943,15 @@ export class Gateway {
       await this.#pause(1_000);
       if (this.#stopped) return;
       try {
-        await ensureBus(this.#nc, { guards: "required", ...(this.#o.taskAckWaitMs !== undefined ? { taskAckWaitMs: this.#o.taskAckWaitMs } : {}) });
+        await ensureBus(this.#nc, this.#busOptions());
       } catch (e) {
         this.#warn(`could not make the task consumer again: ${String(e)}`);
       }
     }
+  }
+
+  #busOptions(): BusSetupOptions {
+    return { guards: "required", ...(this.#o.taskAckWaitMs !== undefined ? { taskAckWaitMs: this.#o.taskAckWaitMs } : {}), onWarning: (m) => this.#warn(m) };
   }
 
   /** Wait `ms`, or less if the gateway stops meanwhile. */
@@ -1125,6 +1171,8 @@ export class Gateway {
     // This flight's mark in #executed, dropped when the flight ends: from then on the log
     // (taskDecided) and the cluster claim refuse the task id, and the set stays small.
     let claimedExecution = false;
+    /** The claims this flight itself won, and its nonce's key once known: a deny looks up the others (#copyMark). */
+    const claims = { nonceKey: "", wonNonce: false, wonTask: false };
     const deadline = this.#o.evidenceDeadlineMs ?? 2_000;
 
     const leafId = (sub.request as { payload?: { artifactId?: unknown } } | null)?.payload?.artifactId;
@@ -1156,6 +1204,7 @@ export class Gateway {
       evidence = ev;
       const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
       const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
+      claims.nonceKey = key;
       await this.#primeSignatures(ev);
       // Pre-check everything but the nonce, so a forged request cannot burn a real nonce.
       // Cedar is left to the recorded decision: a policy deny is the holder's own request
@@ -1173,10 +1222,14 @@ export class Gateway {
       if (onlyClaimsMissing && key !== "") {
         const claimValue = { taskId, nonce: key, submissionId: sub.submissionId ?? "" };
         cluster = await this.#claim(key, claimValue);
+        claims.wonNonce = cluster === "claimed";
         // The task id only once the nonce is won: copies of one submission then contend for the
         // nonce alone, and a copy that lost it spends nothing more (claims made side by side
         // could cross, one copy winning each, and burn both for good).
-        if (cluster === "claimed") taskCluster = await this.#claim(taskClaimKey(taskId), claimValue);
+        if (cluster === "claimed") {
+          taskCluster = await this.#claim(taskClaimKey(taskId), claimValue);
+          claims.wonTask = taskCluster === "claimed";
+        }
       }
       await this.#o.hooks?.beforeRecordDecision?.(taskId);
       if (superseded()) throw new Error("task was denied while verifying");
@@ -1229,24 +1282,32 @@ export class Gateway {
           return [...lineage, this.#spawnEvent({ taskId, chain, decisionId: input.commit.decisionId }, childTaskId, childArtifact)];
         },
       };
+      let running: Promise<unknown> | undefined;
       try {
-        const returned: unknown = await withTimeout(Promise.resolve(handler(ctx)), this.#o.handlerTimeoutMs ?? 300_000, `handler "${req.action}"`);
+        running = Promise.resolve(handler(ctx));
+        const returned: unknown = await withTimeout(running, this.#o.handlerTimeoutMs ?? 300_000, `handler "${req.action}"`);
         // The action ran: whatever it returned, it succeeded. A void handler's undefined is null;
         // a result that is not I-JSON (a Date, a BigInt, a cycle, a lone surrogate) cannot be
         // recorded or sent, so it is left out and the outcome says so. "failed" would invite a
         // caller to run the action again.
-        const result = (returned === undefined ? null : returned) as JsonValue;
-        let digest: string;
+        let taken: ReturnType<typeof snapshotResult>;
         try {
-          digest = resultDigestOf(result);
+          // Taken once, now: the digest recorded, the outcome's result and the bytes signed all
+          // come from this one reading (the handler's object may change, or read anew, later).
+          taken = snapshotResult(returned === undefined ? null : returned);
         } catch (e) {
           resultProblemByTask.set(taskId, `the handler's result is not I-JSON and was not recorded (${e instanceof Error ? e.message : String(e)})`);
           return { status: "succeeded" };
         }
-        resultByTask.set(taskId, result);
-        return { status: "succeeded", resultDigest: digest };
+        if (taken.copy !== undefined) resultByTask.set(taskId, taken.copy);
+        else resultProblemByTask.set(taskId, `the result could not be delivered: a client could not read it (${taken.unreadable ?? "unreadable"}); see the audit log's resultDigest`);
+        return { status: "succeeded", resultDigest: taken.digest };
       } catch (e) {
         handlerAbort.abort(e);
+        if (e instanceof StepTimeoutError && running !== undefined) {
+          this.#watchLateHandler(taskId, req.action, running);
+          return { status: "failed", error: `${e.message}: told to stop (ctx.signal), but it may still be running, and what it does may still take effect` };
+        }
         return { status: "failed", error: e instanceof Error ? e.message : String(e) };
       } finally {
         childWindowOpen = false;
@@ -1309,6 +1370,7 @@ export class Gateway {
             const ev = evidence ?? { request: sub.request, args: sub.args, chain: partial?.chain ?? [], lineage: partial?.lineage ?? [], intakeErrors: [...sub.intakeErrors, ...(partial?.intakeErrors ?? [])] };
             const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
             const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
+            if (claims.nonceKey === "") claims.nonceKey = key;
             const r = this.#decideAndRecord(taskId, ev, key, { nonce: "not-attempted", task: "not-attempted" });
             decisionWrite = r.write;
             verifyResult = r.verify;
@@ -1338,7 +1400,7 @@ export class Gateway {
         const codes = [...new Set([...out.codes, ...reasons])];
         outcome = { taskId, gatewayId: this.id, verdict: "deny", codes, status: "denied", detail: out.detail, ...(decisionSeq !== undefined ? { decisionSeq } : {}) };
         if (verifyResult) outcome.checks = verifyResult.decision.checks;
-        if (verifyResult !== undefined && sub.submissionId !== undefined) Object.assign(outcome, await this.#duplicateMark(taskId, verifyResult, sub.submissionId));
+        if (sub.submissionId !== undefined) Object.assign(outcome, await this.#copyMark(taskId, sub.submissionId, claims));
         this.#publishDecision(taskId, { verdict: "deny", checks: verifyResult?.decision.checks ?? [], reasons: codes }, decisionSeq, sub.submissionId);
       } else {
         const r = out.result;
@@ -1360,6 +1422,7 @@ export class Gateway {
     } catch (e) {
       // The machine itself failed: nothing ran unless it reached executing, which records.
       outcome = { taskId, gatewayId: this.id, verdict: "deny", codes: ["GOVERNANCE_UNAVAILABLE"], status: "denied", detail: `task machine error: ${String(e)}` };
+      if (sub.submissionId !== undefined) Object.assign(outcome, await this.#copyMark(taskId, sub.submissionId, claims));
     } finally {
       const allowed = claimedExecution || verifyResult?.decision.verdict === "allow";
       clearInterval(working);
@@ -1386,6 +1449,27 @@ export class Gateway {
     } catch (e) {
       this.#warn(`onOutcome hook threw: ${String(e)}`);
     }
+  }
+
+  /**
+   * A handler cut off by its timeout goes on running (most I/O does not listen to ctx.signal),
+   * and its outcome is already recorded as failed. When it settles, say how, so an operator
+   * does not take "failed" for "had no effect". (Recording it as a second, late outcome record
+   * needs the audit log's outcome schema to have a kind of record for it: not done here.)
+   */
+  #watchLateHandler(taskId: string, action: string, running: Promise<unknown>): void {
+    running.then(
+      (v) => {
+        let digest = "not I-JSON";
+        try {
+          digest = snapshotResult(v === undefined ? null : v).digest;
+        } catch {
+          // as said
+        }
+        this.#warn(`task ${taskId}: handler "${action}" completed after its timeout (its outcome is recorded as failed): it succeeded, result digest ${digest}`);
+      },
+      (e: unknown) => this.#warn(`task ${taskId}: handler "${action}" failed after its timeout (its outcome is recorded as failed): ${e instanceof Error ? e.message : String(e)}`),
+    );
   }
 
   /** The gateway's attestation that `parent` was executing when it spawned the child. */
@@ -1490,49 +1574,75 @@ export class Gateway {
   }
 
   /**
-   * A REPLAYED deny whose lost claim is held by this very submission is a copy of it, not a
-   * verdict on it: mark it so (and say whether the original already finished here, so the
-   * waiting client need not wait for an outcome that has come and gone). Only claims the
-   * decision lost are looked at, read off its recorded input: a nonce this flight won itself
-   * carries its own submission id.
+   * Whether a deny of this submission may be a copy's, not a verdict on the submission (README,
+   * outcomes). A gateway executes a submission only after claiming its nonce and then its task id
+   * under its submission id, so a claim held under this very submission id means some gateway got
+   * that far with it: it may have run, or be about to. That holds whatever this copy was denied
+   * for: REPLAYED for the claim it lost, or a ground found before any claim (EXPIRED,
+   * ENVIRONMENT_MISMATCH, NO_ARTIFACT, …) when JetStream redelivered it to this gateway after the
+   * one running it crashed. Claims this flight won are its own and are not looked at.
+   *
+   * Marked `duplicate` (with `originalDone` when this gateway saw the task finish) when the task
+   * id's claim is this submission's, or it is not known to be another's and the nonce's is;
+   * nothing when either is held by another submission (this one can never run) or neither is
+   * held; `claimsUnread` when that cannot be read, so that no path makes a definitive deny of a
+   * submission whose claim may exist (the client then settles it at the decision deadline).
+   * Denies only: an allow reads nothing.
    */
-  async #duplicateMark(taskId: string, v: VerifyResult, submissionId: string): Promise<Pick<TaskOutcome, "duplicate" | "originalDone">> {
-    const lost = (check: CheckName): boolean => v.decision.checks.some((c) => c.check === check && c.code === "REPLAYED");
-    const nonce = (v.input as { nonce?: { key?: unknown; cluster?: unknown } } | null)?.nonce;
-    const keys = [...(lost("task") ? [taskClaimKey(taskId)] : []), ...(lost("nonce") && nonce?.cluster !== "claimed" && typeof nonce?.key === "string" ? [nonce.key] : [])];
-    if (keys.length === 0 || !(await this.#claimHeldBy(keys, submissionId))) return {};
-    const status = this.#ledger.state.tasks.get(taskId)?.status;
-    return status === "succeeded" || status === "failed" ? { duplicate: true, originalDone: true } : { duplicate: true };
+  async #copyMark(taskId: string, submissionId: string, claims: { nonceKey: string; wonNonce: boolean; wonTask: boolean }): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
+    // The task id is claimed only after the nonce: a flight that won it won both.
+    if (claims.wonTask) return {};
+    const nonceKey = claims.wonNonce ? "" : claims.nonceKey;
+    const [task, nonce] = await Promise.all([this.#readClaim(taskClaimKey(taskId), submissionId), nonceKey === "" ? Promise.resolve<ClaimOwner>("none") : this.#readClaim(nonceKey, submissionId)]);
+    const duplicate = (): Pick<TaskOutcome, "duplicate" | "originalDone"> => {
+      const status = this.#ledger.state.tasks.get(taskId)?.status;
+      return status === "succeeded" || status === "failed" ? { duplicate: true, originalDone: true } : { duplicate: true };
+    };
+    const ownedHere = (o: ClaimOwner): boolean => o === "this" || o === "deleted";
+    switch (task) {
+      case "this":
+      case "deleted":
+        return duplicate();
+      case "other":
+        // Policy: the task id runs once cluster-wide, and another submission holds it: this one never runs.
+        return {};
+      case "unread":
+      case "none":
+        if (ownedHere(nonce)) return duplicate();
+        // Policy: another submission holds the nonce (one artifact, other args): this one never
+        // wins it, so never runs. Otherwise what cannot be read is not known.
+        if (nonce === "other") return {};
+        return task === "unread" || nonce === "unread" ? { claimsUnread: true } : {};
+      default:
+        return assertNever(task);
+    }
   }
 
   /**
-   * True when a cluster claim among `keys` (the task id's, then the nonce's) was made for this
-   * very submission, that is another copy of it holds the task: the deny is then marked a
-   * duplicate, not a verdict on the submission. Also true for a claim someone deleted (see
-   * below). Bounded and never throws: a claim that cannot be read is "no".
+   * Whose claim `key` is in the claims bucket, for a deny (#copyMark). Bounded (CLAIM_READ_MS)
+   * and never throws: a read that fails or times out, or a lost bus, is "unread". Claims are
+   * never deleted: a delete or purge marker ("deleted") means someone removed one, and the copy
+   * that made it may have been this submission's.
    */
-  async #claimHeldBy(keys: readonly string[], submissionId: string): Promise<boolean> {
-    for (const key of keys) {
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        const entry = await Promise.race([this.#nonceKv.get(key), new Promise<null>((r) => (timer = setTimeout(() => r(null), 1_000)))]);
-        if (entry === null) continue;
-        // Claims are never deleted: a delete or purge marker means someone removed one, and the
-        // copy that made it may have been this submission's. Not knowing, say "duplicate" (the
-        // client then reports "unknown"), never a plain deny that claims nothing ran.
-        if (entry.operation !== "PUT") {
-          this.#warn(`claim ${key} was deleted from ${KV_BUCKETS.nonces} (tampering?): a deny that lost to it is marked a possible duplicate`);
-          return true;
-        }
-        const v = tryParseStrict(entry.value, { maxBytes: 4096 });
-        if (v.ok && typeof v.value === "object" && v.value !== null && !Array.isArray(v.value) && v.value["submissionId"] === submissionId) return true;
-      } catch {
-        // unknown: try the next key, else "no"
-      } finally {
-        clearTimeout(timer);
+  async #readClaim(key: string, submissionId: string): Promise<ClaimOwner> {
+    if (!this.#busConnected) return "unread";
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const entry = await Promise.race([this.#nonceKv.get(key), new Promise<"late">((r) => (timer = setTimeout(() => r("late"), CLAIM_READ_MS)))]);
+      if (entry === "late") return "unread";
+      if (entry === null) return "none";
+      if (entry.operation !== "PUT") {
+        this.#warn(`claim ${key} was deleted from ${KV_BUCKETS.nonces} (tampering?): a deny that may be a copy's is marked a possible duplicate`);
+        return "deleted";
       }
+      const v = tryParseStrict(entry.value, { maxBytes: 4096 });
+      if (!v.ok || typeof v.value !== "object" || v.value === null || Array.isArray(v.value)) return "unread";
+      return v.value["submissionId"] === submissionId ? "this" : "other";
+    } catch {
+      return "unread";
+    } finally {
+      clearTimeout(timer);
     }
-    return false;
   }
 
   #publishDecision(taskId: string, d: Decision, seq: number | undefined, submissionId: string | undefined): void {
@@ -1552,17 +1662,40 @@ export class Gateway {
     }
   }
 
-  /** Signed with the gateway key (outcome.ts outcomeMessage), so clients that know the key can tell it from a forgery. */
+  /**
+   * Signed with the gateway key (outcome.ts encodeOutcome), so clients that know the key can tell
+   * it from a forgery. At most what the server takes in one message (its max_payload, less some
+   * headroom) and what a client reads (MAX_OUTCOME_BYTES): a result that does not fit is left out,
+   * with a detail saying so. A publish that fails anyway is tried again without the result.
+   * Never silent: what does not go out as it should is warned about.
+   */
   #publishOutcome(o: TaskOutcome): void {
-    const message = outcomeMessage(o, this.#o.gatewayKey);
-    if (message === undefined) {
-      this.#warn(`outcome of ${o.taskId} could not be signed: not published (its client reports a deny at its timeout)`);
+    const maxPayload = this.#nc.info?.max_payload;
+    const limit = typeof maxPayload === "number" && maxPayload > 0 ? Math.max(0, Math.min(MAX_OUTCOME_BYTES, maxPayload - OUTCOME_HEADROOM_BYTES)) : MAX_OUTCOME_BYTES;
+    const encoded = encodeOutcome(o, this.#o.gatewayKey, limit);
+    if (encoded === undefined) {
+      this.#warn(`outcome of ${o.taskId} could not be signed: not published (its client settles it at its decision deadline)`);
       return;
     }
+    if (encoded.resultDropped !== undefined) this.#warn(`outcome of ${o.taskId} published without its result: ${encoded.resultDropped}`);
     try {
-      this.#nc.publish(SUBJECTS.outcome(o.taskId), message);
-    } catch {
-      // as above
+      this.#nc.publish(SUBJECTS.outcome(o.taskId), encoded.text);
+      return;
+    } catch (e) {
+      if (o.result === undefined || encoded.resultDropped !== undefined) {
+        this.#warn(`outcome of ${o.taskId} not published: ${String(e)} (the audit log has it; its client settles it at its decision deadline)`);
+        return;
+      }
+      this.#warn(`outcome of ${o.taskId} not published with its result (${String(e)}): publishing it again without the result`);
+    }
+    const { result: _dropped, ...rest } = o;
+    const why = "the result could not be delivered: the bus refused the outcome with it (see the audit log's resultDigest)";
+    const again = encodeOutcome({ ...rest, detail: o.detail !== undefined ? `${o.detail}; ${why}` : why }, this.#o.gatewayKey, limit);
+    try {
+      if (again === undefined) throw new Error("it could not be signed");
+      this.#nc.publish(SUBJECTS.outcome(o.taskId), again.text);
+    } catch (e) {
+      this.#warn(`outcome of ${o.taskId} not published without its result either: ${String(e)} (the audit log has it; its client settles it at its decision deadline)`);
     }
   }
 
@@ -1576,9 +1709,17 @@ export class Gateway {
     }
   }
 
-  /** Stop pulling work, deny what is pending, close the log. */
-  async stop(): Promise<void> {
-    if (this.#stopped) return;
+  /**
+   * Stop pulling work, deny what is pending, close the log. A second call returns the first
+   * one's promise: it resolves only once the gateway has stopped (the log flushed and closed).
+   */
+  stop(): Promise<void> {
+    // After crash() (or a start that failed) there is nothing left to stop.
+    this.#stopping ??= this.#stopped ? Promise.resolve() : this.#stopOnce();
+    return this.#stopping;
+  }
+
+  async #stopOnce(): Promise<void> {
     this.#stopped = true;
     this.#abort.abort();
     for (const t of this.#inFlight.values()) t.send({ type: "ABORT", detail: "gateway stopping" });

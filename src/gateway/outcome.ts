@@ -1,11 +1,11 @@
 // What a task's submitter learns: published on failclosed.outcome.<taskId> and returned by
 // spawn(). The decision itself goes on failclosed.decision.<taskId> with all its checks.
-import { canonicalize, type JsonValue } from "../canonical/jcs.ts";
+import { canonicalMembers, canonicalize, mergeCanonicalMembers, utf8Bytes, type JsonValue } from "../canonical/jcs.ts";
 import { tryParseStrict } from "../canonical/strict-parse.ts";
-import { PUBLIC_KEY_LENGTH } from "../crypto/ed25519.ts";
-import { fromB64u } from "../crypto/base64url.ts";
+import { PUBLIC_KEY_LENGTH, signEd25519 } from "../crypto/ed25519.ts";
+import { fromB64u, toB64u } from "../crypto/base64url.ts";
 import type { KeyPair } from "../crypto/keys.ts";
-import { signPayload, verifySigned } from "../crypto/signing.ts";
+import { signPayload, signingInputFromCanonical, verifySigned } from "../crypto/signing.ts";
 import type { Check, DenialCode } from "../core/types.ts";
 
 export interface TaskOutcome {
@@ -27,12 +27,23 @@ export interface TaskOutcome {
   /** The submission this outcome answers (contract.ts submissionIdOf); absent if it did not parse. */
   submissionId?: string;
   /**
-   * Set on a REPLAYED deny whose task id is held by an identical submission (same submission
-   * id): a copy of a submission, not a verdict on it. The original's outcome is published too.
+   * Set on a deny of a copy of a submission that some gateway claimed for (its task id, or its
+   * nonce, is held under this very submission id): whatever the copy was denied for (REPLAYED,
+   * or EXPIRED, ENVIRONMENT_MISMATCH, … for a copy redelivered to another gateway after the one
+   * running it crashed), it is not a verdict on the submission, which may have run. The
+   * original's outcome is published too, if its gateway lives to publish it.
    */
   duplicate?: true;
   /** With `duplicate`: the gateway saw the original finish, so its outcome was already published. */
   originalDone?: true;
+  /**
+   * Set on a deny when the gateway could not read whether a copy of this submission holds the
+   * task's claims (the claims bucket did not answer): the deny may be a copy's, so a client does
+   * not take it as final before the decision deadline, and then reads the task id's claim itself
+   * (runtime/client.ts awaitOutcome): spawn() returns such a deny only once it found no claim for
+   * this submission then, or another submission's.
+   */
+  claimsUnread?: true;
   resultDigest?: string;
   result?: JsonValue;
   error?: string;
@@ -58,28 +69,62 @@ export function signOutcome(o: TaskOutcome, key: KeyPair): TaskOutcome {
 export const MAX_OUTCOME_BYTES = 4 * 1024 * 1024;
 
 /**
- * The bytes a gateway publishes for an outcome: the signed outcome in canonical form, so the
- * client parses exactly the values that were signed (no toJSON or getter can make the sent
- * JSON differ), and only if the client's own parser (size, depth, forbidden keys) reads it
- * back. A `result` that fails either way is left out and `detail` says so; its status and
- * resultDigest stay, as the audit log records them. If even that cannot be signed, a minimal
- * outcome; undefined if not even that (the client then reports a deny at its timeout). Never
- * throws.
+ * The signed outcome as canonical JSON text, the object read once: its members are encoded one
+ * time, the signature is over exactly those bytes and the message is those same members plus
+ * `sig`, so nothing read twice (a getter, a toJSON, an object changed meanwhile) can make the
+ * sent JSON differ from the signed. Throws CanonicalError when `o` is not I-JSON.
  */
-export function outcomeMessage(o: TaskOutcome, key: KeyPair): string | undefined {
+function signedOutcomeText(o: TaskOutcome, key: KeyPair): string {
+  const { sig: _drop, ...rest } = o;
+  const members = canonicalMembers({ ...rest, signer: key.keyId });
+  const payloadText = mergeCanonicalMembers(members, []);
+  const sig = toB64u(signEd25519(key.seed, signingInputFromCanonical("outcome", utf8Bytes(payloadText))));
+  return mergeCanonicalMembers(members, [["sig", `"sig":${canonicalize(sig)}`]]);
+}
+
+/** An outcome encoded for the bus (encodeOutcome). */
+export interface EncodedOutcome {
+  /** The message: the signed outcome in canonical form. */
+  text: string;
+  /** Set when `o` had a result that was left out of `text`: why (also in the sent `detail`). */
+  resultDropped?: string;
+}
+
+/**
+ * The bytes a gateway publishes for an outcome: the signed outcome in canonical form, so the
+ * client parses exactly the values that were signed, and only if it is at most `maxBytes` (the
+ * bus's limit: MAX_OUTCOME_BYTES, or less when the server's max_payload is smaller) and the
+ * client's own parser (size, depth, forbidden keys) reads it back. A `result` that fails either
+ * way is left out and `detail` says why; its status and resultDigest stay, as the audit log
+ * records them. If even that cannot be signed, a minimal outcome; undefined if not even that
+ * (the client then waits for its deadline). Never throws.
+ */
+export function encodeOutcome(o: TaskOutcome, key: KeyPair, maxBytes: number = MAX_OUTCOME_BYTES): EncodedOutcome | undefined {
+  const limit = Math.min(maxBytes, MAX_OUTCOME_BYTES);
+  let tooLarge: number | undefined;
   const attempt = (x: TaskOutcome): string | undefined => {
     try {
-      const text = canonicalize(signOutcome(x, key));
-      return tryParseStrict(text, { maxBytes: MAX_OUTCOME_BYTES }).ok ? text : undefined;
+      const text = signedOutcomeText(x, key);
+      const size = Buffer.byteLength(text, "utf8");
+      if (size > limit) {
+        tooLarge ??= size;
+        return undefined;
+      }
+      return tryParseStrict(text, { maxBytes: limit }).ok ? text : undefined;
     } catch {
       return undefined;
     }
   };
   const whole = attempt(o);
-  if (whole !== undefined) return whole;
+  if (whole !== undefined) return { text: whole };
   const { result: _dropped, ...rest } = o;
-  const withoutResult = attempt({ ...rest, detail: "the result could not be delivered: it is not I-JSON a client can read (see the audit log's resultDigest)" });
-  if (withoutResult !== undefined) return withoutResult;
+  const why =
+    tooLarge !== undefined
+      ? `the result could not be delivered: the outcome would be ${tooLarge} bytes, over the ${limit} bytes the bus takes (see the audit log's resultDigest)`
+      : "the result could not be delivered: it is not I-JSON a client can read (see the audit log's resultDigest)";
+  const withoutResult = attempt({ ...rest, detail: o.detail !== undefined ? `${o.detail}; ${why}` : why });
+  const dropped = o.result !== undefined ? { resultDropped: why } : {};
+  if (withoutResult !== undefined) return { text: withoutResult, ...dropped };
   const minimal: TaskOutcome = {
     taskId: o.taskId,
     gatewayId: o.gatewayId,
@@ -88,9 +133,19 @@ export function outcomeMessage(o: TaskOutcome, key: KeyPair): string | undefined
     status: o.status,
     ...(o.submissionId !== undefined ? { submissionId: o.submissionId } : {}),
     ...(o.decisionSeq !== undefined ? { decisionSeq: o.decisionSeq } : {}),
+    ...(o.duplicate !== undefined ? { duplicate: o.duplicate } : {}),
+    ...(o.originalDone !== undefined ? { originalDone: o.originalDone } : {}),
+    ...(o.claimsUnread !== undefined ? { claimsUnread: o.claimsUnread } : {}),
+    ...(o.resultDigest !== undefined ? { resultDigest: o.resultDigest } : {}),
     detail: "the outcome could not be delivered whole: see the audit log",
   };
-  return attempt(minimal);
+  const text = attempt(minimal);
+  return text !== undefined ? { text, ...dropped } : undefined;
+}
+
+/** encodeOutcome's text, at most MAX_OUTCOME_BYTES. */
+export function outcomeMessage(o: TaskOutcome, key: KeyPair): string | undefined {
+  return encodeOutcome(o, key)?.text;
 }
 
 /** True when `o` carries a valid signature by one of `trusted` (gateway keyIds). Never throws. */

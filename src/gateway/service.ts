@@ -54,6 +54,10 @@ export async function runGatewayService(o: GatewayServiceOptions): Promise<void>
     const mod = (await import(pathToFileURL(resolve(o.actionsModule)).href)) as { actions?: Record<string, ActionHandler> };
     if (!mod.actions) throw new Error(`${o.actionsModule} does not export actions`);
     actions = mod.actions;
+    // Before the gateway starts: a handler that is not a function would be refused by
+    // registerAction only once the gateway is up and taking work.
+    const notHandlers = Object.entries(actions).filter(([, h]) => typeof h !== "function").map(([name]) => name);
+    if (notHandlers.length > 0) throw new Error(`${o.actionsModule}: actions ${notHandlers.join(", ")} are not functions`);
   }
   const gw = await Gateway.start({
     natsUrl: o.nats,
@@ -69,7 +73,12 @@ export async function runGatewayService(o: GatewayServiceOptions): Promise<void>
     onWarning: (w) => say(w, { level: "warn" }),
     onOutcome: (x) => say(`${x.taskId} ${x.verdict}${x.codes.length ? ` ${x.codes.join(",")}` : ""} ${x.status}`, { task: x.taskId, verdict: x.verdict, codes: x.codes, status: x.status }),
   });
-  for (const [name, h] of Object.entries(actions)) gw.registerAction(name, h);
+  try {
+    for (const [name, h] of Object.entries(actions)) gw.registerAction(name, h);
+  } catch (e) {
+    await gw.stop();
+    throw e;
+  }
   const opened = gw.ledger.store.openedFrom;
   say(`audit log: ${opened.snapshotSize + opened.recordsFolded} records, ${opened.recordsFolded} folded on open${opened.snapshotSize > 0 ? ` after the snapshot at ${opened.snapshotSize}` : ""}`, { ...opened });
   say(`started on ${o.nats}: key ${key.keyId}, audit log ${join(o.dataDir, "audit")}, actions ${Object.keys(actions).join(",")}`);

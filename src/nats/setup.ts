@@ -16,6 +16,11 @@ export interface BusSetupOptions {
    * wiped); agents and authorities only try to set them, and go on if their account may not.
    */
   guards?: "required" | "best-effort";
+  /**
+   * Told of settings asked for that an existing object does not have (ensureBus never changes
+   * one another process made): a task consumer whose ack wait differs from `taskAckWaitMs`.
+   */
+  onWarning?: (message: string) => void;
 }
 
 const ns = (ms: number) => ms * 1_000_000;
@@ -88,8 +93,9 @@ export async function ensureBus(nc: NatsConnection, opts: BusSetupOptions = {}):
     storage: StorageType.File,
     max_msg_size: MAX_MESSAGE_BYTES,
   });
+  let consumer: Awaited<ReturnType<JetStreamManager["consumers"]["info"]>> | undefined;
   try {
-    await jsm.consumers.info(STREAMS.tasks, TASK_CONSUMER);
+    consumer = await jsm.consumers.info(STREAMS.tasks, TASK_CONSUMER);
   } catch {
     await jsm.consumers
       .add(STREAMS.tasks, {
@@ -104,6 +110,18 @@ export async function ensureBus(nc: NatsConnection, opts: BusSetupOptions = {}):
           throw e;
         });
       });
+  }
+  // The consumer is shared: whoever made it first set its ack wait, and it is left as it is (a
+  // gateway tells the server "still working" at a third of the consumer's own). Asked for
+  // another, say so: how soon a crashed gateway's task goes to another is not what was asked.
+  const askedAckWait = opts.taskAckWaitMs;
+  const ackWait = consumer?.config.ack_wait;
+  if (askedAckWait !== undefined && ackWait !== undefined && ackWait !== ns(askedAckWait)) {
+    try {
+      opts.onWarning?.(`the task consumer ${TASK_CONSUMER} exists with an ack wait of ${ackWait / 1e6} ms, not the ${askedAckWait} ms asked for: left as it is (update the consumer to change it)`);
+    } catch {
+      // a broken warning sink changes nothing here
+    }
   }
   const kvm = new Kvm(nc);
   const policyKv = await kvm.create(KV_BUCKETS.policy, { history: 5 });

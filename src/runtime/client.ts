@@ -93,10 +93,13 @@ async function taskClaimHolder(nc: NatsConnection, taskId: string, submissionId:
 
 /**
  * Wait for a task's outcome message. Messages that do not parse, name another task, or answer
- * another submission are ignored, so none of them ends the wait early. A `duplicate` outcome (a
- * copy of this submission that lost the claim to the original) ends it only when the gateway
- * saw the original finish; otherwise the original's own outcome is waited for, and the duplicate
- * is the answer at the timeout.
+ * another submission are ignored, so none of them ends the wait early. A `duplicate` outcome (the
+ * deny of a copy of this submission while a claim for it is held: a copy that lost the claims to
+ * the original, or one redelivered to another gateway after the one running it crashed) ends it
+ * only when the gateway saw the original finish; otherwise the original's own outcome is waited
+ * for, and the duplicate is the answer at the timeout. A deny marked `claimsUnread` (its gateway
+ * could not read the claims) is kept until the deadline, and stands only if the claim read then
+ * is none or another submission's.
  *
  * No answer is never an allow, and is a "denied" only when that is known: with a `deadline`,
  * the wait runs until the deadline plus twice the allowed skew (after which no gateway's clock
@@ -119,6 +122,8 @@ export function awaitOutcome(
   let answer: (out: TaskOutcome) => void = () => undefined;
   const answered = new Promise<TaskOutcome>((r) => (answer = r));
   let held: TaskOutcome | undefined;
+  /** A deny whose gateway could not read the claims (`claimsUnread`): settled at the deadline. */
+  let unconfirmed: TaskOutcome | undefined;
   let graceTimer: NodeJS.Timeout | undefined;
   let lost: string | undefined;
   const sub = nc.subscribe(SUBJECTS.outcome(taskId), {
@@ -143,6 +148,12 @@ export function awaitOutcome(
           graceTimer = setTimeout(() => answer(duplicateOutcome(out, "a byte-identical copy of this submission already ran to its end; its outcome did not reach this client: see the audit log")), ORIGINAL_DONE_GRACE_MS);
         }
         held ??= out;
+        return;
+      }
+      if (out.verdict === "deny" && out.claimsUnread === true) {
+        // The gateway could not tell whether a copy of this submission holds the task: kept, and
+        // taken only once the claim is read at the deadline (none, or another's: it stands).
+        unconfirmed ??= out;
         return;
       }
       answer(out);
@@ -193,9 +204,10 @@ export function awaitOutcome(
       const who = held !== undefined ? "this" : holder;
       switch (who) {
         case "none":
-          return noAnswer(taskId, `no gateway allowed it before its decision deadline, and none can now`);
+          // A gateway's deny held for want of this read stands now: no gateway claimed the task, and none can.
+          return unconfirmed ?? noAnswer(taskId, `no gateway allowed it before its decision deadline, and none can now`);
         case "other":
-          return { ...noAnswer(taskId, "the task id is held by another submission"), codes: ["REPLAYED"] };
+          return unconfirmed ?? { ...noAnswer(taskId, "the task id is held by another submission"), codes: ["REPLAYED"] };
         case "this": {
           const late = await within(timeoutMs);
           return late ?? unsettled(`a gateway claimed the task for this submission, but no outcome arrived within ${timeoutMs} ms more: it may have run`);

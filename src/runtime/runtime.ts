@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { connect as natsConnect, type NatsConnection } from "@nats-io/transport-node";
 import type { JsonValue } from "../canonical/jcs.ts";
+import { CanonicalError } from "../canonical/errors.ts";
 import type { KeyPair } from "../crypto/keys.ts";
 import { delegateArtifact, signRequest, type DelegateOptions } from "../core/artifacts.ts";
 import type { SignedArtifact } from "../core/types.ts";
@@ -67,11 +68,24 @@ function assertTaskId(where: string, taskId: unknown): asserts taskId is string 
   if (typeof taskId !== "string" || !TASK_ID_RE.test(taskId)) throw new TypeError(`${where}: task id ${JSON.stringify(taskId)} is not a subject-safe token (${String(TASK_ID_RE)})`);
 }
 
+/**
+ * Run `sign`, turning a CanonicalError (a value that is not I-JSON: a BigInt, an undefined member,
+ * a Date, a class instance) into the TypeError the API promises for caller mistakes.
+ */
+function signedOrTypeError<T>(where: string, what: string, sign: () => T): T {
+  try {
+    return sign();
+  } catch (e) {
+    if (e instanceof CanonicalError) throw new TypeError(`${where}: not I-JSON (${what}): ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
 export class Runtime {
   /** Set when close() begins: nothing is registered or spawned after it. */
   #closed = false;
-  /** The action names registered through this runtime: a second handler for one is refused. */
-  readonly #actions = new Set<string>();
+  /** The one close in progress or done (close()). */
+  #closing: Promise<void> | undefined;
 
   private constructor(
     readonly nc: NatsConnection,
@@ -94,7 +108,10 @@ export class Runtime {
     const nc = await natsConnect({ servers: o.natsUrl, name: "failclosed-runtime", maxReconnectAttempts: -1, reconnectTimeWait: 200 });
     let gateway: Gateway | undefined;
     try {
-      await ensureBus(nc);
+      // A gateway of its own: the task consumer, if this makes it, gets that gateway's ack wait
+      // (the gateway's own ensureBus would find it made, and leave it as it is).
+      const g = o.dataDir !== undefined ? o.gateway : undefined;
+      await ensureBus(nc, { ...(g?.taskAckWaitMs !== undefined ? { taskAckWaitMs: g.taskAckWaitMs } : {}), ...(g?.onWarning !== undefined ? { onWarning: g.onWarning } : {}) });
       if (o.dataDir !== undefined && o.gateway) {
         gateway = await Gateway.start({ ...o.gateway, natsUrl: o.natsUrl, audit: o.dataDir, ...(o.clock ? { clock: o.clock } : {}) });
       }
@@ -119,23 +136,21 @@ export class Runtime {
   /**
    * Handlers run only from `executing`, after a durable allow, on whichever gateway decided.
    * Throws TypeError when this runtime runs no gateway, is closed, or already has a handler for
-   * `name`: an action's handler is set once, never silently replaced.
+   * `name` (however it was registered: here or on `gateway`), or `handler` is not a function: an
+   * action's handler is set once, never silently replaced (Gateway.registerAction).
    */
   registerAction(name: string, handler: ActionHandler): void {
     if (!this.gateway) throw new TypeError("registerAction: this runtime runs no gateway");
     if (this.#closed) throw new TypeError("registerAction: this runtime is closed");
-    // Policy: what an allow for an action runs is fixed when it is registered; a second
-    // registration (a name collision between modules, a late override) is a mistake to surface.
-    if (this.#actions.has(name)) throw new TypeError(`registerAction: action ${JSON.stringify(name)} already has a handler`);
     this.gateway.registerAction(name, handler);
-    this.#actions.add(name);
   }
 
   /**
    * Submit a governed root task. Children are spawned from a handler with ctx.spawn().
    *
    * Throws TypeError for a caller mistake, before anything is published: a runtime that is
-   * closed (or closing), a task id that is not a subject token (TASK_ID_RE), an empty chain.
+   * closed (or closing), a task id that is not a subject token (TASK_ID_RE), an empty chain,
+   * args (or an action or resource) that are not I-JSON (a BigInt, an undefined member, a Date).
    * Everything else is an outcome. Args whose submit message (the signed request and the args)
    * would exceed MAX_MESSAGE_BYTES, or evidence over it, are refused before anything is
    * published: `{ verdict: "deny", codes: ["MALFORMED"], status: "denied", gatewayId: "client" }`.
@@ -148,7 +163,7 @@ export class Runtime {
     const leaf = r.chain[r.chain.length - 1];
     if (!leaf) throw new TypeError("spawn: empty artifact chain");
     const now = this.clock();
-    const request = signRequest(r.agent, { taskId, action: r.action, resource: r.resource, args: r.args, artifact: leaf, createdAt: now, notAfter: now + this.timeoutMs });
+    const request = signedOrTypeError("spawn", "its args, action or resource", () => signRequest(r.agent, { taskId, action: r.action, resource: r.resource, args: r.args, artifact: leaf, createdAt: now, notAfter: now + this.timeoutMs }));
     return {
       taskId,
       outcome: submitTask(this.nc, { request, args: r.args, chain: r.chain, timeoutMs: this.timeoutMs, skewMs: this.skewMs, ...(this.gatewayKeys !== undefined ? { gatewayKeys: this.gatewayKeys } : {}) }),
@@ -157,8 +172,9 @@ export class Runtime {
 
   /**
    * Prepare a child task for ctx.spawn(): a delegated artifact and the child's signed request.
-   * Throws TypeError when `parentTaskId` or `taskId` is not a subject token (TASK_ID_RE), or
-   * when the delegation would widen the parent. Oversized args: see spawn().
+   * Throws TypeError when `parentTaskId` or `taskId` is not a subject token (TASK_ID_RE), when
+   * the delegation would widen the parent, or when args (or the delegation) are not I-JSON.
+   * Oversized args: see spawn().
    */
   child(o: {
     parent: SignedArtifact;
@@ -175,27 +191,37 @@ export class Runtime {
     if (o.taskId !== undefined) assertTaskId("child", o.taskId);
     const artifact = this.delegate(o.parent, o.holderKey, { ...o.delegation, holder: o.childAgent.keyId });
     const now = this.clock();
-    const request = signRequest(o.childAgent, {
-      taskId: o.taskId ?? newTaskId(),
-      action: o.action,
-      resource: o.resource,
-      args: o.args,
-      artifact,
-      parentTaskId: o.parentTaskId,
-      createdAt: now,
-      notAfter: now + this.timeoutMs,
-    });
+    const request = signedOrTypeError("child", "its args, action or resource", () =>
+      signRequest(o.childAgent, {
+        taskId: o.taskId ?? newTaskId(),
+        action: o.action,
+        resource: o.resource,
+        args: o.args,
+        artifact,
+        parentTaskId: o.parentTaskId,
+        createdAt: now,
+        notAfter: now + this.timeoutMs,
+      }),
+    );
     return { request, args: o.args, artifact };
   }
 
-  /** Attenuate: sign a child artifact that narrows `parent`. Throws TypeError if it would widen. */
+  /** Attenuate: sign a child artifact that narrows `parent`. Throws TypeError if it would widen, or is not I-JSON. */
   delegate(parent: SignedArtifact, holderKey: KeyPair, o: DelegateOptions): SignedArtifact {
-    return delegateArtifact(parent, holderKey, o);
+    return signedOrTypeError("delegate", "the delegation", () => delegateArtifact(parent, holderKey, o));
   }
 
-  /** Stop this runtime's gateway and drain its connection; spawn() and registerAction() throw after it. */
-  async close(): Promise<void> {
+  /**
+   * Stop this runtime's gateway and drain its connection; spawn() and registerAction() throw
+   * after it. A second call returns the first one's promise: it resolves once all that is done.
+   */
+  close(): Promise<void> {
     this.#closed = true;
+    this.#closing ??= this.#closeOnce();
+    return this.#closing;
+  }
+
+  async #closeOnce(): Promise<void> {
     await this.gateway?.stop();
     await this.nc.drain().catch(() => undefined);
   }
