@@ -16,6 +16,8 @@ import { checkpointRange } from "./keys.ts";
 import { backendLogSource } from "./log-source.ts";
 import { buildProofBundle, selfCheckProofBundle } from "./proof-bundle.ts";
 import { decodeRecord, type CheckpointPayload } from "./records.ts";
+import type { DecisionLimits } from "../core/types.ts";
+import { KEPT_PER_KIND } from "./divergences.ts";
 import { replay, type ReplayReport, type TrustRoots } from "./replay.ts";
 import { proveChain, readWitnessFile, witness, WITNESS_FILE_KIND, type ChainResult, type WitnessFile } from "./witness.ts";
 import { openProver } from "../nats/proof-service.ts";
@@ -49,18 +51,89 @@ interface CommonOpts {
   checkpoints?: string;
 }
 
-function loadTrustRoots(o: Omit<CommonOpts, "db">): TrustRoots {
-  if (o.trust !== undefined) {
-    const t = parseStrict(readFileSync(o.trust)) as { gatewayKeys?: unknown; authorities?: unknown; origin?: unknown };
-    if (!Array.isArray(t.gatewayKeys) || !t.gatewayKeys.every((k) => typeof k === "string")) throw new AuditCliError(`${o.trust}: gatewayKeys must be a list of key ids`);
-    return {
-      gatewayKeys: t.gatewayKeys,
-      ...(Array.isArray(t.authorities) ? { authorities: t.authorities as string[] } : {}),
-      ...(typeof t.origin === "string" ? { origin: t.origin } : {}),
-    };
+interface ReplayOpts extends CommonOpts {
+  authority?: string[];
+  peerGateway?: string[];
+  trustLogAuthorities?: boolean;
+  workers?: string;
+}
+
+const LIMIT_NAMES = ["maxSkewMs", "maxDepth", "maxFeedAgeMs", "maxRequestAgeMs"] as const satisfies readonly (keyof DecisionLimits)[];
+
+/** The gateway's configured decision limits, as a trust file pins them (any of the four). */
+function readLimits(file: string, v: unknown): Partial<DecisionLimits> {
+  const bad = (): AuditCliError => new AuditCliError(`${file}: limits must be an object of ${LIMIT_NAMES.join(", ")} (numbers ≥ 0)`);
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw bad();
+  const out: Partial<DecisionLimits> = {};
+  for (const [k, n] of Object.entries(v)) {
+    const name = LIMIT_NAMES.find((x) => x === k);
+    if (name === undefined || typeof n !== "number" || !Number.isFinite(n) || n < 0) throw bad();
+    out[name] = n;
   }
+  return out;
+}
+
+/** The trust roots file: `{gatewayKeys, authorities?, peerGateways?, origin?, limits?, commitTimeoutMs?}`. */
+function readTrustFile(file: string): TrustRoots {
+  const t = parseStrict(readFileSync(file)) as Record<string, unknown>;
+  const keyList = (name: string): string[] | undefined => {
+    const v = t[name];
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || !v.every((k): k is string => typeof k === "string")) throw new AuditCliError(`${file}: ${name} must be a list of key ids`);
+    return v;
+  };
+  const gatewayKeys = keyList("gatewayKeys");
+  if (gatewayKeys === undefined) throw new AuditCliError(`${file}: gatewayKeys must be a list of key ids`);
+  const authorities = keyList("authorities");
+  const peerGateways = keyList("peerGateways");
+  const limits = t["limits"] === undefined ? undefined : readLimits(file, t["limits"]);
+  const commit = t["commitTimeoutMs"];
+  if (commit !== undefined && (typeof commit !== "number" || !Number.isSafeInteger(commit) || commit < 0)) throw new AuditCliError(`${file}: commitTimeoutMs must be a whole number of ms ≥ 0`);
+  return {
+    gatewayKeys,
+    ...(authorities !== undefined ? { authorities } : {}),
+    ...(peerGateways !== undefined ? { peerGateways } : {}),
+    ...(typeof t["origin"] === "string" ? { origin: t["origin"] } : {}),
+    ...(limits !== undefined ? { limits } : {}),
+    ...(commit !== undefined ? { commitTimeoutMs: commit } : {}),
+  };
+}
+
+function loadTrustRoots(o: { trust?: string; gatewayKey?: string[] }): TrustRoots {
+  if (o.trust !== undefined) return readTrustFile(o.trust);
   if (o.gatewayKey !== undefined && o.gatewayKey.length > 0) return { gatewayKeys: o.gatewayKey };
   throw new AuditCliError("trust roots required: --trust FILE or --gateway-key KEYID");
+}
+
+function checkKeyIds(flag: string, keys: readonly string[]): void {
+  const bad = keys.find((k) => fromB64u(k, 32) === undefined);
+  if (bad !== undefined) throw new AuditCliError(`${flag} ${JSON.stringify(bad)} is not a base64url Ed25519 public key`);
+}
+
+/**
+ * Trust roots for verify and replay. Policy: the log's trust records are the gateway's own and
+ * unsigned, so an authority the log adds for itself would vouch for every artifact it signs.
+ * The auditor names the authorities (--authority, or `authorities` in --trust); running without
+ * any is refused unless asked for by name (--trust-log-authorities), and then said. The gateway
+ * keys the log may add (spawn-lineage signers) are always pinned: the checkpoint keys and the
+ * peers named (--peer-gateway, or `peerGateways` in --trust).
+ */
+function loadReplayTrustRoots(io: AuditIo, o: ReplayOpts): TrustRoots {
+  const base = loadTrustRoots(o);
+  checkKeyIds("--authority", o.authority ?? []);
+  checkKeyIds("--peer-gateway", o.peerGateway ?? []);
+  const authorities = base.authorities === undefined && o.authority === undefined ? undefined : [...(base.authorities ?? []), ...(o.authority ?? [])];
+  if (authorities !== undefined) checkKeyIds("authority", authorities);
+  if (authorities !== undefined && o.trustLogAuthorities === true) throw new AuditCliError("--trust-log-authorities contradicts the authorities given (--authority or the --trust file's authorities)");
+  if (authorities === undefined && o.trustLogAuthorities !== true) {
+    throw new AuditCliError(
+      "authority roots required: --authority KEYID (repeatable) or a --trust file with authorities; --trust-log-authorities takes them from the log, which then vouches for any authority it adds",
+    );
+  }
+  if (authorities === undefined) io.err("warning: authorities taken from the log (--trust-log-authorities): an authority the log adds for itself is not reported\n");
+  const peerGateways = [...(base.peerGateways ?? []), ...(o.peerGateway ?? [])];
+  checkKeyIds("peer gateway", peerGateways);
+  return { ...base, ...(authorities !== undefined ? { authorities } : {}), peerGateways };
 }
 
 function loadCheckpoints(file: string | undefined): Signed<CheckpointPayload>[] {
@@ -89,7 +162,14 @@ function printReport(io: AuditIo, rep: ReplayReport, json: boolean, what: string
   io.out(`${what}: ${rep.ok ? "OK" : "DIVERGENCE"}\n`);
   io.out(`records checked: ${rep.recordsChecked}\ndecisions re-derived: ${rep.decisionsRederived}\ncheckpoints verified: ${rep.checkpointsVerified}\n`);
   io.out(`size: ${rep.size}\nroot: ${rep.root}\nuncheckpointed tail: ${rep.uncheckpointedTail}\n`);
+  io.out(`authorities: ${rep.authoritiesPinned === true ? "pinned by the trust roots" : "taken from the log (not pinned)"}\n`);
+  if (rep.clockRegression !== undefined) io.out(`note: clock readings run ${rep.clockRegression.ms} ms behind a time a checkpoint had already signed (at seq ${rep.clockRegression.seq}): the gateway's clock was turned back, or set right after running fast\n`);
   if (rep.snapshot !== undefined) io.out(`fold snapshot at ${rep.snapshot.at}: ${rep.snapshot.result}${rep.snapshot.detail !== undefined ? ` (${rep.snapshot.detail})` : ""}\n`);
+  const counts = rep.divergenceCounts;
+  if (counts !== undefined && counts.total > 0) {
+    const byKind = Object.entries(counts.byKind).map(([k, n]) => `${k}×${n}`).join(" ");
+    io.out(`divergences: ${counts.total} (${byKind})${counts.omitted > 0 ? `; ${counts.omitted} not listed: the first ${KEPT_PER_KIND} of each kind are, and every one at an allow or an execution` : ""}\n`);
+  }
   for (const d of rep.divergences) io.out(`seq ${d.seq}: ${d.kind}: ${d.detail}\n`);
 }
 
@@ -114,8 +194,8 @@ function replayWorkers(flag: string | undefined, records: number): number {
   return Number(flag);
 }
 
-async function runReplay(io: AuditIo, o: CommonOpts & { workers?: string }, rederive: boolean): Promise<number> {
-  const trust = loadTrustRoots(o);
+async function runReplay(io: AuditIo, o: ReplayOpts, rederive: boolean): Promise<number> {
+  const trust = loadReplayTrustRoots(io, o);
   const checkpoints = loadCheckpoints(o.checkpoints);
   if (o.checkpoints !== undefined && checkpoints.length === 0) io.err(`note: ${o.checkpoints} holds no checkpoints: nothing outside the log to hold it to\n`);
   replayWorkers(o.workers, 0); // a bad flag is a usage error before the log is opened
@@ -343,20 +423,23 @@ export function auditCommand(io: AuditIo = processIo()): Command {
     c
       .requiredOption("--db <dir>", "LevelDB directory of the audit log")
       .option("--json", "machine-readable output")
-      .option("--trust <file>", "trust roots JSON {gatewayKeys, authorities?, origin?}")
+      .option("--trust <file>", "trust roots JSON {gatewayKeys, authorities?, peerGateways?, origin?, limits?, commitTimeoutMs?}")
       .addOption(new Option("--gateway-key <keyId...>", "trusted checkpoint signer (repeatable)"))
+      .addOption(new Option("--authority <keyId...>", "a policy authority the log may trust (repeatable; required unless --trust names them or --trust-log-authorities)"))
+      .addOption(new Option("--peer-gateway <keyId...>", "another gateway whose key the log may add for spawn lineage (repeatable)"))
+      .option("--trust-log-authorities", "take the authorities from the log itself (they are then not checked; a warning says so)")
       .option("--checkpoints <file>", "checkpoints kept outside the log: a witness file (audit witness --out) or a JSON array of signed checkpoints");
 
   const audit = new Command("audit").description("verify, replay and prove the audit log");
   audit.addCommand(
     common(new Command("verify").description("check positions, hash chain, Merkle tree and checkpoint signatures")).action(
-      guard((o: CommonOpts) => runReplay(io, o, false)),
+      guard((o: ReplayOpts) => runReplay(io, o, false)),
     ),
   );
   audit.addCommand(
     common(new Command("replay").description("verify, then re-derive state and recompute every decision"))
       .option("--workers <n>", "worker threads for decision recomputation (auto: cores − 1 on logs of 5,000+ records)", "auto")
-      .action(guard((o: CommonOpts & { workers?: string }) => runReplay(io, o, true))),
+      .action(guard((o: ReplayOpts) => runReplay(io, o, true))),
   );
   audit.addCommand(
     new Command("prove")

@@ -76,6 +76,37 @@ export function secondAllowProblem(taskId: string, input: JsonValue, state: Audi
   return taskDecided(state, taskId) ? { kind: "TASK_STATE", detail: `second allow for task ${taskId}` } : undefined;
 }
 
+/**
+ * Why an outcome record shows an execution the log does not authorize, if it does. The gateway
+ * writes an outcome only for a task whose allow it committed: once the handler ran (or was cut
+ * off by its timeout), once when it was stopped between commit and execution ("denied before
+ * execution"), and at a restart for an allow the process died executing ("interrupted"). Each is
+ * `failed` or `succeeded`, and each ends the task: so the task must be `allowed` in the fold just
+ * before it. The fold never forgets an allowed task (fold.ts finished(): only settled ones leave
+ * the window), so this holds however long the execution took.
+ */
+export function outcomeProblem(taskId: string, state: Readonly<AuditState>): string | undefined {
+  const t = state.tasks.get(taskId);
+  if (t === undefined) return `outcome for task ${taskId}, which the log never allowed`;
+  switch (t.status) {
+    case "allowed":
+      return undefined;
+    case "evidence":
+      return `outcome for task ${taskId}, which has evidence but no decision`;
+    case "denied":
+      return `outcome for task ${taskId}, which the log denied at seq ${t.decisionSeq ?? t.lastSeq}`;
+    case "succeeded":
+    case "failed":
+      return `second outcome for task ${taskId}, already ${t.status}: one allow, two executions`;
+    default:
+      return assertNever(t.status);
+  }
+}
+
+function assertNever(x: never): never {
+  throw new TypeError(`unhandled task status ${JSON.stringify(x)}`);
+}
+
 /** Evidence recorded per task, by content id of the signed object. */
 export class EvidenceIndex {
   readonly #byTask = new Map<string, Set<string>>();

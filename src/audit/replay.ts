@@ -1,58 +1,53 @@
 // The auditor (DESIGN §5): re-verify a log from its raw bytes — positions, hash chain, Merkle
 // tree, every checkpoint signature and the consistency between checkpoints — fold it, and at
 // each decision re-derive the governance state and recompute `decide`. Every finding is a
-// typed divergence with the seq where it shows.
+// typed divergence with the seq where it shows (divergences.ts).
+//
+// Beyond the fold, replay holds the log to what it signs and to the trust roots the auditor
+// brings: the authorities and gateway keys the log may add for itself, the gateway id it may
+// decide as (its origin), the clock and limits it may decide with (clock-audit.ts), each nonce
+// and task id allowed once however far apart (allow-history.ts), every execution resting on an
+// allow, and every spawn attestation of this gateway resting on an allow in its own log.
 import { bytesEqual, fromB64u, toB64u } from "../crypto/base64url.ts";
 import { verifySigned, type Signed } from "../crypto/signing.ts";
+import type { JsonValue } from "../canonical/jcs.ts";
+import { AllowHistory, spawnClaimsOf, spawnProblem, type SpawnClaim } from "./allow-history.ts";
+import { ClockAudit, type ClockRegression } from "./clock-audit.ts";
 import { inlineRunner, workerRunner, type DecideJob, type DecideMismatch, type DecideRunner } from "./decide-pool.ts";
+import { DivergenceLog, type DivergenceCounts, type DivergenceKind, type Divergence } from "./divergences.ts";
 import { applyRecord, emptyState } from "./fold.ts";
 import type { AuditLogSource } from "./log-source.ts";
 import { MerkleFrontier, consistencyProof, verifyConsistency } from "./merkle.ts";
-import { EvidenceIndex, checkDecisionClaims, policyActivationProblem, revocationProblem, secondAllowProblem } from "./rederive.ts";
+import { EvidenceIndex, checkDecisionClaims, outcomeProblem, policyActivationProblem, revocationProblem, secondAllowProblem } from "./rederive.ts";
 import { GENESIS_PREV, checkpointShapeProblem, decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
 import { TrustViewCache, refersToLogTrust } from "./trust-view.ts";
 import { TASK_ID_RE } from "../nats/contract.ts";
 import { foldDifference, startSnapshotAudit, type SnapshotUnderAudit } from "./snapshot-audit.ts";
-import type { TrustSnapshot } from "../core/types.ts";
+import type { DecisionLimits, TrustSnapshot } from "../core/types.ts";
 
-
-export type DivergenceKind =
-  | "RECORD_MALFORMED" // bytes are not a canonical, well-formed record
-  | "SEQ_MISMATCH" // a record missing, moved or swapped: its seq is not its position
-  | "CHAIN_BROKEN" // prev is not the leaf hash of the record before
-  | "LEAF_MISMATCH" // record bytes differ from the leaf hash the tree committed to
-  | "TREE_NODE_MISMATCH" // a subtree hash stored beside a record differs from the one recomputed from the records
-  | "HEAD_MISMATCH" // the store's commit point disagrees with the records (truncation, rewrite)
-  | "TRUNCATED" // a trusted checkpoint covers more records than the log holds
-  | "CHECKPOINT_SIGNATURE" // not signed by a trusted gateway key (or wrong origin)
-  | "CHECKPOINT_ROOT" // signed root/size disagree with the log's tree
-  | "CHECKPOINT_INCONSISTENT" // a consistency proof between successive checkpoints fails
-  | "UNTRUSTED_AUTHORITY" // the log adds an authority the trust roots do not know
-  | "REVOCATION_UNVERIFIED" // a revocation in force without a valid authority signature
-  | "POLICY_UNVERIFIED" // a policy activated without a trusted authority's signature, or older than the one in force
-  | "TRUST_STATE" // a decision's trust snapshot differs from the fold
-  | "NONCE_STATE" // a decision's nonce state differs from the fold
-  | "TASK_STATE" // a decision's task-claim state differs from the fold
-  | "TASK_ID_MISMATCH" // a decision recorded under another task id than its signed request names
-  | "EVIDENCE_MISSING" // an allow resting on evidence the log never recorded
-  | "INPUT_MALFORMED" // a decision input without trust or nonce state
-  | "DECISION_MISMATCH" // decide(recorded input) ≠ recorded decision
-  | "SNAPSHOT_INVALID" // the gateway's fold snapshot is unsigned by a trusted key, of another log, or damaged
-  | "SNAPSHOT_STATE"; // the fold snapshot's state, root or chain link differ from replay's at its position
-
-export interface Divergence {
-  readonly seq: number;
-  readonly kind: DivergenceKind;
-  readonly detail: string;
-}
+export type { Divergence, DivergenceCounts, DivergenceKind } from "./divergences.ts";
 
 export interface TrustRoots {
   /** keyIds whose checkpoint signatures are accepted. */
   readonly gatewayKeys: readonly string[];
-  /** When set, the only authorities the log may add. */
+  /**
+   * When set, the only authorities the log may add (UNTRUSTED_AUTHORITY otherwise). Policy: trust
+   * records are the gateway's own, unsigned; without this, an authority the log adds for itself
+   * is taken on the log's word (the report says so: authoritiesPinned false), and `audit replay`
+   * refuses to run that way unless told to (--trust-log-authorities).
+   */
   readonly authorities?: readonly string[];
-  /** When set, checkpoints must name this origin. */
+  /**
+   * When set, gateway keys (spawn-lineage signers) the log may add besides `gatewayKeys`: its
+   * peers' (UNTRUSTED_GATEWAY otherwise). Unset: not checked (the report says gatewaysPinned false).
+   */
+  readonly peerGateways?: readonly string[];
+  /** When set, checkpoints must name this origin and decisions this gateway id; else the log's first signed checkpoint names it. */
   readonly origin?: string;
+  /** The gateway's configured decision limits: an allow recorded with looser ones is LIMITS_LOOSER (clock-audit.ts). */
+  readonly limits?: Partial<DecisionLimits>;
+  /** The gateway's step timeout (GatewayOptions.stepTimeoutMs) when not the default 10 s: bounds the clock checks. */
+  readonly commitTimeoutMs?: number;
 }
 
 export interface ReplayOptions {
@@ -91,18 +86,41 @@ export interface ReplayReport {
   readonly uncheckpointedTail: number;
   /** The gateway's fold snapshot, when the log holds one (snapshot-audit.ts). */
   readonly snapshot?: { readonly at: number; readonly result: "matches" | "differs" | "invalid" | "not compared"; readonly detail?: string };
+  /**
+   * Whether the authorities the log adds were held to the trust roots (TrustRoots.authorities).
+   * false: every authority the log names was taken on its own word. (Always set by replay.)
+   */
+  readonly authoritiesPinned?: boolean;
+  /** Whether the gateway keys the log adds were held to the trust roots (TrustRoots.peerGateways). (Always set by replay.) */
+  readonly gatewaysPinned?: boolean;
+  /**
+   * The furthest the log's clock readings ran back behind a time a checkpoint had signed, beyond
+   * one gateway's clock noise: a clock that was turned back, or one that ran fast and was set
+   * right. Not a divergence by itself (clock-audit.ts); an allow it let through is CLOCK_BACKWARDS.
+   */
+  readonly clockRegression?: ClockRegression;
+  /** How many divergences there were, by kind, and how many `divergences` leaves out. (Always set by replay.) */
+  readonly divergenceCounts?: DivergenceCounts;
+  /** The first KEPT_PER_KIND of each kind, and every one at an allow or an execution (divergences.ts). */
   readonly divergences: readonly Divergence[];
 }
 
-const MAX_DIVERGENCES = 10_000;
+const isObj = (v: unknown): v is Record<string, JsonValue> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** The gateway id a decision input says it was measured on, if it says. */
+function measuredGatewayId(input: JsonValue): string | undefined {
+  const env = isObj(input) ? input["environment"] : undefined;
+  return isObj(env) && typeof env["gatewayId"] === "string" ? env["gatewayId"] : undefined;
+}
 
 export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: ReplayOptions = {}): Promise<ReplayReport> {
-  const divergences: Divergence[] = [];
-  const report = (seq: number, kind: DivergenceKind, detail: string): void => {
-    if (divergences.length < MAX_DIVERGENCES) divergences.push({ seq, kind, detail });
-  };
+  const divergences = new DivergenceLog();
+  /** `atAllow`: found at an allow decision or an execution, so listed whatever the count of its kind. */
+  const report = (seq: number, kind: DivergenceKind, detail: string, atAllow = false): void => divergences.report(seq, kind, detail, atAllow);
   const gatewayKeys = new Map(trustRoots.gatewayKeys.map((k) => [k, fromB64u(k, 32)]));
   const pinnedAuthorities = trustRoots.authorities === undefined ? undefined : new Set(trustRoots.authorities);
+  const pinnedGateways = trustRoots.peerGateways === undefined ? undefined : new Set([...trustRoots.gatewayKeys, ...trustRoots.peerGateways]);
+  const clock = new ClockAudit({ ...(trustRoots.limits !== undefined ? { limits: trustRoots.limits } : {}), ...(trustRoots.commitTimeoutMs !== undefined ? { commitTimeoutMs: trustRoots.commitTimeoutMs } : {}) });
   const runner: DecideRunner = (opts.workers ?? 0) > 0 ? workerRunner(opts.workers, opts.helpInline ?? true) : inlineRunner();
   const chunkSize = opts.chunkSize ?? 64;
   const pendingRuns: Promise<DecideMismatch[]>[] = [];
@@ -153,6 +171,7 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
     }
   };
   const evidence = new EvidenceIndex();
+  const history = new AllowHistory();
   const frontier = new MerkleFrontier();
   const rootsAtSize = new Map<number, string>(); // roots wanted by external checkpoints
   const wanted = new Set((opts.checkpoints ?? []).filter((c) => checkpointShapeProblem(c) === undefined).map((c) => c.payload.size));
@@ -162,15 +181,60 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   let treeWhole = true;
   let lastWitnessable = -1; // last record a checkpoint could cover (checkpoints cannot cover themselves)
   let position = 0;
-  /** The origin this log's own first checkpoint names (for external ones, when the trust roots name none). */
+  /** The origin this log's first trusted checkpoint names (for external ones, and decisions, when the trust roots name none). */
   let logOrigin: string | undefined;
+  /** Gateway keys that signed this log's own checkpoints: they are its gateway's keys. */
+  const ownKeys = new Set<string>();
   /** Verified checkpoints (size, root), for the successive-consistency check. */
   const verified: { seq: number; size: number; root: string }[] = [];
 
-  const checkSignature = (cp: Signed<CheckpointPayload>): string | undefined => {
-    if (trustRoots.origin !== undefined && cp.payload.origin !== trustRoots.origin) return `origin ${cp.payload.origin} is not ${trustRoots.origin}`;
-    for (const pub of gatewayKeys.values()) if (pub !== undefined && verifySigned("checkpoint", cp, pub)) return undefined;
-    return "checkpoint not signed by a trusted gateway key";
+  /** Why a checkpoint does not count as this log's, if it does not; else the key that signed it. */
+  const checkSignature = (cp: Signed<CheckpointPayload>): { bad: string } | { key: string } => {
+    if (trustRoots.origin !== undefined && cp.payload.origin !== trustRoots.origin) return { bad: `origin ${cp.payload.origin} is not ${trustRoots.origin}` };
+    for (const [key, pub] of gatewayKeys) if (pub !== undefined && verifySigned("checkpoint", cp, pub)) return { key };
+    return { bad: "checkpoint not signed by a trusted gateway key" };
+  };
+  // Checkpoints a witness holds, signed by a trusted key: the times they sign hold for every
+  // record after their size (their roots are checked after the log is read).
+  const externalTimes = new Map<number, { time: number; origin: string }[]>();
+  for (const cp of opts.checkpoints ?? []) {
+    if (checkpointShapeProblem(cp) !== undefined || "bad" in checkSignature(cp)) continue;
+    const at = externalTimes.get(cp.payload.size) ?? [];
+    at.push({ time: cp.payload.time, origin: cp.payload.origin });
+    externalTimes.set(cp.payload.size, at);
+  }
+
+  // Origin checks: a decision's measured gateway id and the spawn attestations of this gateway
+  // are held to the log's origin. Without one in the trust roots it is known from the first
+  // trusted checkpoint: what comes before that waits here (a checkpoint every 1,000 records by
+  // default, so this holds little; a log with no checkpoint at all holds one entry per decision).
+  const expectedOrigin = (): string | undefined => trustRoots.origin ?? logOrigin;
+  const waitingIds: { seq: number; gatewayId: string; allow: boolean }[] = [];
+  const waitingSpawns: { seq: number; claim: SpawnClaim }[] = [];
+  /**
+   * Spawns naming another gateway, signed by a trusted gateway key that has signed none of this
+   * log's checkpoints yet: a finding if it turns out to be this log's key (it signs a later one).
+   * One small entry per such child allow (a peer's spawns, in a cluster) until the log is read.
+   */
+  const foreignSpawns: { seq: number; claim: SpawnClaim }[] = [];
+  const foreignSpawn = (seq: number, claim: SpawnClaim): void =>
+    report(seq, "SPAWN_UNVERIFIED", `lineage[${claim.index}] is signed with this log's gateway key but names gateway ${JSON.stringify(claim.gatewayId)}`, true);
+  const checkGatewayId = (seq: number, gatewayId: string, allow: boolean, origin: string): void => {
+    if (gatewayId !== origin) report(seq, "GATEWAY_ID_MISMATCH", `decision measured on gateway ${JSON.stringify(gatewayId)}; this log is ${JSON.stringify(origin)}'s`, allow);
+  };
+  const checkSpawn = (seq: number, claim: SpawnClaim, origin: string): void => {
+    if (claim.gatewayId === origin) {
+      const why = spawnProblem(claim, seq, history);
+      if (why !== undefined) report(seq, "SPAWN_UNVERIFIED", why, true);
+    } else if (claim.signer !== undefined && ownKeys.has(claim.signer)) {
+      foreignSpawn(seq, claim);
+    } else if (claim.signer !== undefined && gatewayKeys.has(claim.signer)) {
+      foreignSpawns.push({ seq, claim });
+    }
+  };
+  const originKnown = (origin: string): void => {
+    for (const w of waitingIds.splice(0)) checkGatewayId(w.seq, w.gatewayId, w.allow, origin);
+    for (const w of waitingSpawns.splice(0)) checkSpawn(w.seq, w.claim, origin);
   };
 
   try {
@@ -178,6 +242,7 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
       const seq = position++;
       if (wanted.has(frontier.size)) rootsAtSize.set(frontier.size, toB64u(frontier.root()));
       if (underAudit?.size === seq) compareSnapshot(seq, toB64u(frontier.root()), prev);
+      for (const e of externalTimes.get(seq) ?? []) if (e.origin === expectedOrigin()) clock.signed(e.time, seq);
       const leaf = recordLeafHash(bytes);
       const leafB64 = toB64u(leaf);
       // Positions: a deleted or swapped record shows as a key that is not the next seq.
@@ -219,26 +284,44 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
       switch (rec.type) {
         case "checkpoint": {
           const cp = rec.checkpoint;
-          logOrigin ??= cp.payload.origin;
-          const bad = checkSignature(cp);
+          const signed = checkSignature(cp);
+          // Policy: one log, one origin. Without one pinned, the first trusted checkpoint names it.
+          const bad =
+            "bad" in signed ? signed.bad : logOrigin !== undefined && cp.payload.origin !== logOrigin ? `checkpoint names origin ${cp.payload.origin}; this log's checkpoints name ${logOrigin}` : undefined;
           if (bad !== undefined) report(seq, "CHECKPOINT_SIGNATURE", bad);
+          else if ("key" in signed) {
+            ownKeys.add(signed.key);
+            if (logOrigin === undefined) {
+              logOrigin = cp.payload.origin;
+              if (trustRoots.origin === undefined) originKnown(logOrigin);
+            }
+          }
+          clock.observe(seq, cp.payload.time);
           const root = rootBefore;
           if (cp.payload.size !== seq || cp.payload.root !== root) {
             report(seq, "CHECKPOINT_ROOT", `checkpoint signs size ${cp.payload.size}, root ${cp.payload.root}; log has ${seq}, ${root}`);
           } else if (bad === undefined) {
             verified.push({ seq, size: seq, root });
+            clock.signed(cp.payload.time, seq);
           }
           break;
         }
-        case "trust":
-          if (pinnedAuthorities !== undefined && rec.change.op === "authority.add" && !pinnedAuthorities.has(rec.change.keyId)) {
-            report(seq, "UNTRUSTED_AUTHORITY", `authority ${rec.change.keyId} is not in the trust roots`);
+        case "trust": {
+          const c = rec.change;
+          if (pinnedAuthorities !== undefined && c.op === "authority.add" && !pinnedAuthorities.has(c.keyId)) {
+            report(seq, "UNTRUSTED_AUTHORITY", `authority ${c.keyId} is not in the trust roots`);
           }
-          if (rec.change.op === "policy.activate") {
-            const why = policyActivationProblem(rec.change, state);
+          // A trusted gateway key signs spawn lineage (decide's "lineage" check): one the log
+          // adds for itself could attest any parent.
+          if (pinnedGateways !== undefined && c.op === "gateway.add" && !pinnedGateways.has(c.keyId)) {
+            report(seq, "UNTRUSTED_GATEWAY", `gateway key ${c.keyId} is neither a checkpoint key nor a peer in the trust roots`);
+          }
+          if (c.op === "policy.activate") {
+            const why = policyActivationProblem(c, state);
             if (why !== undefined) report(seq, "POLICY_UNVERIFIED", why);
           }
           break;
+        }
         case "revocation": {
           const why = revocationProblem(rec, state);
           if (why !== undefined) report(seq, "REVOCATION_UNVERIFIED", why);
@@ -250,17 +333,33 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
         case "decision": {
           if (opts.rederive === false) break;
           decisions++;
+          const allow = rec.decision.verdict === "allow";
           // The task id the fold keys the decision by must be the one its request signs: else an
           // allow filed under another id would let the request's own task id run again.
           const named = (rec.input as { request?: { payload?: { taskId?: unknown } } } | null)?.request?.payload?.taskId;
-          if (typeof named === "string" && named !== rec.taskId && (rec.decision.verdict === "allow" || TASK_ID_RE.test(named))) {
-            report(seq, "TASK_ID_MISMATCH", `decision recorded for task ${JSON.stringify(rec.taskId)}; its request names ${JSON.stringify(named)}`);
+          if (typeof named === "string" && named !== rec.taskId && (allow || TASK_ID_RE.test(named))) {
+            report(seq, "TASK_ID_MISMATCH", `decision recorded for task ${JSON.stringify(rec.taskId)}; its request names ${JSON.stringify(named)}`, allow);
           }
-          for (const p of checkDecisionClaims(rec.input, state)) report(seq, p.kind, p.detail);
-          if (rec.decision.verdict === "allow") {
-            for (const p of evidence.checkAllow(rec.taskId, rec.input)) report(seq, p.kind, p.detail);
+          for (const p of checkDecisionClaims(rec.input, state)) report(seq, p.kind, p.detail, allow);
+          // decide() judges an artifact's gateway binding on the gateway id the record says it
+          // measured: that must be the gateway whose log this is.
+          const gatewayId = measuredGatewayId(rec.input);
+          const origin = expectedOrigin();
+          if (gatewayId !== undefined) {
+            if (origin !== undefined) checkGatewayId(seq, gatewayId, allow, origin);
+            else waitingIds.push({ seq, gatewayId, allow });
+          }
+          if (allow) {
+            for (const p of evidence.checkAllow(rec.taskId, rec.input)) report(seq, p.kind, p.detail, true);
             const p = secondAllowProblem(rec.taskId, rec.input, state);
-            if (p !== undefined) report(seq, p.kind, p.detail);
+            if (p !== undefined) report(seq, p.kind, p.detail, true);
+            for (const q of history.problems(rec.taskId, rec.input)) report(seq, q.kind, q.detail, true);
+            for (const q of clock.allow(seq, rec.time, rec.input)) report(seq, q.kind, q.detail, true);
+            for (const claim of spawnClaimsOf(rec.input)) {
+              if (origin !== undefined) checkSpawn(seq, claim, origin);
+              else waitingSpawns.push({ seq, claim });
+            }
+            history.add(seq, rec.taskId, leafB64, rec.input);
           }
           evidence.forget(rec.taskId);
           const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
@@ -274,8 +373,13 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
           if (chunk.length >= chunkSize) flush();
           break;
         }
-        case "outcome":
+        case "outcome": {
+          if (opts.rederive === false) break;
+          // An execution must rest on an allow waiting for its outcome (DESIGN §4).
+          const why = outcomeProblem(rec.taskId, state);
+          if (why !== undefined) report(seq, "OUTCOME_WITHOUT_ALLOW", why, true);
           break;
+        }
         default:
           rec satisfies never;
       }
@@ -288,6 +392,15 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   } finally {
     await runner.close();
   }
+
+  // What waited for the origin: with none known (no trusted checkpoint, none pinned) the gateway
+  // ids and spawn attestations cannot be held to it, and the checkpoints are reported anyway.
+  const origin = expectedOrigin();
+  if (origin !== undefined) originKnown(origin);
+  // A spawn naming another gateway, signed by a key that signs this log's checkpoints: this
+  // gateway attesting for another. Keys are tied to a gateway only that way; a trusted key that
+  // signs none of this log's checkpoints (a peer's) could be any gateway's, and is not judged.
+  for (const { seq, claim } of foreignSpawns) if (claim.signer !== undefined && ownKeys.has(claim.signer)) foreignSpawn(seq, claim);
 
   const size = position;
   if (wanted.has(size)) rootsAtSize.set(size, toB64u(frontier.root()));
@@ -316,9 +429,9 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
       report(cp.payload.size, "CHECKPOINT_SIGNATURE", `external checkpoint #${i} is of origin ${cp.payload.origin}; this log's checkpoints name ${logOrigin}`);
       continue;
     }
-    const bad = checkSignature(cp);
-    if (bad !== undefined) {
-      report(cp.payload.size, "CHECKPOINT_SIGNATURE", `external checkpoint: ${bad}`);
+    const signed = checkSignature(cp);
+    if ("bad" in signed) {
+      report(cp.payload.size, "CHECKPOINT_SIGNATURE", `external checkpoint: ${signed.bad}`);
       continue;
     }
     if (cp.payload.size > size) {
@@ -351,10 +464,9 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
     }
   }
 
-  divergences.sort((a, b) => a.seq - b.seq);
   const lastVerified = verified.reduce((m, v) => Math.max(m, v.size), 0);
   return {
-    ok: divergences.length === 0,
+    ok: divergences.total === 0,
     recordsChecked: size,
     decisionsRederived: decisions,
     checkpointsVerified: verified.length,
@@ -362,6 +474,10 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
     root: toB64u(frontier.root()),
     uncheckpointedTail: Math.max(0, lastWitnessable + 1 - lastVerified),
     ...(snapshotResult !== undefined ? { snapshot: snapshotResult } : {}),
-    divergences,
+    ...(clock.regression !== undefined ? { clockRegression: clock.regression } : {}),
+    authoritiesPinned: pinnedAuthorities !== undefined,
+    gatewaysPinned: pinnedGateways !== undefined,
+    divergenceCounts: divergences.counts(),
+    divergences: divergences.list(),
   };
 }

@@ -6,7 +6,7 @@ import { BUNDLE_SIZE, bundleKey } from "../../src/audit/keys.ts";
 import { backendLogSource } from "../../src/audit/log-source.ts";
 import { replay, type ReplayReport } from "../../src/audit/replay.ts";
 import type { AuditStore } from "../../src/audit/store.ts";
-import { GATEWAY_KEY, HARNESSES, openStore, outcomeEntry, type BackendHarness } from "./support.ts";
+import { GATEWAY_KEY, HARNESSES, evidenceEntry, openStore, type BackendHarness } from "./support.ts";
 
 const kinds = (rep: ReplayReport): string[] => rep.divergences.map((d) => `${d.seq}:${d.kind}`);
 
@@ -22,7 +22,8 @@ for (const make of HARNESSES) {
     const setup = async (): Promise<void> => {
       h = make();
       store = await openStore(h, { checkpointEvery: 10 });
-      for (let i = 0; i < 3 * BUNDLE_SIZE; i++) await store.append(outcomeEntry(i));
+      // Evidence: records replay reads in full without needing decisions around them.
+      for (let i = 0; i < 3 * BUNDLE_SIZE; i++) await store.append(evidenceEntry(`task-${i}`));
     };
     const run = (): Promise<ReplayReport> => replay(backendLogSource(store.backend), { gatewayKeys: [GATEWAY_KEY.keyId] });
     const edit = async (b: number, change: (v: Uint8Array) => Uint8Array | undefined): Promise<void> => {

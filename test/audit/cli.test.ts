@@ -6,7 +6,7 @@ import { runAudit } from "../../src/audit/cli.ts";
 import { verifyProofBundle } from "../../src/audit/proof-bundle.ts";
 import { AuditStore } from "../../src/audit/store.ts";
 import { scenarioTrustRoots, writeScenario } from "./scenario.ts";
-import { captureIo, GATEWAY_KEY, ROGUE_KEY, storeOptions, tempDir } from "./support.ts";
+import { AUTHORITY_KEY, captureIo, GATEWAY_KEY, ROGUE_KEY, storeOptions, tempDir } from "./support.ts";
 import { flipBit } from "./tamper.ts";
 
 
@@ -28,12 +28,12 @@ describe("failclosed audit CLI", () => {
     expect(await runAudit(["verify", "--db", db, "--trust", trustFile], io)).toBe(0);
     expect(io.stdout()).toContain("verify: OK");
     io = captureIo();
-    expect(await runAudit(["replay", "--db", db, "--gateway-key", GATEWAY_KEY.keyId, "--json"], io)).toBe(0);
+    expect(await runAudit(["replay", "--db", db, "--gateway-key", GATEWAY_KEY.keyId, "--authority", AUTHORITY_KEY.keyId, "--json"], io)).toBe(0);
     const rep = JSON.parse(io.stdout()) as { ok: boolean; decisionsRederived: number };
     expect(rep).toMatchObject({ ok: true, decisionsRederived: 12 });
     // Worker threads give the same report.
     io = captureIo();
-    expect(await runAudit(["replay", "--db", db, "--gateway-key", GATEWAY_KEY.keyId, "--json", "--workers", "1"], io)).toBe(0);
+    expect(await runAudit(["replay", "--db", db, "--gateway-key", GATEWAY_KEY.keyId, "--authority", AUTHORITY_KEY.keyId, "--json", "--workers", "1"], io)).toBe(0);
     expect(JSON.parse(io.stdout())).toEqual(rep);
   });
 
@@ -65,7 +65,7 @@ describe("failclosed audit CLI", () => {
     expect(io.stderr()).toContain("trust roots required");
     expect(await runAudit(["verify", "--db", join(t.dir, "missing"), "--trust", trustFile], captureIo())).toBe(2);
     expect(await runAudit(["prove", "--db", db, "--seq", "-1"], captureIo())).toBe(2);
-    for (const w of ["x", "-1", "1.5", "100"]) expect(await runAudit(["replay", "--db", db, "--gateway-key", GATEWAY_KEY.keyId, "--workers", w], captureIo()), w).toBe(2);
+    for (const w of ["x", "-1", "1.5", "100"]) expect(await runAudit(["replay", "--db", db, "--gateway-key", GATEWAY_KEY.keyId, "--authority", AUTHORITY_KEY.keyId, "--workers", w], captureIo()), w).toBe(2);
     expect(await runAudit(["prove", "--db", db, "--seq", "100000"], captureIo())).toBe(2);
   });
 

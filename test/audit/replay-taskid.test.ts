@@ -33,7 +33,7 @@ describe("decision taskId vs the request it rests on", () => {
     expect(rep.ok).toBe(false);
     expect(rep.divergences.map((d) => [d.seq, d.kind])).toContainEqual([first.seq, "TASK_ID_MISMATCH"]);
     expect(rep.divergences.find((d) => d.kind === "TASK_ID_MISMATCH")!.detail).toBe('decision recorded for task "other"; its request names "task-0"');
-    // The genuine log (every decision under its request's own id) has none.
-    expect(rep.divergences.filter((d) => d.seq !== first.seq)).toEqual([]);
+    // The second allow of the request's task id: the first one spent it, under another name.
+    expect(rep.divergences.filter((d) => d.seq !== first.seq)).toEqual([{ seq: second.seq, kind: "TASK_REUSED", detail: `task task-0 was already allowed at seq ${first.seq}` }]);
   });
 });

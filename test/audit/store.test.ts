@@ -12,7 +12,7 @@ import { AuditStore, AuditStoreError, type AuditStoreOptions } from "../../src/a
 import { revoke } from "../../src/core/artifacts.ts";
 import { fromB64u } from "../../src/crypto/base64url.ts";
 import { verifySigned, type Signed } from "../../src/crypto/signing.ts";
-import { AUTHORITY_KEY, GATEWAY_KEY, HARNESSES, memoryHarness, openStore, outcomeEntry, storeOptions, tempDir, type BackendHarness } from "./support.ts";
+import { AUTHORITY_KEY, GATEWAY_KEY, HARNESSES, evidenceEntry, memoryHarness, openStore, outcomeEntry, storeOptions, tempDir, type BackendHarness } from "./support.ts";
 import { deleteRecords } from "./tamper.ts";
 
 const h32 = (s: string): Uint8Array => fromB64u(s, 32)!;
@@ -222,10 +222,11 @@ for (const make of HARNESSES) {
       const backend = instrument(await h.open());
       store = await AuditStore.open(backend, storeOptions());
       // Stop mid-bundle so the failed batch would have rewritten the stored partial bundle.
-      for (let i = 0; i < BUNDLE_SIZE + 3; i++) await store.append(outcomeEntry(i));
+      // Evidence records: replayed below, and an outcome would need an allow before it.
+      for (let i = 0; i < BUNDLE_SIZE + 3; i++) await store.append(evidenceEntry(`task-${i}`));
       const root = store.root();
       backend.failNext = true;
-      const failed = await Promise.allSettled(Array.from({ length: BUNDLE_SIZE }, (_, i) => store!.append(outcomeEntry(100 + i))));
+      const failed = await Promise.allSettled(Array.from({ length: BUNDLE_SIZE }, (_, i) => store!.append(evidenceEntry(`task-${100 + i}`))));
       expect(failed.every((r) => r.status === "rejected")).toBe(true);
       expect(store.size).toBe(BUNDLE_SIZE + 3);
       expect(store.root()).toBe(root);
@@ -236,7 +237,7 @@ for (const make of HARNESSES) {
       store = await openStore(h);
       expect(store.size).toBe(BUNDLE_SIZE + 3);
       expect(store.root()).toBe(root);
-      for (let i = 0; i < 2 * BUNDLE_SIZE; i++) await store.append(outcomeEntry(200 + i));
+      for (let i = 0; i < 2 * BUNDLE_SIZE; i++) await store.append(evidenceEntry(`task-${200 + i}`));
       const rep = await replay(backendLogSource(store.backend), { gatewayKeys: [GATEWAY_KEY.keyId] });
       expect(rep.divergences).toEqual([]);
       expect(rep.recordsChecked).toBe(3 * BUNDLE_SIZE + 3);
@@ -246,12 +247,12 @@ for (const make of HARNESSES) {
       h = make();
       const backend = instrument(await h.open());
       store = await AuditStore.open(backend, storeOptions());
-      for (let i = 0; i < 5; i++) await store.append(outcomeEntry(i));
+      for (let i = 0; i < 5; i++) await store.append(evidenceEntry(`task-${i}`));
       await store.close();
       const again = instrument(await h.open());
       store = await AuditStore.open(again, storeOptions());
       const reads = again.reads;
-      await Promise.all(Array.from({ length: BUNDLE_SIZE }, (_, i) => store!.append(outcomeEntry(10 + i))));
+      await Promise.all(Array.from({ length: BUNDLE_SIZE }, (_, i) => store!.append(evidenceEntry(`task-${10 + i}`))));
       expect(again.reads).toBe(reads);
       // One batch: the partial bundle completed, the next one started, the head.
       expect(again.batches).toEqual([{ ops: 3, bundles: 2 }]);

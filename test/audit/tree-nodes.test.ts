@@ -15,7 +15,7 @@ import { replay } from "../../src/audit/replay.ts";
 import { recordLeafHash } from "../../src/audit/records.ts";
 import { AuditStore } from "../../src/audit/store.ts";
 import { toB64u } from "../../src/crypto/base64url.ts";
-import { captureIo, GATEWAY_KEY, outcomeEntry, storeOptions, tempDir } from "./support.ts";
+import { captureIo, evidenceEntry, GATEWAY_KEY, outcomeEntry, storeOptions, tempDir } from "./support.ts";
 
 
 /** Flip one bit of the stored tree node (level, index) — not of any record. */
@@ -43,7 +43,7 @@ describe("stored interior Merkle nodes", () => {
   const build = async (name: string): Promise<string> => {
     const db = join(t.dir, name);
     const store = await AuditStore.open(db, storeOptions({ checkpointEvery: 16 }));
-    for (let i = 0; i < 40; i++) await store.append(outcomeEntry(i));
+    for (let i = 0; i < 40; i++) await store.append(evidenceEntry(`task-${i}`));
     await store.close();
     return db;
   };
@@ -56,7 +56,7 @@ describe("stored interior Merkle nodes", () => {
     await b.close();
     // Replay "re-verifies ... the Merkle tree": the stored tree now contradicts the records.
     const io = captureIo();
-    const verifyExit = await runAudit(["verify", "--db", db, "--gateway-key", GATEWAY_KEY.keyId], io);
+    const verifyExit = await runAudit(["verify", "--db", db, "--gateway-key", GATEWAY_KEY.keyId, "--trust-log-authorities"], io);
     const pio = captureIo();
     const proveExit = await runAudit(["prove", "--db", db, "--seq", "2"], pio);
     const bundleOk = proveExit === 0 ? verifyProofBundle(JSON.parse(pio.stdout()), [GATEWAY_KEY.keyId]).ok : undefined;

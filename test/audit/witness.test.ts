@@ -24,6 +24,8 @@ import { captureIo, tempDir } from "./support.ts";
 const agent = namedKey("agent-0");
 const GW_KEY = namedKey("gateway-1");
 const ROGUE = namedKey("rogue-witness-test");
+/** What an auditor of gw-1 names: its key, the authority, and the peers the harness's gateways trust for lineage. */
+const ROOTS = ["--gateway-key", GW_KEY.keyId, "--authority", namedKey("authority").keyId, "--peer-gateway", ...[2, 3, 4].map((n) => namedKey(`gateway-${n}`).keyId)];
 
 
 const readHeld = (file: string): Signed<CheckpointPayload>[] => {
@@ -84,7 +86,7 @@ describe("audit witness", () => {
     expect(readHeld(file)).toEqual(held);
 
     io = captureIo();
-    expect(await runAudit(["replay", "--db", gwDir, "--gateway-key", GW_KEY.keyId, "--checkpoints", file, "--workers", "0", "--json"], io)).toBe(0);
+    expect(await runAudit(["replay", "--db", gwDir, ...ROOTS, "--checkpoints", file, "--workers", "0", "--json"], io)).toBe(0);
     const rep = JSON.parse(io.stdout()) as { ok: boolean; checkpointsVerified: number; size: number };
     expect(rep.ok).toBe(true);
     // The gateway's last record is the checkpoint it wrote at stop, signing everything before it.
@@ -109,9 +111,9 @@ describe("audit witness", () => {
     await dst.close();
 
     let io = captureIo();
-    expect(await runAudit(["replay", "--db", copy, "--gateway-key", GW_KEY.keyId, "--workers", "0"], io)).toBe(0);
+    expect(await runAudit(["replay", "--db", copy, ...ROOTS, "--workers", "0"], io)).toBe(0);
     io = captureIo();
-    expect(await runAudit(["replay", "--db", copy, "--gateway-key", GW_KEY.keyId, "--checkpoints", file, "--workers", "0", "--json"], io)).toBe(1);
+    expect(await runAudit(["replay", "--db", copy, ...ROOTS, "--checkpoints", file, "--workers", "0", "--json"], io)).toBe(1);
     const rep = JSON.parse(io.stdout()) as { divergences: { kind: string }[] };
     expect(rep.divergences.map((d) => d.kind)).toContain("CHECKPOINT_ROOT");
   });
@@ -213,7 +215,7 @@ describe("audit witness", () => {
     const foreign = signPayload("checkpoint", { ...held[0]!.payload, origin: "gw-2" }, GW_KEY);
     writeFileSync(file, JSON.stringify([...held, foreign, null]));
     const io = captureIo();
-    expect(await runAudit(["replay", "--db", gwDir, "--gateway-key", GW_KEY.keyId, "--checkpoints", file, "--workers", "0", "--json"], io)).toBe(1);
+    expect(await runAudit(["replay", "--db", gwDir, ...ROOTS, "--checkpoints", file, "--workers", "0", "--json"], io)).toBe(1);
     const rep = JSON.parse(io.stdout()) as { divergences: { kind: string; detail: string }[] };
     expect(rep.divergences.map((d) => [d.kind, d.detail])).toEqual([
       ["CHECKPOINT_SIGNATURE", `external checkpoint #${held.length + 1} is not a signed checkpoint (not {payload, sig})`],
@@ -222,7 +224,7 @@ describe("audit witness", () => {
     const empty = join(t.dir, "empty.json");
     writeFileSync(empty, "[]");
     const io2 = captureIo();
-    expect(await runAudit(["replay", "--db", gwDir, "--gateway-key", GW_KEY.keyId, "--checkpoints", empty, "--workers", "0"], io2)).toBe(0);
+    expect(await runAudit(["replay", "--db", gwDir, ...ROOTS, "--checkpoints", empty, "--workers", "0"], io2)).toBe(0);
     expect(io2.stderr()).toContain("holds no checkpoints");
   });
 
