@@ -116,7 +116,7 @@ export { buildProofBundle, verifyProofBundle, type ProofBundle, type BundleCheck
 export type { AuditEntry, AuditRecord, CheckpointPayload, RecordType, TrustChange } from "./audit/records.ts";
 
 // The NATS wire contract (DESIGN §6): agents and witnesses written against the bus use these names.
-export { SUBJECTS, STREAMS, KV_BUCKETS, POLICY_KEY, TASK_CONSUMER, TASK_ID_RE, MAX_MESSAGE_BYTES, submissionIdOf, taskClaimKey } from "./nats/contract.ts";
+export { SUBJECTS, STREAMS, KV_BUCKETS, POLICY_KEY, TASK_CONSUMER, TASK_ID_RE, MAX_MESSAGE_BYTES, DENIED_CLAIM_MARK, submissionIdOf, taskClaimKey } from "./nats/contract.ts";
 
 // Infrastructure: a real nats-server for local runs and tests.
 export { startNatsServer, natsServerAvailable, NatsServerNotFoundError, type NatsServerHandle } from "./infra/nats-launcher.ts";

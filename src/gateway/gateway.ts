@@ -26,6 +26,8 @@ import { artifactId, spawnLineage } from "../core/artifacts.ts";
 import { decide, primeVerified } from "../core/decide.ts";
 import { assertAcceptableKey } from "../core/trust-store.ts";
 import type {
+  Check,
+  CheckName,
   Decision,
   DecisionInput,
   DecisionLimits,
@@ -39,7 +41,7 @@ import type {
 } from "../core/types.ts";
 import { judgeActivation, readPolicyEntry } from "../policy/activation.ts";
 import { serveConsistencyProofs } from "../nats/proof-service.ts";
-import { KV_BUCKETS, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
+import { DENIED_CLAIM_MARK, KV_BUCKETS, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
 import { claimOnce, ensureBus, type BusSetupOptions } from "../nats/setup.ts";
 import { readSubject } from "../nats/read-subject.ts";
 import { followStream, type FollowStreamOptions } from "../nats/follow-stream.ts";
@@ -263,8 +265,19 @@ function assertNever(x: never): never {
   throw new TypeError(`unhandled case ${JSON.stringify(x)}`);
 }
 
-/** Whose a cluster claim is, as a deny reads it (#readClaim). */
-type ClaimOwner = "none" | "this" | "other" | "deleted" | "unread";
+/**
+ * Whose a cluster claim is, as a deny reads it (#readClaim). "denied": a claim a deny made to
+ * spend the task id (#copyMark), whichever submission it names: no gateway ran that one.
+ */
+type ClaimOwner = "none" | "this" | "other" | "deleted" | "denied" | "unread";
+
+/**
+ * The checks that, all passed, show a request is its holder's own under a trusted chain whose
+ * lineage names this task id: only the holder's key makes such a request, so a deny of it may
+ * spend the task id (#copyMark) without letting anyone else spend a task id not theirs.
+ */
+const HOLDERS_OWN: readonly CheckName[] = ["request-signature", "chain-signatures", "lineage-signatures", "issuer", "identity", "delegation", "lineage"];
+
 
 /** A flight's in-flight slot: lent out while its handler waits on children (see #lendingSlot). */
 interface FlightSlot {
@@ -1400,7 +1413,7 @@ export class Gateway {
         const codes = [...new Set([...out.codes, ...reasons])];
         outcome = { taskId, gatewayId: this.id, verdict: "deny", codes, status: "denied", detail: out.detail, ...(decisionSeq !== undefined ? { decisionSeq } : {}) };
         if (verifyResult) outcome.checks = verifyResult.decision.checks;
-        if (sub.submissionId !== undefined) Object.assign(outcome, await this.#copyMark(taskId, sub.submissionId, claims));
+        if (sub.submissionId !== undefined) Object.assign(outcome, await this.#copyMark(taskId, sub.submissionId, claims, verifyResult?.decision.checks));
         this.#publishDecision(taskId, { verdict: "deny", checks: verifyResult?.decision.checks ?? [], reasons: codes }, decisionSeq, sub.submissionId);
       } else {
         const r = out.result;
@@ -1422,7 +1435,7 @@ export class Gateway {
     } catch (e) {
       // The machine itself failed: nothing ran unless it reached executing, which records.
       outcome = { taskId, gatewayId: this.id, verdict: "deny", codes: ["GOVERNANCE_UNAVAILABLE"], status: "denied", detail: `task machine error: ${String(e)}` };
-      if (sub.submissionId !== undefined) Object.assign(outcome, await this.#copyMark(taskId, sub.submissionId, claims));
+      if (sub.submissionId !== undefined) Object.assign(outcome, await this.#copyMark(taskId, sub.submissionId, claims, undefined));
     } finally {
       const allowed = claimedExecution || verifyResult?.decision.verdict === "allow";
       clearInterval(working);
@@ -1588,8 +1601,14 @@ export class Gateway {
    * held; `claimsUnread` when that cannot be read, so that no path makes a definitive deny of a
    * submission whose claim may exist (the client then settles it at the decision deadline).
    * Denies only: an allow reads nothing.
+   *
+   * Neither held: this deny spent nothing, so a copy of these very bytes could still be allowed
+   * before the request's deadline (the feed fresh again, a policy rolled out, another gateway
+   * whose environment matches), and "denied" would be untrue (found by the chaos soak). So the
+   * deny spends the task id first, with a claim marked denied, when `checks` show the request is
+   * its holder's own (HOLDERS_OWN); a claim that cannot be made leaves the deny `claimsUnread`.
    */
-  async #copyMark(taskId: string, submissionId: string, claims: { nonceKey: string; wonNonce: boolean; wonTask: boolean }): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
+  async #copyMark(taskId: string, submissionId: string, claims: { nonceKey: string; wonNonce: boolean; wonTask: boolean }, checks: readonly Check[] | undefined): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
     // The task id is claimed only after the nonce: a flight that won it won both.
     if (claims.wonTask) return {};
     const nonceKey = claims.wonNonce ? "" : claims.nonceKey;
@@ -1604,17 +1623,47 @@ export class Gateway {
       case "deleted":
         return duplicate();
       case "other":
-        // Policy: the task id runs once cluster-wide, and another submission holds it: this one never runs.
+      case "denied":
+        // Policy: the task id runs once cluster-wide, and another submission holds it (or a deny
+        // spent it): this one never runs.
         return {};
       case "unread":
       case "none":
         if (ownedHere(nonce)) return duplicate();
         // Policy: another submission holds the nonce (one artifact, other args): this one never
         // wins it, so never runs. Otherwise what cannot be read is not known.
-        if (nonce === "other") return {};
-        return task === "unread" || nonce === "unread" ? { claimsUnread: true } : {};
+        if (nonce === "other" || nonce === "denied") return {};
+        if (task === "unread" || nonce === "unread") return { claimsUnread: true };
+        return this.#spendTaskId(taskId, submissionId, claims.nonceKey, checks, duplicate);
       default:
         return assertNever(task);
+    }
+  }
+
+  /**
+   * Make a deny that spent nothing final (#copyMark): claim the task id, marked denied, if the
+   * request is its holder's own. Lost to a claim made meanwhile: read whose, as #copyMark does.
+   * A deny on other grounds (no evidence, an untrusted or mis-signed chain, a broken lineage: what
+   * anyone can submit for any task id) spends nothing, and stays as it was.
+   */
+  async #spendTaskId(taskId: string, submissionId: string, nonceKey: string, checks: readonly Check[] | undefined, duplicate: () => Pick<TaskOutcome, "duplicate" | "originalDone">): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
+    if (checks === undefined || !HOLDERS_OWN.every((name) => checks.some((c) => c.check === name && c.ok))) return {};
+    const made = await this.#claim(taskClaimKey(taskId), { taskId, nonce: nonceKey, submissionId, outcome: DENIED_CLAIM_MARK });
+    switch (made) {
+      case "claimed":
+        return {};
+      case "unavailable":
+        return { claimsUnread: true };
+      case "taken": {
+        const now = await this.#readClaim(taskClaimKey(taskId), submissionId);
+        if (now === "this" || now === "deleted") return duplicate();
+        if (now === "other" || now === "denied") return {};
+        return { claimsUnread: true };
+      }
+      case "not-attempted":
+        return { claimsUnread: true };
+      default:
+        return assertNever(made);
     }
   }
 
@@ -1637,6 +1686,7 @@ export class Gateway {
       }
       const v = tryParseStrict(entry.value, { maxBytes: 4096 });
       if (!v.ok || typeof v.value !== "object" || v.value === null || Array.isArray(v.value)) return "unread";
+      if (v.value["outcome"] === DENIED_CLAIM_MARK) return "denied";
       return v.value["submissionId"] === submissionId ? "this" : "other";
     } catch {
       return "unread";

@@ -55,6 +55,12 @@ export const POLICY_KEY = "active";
 export const taskClaimKey = (taskId: string): string => `task.${taskId}`;
 
 /**
+ * A task-id claim whose `outcome` is this was made by a deny, to spend the task id: no gateway
+ * ran the submission it names, and none will (gateway.ts #copyMark).
+ */
+export const DENIED_CLAIM_MARK = "denied";
+
+/**
  * A submission's fingerprint: base64url SHA-256 of the RFC 8785 form of the submit message
  * `{request, args}` (signature included). Gateways put it on the decision and outcome they
  * publish for it, so a client can tell its own submission's outcome from one for another

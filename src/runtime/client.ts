@@ -7,7 +7,7 @@ import type { JsonValue } from "../canonical/jcs.ts";
 import { tryParseStrict } from "../canonical/strict-parse.ts";
 import type { SignedArtifact, SignedLineage, SignedRequest } from "../core/types.ts";
 import { Kvm } from "@nats-io/kv";
-import { KV_BUCKETS, MAX_MESSAGE_BYTES, SUBJECTS, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
+import { DENIED_CLAIM_MARK, KV_BUCKETS, MAX_MESSAGE_BYTES, SUBJECTS, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
 import { MAX_OUTCOME_BYTES, outcomeSignedBy, type TaskOutcome } from "../gateway/outcome.ts";
 
 export interface Submission {
@@ -71,7 +71,7 @@ export interface AwaitOptions {
 }
 
 /** Whose claim holds the task id cluster-wide (the create-only KV key gateways make before an allow). */
-async function taskClaimHolder(nc: NatsConnection, taskId: string, submissionId: string | undefined): Promise<"none" | "this" | "other" | "unknown"> {
+async function taskClaimHolder(nc: NatsConnection, taskId: string, submissionId: string | undefined): Promise<"none" | "this" | "other" | "denied" | "unknown"> {
   try {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("timeout")), 2_000)));
@@ -84,6 +84,8 @@ async function taskClaimHolder(nc: NatsConnection, taskId: string, submissionId:
     if (submissionId === undefined) return "unknown";
     const v = tryParseStrict(entry.value, { maxBytes: 4096 });
     if (!v.ok || typeof v.value !== "object" || v.value === null || Array.isArray(v.value)) return "unknown";
+    // Spent by a deny (gateway.ts #copyMark): whichever submission it names, none ran.
+    if (v.value["outcome"] === DENIED_CLAIM_MARK) return "denied";
     const held = v.value["submissionId"];
     return held === submissionId ? "this" : typeof held === "string" ? "other" : "unknown";
   } catch {
@@ -208,6 +210,8 @@ export function awaitOutcome(
           return unconfirmed ?? noAnswer(taskId, `no gateway allowed it before its decision deadline, and none can now`);
         case "other":
           return unconfirmed ?? { ...noAnswer(taskId, "the task id is held by another submission"), codes: ["REPLAYED"] };
+        case "denied":
+          return unconfirmed ?? noAnswer(taskId, "a gateway denied it and spent its task id (its outcome did not arrive)");
         case "this": {
           const late = await within(timeoutMs);
           return late ?? unsettled(`a gateway claimed the task for this submission, but no outcome arrived within ${timeoutMs} ms more: it may have run`);
