@@ -1370,7 +1370,10 @@ export class Gateway {
         recordDenial: async (input) => {
           if (decisionWrite && verifyResult?.decision.verdict === "allow") {
             // Allowed and recorded, then stopped before executing (revoked, bus lost): say so.
-            await decisionWrite.catch(() => undefined);
+            // An allow whose write failed is not in the log: an outcome after it would be one
+            // without an allow (replay: OUTCOME_WITHOUT_ALLOW).
+            const recorded = await decisionWrite.then(() => true, () => false);
+            if (!recorded) return;
             await this.#ledger.append({ type: "outcome", taskId, status: "failed", error: `denied before execution: ${input.codes.join(",")}: ${input.detail}` });
             return;
           }
