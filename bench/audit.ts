@@ -162,7 +162,9 @@ export async function runAuditBench(): Promise<Record<string, number>> {
   if (process.env["FC_BENCH_SKIP_REPLAY"] !== "1") {
     const t = tmp();
     const tasks = Number(process.env["FC_BENCH_REPLAY_TASKS"] ?? 6000);
-    const store = await AuditStore.open(join(t.dir, "db"), options({ checkpointEvery: 500, origin: "gw-test" }));
+    // The store's clock is the scenario's (writeScenario decides at 1_700_000_000_000): replay
+    // holds each decision's clock reading to its record's time (CLOCK_MISMATCH).
+    const store = await AuditStore.open(join(t.dir, "db"), options({ checkpointEvery: 500, origin: "gw-test", clock: () => 1_700_000_000_000 }));
     await writeScenario(store, tasks);
     await store.close();
     const backend = await LevelBackend.open(join(t.dir, "db"));
