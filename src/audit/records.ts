@@ -61,6 +61,12 @@ export type AuditEntry =
       readonly status: "succeeded" | "failed";
       readonly resultDigest?: string;
       readonly error?: string;
+      /**
+       * How a handler cut off by its timeout ended after all, following the task's `failed`
+       * outcome (gateway.ts #watchLateHandler): the same execution, told in full, never a second
+       * one. At most one per task (replay: OUTCOME_WITHOUT_ALLOW otherwise).
+       */
+      readonly late?: true;
     }
   | { readonly type: "checkpoint"; readonly checkpoint: Signed<CheckpointPayload> };
 
@@ -206,6 +212,7 @@ export function entryShapeProblem(r: Record<string, unknown>): string | undefine
       return Array.isArray(d["checks"]) && Array.isArray(d["reasons"]) ? undefined : "decision.checks";
     }
     case "outcome":
+      if (r["late"] !== undefined && r["late"] !== true) return "outcome.late";
       return isStr(r["taskId"]) && (r["status"] === "succeeded" || r["status"] === "failed") ? undefined : "outcome";
     case "checkpoint": {
       const c = r["checkpoint"];

@@ -18,7 +18,7 @@ import { DivergenceLog, type DivergenceCounts, type DivergenceKind, type Diverge
 import { applyRecord, emptyState } from "./fold.ts";
 import type { AuditLogSource } from "./log-source.ts";
 import { MerkleFrontier, consistencyProof, verifyConsistency } from "./merkle.ts";
-import { EvidenceIndex, checkDecisionClaims, outcomeProblem, policyActivationProblem, revocationProblem, secondAllowProblem } from "./rederive.ts";
+import { EvidenceIndex, checkDecisionClaims, lateOutcomeProblem, outcomeProblem, policyActivationProblem, revocationProblem, secondAllowProblem } from "./rederive.ts";
 import { GENESIS_PREV, checkpointShapeProblem, decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
 import { TrustViewCache, refersToLogTrust } from "./trust-view.ts";
 import { TASK_ID_RE } from "../nats/contract.ts";
@@ -172,6 +172,8 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   };
   const evidence = new EvidenceIndex();
   const history = new AllowHistory();
+  /** Tasks with a late outcome (records.ts `late`): one each. */
+  const lateSeen = new Set<string>();
   const frontier = new MerkleFrontier();
   const rootsAtSize = new Map<number, string>(); // roots wanted by external checkpoints
   const wanted = new Set((opts.checkpoints ?? []).filter((c) => checkpointShapeProblem(c) === undefined).map((c) => c.payload.size));
@@ -375,9 +377,11 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
         }
         case "outcome": {
           if (opts.rederive === false) break;
-          // An execution must rest on an allow waiting for its outcome (DESIGN §4).
-          const why = outcomeProblem(rec.taskId, state);
+          // An execution must rest on an allow waiting for its outcome (DESIGN §4); a late
+          // outcome tells the rest of a timed-out one, once.
+          const why = rec.late === true ? lateOutcomeProblem(rec.taskId, state, lateSeen, history.allowOf(rec.taskId) !== undefined) : outcomeProblem(rec.taskId, state);
           if (why !== undefined) report(seq, "OUTCOME_WITHOUT_ALLOW", why, true);
+          if (rec.late === true) lateSeen.add(rec.taskId);
           break;
         }
         default:

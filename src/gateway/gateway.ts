@@ -1186,6 +1186,9 @@ export class Gateway {
     let claimedExecution = false;
     /** The claims this flight itself won, and its nonce's key once known: a deny looks up the others (#copyMark). */
     const claims = { nonceKey: "", wonNonce: false, wonTask: false };
+    /** Settles once this flight's outcome record is written (true) or will not be (false): a late outcome follows it (#watchLateHandler). */
+    let outcomeRecorded: (written: boolean) => void = () => undefined;
+    const outcomeWritten = new Promise<boolean>((r) => (outcomeRecorded = r));
     const deadline = this.#o.evidenceDeadlineMs ?? 2_000;
 
     const leafId = (sub.request as { payload?: { artifactId?: unknown } } | null)?.payload?.artifactId;
@@ -1318,7 +1321,7 @@ export class Gateway {
       } catch (e) {
         handlerAbort.abort(e);
         if (e instanceof StepTimeoutError && running !== undefined) {
-          this.#watchLateHandler(taskId, req.action, running);
+          this.#watchLateHandler(taskId, req.action, running, outcomeWritten);
           return { status: "failed", error: `${e.message}: told to stop (ctx.signal), but it may still be running, and what it does may still take effect` };
         }
         return { status: "failed", error: e instanceof Error ? e.message : String(e) };
@@ -1359,13 +1362,18 @@ export class Gateway {
         execute: async (input) => executeStep(input),
         recordOutcome: async (input) => {
           const r = input.result;
-          await this.#ledger.append({
+          const written = this.#ledger.append({
             type: "outcome",
             taskId,
             status: r.status,
             ...(r.resultDigest !== undefined ? { resultDigest: r.resultDigest } : {}),
             ...(r.error !== undefined ? { error: r.error } : {}),
           });
+          written.then(
+            () => outcomeRecorded(true),
+            () => outcomeRecorded(false),
+          );
+          await written;
         },
         recordDenial: async (input) => {
           if (decisionWrite && verifyResult?.decision.verdict === "allow") {
@@ -1440,6 +1448,8 @@ export class Gateway {
       outcome = { taskId, gatewayId: this.id, verdict: "deny", codes: ["GOVERNANCE_UNAVAILABLE"], status: "denied", detail: `task machine error: ${String(e)}` };
       if (sub.submissionId !== undefined) Object.assign(outcome, await this.#copyMark(taskId, sub.submissionId, claims, undefined));
     } finally {
+      // No outcome record from here on if none was written (a late one needs it before).
+      outcomeRecorded(false);
       const allowed = claimedExecution || verifyResult?.decision.verdict === "allow";
       clearInterval(working);
       this.#inFlight.delete(flightKey);
@@ -1469,23 +1479,42 @@ export class Gateway {
 
   /**
    * A handler cut off by its timeout goes on running (most I/O does not listen to ctx.signal),
-   * and its outcome is already recorded as failed. When it settles, say how, so an operator
-   * does not take "failed" for "had no effect". (Recording it as a second, late outcome record
-   * needs the audit log's outcome schema to have a kind of record for it: not done here.)
+   * and its outcome is already recorded as failed. When it settles, record how it ended, as a late
+   * outcome after that failed one (records.ts `late`; replay holds it to one per failed task), and
+   * warn: "failed" must not be taken for "had no effect". Nothing is recorded when the failed
+   * outcome was not (the store failed, the gateway stopped first): a late one would follow nothing.
    */
-  #watchLateHandler(taskId: string, action: string, running: Promise<unknown>): void {
-    running.then(
-      (v) => {
-        let digest = "not I-JSON";
+  #watchLateHandler(taskId: string, action: string, running: Promise<unknown>, outcomeWritten: Promise<boolean>): void {
+    const ended = running.then(
+      (v): { status: "succeeded"; resultDigest?: string; note: string } => {
         try {
-          digest = snapshotResult(v === undefined ? null : v).digest;
+          const digest = snapshotResult(v === undefined ? null : v).digest;
+          return { status: "succeeded", resultDigest: digest, note: `it succeeded, result digest ${digest}` };
         } catch {
-          // as said
+          return { status: "succeeded", note: "it succeeded, its result not I-JSON (not recorded)" };
         }
-        this.#warn(`task ${taskId}: handler "${action}" completed after its timeout (its outcome is recorded as failed): it succeeded, result digest ${digest}`);
       },
-      (e: unknown) => this.#warn(`task ${taskId}: handler "${action}" failed after its timeout (its outcome is recorded as failed): ${e instanceof Error ? e.message : String(e)}`),
+      (e: unknown): { status: "failed"; error: string; note: string } => {
+        const error = `after its timeout: ${e instanceof Error ? e.message : String(e)}`;
+        return { status: "failed", error, note: `it failed: ${error}` };
+      },
     );
+    void Promise.all([ended, outcomeWritten]).then(async ([how, written]) => {
+      this.#warn(`task ${taskId}: handler "${action}" ${how.status === "succeeded" ? "completed" : "failed"} after its timeout (its outcome is recorded as failed): ${how.note}`);
+      if (!written) return;
+      try {
+        await this.#ledger.append({
+          type: "outcome",
+          taskId,
+          status: how.status,
+          late: true,
+          ...("resultDigest" in how && how.resultDigest !== undefined ? { resultDigest: how.resultDigest } : {}),
+          ...("error" in how ? { error: how.error } : {}),
+        });
+      } catch (e) {
+        this.#warn(`task ${taskId}: how its handler ended after its timeout was not recorded: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    });
   }
 
   /** The gateway's attestation that `parent` was executing when it spawned the child. */

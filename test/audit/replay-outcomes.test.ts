@@ -100,6 +100,29 @@ describe("replay and outcome records", () => {
     expect(rep.divergences).toEqual([{ seq: again.seq, kind: "OUTCOME_WITHOUT_ALLOW", detail: "second outcome for task t-twice, already succeeded: one allow, two executions" }]);
   });
 
+  it("a late outcome (a timed-out handler that ended after all) follows its failed outcome once; after success, twice, or for nothing it is OUTCOME_WITHOUT_ALLOW", async () => {
+    const W = 8;
+    await setup(W);
+    // Honest: allowed, failed (timed out), late: succeeded. Then a late one for a task the fold
+    // window has let go of since: still the allow's.
+    await runTask(store, "t-late", artifact({ nonce: "n-late", now: T0 }), { now: T0, outcome: false });
+    await store.append({ type: "outcome", taskId: "t-late", status: "failed", error: 'handler "transfer" took longer than 300 ms: told to stop' });
+    await store.append({ type: "outcome", taskId: "t-late", status: "succeeded", late: true, resultDigest: "l".repeat(43) });
+    await runTask(store, "t-slow", artifact({ nonce: "n-slow", now: T0 }), { now: T0, outcome: false });
+    await store.append({ type: "outcome", taskId: "t-slow", status: "failed", error: "timed out" });
+    for (let i = 0; i < 3 * W; i++) await runTask(store, `t-${i}`, artifact({ nonce: `n-${String(i).padStart(3, "0")}`, now: T0 }), { now: T0 + 1 + i });
+    await store.append({ type: "outcome", taskId: "t-slow", status: "failed", late: true, error: "after its timeout: ECONNRESET" });
+    await store.checkpoint();
+    expect(await found(W)).toEqual([]);
+    // Forged: a second late one, one after a success, one for a task never allowed.
+    const second = await store.append({ type: "outcome", taskId: "t-late", status: "succeeded", late: true, resultDigest: "m".repeat(43) });
+    await runTask(store, "t-done", artifact({ nonce: "n-done", now: T0 }), { now: T0 + 100 });
+    const afterSuccess = await store.append({ type: "outcome", taskId: "t-done", status: "succeeded", late: true, resultDigest: "n".repeat(43) });
+    const ghost = await store.append({ type: "outcome", taskId: "t-ghost", status: "succeeded", late: true, resultDigest: "o".repeat(43) });
+    await store.checkpoint();
+    expect(await found(W)).toEqual([`${second.seq}:OUTCOME_WITHOUT_ALLOW`, `${afterSuccess.seq}:OUTCOME_WITHOUT_ALLOW`, `${ghost.seq}:OUTCOME_WITHOUT_ALLOW`]);
+  });
+
   it("verify (structure only) does not judge outcomes", async () => {
     await setup();
     await store.append({ type: "outcome", taskId: "t-ghost", status: "succeeded", resultDigest: "x".repeat(43) });

@@ -1,9 +1,11 @@
 // A handler cut off by handlerTimeoutMs is recorded (and reported) as "failed", but nothing can
 // stop it: most I/O ignores ctx.signal, and its effects may still land. The outcome says so, and
-// when the handler settles after its timeout the gateway warns how it ended (status and result
-// digest), so "failed" is not taken for "had no effect". (Recording that in the audit log, as a
-// late outcome record, waits for the log's outcome schema to have a kind of record for it.)
+// when the handler settles after its timeout the gateway records how it ended, as a late outcome
+// after the failed one (status and result digest), and warns, so "failed" is not taken for "had
+// no effect". Replay takes one late outcome after a failed one, and no other.
 import { expect, it } from "vitest";
+import { exportJsonl } from "../../src/audit/log-source.ts";
+import { replayGateway } from "../../src/testkit/harness.ts";
 import { sleep, worldPerTest } from "./one-gateway-world.ts";
 
 const world = worldPerTest();
@@ -22,5 +24,17 @@ it("a handler that finishes after its timeout: the outcome says it may still be 
   expect(transferred).toBe(true);
   for (let i = 0; i < 40 && !w.h.warnings.some((x) => x.includes(`task ${taskId}: handler "transfer" completed after its timeout`)); i++) await sleep(25);
   expect(w.h.warnings.filter((x) => x.includes(taskId))).toEqual([expect.stringMatching(/completed after its timeout \(its outcome is recorded as failed\): it succeeded, result digest [A-Za-z0-9_-]{43}$/)]);
-  expect(w.gw.ledger.state.tasks.get(taskId)?.status).toBe("failed");
+  // The log tells the whole story: allowed, failed (timed out), then late: succeeded.
+  for (let i = 0; i < 40 && w.gw.ledger.state.tasks.get(taskId)?.status !== "succeeded"; i++) await sleep(25);
+  expect(w.gw.ledger.state.tasks.get(taskId)?.status).toBe("succeeded");
+  await sleep(100); // the late record's batch synced
+  const records = (await exportJsonl(w.gw.ledger.store.backend)).split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as { type: string; taskId?: string });
+  const outcomes = records.filter((r) => r.type === "outcome" && r.taskId === taskId);
+  expect(outcomes).toEqual([
+    expect.objectContaining({ status: "failed", error: expect.stringMatching(/took longer than 300 ms/) as unknown }),
+    expect.objectContaining({ status: "succeeded", late: true, resultDigest: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) as unknown }),
+  ]);
+  const report = await replayGateway(w.gw);
+  expect(report.divergences).toEqual([]);
+  expect(report.ok).toBe(true);
 });
