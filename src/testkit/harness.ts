@@ -14,6 +14,8 @@ import { startNatsServer, type NatsServerHandle } from "../infra/nats-launcher.t
 import { DEFAULT_POLICY } from "../policy/default-policy.ts";
 import { Authority } from "../runtime/authority.ts";
 import { Runtime } from "../runtime/runtime.ts";
+import { connect } from "@nats-io/transport-node";
+import { ensureBus } from "../nats/setup.ts";
 import type { Clock } from "../runtime/clock.ts";
 import { namedKey } from "./world.ts";
 
@@ -36,6 +38,16 @@ export async function startHarness(o: { natsUrl?: string; gateways?: number; clo
   const url = o.natsUrl ?? server!.url;
   const dir = await mkdtemp(join(tmpdir(), "failclosed-harness-"));
   const warnings: string[] = [];
+  if (o.gateway?.taskAckWaitMs !== undefined) {
+    // The shared task consumer takes the ack wait of whoever makes it first (ensureBus never
+    // changes it), and the authority below would make it with the default: make it now.
+    const nc = await connect({ servers: url });
+    try {
+      await ensureBus(nc, { taskAckWaitMs: o.gateway.taskAckWaitMs });
+    } finally {
+      await nc.close();
+    }
+  }
   const authority = await Authority.connect({
     natsUrl: url,
     key: namedKey("authority"),
