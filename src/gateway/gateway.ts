@@ -261,6 +261,15 @@ function snapshotResult(v: unknown): { digest: string; copy: JsonValue | undefin
   return copy.ok ? { digest, copy: copy.value } : { digest, copy: undefined, unreadable: copy.error.message };
 }
 
+/** What was thrown, as text, whatever it is (String() itself throws on some objects). */
+function describeThrown(e: unknown): string {
+  try {
+    return e instanceof Error ? e.message : String(e);
+  } catch {
+    return "an unprintable value";
+  }
+}
+
 function assertNever(x: never): never {
   throw new TypeError(`unhandled case ${JSON.stringify(x)}`);
 }
@@ -272,11 +281,15 @@ function assertNever(x: never): never {
 type ClaimOwner = "none" | "this" | "other" | "deleted" | "denied" | "unread";
 
 /**
- * The checks that, all passed, show a request is its holder's own under a trusted chain whose
- * lineage names this task id: only the holder's key makes such a request, so a deny of it may
- * spend the task id (#copyMark) without letting anyone else spend a task id not theirs.
+ * The checks that, all passed on a root request (one artifact), show it is its holder's own: the
+ * authority's origin lineage ties the task id to that artifact and the artifact to its holder,
+ * and only the holder's key signs such a request. A deny of it may spend the task id (#copyMark)
+ * without letting anyone else spend a task id not theirs. Not for a delegated request: a spawn
+ * lineage names whatever child task id the parent's handler chose, another holder's included
+ * (found by review: a denied child burned a victim's root task id). And not once revoked: that
+ * deny is final without spending anything.
  */
-const HOLDERS_OWN: readonly CheckName[] = ["request-signature", "chain-signatures", "lineage-signatures", "issuer", "identity", "delegation", "lineage"];
+const HOLDERS_OWN: readonly CheckName[] = ["request-signature", "chain-signatures", "lineage-signatures", "issuer", "identity", "delegation", "lineage", "revocation"];
 
 
 /** A flight's in-flight slot: lent out while its handler waits on children (see #lendingSlot). */
@@ -1185,7 +1198,7 @@ export class Gateway {
     // (taskDecided) and the cluster claim refuse the task id, and the set stays small.
     let claimedExecution = false;
     /** The claims this flight itself won, and its nonce's key once known: a deny looks up the others (#copyMark). */
-    const claims = { nonceKey: "", wonNonce: false, wonTask: false };
+    const claims = { nonceKey: "", wonNonce: false, wonTask: false, chainLength: 0 };
     /** Settles once this flight's outcome record is written (true) or will not be (false): a late outcome follows it (#watchLateHandler). */
     let outcomeRecorded: (written: boolean) => void = () => undefined;
     const outcomeWritten = new Promise<boolean>((r) => (outcomeRecorded = r));
@@ -1221,6 +1234,7 @@ export class Gateway {
       const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
       const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
       claims.nonceKey = key;
+      claims.chainLength = ev.chain.length;
       await this.#primeSignatures(ev);
       // Pre-check everything but the nonce, so a forged request cannot burn a real nonce.
       // Cedar is left to the recorded decision: a policy deny is the holder's own request
@@ -1495,11 +1509,13 @@ export class Gateway {
         }
       },
       (e: unknown): { status: "failed"; error: string; note: string } => {
-        const error = `after its timeout: ${e instanceof Error ? e.message : String(e)}`;
+        const error = `after its timeout: ${describeThrown(e)}`;
         return { status: "failed", error, note: `it failed: ${error}` };
       },
     );
-    void Promise.all([ended, outcomeWritten]).then(async ([how, written]) => {
+    // (Never rejects: a handler's code may throw what String() cannot print, and an unhandled
+    // rejection would end the process and every other task's outcome with it.)
+    Promise.all([ended, outcomeWritten]).then(async ([how, written]) => {
       this.#warn(`task ${taskId}: handler "${action}" ${how.status === "succeeded" ? "completed" : "failed"} after its timeout (its outcome is recorded as failed): ${how.note}`);
       if (!written) return;
       try {
@@ -1512,9 +1528,9 @@ export class Gateway {
           ...("error" in how ? { error: how.error } : {}),
         });
       } catch (e) {
-        this.#warn(`task ${taskId}: how its handler ended after its timeout was not recorded: ${e instanceof Error ? e.message : String(e)}`);
+        this.#warn(`task ${taskId}: how its handler ended after its timeout was not recorded: ${describeThrown(e)}`);
       }
-    });
+    }).catch((e: unknown) => this.#warn(`task ${taskId}: watching its handler after its timeout failed: ${describeThrown(e)}`));
   }
 
   /** The gateway's attestation that `parent` was executing when it spawned the child. */
@@ -1640,7 +1656,7 @@ export class Gateway {
    * deny spends the task id first, with a claim marked denied, when `checks` show the request is
    * its holder's own (HOLDERS_OWN); a claim that cannot be made leaves the deny `claimsUnread`.
    */
-  async #copyMark(taskId: string, submissionId: string, claims: { nonceKey: string; wonNonce: boolean; wonTask: boolean }, checks: readonly Check[] | undefined): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
+  async #copyMark(taskId: string, submissionId: string, claims: { nonceKey: string; wonNonce: boolean; wonTask: boolean; chainLength: number }, checks: readonly Check[] | undefined): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
     // The task id is claimed only after the nonce: a flight that won it won both.
     if (claims.wonTask) return {};
     const nonceKey = claims.wonNonce ? "" : claims.nonceKey;
@@ -1666,7 +1682,7 @@ export class Gateway {
         // wins it, so never runs. Otherwise what cannot be read is not known.
         if (nonce === "other" || nonce === "denied") return {};
         if (task === "unread" || nonce === "unread") return { claimsUnread: true };
-        return this.#spendTaskId(taskId, submissionId, claims.nonceKey, checks, duplicate);
+        return this.#spendTaskId(taskId, submissionId, claims.nonceKey, checks, claims.chainLength, duplicate);
       default:
         return assertNever(task);
     }
@@ -1678,8 +1694,12 @@ export class Gateway {
    * A deny on other grounds (no evidence, an untrusted or mis-signed chain, a broken lineage: what
    * anyone can submit for any task id) spends nothing, and stays as it was.
    */
-  async #spendTaskId(taskId: string, submissionId: string, nonceKey: string, checks: readonly Check[] | undefined, duplicate: () => Pick<TaskOutcome, "duplicate" | "originalDone">): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
+  async #spendTaskId(taskId: string, submissionId: string, nonceKey: string, checks: readonly Check[] | undefined, chainLength: number, duplicate: () => Pick<TaskOutcome, "duplicate" | "originalDone">): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
+    // This gateway allowed the task id before (its claims lost since, say): not a deny to make
+    // final, and not "never ran" to write into the claims; the copy may be that very submission.
+    if (this.#ledger.taskDecided(taskId)) return duplicate();
     if (checks === undefined || !HOLDERS_OWN.every((name) => checks.some((c) => c.check === name && c.ok))) return {};
+    if (chainLength !== 1) return {};
     const made = await this.#claim(taskClaimKey(taskId), { taskId, nonce: nonceKey, submissionId, outcome: DENIED_CLAIM_MARK });
     switch (made) {
       case "claimed":
