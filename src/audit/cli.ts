@@ -74,8 +74,16 @@ function readLimits(file: string, v: unknown): Partial<DecisionLimits> {
 }
 
 /** The trust roots file: `{gatewayKeys, authorities?, peerGateways?, origin?, limits?, commitTimeoutMs?}`. */
+const TRUST_FILE_FIELDS = ["gatewayKeys", "authorities", "peerGateways", "origin", "limits", "commitTimeoutMs"];
+
 function readTrustFile(file: string): TrustRoots {
   const t = parseStrict(readFileSync(file)) as Record<string, unknown>;
+  if (typeof t !== "object" || t === null || Array.isArray(t)) throw new AuditCliError(`${file}: not a JSON object of trust roots`);
+  // Policy: a pin mistyped ("orign", "limit") or of the wrong type is a usage error, never a
+  // silently looser audit (found by review: exit 0 where the right spelling found the log wrong).
+  const unknown = Object.keys(t).filter((k) => !TRUST_FILE_FIELDS.includes(k));
+  if (unknown.length > 0) throw new AuditCliError(`${file}: unknown field(s) ${unknown.map((k) => JSON.stringify(k)).join(", ")} (known: ${TRUST_FILE_FIELDS.join(", ")})`);
+  if (t["origin"] !== undefined && typeof t["origin"] !== "string") throw new AuditCliError(`${file}: origin must be a gateway id (a string)`);
   const keyList = (name: string): string[] | undefined => {
     const v = t[name];
     if (v === undefined) return undefined;

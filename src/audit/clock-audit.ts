@@ -34,6 +34,14 @@ import type { DecisionLimits } from "../core/types.ts";
 /** The gateway's default step timeout (GatewayOptions.stepTimeoutMs): the longest an allow's commit may take. */
 export const DEFAULT_COMMIT_TIMEOUT_MS = 10_000;
 
+/**
+ * How far a gateway's clock may have run fast before it was set right (NTP) without CLOCK_BACKWARDS:
+ * the checkpoint it signed meanwhile is that far ahead of true time, and an artifact allowed just
+ * before its expiry after the correction is honest (found by review: a clock 20 s fast, then set
+ * right, flagged an honest allow). A clock turned back by less than this is not caught.
+ */
+export const CLOCK_STEP_TOLERANCE_MS = 60_000;
+
 export type ClockProblem = { readonly kind: "CLOCK_MISMATCH" | "CLOCK_BACKWARDS" | "LIMITS_LOOSER"; readonly detail: string };
 
 const isObj = (v: unknown): v is Record<string, JsonValue> => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -113,7 +121,7 @@ export class ClockAudit {
     if (s !== undefined) {
       // decide: expired when now − skew ≥ expiresAt. At the signed time, with the bound for clock noise.
       const skew = isObj(recorded) && typeof recorded["maxSkewMs"] === "number" ? recorded["maxSkewMs"] : 0;
-      const expired = expiries(input).filter((e) => s.time - skew - this.boundMs >= e);
+      const expired = expiries(input).filter((e) => s.time - skew - this.boundMs - CLOCK_STEP_TOLERANCE_MS >= e);
       if (expired.length > 0) {
         out.push({ kind: "CLOCK_BACKWARDS", detail: `allowed on an artifact that expired at ${Math.min(...expired)}, before the time the checkpoint at ${s.seq} signed (${s.time}); decided at clock ${typeof now === "number" ? now : "(none)"}` });
       }

@@ -18,7 +18,7 @@ import { DivergenceLog, type DivergenceCounts, type DivergenceKind, type Diverge
 import { applyRecord, emptyState } from "./fold.ts";
 import type { AuditLogSource } from "./log-source.ts";
 import { MerkleFrontier, consistencyProof, verifyConsistency } from "./merkle.ts";
-import { EvidenceIndex, checkDecisionClaims, lateOutcomeProblem, outcomeProblem, policyActivationProblem, revocationProblem, secondAllowProblem } from "./rederive.ts";
+import { DENIED_BEFORE_EXECUTION, EvidenceIndex, checkDecisionClaims, lateOutcomeProblem, outcomeProblem, policyActivationProblem, revocationProblem, secondAllowProblem } from "./rederive.ts";
 import { GENESIS_PREV, checkpointShapeProblem, decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
 import { TrustViewCache, refersToLogTrust } from "./trust-view.ts";
 import { TASK_ID_RE } from "../nats/contract.ts";
@@ -172,8 +172,19 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   };
   const evidence = new EvidenceIndex();
   const history = new AllowHistory();
-  /** Tasks with a late outcome (records.ts `late`): one each. */
-  const lateSeen = new Set<string>();
+  /**
+   * Tasks whose execution ended `failed` and has not had its late outcome (records.ts `late`): a
+   * late one is taken only for these, whatever the fold holds of the task id since (its window may
+   * have let the task go, or a copy's deny put it back as denied). Unwindowed: one entry per
+   * failed execution, dropped at its late outcome.
+   */
+  const awaitingLate = new Set<string>();
+  /**
+   * CLOCK_MISMATCH at an allow, held until the task's next outcome: an allow whose commit outlasted
+   * the gateway's step timeout was denied before it ran ("denied before execution"), and its
+   * clock readings say nothing then. Reported at any other outcome, and at the end.
+   */
+  const clockHeld = new Map<string, { seq: number; detail: string }>();
   const frontier = new MerkleFrontier();
   const rootsAtSize = new Map<number, string>(); // roots wanted by external checkpoints
   const wanted = new Set((opts.checkpoints ?? []).filter((c) => checkpointShapeProblem(c) === undefined).map((c) => c.payload.size));
@@ -199,6 +210,8 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   // Checkpoints a witness holds, signed by a trusted key: the times they sign hold for every
   // record after their size (their roots are checked after the log is read).
   const externalTimes = new Map<number, { time: number; origin: string }[]>();
+  /** A witness's times met before the log's origin is known (its first checkpoint is read after them): applied once it is. */
+  const timesBeforeOrigin: { time: number; origin: string; seq: number }[] = [];
   for (const cp of opts.checkpoints ?? []) {
     if (checkpointShapeProblem(cp) !== undefined || "bad" in checkSignature(cp)) continue;
     const at = externalTimes.get(cp.payload.size) ?? [];
@@ -235,6 +248,7 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
     }
   };
   const originKnown = (origin: string): void => {
+    for (const e of timesBeforeOrigin.splice(0)) if (e.origin === origin) clock.signed(e.time, e.seq);
     for (const w of waitingIds.splice(0)) checkGatewayId(w.seq, w.gatewayId, w.allow, origin);
     for (const w of waitingSpawns.splice(0)) checkSpawn(w.seq, w.claim, origin);
   };
@@ -244,7 +258,11 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
       const seq = position++;
       if (wanted.has(frontier.size)) rootsAtSize.set(frontier.size, toB64u(frontier.root()));
       if (underAudit?.size === seq) compareSnapshot(seq, toB64u(frontier.root()), prev);
-      for (const e of externalTimes.get(seq) ?? []) if (e.origin === expectedOrigin()) clock.signed(e.time, seq);
+      for (const e of externalTimes.get(seq) ?? []) {
+        const origin = expectedOrigin();
+        if (origin === undefined) timesBeforeOrigin.push({ ...e, seq });
+        else if (e.origin === origin) clock.signed(e.time, seq);
+      }
       const leaf = recordLeafHash(bytes);
       const leafB64 = toB64u(leaf);
       // Positions: a deleted or swapped record shows as a key that is not the next seq.
@@ -311,16 +329,16 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
         case "trust": {
           const c = rec.change;
           if (pinnedAuthorities !== undefined && c.op === "authority.add" && !pinnedAuthorities.has(c.keyId)) {
-            report(seq, "UNTRUSTED_AUTHORITY", `authority ${c.keyId} is not in the trust roots`);
+            report(seq, "UNTRUSTED_AUTHORITY", `authority ${c.keyId} is not in the trust roots`, true);
           }
           // A trusted gateway key signs spawn lineage (decide's "lineage" check): one the log
           // adds for itself could attest any parent.
           if (pinnedGateways !== undefined && c.op === "gateway.add" && !pinnedGateways.has(c.keyId)) {
-            report(seq, "UNTRUSTED_GATEWAY", `gateway key ${c.keyId} is neither a checkpoint key nor a peer in the trust roots`);
+            report(seq, "UNTRUSTED_GATEWAY", `gateway key ${c.keyId} is neither a checkpoint key nor a peer in the trust roots`, true);
           }
           if (c.op === "policy.activate") {
             const why = policyActivationProblem(c, state);
-            if (why !== undefined) report(seq, "POLICY_UNVERIFIED", why);
+            if (why !== undefined) report(seq, "POLICY_UNVERIFIED", why, true);
           }
           break;
         }
@@ -356,7 +374,10 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
             const p = secondAllowProblem(rec.taskId, rec.input, state);
             if (p !== undefined) report(seq, p.kind, p.detail, true);
             for (const q of history.problems(rec.taskId, rec.input)) report(seq, q.kind, q.detail, true);
-            for (const q of clock.allow(seq, rec.time, rec.input)) report(seq, q.kind, q.detail, true);
+            for (const q of clock.allow(seq, rec.time, rec.input)) {
+              if (q.kind === "CLOCK_MISMATCH") clockHeld.set(rec.taskId, { seq, detail: q.detail });
+              else report(seq, q.kind, q.detail, true);
+            }
             for (const claim of spawnClaimsOf(rec.input)) {
               if (origin !== undefined) checkSpawn(seq, claim, origin);
               else waitingSpawns.push({ seq, claim });
@@ -379,9 +400,15 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
           if (opts.rederive === false) break;
           // An execution must rest on an allow waiting for its outcome (DESIGN §4); a late
           // outcome tells the rest of a timed-out one, once.
-          const why = rec.late === true ? lateOutcomeProblem(rec.taskId, state, lateSeen, history.allowOf(rec.taskId) !== undefined) : outcomeProblem(rec.taskId, state);
+          const why = rec.late === true ? lateOutcomeProblem(rec.taskId, awaitingLate) : outcomeProblem(rec.taskId, state);
           if (why !== undefined) report(seq, "OUTCOME_WITHOUT_ALLOW", why, true);
-          if (rec.late === true) lateSeen.add(rec.taskId);
+          if (rec.late === true) awaitingLate.delete(rec.taskId);
+          else if (why === undefined && rec.status === "failed") awaitingLate.add(rec.taskId);
+          const held = clockHeld.get(rec.taskId);
+          if (held !== undefined && rec.late !== true) {
+            clockHeld.delete(rec.taskId);
+            if (!(rec.status === "failed" && rec.error?.startsWith(DENIED_BEFORE_EXECUTION) === true)) report(held.seq, "CLOCK_MISMATCH", held.detail, true);
+          }
           break;
         }
         default:
@@ -390,6 +417,8 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
       applyRecord(state, rec);
     }
     if (chunk.length > 0) flush();
+    // An allow with no outcome yet (still executing, or the gateway died): its clock finding stands.
+    for (const held of clockHeld.values()) report(held.seq, "CLOCK_MISMATCH", held.detail, true);
     for (const mismatches of await Promise.all(pendingRuns)) {
       for (const m of mismatches) report(m.seq, "DECISION_MISMATCH", `decide(recorded input) gives ${m.recomputed}`);
     }

@@ -19,6 +19,7 @@ import { signingInput, type Signed, type SignedKind } from "../crypto/signing.ts
 import { VerifyPool, type VerifyJob } from "../crypto/verify-pool.ts";
 import { AuditStore } from "../audit/store.ts";
 import { recordedDecisionInput } from "../audit/trust-view.ts";
+import { DENIED_BEFORE_EXECUTION } from "../audit/rederive.ts";
 import type { AuditBackend } from "../audit/backend.ts";
 import type { AppendReceipt } from "../audit/store.ts";
 import type { CheckpointPayload, PreparedEntry } from "../audit/records.ts";
@@ -1396,7 +1397,7 @@ export class Gateway {
             // without an allow (replay: OUTCOME_WITHOUT_ALLOW).
             const recorded = await decisionWrite.then(() => true, () => false);
             if (!recorded) return;
-            await this.#ledger.append({ type: "outcome", taskId, status: "failed", error: `denied before execution: ${input.codes.join(",")}: ${input.detail}` });
+            await this.#ledger.append({ type: "outcome", taskId, status: "failed", error: `${DENIED_BEFORE_EXECUTION}: ${input.codes.join(",")}: ${input.detail}` });
             return;
           }
           if (!decisionWrite) {
