@@ -1696,9 +1696,13 @@ export class Gateway {
    * anyone can submit for any task id) spends nothing, and stays as it was.
    */
   async #spendTaskId(taskId: string, submissionId: string, nonceKey: string, checks: readonly Check[] | undefined, chainLength: number, duplicate: () => Pick<TaskOutcome, "duplicate" | "originalDone">): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
-    // This gateway allowed the task id before (its claims lost since, say): not a deny to make
-    // final, and not "never ran" to write into the claims; the copy may be that very submission.
-    if (this.#ledger.taskDecided(taskId)) return duplicate();
+    // This gateway allowed the task id before (its claims lost since, say): never "never ran" to
+    // write into the claims. A copy of the very submission it allowed is a duplicate; another
+    // submission for that task id is denied for good; not knowing which, the client settles it.
+    if (this.#ledger.taskDecided(taskId)) {
+      const ran = await this.#allowedSubmission(taskId);
+      return ran === undefined ? { claimsUnread: true } : ran === submissionId ? duplicate() : {};
+    }
     if (checks === undefined || !HOLDERS_OWN.every((name) => checks.some((c) => c.check === name && c.ok))) return {};
     if (chainLength !== 1) return {};
     const made = await this.#claim(taskClaimKey(taskId), { taskId, nonce: nonceKey, submissionId, outcome: DENIED_CLAIM_MARK });
@@ -1718,6 +1722,16 @@ export class Gateway {
       default:
         return assertNever(made);
     }
+  }
+
+  /** The submission id of the allow this gateway's log holds for `taskId`, if it can be read. */
+  async #allowedSubmission(taskId: string): Promise<string | undefined> {
+    const seq = this.#ledger.state.tasks.get(taskId)?.decisionSeq;
+    if (seq === undefined) return undefined;
+    const rec = await this.#ledger.store.getRecord(seq).catch(() => undefined);
+    if (rec?.type !== "decision" || rec.decision.verdict !== "allow") return undefined;
+    const input = rec.input as { request?: unknown; args?: unknown } | null;
+    return input === null || typeof input !== "object" ? undefined : submissionIdOf({ request: input.request, args: input.args });
   }
 
   /**
