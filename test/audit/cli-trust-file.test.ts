@@ -2,6 +2,7 @@
 // exit 2), but the file itself is not: a mistyped or wrongly typed field that would PIN something
 // (origin, limits) is dropped without a word, and the audit runs unpinned, reporting a log as
 // clean that the auditor meant to hold to that pin.
+// (Found by review, session 11. Now an unknown or wrongly typed field is a usage error, exit 2.)
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";

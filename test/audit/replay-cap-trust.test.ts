@@ -4,6 +4,7 @@
 // the trust record, a kind capped at 1,000. So 1,000 cheap junk authority.add records ahead of
 // the rogue one push it (the one every unauthorized execution rests on) out of the report, and
 // no divergence anywhere names the allows it let through.
+// (Found by review, session 11. Now trust-record findings are always listed.)
 import { afterEach, expect, it } from "vitest";
 import { backendLogSource } from "../../src/audit/log-source.ts";
 import { KEPT_PER_KIND } from "../../src/audit/divergences.ts";

@@ -1,6 +1,8 @@
 // Late outcomes (records.ts `late`) once the fold window has let their task go: replay
 // (rederive.ts lateOutcomeProblem) then asks only "did the log ever allow this task id?"
 // (AllowHistory), never how that allow's execution ended, nor what the fold holds for the id now.
+// (Found by review, session 11. Now replay keeps the failed executions awaiting a late outcome,
+// unwindowed, and judges a late outcome by that alone.)
 import { afterEach, describe, expect, it } from "vitest";
 import { backendLogSource } from "../../src/audit/log-source.ts";
 import { replay } from "../../src/audit/replay.ts";
@@ -27,7 +29,7 @@ describe("review s11: late outcomes after the fold window", () => {
     for (let i = 0; i < 3 * W; i++) await runTask(store, `t-${tag}-${i}`, artifact({ nonce: `n-${tag}-${String(i).padStart(3, "0")}`, now: T0 }), { now: T0 + 1 + i });
   };
 
-  it("caught: a 'late' outcome after a SUCCEEDED execution, once the window let the task go, hides a second execution", async () => {
+  it("a 'late' outcome after a succeeded execution, once the window let the task go, is OUTCOME_WITHOUT_ALLOW (it would hide a second execution)", async () => {
     await setup();
     const { decision } = await runTask(store, "t-once", artifact({ nonce: "n-once", now: T0 }), { now: T0 });
     expect(decision.verdict).toBe("allow"); // and its outcome: succeeded (not timed out: no late outcome may follow)
@@ -39,7 +41,7 @@ describe("review s11: late outcomes after the fold window", () => {
     expect(await found()).toEqual([`${second.seq}:OUTCOME_WITHOUT_ALLOW`]);
   });
 
-  it("no false divergence: allowed, timed out (failed), the window passes, a redelivered copy is denied REPLAYED by the KV claim, then the handler ends: the genuine late outcome is OUTCOME_WITHOUT_ALLOW", async () => {
+  it("allowed, timed out (failed), the window passes, a redelivered copy is denied REPLAYED by the KV claim, then the handler ends: the genuine late outcome replays clean", async () => {
     await setup();
     const art = artifact({ nonce: "n-slow", now: T0 });
     const { decision } = await runTask(store, "t-slow", art, { now: T0, outcome: false });

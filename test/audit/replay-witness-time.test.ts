@@ -4,6 +4,7 @@
 // --authority, the README's own example) that is unknown until the log's first checkpoint record,
 // which sits at that very seq and is processed after. So the witness's copy of the log's FIRST
 // checkpoint never counts: lowering its time in the log and re-signing it goes unseen.
+// (Found by review, session 11. Now a witness's times met before the origin is known wait for it.)
 import { afterEach, expect, it } from "vitest";
 import { backendLogSource } from "../../src/audit/log-source.ts";
 import type { AuditRecord, CheckpointPayload } from "../../src/audit/records.ts";
@@ -20,7 +21,7 @@ afterEach(async () => {
   await store.close();
 });
 
-it("caught: the first checkpoint's time lowered and re-signed in the log is missed despite the witness's copy when the origin is not pinned (CLI --gateway-key/--authority)", async () => {
+it("the first checkpoint's time lowered and re-signed in the log is caught through the witness's copy when the origin is not pinned (CLI --gateway-key/--authority)", async () => {
   const published: Signed<CheckpointPayload>[] = [];
   let clockNow = T0 + 2 * HOUR;
   store = await openStore(memoryHarness(), { checkpointEvery: 0, origin: "gw-test", clock: () => clockNow, onCheckpoint: (cp) => void published.push(cp) });
