@@ -201,7 +201,9 @@ export class OwnRevocations {
     const read = this.#revocationsRead;
     const known = [...this.#signed];
     const present = new Set<string>();
-    const seen = await readSubject(this.o.js, this.o.jsm, STREAMS.gov, subject, 5_000, (m) => {
+    // (A short fetch: a read begun on a stream deleted under it waits this out, and the next
+    // heartbeat's check restores from the new one.)
+    const seen = await readSubject(this.o.js, this.o.jsm, STREAMS.gov, subject, 2_000, (m) => {
       const r = this.#own(m.data);
       if (r !== undefined) present.add(revocationTargetKey(r.payload.target));
     });
