@@ -3,24 +3,10 @@
 // tests and scenarios for "audit store failure" — the failure is real, not simulated.
 import { LevelBackend, type AuditBackend, type KvOp, type KvRange } from "../audit/backend.ts";
 
-export class BreakableBackend implements AuditBackend {
+/** A real backend passed through whole: tests override what they make fail or slow. */
+export class WrappedBackend implements AuditBackend {
   readonly kind = "level" as const;
-  #broken = false;
-  private constructor(private readonly inner: LevelBackend) {}
-
-  static async open(dir: string): Promise<BreakableBackend> {
-    return new BreakableBackend(await LevelBackend.open(dir));
-  }
-
-  async breakNow(): Promise<void> {
-    if (this.#broken) return;
-    this.#broken = true;
-    await this.inner.close();
-  }
-
-  get broken(): boolean {
-    return this.#broken;
-  }
+  constructor(protected readonly inner: LevelBackend) {}
 
   batch(ops: readonly KvOp[], opts: { readonly sync: boolean }): Promise<void> {
     return this.inner.batch(ops, opts);
@@ -37,7 +23,29 @@ export class BreakableBackend implements AuditBackend {
   iterate(range: KvRange): AsyncIterable<[string, Uint8Array]> {
     return this.inner.iterate(range);
   }
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+export class BreakableBackend extends WrappedBackend {
+  #broken = false;
+
+  static async open(dir: string): Promise<BreakableBackend> {
+    return new BreakableBackend(await LevelBackend.open(dir));
+  }
+
+  async breakNow(): Promise<void> {
+    if (this.#broken) return;
+    this.#broken = true;
+    await this.inner.close();
+  }
+
+  get broken(): boolean {
+    return this.#broken;
+  }
+
+  override async close(): Promise<void> {
     if (!this.#broken) await this.inner.close();
   }
 }

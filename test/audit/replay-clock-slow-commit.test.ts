@@ -11,19 +11,18 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
-import { LevelBackend, type AuditBackend, type KvOp, type KvRange } from "../../src/audit/backend.ts";
+import { LevelBackend, type AuditBackend, type KvOp } from "../../src/audit/backend.ts";
+import { WrappedBackend } from "../../src/testkit/breakable-backend.ts";
 import { backendLogSource, exportJsonl } from "../../src/audit/log-source.ts";
 import { replay } from "../../src/audit/replay.ts";
 import { namedKey } from "../../src/testkit/world.ts";
 import { sleep, worldPerTest } from "../gateway/one-gateway-world.ts";
 
 /** A real LevelDB backend whose next synced batch can be made slow (a disk under load). */
-class SlowOnce implements AuditBackend {
-  readonly kind = "level" as const;
+class SlowOnce extends WrappedBackend {
   /** Set: the next batch waits this long; `during` runs halfway through it. */
   next: { ms: number; during?: () => void } | undefined;
-  constructor(private readonly inner: LevelBackend) {}
-  async batch(ops: readonly KvOp[], opts: { readonly sync: boolean }): Promise<void> {
+  override async batch(ops: readonly KvOp[], opts: { readonly sync: boolean }): Promise<void> {
     const slow = this.next;
     this.next = undefined;
     if (slow !== undefined) {
@@ -32,21 +31,6 @@ class SlowOnce implements AuditBackend {
       await sleep(slow.ms / 2);
     }
     return this.inner.batch(ops, opts);
-  }
-  get(key: string): Promise<Uint8Array | undefined> {
-    return this.inner.get(key);
-  }
-  getSync(key: string): Uint8Array | undefined {
-    return this.inner.getSync(key);
-  }
-  getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
-    return this.inner.getMany(keys);
-  }
-  iterate(range: KvRange): AsyncIterable<[string, Uint8Array]> {
-    return this.inner.iterate(range);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 
