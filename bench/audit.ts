@@ -2,15 +2,19 @@
 //  1. synced group-commit appends/s vs raw LevelDB synced batches of the same size, same run
 //     (one put per record), and vs raw LevelDB writing exactly the batches the store wrote;
 //  2. replay decisions/s with decision recomputation on worker threads;
-//  3. inclusion and consistency proof time at 1M records.
+//  3. replay when every decision follows a revocation (each at its own trust version): the
+//     rate against section 2's, which a cost per trust version that grows with the revocations
+//     in force (a snapshot per version, as before the twelfth session) turns quadratic;
+//  4. inclusion and consistency proof time at 1M records.
 // Figures are medians over rounds. Run alone: npx tsx bench/audit.ts
-// (FC_BENCH_SKIP_APPEND / FC_BENCH_SKIP_REPLAY / FC_BENCH_SKIP_PROOFS=1 skip a section.)
+// (FC_BENCH_SKIP_APPEND / FC_BENCH_SKIP_REPLAY / FC_BENCH_SKIP_INTERLEAVED / FC_BENCH_SKIP_PROOFS=1
+// skip a section.)
 import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { join } from "node:path";
 import { Level } from "level";
-import { LevelBackend } from "../src/audit/backend.ts";
+import { LevelBackend, MemoryBackend } from "../src/audit/backend.ts";
 import { backendLogSource } from "../src/audit/log-source.ts";
 import { verifyConsistency, verifyInclusion } from "../src/audit/merkle.ts";
 import type { AuditEntry } from "../src/audit/records.ts";
@@ -20,7 +24,9 @@ import { AuditStore } from "../src/audit/store.ts";
 import { canonicalBytes } from "../src/canonical/jcs.ts";
 import { fromB64u } from "../src/crypto/base64url.ts";
 import { keyPairFromSeed } from "../src/crypto/keys.ts";
-import { scenarioTrustRoots, writeScenario } from "../test/audit/scenario.ts";
+import { makeArtifact, runTask, scenarioTrustRoots, writeScenario, writeTrustSetup } from "../test/audit/scenario.ts";
+import { revoke } from "../src/core/artifacts.ts";
+import { seededKey } from "../test/audit/support.ts";
 import { median, rawVerifyPerSec } from "./util.ts";
 
 const gatewayKey = keyPairFromSeed(new Uint8Array(32).fill(7));
@@ -197,7 +203,45 @@ export async function runAuditBench(): Promise<Record<string, number>> {
     t.done();
   }
 
-  // 3. Proofs at 1M records, generated from the stored tree in LevelDB.
+  // 3. Replay with revocations and decisions interleaved: a revocation of an unrelated artifact
+  // before every task, so no two decisions share a trust version. Written to an in-memory
+  // backend (what is measured is replay, not the disk). Rate against section 2's log.
+  if (process.env["FC_BENCH_SKIP_INTERLEAVED"] !== "1") {
+    const pairs = Number(process.env["FC_BENCH_INTERLEAVED_PAIRS"] ?? 20_000);
+    const now = 1_700_000_000_000;
+    const store = await AuditStore.open(new MemoryBackend(), options({ checkpointEvery: 500, origin: "gw-test", gatewayKey: seededKey(7), clock: () => now }));
+    await writeTrustSetup(store);
+    const authority = seededKey(9);
+    const w0 = performance.now();
+    for (let i = 0; i < pairs; i++) {
+      await store.append({ type: "revocation", revocation: revoke(authority, { type: "artifact", id: `unrelated-${i}` }, "bench", now) });
+      await runTask(store, `task-${i}`, makeArtifact(i, now), now + i);
+    }
+    await store.checkpoint();
+    const writeS = (performance.now() - w0) / 1000;
+    const cores = Math.max(1, availableParallelism());
+    const raw = rawVerifyPerSec();
+    const rates = new Map<number, number[]>();
+    for (let round = 0; round < 3; round++) {
+      for (const workers of [0, cores]) {
+        clearSignatureMemo();
+        const s = performance.now();
+        const rep = await replay(backendLogSource(store.backend), scenarioTrustRoots(), workers > 0 ? { workers } : {});
+        if (!rep.ok) throw new Error(`interleaved bench log does not replay: ${JSON.stringify(rep.divergences[0])}`);
+        rates.set(workers, [...(rates.get(workers) ?? []), rep.decisionsRederived / ((performance.now() - s) / 1000)]);
+      }
+    }
+    print("interleaved_pairs", pairs, "revocations, each followed by a decision");
+    print("interleaved_write_s", writeS, "s");
+    print("raw_verify_per_s", raw, "verifies/s");
+    print("interleaved_replay_decisions_per_s_inline", median(rates.get(0)!), "decisions/s");
+    print("interleaved_replay_inline_ratio_to_one_core_ceiling", median(rates.get(0)!) / (raw / 3), "x");
+    print(`interleaved_replay_decisions_per_s_workers${cores}`, median(rates.get(cores)!), "decisions/s");
+    print(`interleaved_replay_workers${cores}_ratio_to_${cores}_core_ceiling`, median(rates.get(cores)!) / ((cores * raw) / 3), "x");
+    await store.close();
+  }
+
+  // 4. Proofs at 1M records, generated from the stored tree in LevelDB.
   if (process.env["FC_BENCH_SKIP_PROOFS"] !== "1") {
     const t = tmp();
     const store = await AuditStore.open(join(t.dir, "db"), options({ checkpointEvery: 10_000, maxBatch: 16_384 }));

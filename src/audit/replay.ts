@@ -20,10 +20,10 @@ import type { AuditLogSource } from "./log-source.ts";
 import { MerkleFrontier, consistencyProof, verifyConsistency } from "./merkle.ts";
 import { DENIED_BEFORE_EXECUTION, EvidenceIndex, checkDecisionClaims, lateOutcomeProblem, outcomeProblem, policyActivationProblem, revocationProblem, secondAllowProblem } from "./rederive.ts";
 import { GENESIS_PREV, checkpointShapeProblem, decodeRecord, recordLeafHash, type CheckpointPayload } from "./records.ts";
-import { TrustViewCache, refersToLogTrust } from "./trust-view.ts";
+import { TrustHistory, refersToLogTrust } from "./trust-view.ts";
 import { TASK_ID_RE } from "../nats/contract.ts";
 import { foldDifference, startSnapshotAudit, type SnapshotUnderAudit } from "./snapshot-audit.ts";
-import type { DecisionLimits, TrustSnapshot } from "../core/types.ts";
+import type { DecisionLimits } from "../core/types.ts";
 
 export type { Divergence, DivergenceCounts, DivergenceKind } from "./divergences.ts";
 
@@ -121,20 +121,20 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
   const pinnedAuthorities = trustRoots.authorities === undefined ? undefined : new Set(trustRoots.authorities);
   const pinnedGateways = trustRoots.peerGateways === undefined ? undefined : new Set([...trustRoots.gatewayKeys, ...trustRoots.peerGateways]);
   const clock = new ClockAudit({ ...(trustRoots.limits !== undefined ? { limits: trustRoots.limits } : {}), ...(trustRoots.commitTimeoutMs !== undefined ? { commitTimeoutMs: trustRoots.commitTimeoutMs } : {}) });
-  const runner: DecideRunner = (opts.workers ?? 0) > 0 ? workerRunner(opts.workers, opts.helpInline ?? true) : inlineRunner();
+  // Every trust change in the log, stamped with its version: decisions that refer to the log's
+  // trust are recomputed on it as it stood at their version (trust-view.ts).
+  const trustHistory = new TrustHistory();
+  const runner: DecideRunner = (opts.workers ?? 0) > 0 ? workerRunner(trustHistory, opts.workers, opts.helpInline ?? true) : inlineRunner(trustHistory);
   const chunkSize = opts.chunkSize ?? 64;
   const pendingRuns: Promise<DecideMismatch[]>[] = [];
   let chunk: DecideJob[] = [];
-  let chunkTrust: Record<number, TrustSnapshot> = {};
-  const trustView = new TrustViewCache();
   const flush = (): void => {
-    const run = runner.submit({ jobs: chunk, trust: chunkTrust });
+    const run = runner.submit(chunk);
     // Marked handled now: a chunk that fails before Promise.all below is reached must fail the
     // replay there (an error, exit 2), not crash the process as an unhandled rejection.
     run.catch(() => undefined);
     pendingRuns.push(run);
     chunk = [];
-    chunkTrust = {};
   };
 
   const state = emptyState(opts.foldWindow);
@@ -387,8 +387,7 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
           evidence.forget(rec.taskId);
           const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
           if (refersToLogTrust(rec.input)) {
-            // The recorded input refers to the log's trust: recompute on the fold's snapshot here.
-            chunkTrust[state.trustVersion] ??= trustView.of(state);
+            // The recorded input refers to the log's trust: recompute on the fold as it stands here.
             chunk.push({ seq, record: text, trustVersion: state.trustVersion });
           } else {
             chunk.push({ seq, record: text });
@@ -415,6 +414,7 @@ export async function replay(log: AuditLogSource, trustRoots: TrustRoots, opts: 
           rec satisfies never;
       }
       applyRecord(state, rec);
+      if (rec.type === "trust" || rec.type === "revocation") trustHistory.note(rec, state);
     }
     if (chunk.length > 0) flush();
     // An allow with no outcome yet (still executing, or the gateway died): its clock finding stands.

@@ -26,6 +26,8 @@ import type {
   SignedLineage,
   SignedRequest,
   TaskClaimState,
+  TrustSnapshot,
+  TrustView,
 } from "./types.ts";
 
 export type PolicyEvaluator = (doc: PolicyDocument, digest: string, req: PolicyRequest) => PolicyEvaluation;
@@ -101,9 +103,14 @@ export function signatureMemoStats(): SignatureMemoStats {
 
 type Problem = { code: DenialCode; detail: string } | undefined;
 
-export function decide(input: DecisionInput, evaluate: PolicyEvaluator = cedarEvaluate): Decision {
+/**
+ * `trust`: the trust state, when `input.trust` refers to the log's (TrustFromLog) rather than
+ * carrying a snapshot. Given with a snapshot, or missing for a reference, it is a deny
+ * (GOVERNANCE_UNAVAILABLE): which of two trust states was meant cannot be known.
+ */
+export function decide(input: DecisionInput, evaluate: PolicyEvaluator = cedarEvaluate, trust?: TrustView): Decision {
   try {
-    return decideChecked(input, evaluate);
+    return decideChecked(input, evaluate, trust);
   } catch (e) {
     // Policy: an internal error is a governance failure, never a pass.
     return {
@@ -114,12 +121,17 @@ export function decide(input: DecisionInput, evaluate: PolicyEvaluator = cedarEv
   }
 }
 
-function decideChecked(input: DecisionInput, evaluate: PolicyEvaluator): Decision {
+function decideChecked(input: DecisionInput, evaluate: PolicyEvaluator, given: TrustView | undefined): Decision {
   const c = new Checks();
-  const { now, limits, trust } = input;
+  const { now, limits } = input;
 
   // Governance state first: without it nothing else can be trusted.
-  c.record("governance", governanceProblem(input));
+  const trust = trustViewOf(input.trust, given);
+  if (typeof trust === "string") {
+    c.fail("governance", "GOVERNANCE_UNAVAILABLE", trust);
+    return finish(c);
+  }
+  c.record("governance", governanceProblem(input, trust));
 
   // MALFORMED before any other check on the evidence (DESIGN §2).
   const req = check(signedRequestSchema, input.request);
@@ -186,7 +198,7 @@ function decideChecked(input: DecisionInput, evaluate: PolicyEvaluator): Decisio
   const root = chain[0]!;
   c.record(
     "issuer",
-    trust.authorities.includes(root.p.issuer) ? undefined : { code: "UNTRUSTED_ISSUER", detail: "root artifact not signed by a trusted authority" },
+    trust.isAuthority(root.p.issuer) ? undefined : { code: "UNTRUSTED_ISSUER", detail: "root artifact not signed by a trusted authority" },
   );
 
   c.record(
@@ -200,10 +212,10 @@ function decideChecked(input: DecisionInput, evaluate: PolicyEvaluator): Decisio
 
   c.record("validity", validityProblem(chain, r.createdAt, now, limits.maxSkewMs, limits.maxRequestAgeMs, r.notAfter));
   c.record("delegation", delegationProblem(chain, limits.maxDepth));
-  c.record("lineage", lineageProblem(chain, lineage, r, trust.authorities, trust.gateways, now, limits.maxSkewMs));
-  c.record("revocation", revocationProblem(chain, lineage, r, trust.revokedArtifacts, trust.revokedKeys));
+  c.record("lineage", lineageProblem(chain, lineage, r, trust, now, limits.maxSkewMs));
+  c.record("revocation", revocationProblem(chain, lineage, r, trust));
   c.record("environment", environmentProblem(chain, input));
-  c.record("policy", policyProblem(chain, input, evaluate));
+  c.record("policy", policyProblem(chain, input, trust, evaluate));
 
   // The task id: one execution per id, whatever artifact is presented for it. A problem known
   // without the claim (decided here already, or another gateway's claim) is recorded before the
@@ -297,10 +309,10 @@ function gatewayInputProblem(input: DecisionInput): string | undefined {
   return undefined;
 }
 
-function governanceProblem(input: DecisionInput): Problem {
+function governanceProblem(input: DecisionInput, trust: TrustView): Problem {
   const malformed = gatewayInputProblem(input);
   if (malformed !== undefined) return { code: "GOVERNANCE_UNAVAILABLE", detail: `gateway inputs malformed: ${malformed}` };
-  const { health, now, limits, trust } = input;
+  const { health, now, limits } = input;
   if (!health.busConnected) return { code: "GOVERNANCE_UNAVAILABLE", detail: "bus disconnected" };
   if (!health.auditWritable) return { code: "GOVERNANCE_UNAVAILABLE", detail: "audit store not writable" };
   if (health.revocationFeedAt === null) return { code: "GOVERNANCE_UNAVAILABLE", detail: "no revocation feed heartbeat yet" };
@@ -352,8 +364,7 @@ function lineageProblem(
   chain: Parsed<ArtifactPayload>[],
   lineage: Parsed<LineagePayload>[],
   r: SignedRequest["payload"],
-  authorities: string[],
-  gateways: string[],
+  trust: TrustView,
   now: number,
   skew: number,
 ): Problem {
@@ -370,13 +381,13 @@ function lineageProblem(
     if (e.emittedAt > now + skew) return { code: "LINEAGE_BROKEN", detail: `lineage[${i}] emitted in the future` };
     if (i === 0) {
       if (e.type !== "origin") return { code: "LINEAGE_BROKEN", detail: "lineage does not start at an origin" };
-      if (!authorities.includes(e.signer)) return { code: "LINEAGE_BROKEN", detail: "origin not signed by a trusted authority" };
+      if (!trust.isAuthority(e.signer)) return { code: "LINEAGE_BROKEN", detail: "origin not signed by a trusted authority" };
       continue;
     }
     if (e.type !== "spawn") return { code: "LINEAGE_BROKEN", detail: `lineage[${i}] is not a spawn event` };
     const prev = lineage[i - 1]!.p;
     const parentArt = chain[i - 1]!;
-    if (!gateways.includes(e.signer)) return { code: "LINEAGE_BROKEN", detail: `lineage[${i}] not signed by a trusted gateway` };
+    if (!trust.isGateway(e.signer)) return { code: "LINEAGE_BROKEN", detail: `lineage[${i}] not signed by a trusted gateway` };
     if (e.parentTaskId !== prev.childTaskId) return { code: "LINEAGE_BROKEN", detail: `lineage[${i}] splices in another parent task` };
     if (e.parentArtifactId !== parentArt.id) return { code: "LINEAGE_BROKEN", detail: `lineage[${i}] names another parent artifact` };
     // The parent could only spawn while its own authorization was in force.
@@ -397,11 +408,10 @@ function revocationProblem(
   chain: Parsed<ArtifactPayload>[],
   lineage: Parsed<LineagePayload>[],
   r: SignedRequest["payload"],
-  revokedArtifacts: string[],
-  revokedKeys: string[],
+  trust: TrustView,
 ): Problem {
-  const artifacts = membership(revokedArtifacts);
-  const keys = membership(revokedKeys);
+  const artifacts = (id: string): boolean => trust.isRevokedArtifact(id);
+  const keys = (id: string): boolean => trust.isRevokedKey(id);
   for (const [i, a] of chain.entries()) {
     // Revoking an ancestor revokes every descendant: the whole chain is checked.
     if (artifacts(a.id)) return { code: "REVOKED", detail: `artifact[${i}] is revoked` };
@@ -413,20 +423,31 @@ function revocationProblem(
   return undefined;
 }
 
-// Revocation lists grow with the log; a decision looks up a handful of ids in them. A frozen
-// list (the gateway's and the auditor's shared trust snapshots, audit/trust-view.ts) cannot
-// change, so its Set is built once and kept beside it; any other list is scanned.
-const frozenSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+/** True for a decision input's trust given by reference to the log (core/types TrustFromLog). */
+export function isTrustFromLog(t: unknown): boolean {
+  if (typeof t !== "object" || t === null || Array.isArray(t)) return false;
+  const keys = Object.keys(t);
+  return keys.length === 1 && keys[0] === "source" && (t as { source?: unknown }).source === "log";
+}
 
-function membership(list: readonly string[]): (x: string) => boolean {
-  if (!Object.isFrozen(list)) return (x) => list.includes(x);
-  let set = frozenSets.get(list);
-  if (set === undefined) {
-    set = new Set(list);
-    frozenSets.set(list, set);
-  }
-  const found = set;
-  return (x) => found.has(x);
+/** The trust `decide` judges on, or why there is none (a GOVERNANCE_UNAVAILABLE detail). */
+function trustViewOf(recorded: DecisionInput["trust"], given: TrustView | undefined): TrustView | string {
+  if (isTrustFromLog(recorded)) return given ?? "decision input refers to the log's trust state, and none was given";
+  if (given !== undefined) return "decision input carries a trust snapshot and was given another trust state";
+  return snapshotView(recorded as TrustSnapshot);
+}
+
+// A snapshot's lists are scanned, as they always were: snapshots are what older logs recorded
+// and what tests build, not the gateway's or the auditor's path (they pass a TrustView). A list
+// that is not an array throws here, inside decide, and so denies (GOVERNANCE_UNAVAILABLE).
+function snapshotView(t: TrustSnapshot): TrustView {
+  return {
+    policy: t.policy,
+    isAuthority: (k) => t.authorities.includes(k),
+    isGateway: (k) => t.gateways.includes(k),
+    isRevokedArtifact: (id) => t.revokedArtifacts.includes(id),
+    isRevokedKey: (k) => t.revokedKeys.includes(k),
+  };
 }
 
 function environmentProblem(chain: Parsed<ArtifactPayload>[], input: DecisionInput): Problem {
@@ -446,8 +467,8 @@ function environmentProblem(chain: Parsed<ArtifactPayload>[], input: DecisionInp
   return undefined;
 }
 
-function policyProblem(chain: Parsed<ArtifactPayload>[], input: DecisionInput, evaluate: PolicyEvaluator): Problem {
-  const active = input.trust.policy;
+function policyProblem(chain: Parsed<ArtifactPayload>[], input: DecisionInput, trust: TrustView, evaluate: PolicyEvaluator): Problem {
+  const active = trust.policy;
   if (active === null) return { code: "GOVERNANCE_UNAVAILABLE", detail: "active policy unknown" };
   const r = (input.request as SignedRequest).payload;
   for (const [i, a] of chain.entries()) {

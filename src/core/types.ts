@@ -230,6 +230,27 @@ export interface TrustSnapshot {
   policy: { digest: string; document: PolicyDocument } | null;
 }
 
+/**
+ * A decision input's trust "by reference": the fold of the audit log before the decision's own
+ * record (audit/trust-view.ts). `decide` is then given the state itself as a TrustView.
+ */
+// A type, not an interface, so that it is a JsonValue (recorded as is).
+export type TrustFromLog = { readonly source: "log" };
+
+/**
+ * What `decide` reads of the trust state: four membership questions and the active policy. The
+ * gateway and the auditor answer them from their fold (a live view, or the fold as it stood at a
+ * version) instead of copying every revocation into a snapshot per decision, which made a log
+ * whose revocations and decisions interleave quadratic to decide and to replay.
+ */
+export interface TrustView {
+  readonly policy: TrustSnapshot["policy"];
+  isAuthority(keyId: string): boolean;
+  isGateway(keyId: string): boolean;
+  isRevokedArtifact(artifactId: string): boolean;
+  isRevokedKey(keyId: string): boolean;
+}
+
 export interface MeasuredEnvironment {
   gatewayId: string;
   agentCodeDigest: string | null;
@@ -288,7 +309,8 @@ export interface DecisionInput {
   chain: unknown[];
   /** Lineage events, origin first, one per artifact in the chain. */
   lineage: unknown[];
-  trust: TrustSnapshot;
+  /** A snapshot (older logs, tests), or the log's own trust, which `decide` must then be given as a TrustView. */
+  trust: TrustSnapshot | TrustFromLog;
   environment: MeasuredEnvironment;
   now: number;
   limits: DecisionLimits;
@@ -299,6 +321,9 @@ export interface DecisionInput {
   /** Problems the gateway met while gathering evidence (oversized or unparseable messages). */
   intakeErrors: string[];
 }
+
+/** A DecisionInput that carries its trust snapshot (older logs, tests, tools). */
+export type SnapshotDecisionInput = DecisionInput & { trust: TrustSnapshot };
 
 export type CheckName =
   | "schema"

@@ -18,7 +18,7 @@ import type { KeyPair } from "../crypto/keys.ts";
 import { signingInput, type Signed, type SignedKind } from "../crypto/signing.ts";
 import { VerifyPool, type VerifyJob } from "../crypto/verify-pool.ts";
 import { AuditStore } from "../audit/store.ts";
-import { recordedDecisionInput } from "../audit/trust-view.ts";
+import { TRUST_FROM_LOG } from "../audit/trust-view.ts";
 import { DENIED_BEFORE_EXECUTION } from "../audit/rederive.ts";
 import type { AuditBackend } from "../audit/backend.ts";
 import type { AppendReceipt } from "../audit/store.ts";
@@ -1100,7 +1100,8 @@ export class Gateway {
       args: ev.args,
       chain: ev.chain,
       lineage: ev.lineage,
-      trust: this.#ledger.trustSnapshot(),
+      // By reference: decide is given the ledger's view of the same fold (trust-view.ts).
+      trust: TRUST_FROM_LOG,
       environment: this.#environment(agent),
       now: this.#clock(),
       limits: this.#limits,
@@ -1122,21 +1123,21 @@ export class Gateway {
     const local = this.#localClaims(taskId, nonceKey);
     const claims: Claims = { nonce: { ...local.nonce, cluster: cluster.nonce }, task: { ...local.task, cluster: cluster.task } };
     const input = this.#buildInput(ev, claims);
-    const decision = decide(input);
+    const decision = decide(input, undefined, this.#ledger.trustView());
     let recorded: JsonValue;
     let prepared: PreparedEntry;
     try {
-      // The trust snapshot is recorded by reference (trust-view.ts): it is the fold of the log
-      // before this record. Nothing else in `input` is mutated after this point, so the rest
-      // is recorded as is. Encoded here once: a failure proves it is not I-JSON, and the store
-      // writes these very bytes.
-      recorded = recordedDecisionInput(input);
+      // The trust state is recorded by reference (trust-view.ts): it is the fold of the log
+      // before this record. Nothing in `input` is mutated after this point, so it is recorded
+      // as is. Encoded here once: a failure proves it is not I-JSON, and the store writes these
+      // very bytes.
+      recorded = input as unknown as JsonValue;
       prepared = this.#ledger.prepare({ type: "decision", taskId, input: recorded, decision });
     } catch {
       // Input that cannot be recorded cannot be replayed: record what can be, and deny.
       const fallback = this.#buildInput({ request: null, args: null, chain: [], lineage: [], intakeErrors: ["unrecordable input"] }, claims);
-      recorded = recordedDecisionInput(fallback);
-      const denied = decide(fallback);
+      recorded = fallback as unknown as JsonValue;
+      const denied = decide(fallback, undefined, this.#ledger.trustView());
       const write = this.#ledger.append({ type: "decision", taskId, input: recorded, decision: denied });
       return { verify: { decision: denied, input: recorded }, write };
     }
@@ -1242,7 +1243,7 @@ export class Gateway {
       // failing, which may spend its nonce; forgery is caught by the signature checks.
       // A pre-check that fails only for want of the two claims (nonce, then task id) goes on to
       // make them; a task id already decided here fails it with REPLAYED.
-      const pre = decide(this.#buildInput(ev, this.#localClaims(taskId, key)), PERMIT_ALL_FOR_PRECHECK);
+      const pre = decide(this.#buildInput(ev, this.#localClaims(taskId, key)), PERMIT_ALL_FOR_PRECHECK, this.#ledger.trustView());
       const onlyClaimsMissing = pre.checks.every((c) => c.ok || c.check === "nonce" || (c.check === "task" && c.code !== "REPLAYED"));
       // The machine may have left `verifying` during any await here (revoked, bus lost,
       // aborted) and recorded its deny: then neither claim the nonce nor record a second decision.

@@ -8,8 +8,8 @@ import { applyRecord, taskDecided, type AuditState } from "../audit/fold.ts";
 import { captureState } from "../audit/fold-snapshot.ts";
 import { entryShapeProblem, prepareEntry, recordOf, type AuditEntry, type PreparedEntry } from "../audit/records.ts";
 import { AuditStoreError, type AppendReceipt, type AuditStore, type SnapshotInfo } from "../audit/store.ts";
-import { TrustViewCache } from "../audit/trust-view.ts";
-import type { TrustSnapshot } from "../core/types.ts";
+import { liveTrustView } from "../audit/trust-view.ts";
+import type { TrustView } from "../core/types.ts";
 
 export class Ledger {
   readonly #store: AuditStore;
@@ -20,7 +20,8 @@ export class Ledger {
    * on), so the gateway reports "audit not writable" and denies every task.
    */
   #failure: unknown = undefined;
-  readonly #trustView = new TrustViewCache();
+  // Answers from #projected as it is when asked: the fold of everything queued so far.
+  readonly #trustView: TrustView = liveTrustView(() => this.#projected);
   readonly #snapshotEvery: number;
   readonly #onSnapshotError: (e: unknown) => void;
   /** Entry count at the last snapshot queued. */
@@ -122,9 +123,12 @@ export class Ledger {
     return this.#lastSnapshot.then(() => undefined);
   }
 
-  /** The trust snapshot at the current end of the projected log (shared and frozen; see trust-view.ts). */
-  trustSnapshot(): TrustSnapshot {
-    return this.#trustView.of(this.#projected);
+  /**
+   * The trust state at the current end of the projected log, as decide reads it (trust-view.ts):
+   * answers for the fold as it is when asked, so decide on it synchronously, before queueing.
+   */
+  trustView(): TrustView {
+    return this.#trustView;
   }
 
   nonceConsumed(key: string): boolean {

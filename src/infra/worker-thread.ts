@@ -173,6 +173,16 @@ export class WorkerPool<Req, Res> {
   }
 
   request(body: Req, timeoutMs?: number): Promise<Res> {
+    return this.requestWith(() => body, timeoutMs);
+  }
+
+  /**
+   * A request whose body depends on the worker that takes it: `make` is called with the chosen
+   * worker (an object that a replacement never shares) right before the body is posted to it;
+   * its throw rejects the request. For a caller that keeps state per worker (replay sends each
+   * worker only the trust changes it has not had).
+   */
+  requestWith(make: (worker: Worker) => Req, timeoutMs?: number): Promise<Res> {
     if (this.#closed) return Promise.reject(new WorkerPoolError("POOL_CLOSED", "worker pool closed"));
     let slot: Slot<Res> | undefined;
     for (const s of this.#slots) if (s.live && (slot === undefined || s.pending.size < slot.pending.size)) slot = s;
@@ -194,7 +204,7 @@ export class WorkerPool<Req, Res> {
       }
       chosen.pending.set(id, p);
       try {
-        worker.postMessage({ id, body } satisfies Message<Req>);
+        worker.postMessage({ id, body: make(worker) } satisfies Message<Req>);
       } catch (e) {
         chosen.pending.delete(id);
         clearTimeout(p.timer);

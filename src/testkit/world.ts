@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import type { JsonValue } from "../canonical/jcs.ts";
 import { keyPairFromSeed, type KeyPair } from "../crypto/keys.ts";
 import { artifactId, delegateArtifact, issueArtifact, originLineage, signRequest, spawnLineage } from "../core/artifacts.ts";
-import type { ArtifactBindings, ArtifactScope, DecisionInput, SignedArtifact, SignedLineage, SignedRequest } from "../core/types.ts";
+import type { ArtifactBindings, ArtifactScope, SnapshotDecisionInput, SignedArtifact, SignedLineage, SignedRequest } from "../core/types.ts";
 import { DEFAULT_POLICY } from "../policy/default-policy.ts";
 import { policyDigest, type PolicyDocument } from "../policy/policy-document.ts";
 
@@ -121,7 +121,7 @@ export function buildTask(
 }
 
 /** A DecisionInput that allows, for the built task, as a healthy gateway would assemble it. */
-export function inputFor(w: World, b: Built, now = T0): DecisionInput {
+export function inputFor(w: World, b: Built, now = T0): SnapshotDecisionInput {
   return {
     request: b.request,
     args: b.args,

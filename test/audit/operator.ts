@@ -7,7 +7,7 @@ import type { AuditStore } from "../../src/audit/store.ts";
 import { recordedDecisionInput, trustSnapshotOf } from "../../src/audit/trust-view.ts";
 import { issueArtifact, originLineage, signRequest } from "../../src/core/artifacts.ts";
 import { decide } from "../../src/core/decide.ts";
-import type { ArtifactBindings, Decision, DecisionInput, SignedArtifact } from "../../src/core/types.ts";
+import type { ArtifactBindings, Decision, DecisionInput, SnapshotDecisionInput, SignedArtifact } from "../../src/core/types.ts";
 import type { KeyPair } from "../../src/crypto/keys.ts";
 import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
 import { AGENT_KEY, GATEWAY_ID, POLICY_DIGEST } from "./scenario.ts";
@@ -43,7 +43,7 @@ export interface TaskOptions {
 }
 
 /** The input an honest gateway would build from the store's fold (KV claims won), with the given overrides. */
-export function inputFor(store: AuditStore, taskId: string, art: SignedArtifact, o: TaskOptions): DecisionInput {
+export function inputFor(store: AuditStore, taskId: string, art: SignedArtifact, o: TaskOptions): SnapshotDecisionInput {
   const args = { path: `docs/${taskId}` };
   const request = signRequest(AGENT_KEY, { taskId, action: "read", resource: `docs/${taskId}`, args, artifact: art, createdAt: o.now - 10 });
   const lineage = originLineage(o.lineageSigner ?? AUTHORITY_KEY, { childTaskId: taskId, childArtifact: art, emittedAt: o.now - 20 });

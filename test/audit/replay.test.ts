@@ -10,7 +10,7 @@ import type { AuditRecord, CheckpointPayload } from "../../src/audit/records.ts"
 import { replay, type ReplayReport } from "../../src/audit/replay.ts";
 import type { AuditStore } from "../../src/audit/store.ts";
 import { decide } from "../../src/core/decide.ts";
-import type { DecisionInput } from "../../src/core/types.ts";
+import type { DecisionInput, SnapshotDecisionInput } from "../../src/core/types.ts";
 import type { Signed } from "../../src/crypto/signing.ts";
 import { scenarioTrustRoots, writeScenario } from "./scenario.ts";
 import { withWorkersKilled } from "../helpers/worker-killer.ts";
@@ -126,13 +126,13 @@ for (const make of HARNESSES) {
     });
 
     describe("a forged allow whose evidence does not support it is caught by re-derivation (writer holds the gateway key)", () => {
-      const forgeDecision = async (pick: (r: AuditRecord) => boolean, edit: (input: DecisionInput) => void, keepDecision = false): Promise<number> => {
+      const forgeDecision = async (pick: (r: AuditRecord) => boolean, edit: (input: SnapshotDecisionInput) => void, keepDecision = false): Promise<number> => {
         const records = await readRecords(store.backend);
         const target = records.find(pick)!;
         if (target.type !== "decision") throw new Error("not a decision");
         // A by-reference input (trust-view.ts) is forged on the full snapshot the fold gives there.
         const snapshot = trustSnapshotOf(fold(records.slice(0, target.seq)));
-        const input = structuredClone(rehydrateDecisionInput(target.input, snapshot)) as unknown as DecisionInput;
+        const input = structuredClone(rehydrateDecisionInput(target.input, snapshot)) as unknown as SnapshotDecisionInput;
         const trustBefore = canonicalize(input.trust);
         edit(input);
         // Keep the reference unless the forger rewrote the trust snapshot itself.

@@ -9,7 +9,7 @@ import { issueArtifact, originLineage, revoke, signRequest, artifactId } from ".
 import { decide } from "../../src/core/decide.ts";
 import type { Decision, DecisionInput, SignedArtifact } from "../../src/core/types.ts";
 import type { KeyPair } from "../../src/crypto/keys.ts";
-import { recordedDecisionInput } from "../../src/audit/trust-view.ts";
+import { TRUST_FROM_LOG, liveTrustView } from "../../src/audit/trust-view.ts";
 import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
 import { policyDigest } from "../../src/policy/policy-document.ts";
 import { signActivation } from "../../src/policy/activation.ts";
@@ -40,8 +40,12 @@ export function makeArtifact(i: number, now: number, agent: KeyPair = AGENT_KEY)
   });
 }
 
-/** The DecisionInput the gateway would build from the store's folded state. */
-export function buildInput(store: AuditStore, taskId: string, artifact: SignedArtifact, now: number, taskClaims = true): DecisionInput {
+/**
+ * The DecisionInput the gateway would build from the store's folded state. `trust`: a full
+ * snapshot (older logs), or by reference to the log, decided on the store's live fold as the
+ * gateway does (liveTrustView).
+ */
+export function buildInput(store: AuditStore, taskId: string, artifact: SignedArtifact, now: number, taskClaims = true, trust: TrustRecording = "snapshot"): DecisionInput {
   const args = { path: `docs/${taskId}` };
   const request = signRequest(AGENT_KEY, { taskId, action: "read", resource: `docs/${taskId}`, args, artifact, createdAt: now - 10 });
   const lineage = originLineage(AUTHORITY_KEY, { childTaskId: taskId, childArtifact: artifact, emittedAt: now - 20 });
@@ -52,13 +56,16 @@ export function buildInput(store: AuditStore, taskId: string, artifact: SignedAr
     args,
     chain: [artifact],
     lineage: [lineage],
-    trust: {
-      authorities: [...s.authorities],
-      gateways: [...s.gateways],
-      revokedArtifacts: [...s.revokedArtifacts],
-      revokedKeys: [...s.revokedKeys],
-      policy: s.policy === undefined ? null : { digest: s.policy.digest, document: s.policy.document as unknown as typeof DEFAULT_POLICY },
-    },
+    trust:
+      trust === "reference"
+        ? TRUST_FROM_LOG
+        : {
+            authorities: [...s.authorities],
+            gateways: [...s.gateways],
+            revokedArtifacts: [...s.revokedArtifacts],
+            revokedKeys: [...s.revokedKeys],
+            policy: s.policy === undefined ? null : { digest: s.policy.digest, document: s.policy.document as unknown as typeof DEFAULT_POLICY },
+          },
     environment: { gatewayId: GATEWAY_ID, agentCodeDigest: null, attributes: {} },
     now,
     limits: { maxSkewMs: 30_000, maxDepth: 4, maxFeedAgeMs: 60_000, maxRequestAgeMs: 60_000 },
@@ -79,14 +86,14 @@ export type TrustRecording = "reference" | "snapshot";
 
 /** Record evidence, then the decision, then (for an allow) the outcome — as a gateway does. */
 export async function runTask(store: AuditStore, taskId: string, artifact: SignedArtifact, now: number, trust: TrustRecording = "reference", taskClaims = true): Promise<{ decision: Decision; seq: number }> {
-  const input = buildInput(store, taskId, artifact, now, taskClaims);
+  const input = buildInput(store, taskId, artifact, now, taskClaims, trust);
   await Promise.all([
     store.append({ type: "evidence", taskId, kind: "request", signed: input.request as never }),
     store.append({ type: "evidence", taskId, kind: "artifact", signed: artifact as never }),
     store.append({ type: "evidence", taskId, kind: "lineage", signed: input.lineage[0] as never }),
   ]);
-  const decision = decide(input);
-  const recorded = trust === "reference" ? recordedDecisionInput(input) : (input as unknown as JsonValue);
+  const decision = trust === "reference" ? decide(input, undefined, liveTrustView(() => store.state)) : decide(input);
+  const recorded = input as unknown as JsonValue;
   const r = await store.append({ type: "decision", taskId, input: recorded, decision });
   if (decision.verdict === "allow") await store.append({ type: "outcome", taskId, status: "succeeded", resultDigest: `res-${taskId}` });
   return { decision, seq: r.seq };

@@ -229,8 +229,8 @@ describe("decide: every denial code of DESIGN §3, each beside its control", () 
     const d = inputFor(w, b);
     d.trust.revokedKeys = [w.gateway.keyId];
     expectDeny(d, "REVOKED");
-    // Frozen lists (the shared trust snapshots) are looked up through a cached Set; a mutable
-    // list is read afresh each time, so an edit between two decisions is never missed.
+    // A snapshot's lists are read afresh by each decision, frozen or not, so an edit between two
+    // decisions is never missed (the gateway and replay pass a TrustView instead: trust-history.test.ts).
     const frozen = inputFor(w, b);
     frozen.trust.revokedArtifacts = Object.freeze([...Array.from({ length: 500 }, (_, i) => `other-${i}`), artifactId(b.chain[1]!)]) as string[];
     expectDeny(frozen, "REVOKED");
