@@ -23,7 +23,7 @@ import { AuditStore } from "../../src/audit/store.ts";
 import { TRUST_FROM_LOG, TrustHistory, TrustHistoryError, liveTrustView, trustSnapshotOf, type TrustDelta } from "../../src/audit/trust-view.ts";
 import { artifactId, revoke } from "../../src/core/artifacts.ts";
 import { decide } from "../../src/core/decide.ts";
-import type { DecisionInput, TrustSnapshot, TrustView } from "../../src/core/types.ts";
+import type { TrustSnapshot, TrustView } from "../../src/core/types.ts";
 import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
 import { policyDigest } from "../../src/policy/policy-document.ts";
 import { T0, artifact, inputFor, runTask } from "./operator.ts";
@@ -54,7 +54,7 @@ function recordOf(op: Exclude<Op, { kind: "probe" }>, seq: number): AuditRecord 
   if (op.kind === "trust") return { ...head, type: "trust", change: op.change };
   const target = op.target === "artifact" ? { type: "artifact" as const, id: op.id } : { type: "key" as const, keyId: op.id };
   // The fold takes the target as the log put it; replay checks signatures elsewhere.
-  return { ...head, type: "revocation", revocation: { payload: { kind: "failclosed/revocation/v1", issuer: "a", target, reason: "r", issuedAt: T0 }, sig: "s" } } as AuditRecord;
+  return { ...head, type: "revocation", revocation: { payload: { kind: "failclosed/revocation/v1", issuer: "a", target, reason: "r", issuedAt: T0 }, sig: "s" } };
 }
 
 function sameAnswers(view: TrustView, snap: TrustSnapshot): void {
@@ -155,7 +155,7 @@ describe("decide and the trust it is given", () => {
     expect(both).toMatchObject({ verdict: "deny", reasons: ["GOVERNANCE_UNAVAILABLE"] });
     // The view is what decide judges on: a revocation there denies.
     const revoked: TrustView = { ...view, policy: view.policy, isRevokedArtifact: () => true };
-    expect(decide({ ...input, trust: TRUST_FROM_LOG } as DecisionInput, undefined, revoked).reasons).toContain("REVOKED");
+    expect(decide({ ...input, trust: TRUST_FROM_LOG }, undefined, revoked).reasons).toContain("REVOKED");
     await store.close();
   });
 });
