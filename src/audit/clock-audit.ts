@@ -15,15 +15,23 @@
 //   stepTimeoutMs, 10 s unless configured) is denied before it runs, so an allow that ran was
 //   stamped within that of its `now`; the pinned skew, when larger, is slack the auditor has
 //   accepted anyway. The bound is never the recorded `maxSkewMs`: that is the gateway's word.
-// - CLOCK_BACKWARDS: an allow on an artifact that had expired (beyond the recorded skew and
-//   that bound) by a time a checkpoint earlier in the log already signed (in the log, or held
-//   by a witness): the clock was turned back to let it through, which is how a backdated `now`
-//   with a matching `time` looks. Only what a turned-back clock can buy is a finding: a clock
-//   that ran fast and was set right (NTP, the fault-clock-skew scenario) also makes later times
-//   run backwards, and a request's age or deadline judged by the later, correct clock then
-//   looks stale too. How far times ran backwards is reported beside the divergences instead
-//   (ReplayReport.clockRegression). Denies are not held to any of this: a wrong clock only
-//   ever denies them more, or changes nothing.
+// - CLOCK_BACKWARDS: an allow of what had passed by a time a checkpoint earlier in the log
+//   already signed (in the log, or held by a witness), with the slack decide gives it: an
+//   artifact's expiry (beyond the recorded skew), the request's own deadline (`notAfter`: no
+//   skew, as decide gives none) or its age limit (`createdAt` + the recorded maxRequestAgeMs,
+//   the limit decide judged it by; a stretched one is LIMITS_LOOSER's to find) — each beyond
+//   that bound and CLOCK_STEP_TOLERANCE_MS. The clock was turned back to let it through, which
+//   is how a backdated `now` with a matching `time` looks. Only what a turned-back clock can buy
+//   is a finding: a clock that ran fast and was set right (NTP) also makes later times run
+//   backwards, and what it allows after is held to the fast checkpoints' times. Within the
+//   tolerance nothing honest is reported; a step beyond it cannot be told from a clock turned
+//   back, and requests live seconds or minutes (a 30 s deadline, a 5-minute age limit by
+//   default) where artifacts live hours: a clock set right by more than about a minute reports
+//   the allows of the minutes after (the fault-clock-skew scenario lets time catch up after its
+//   ten-minute step). Not caught: a turn-back within the slack, and one made before any
+//   checkpoint signed the later time. How far times ran backwards is reported beside the
+//   divergences (ReplayReport.clockRegression). Denies are not held to any of this: a wrong
+//   clock only ever denies them more, or changes nothing.
 // - LIMITS_LOOSER: an allow decided under looser limits than the trust roots pin. A gateway's
 //   limits are fixed for its lifetime (gateway.ts: read once in its constructor) but may change
 //   at a restart, and the log records no restart, so a change between decisions is not a finding
@@ -37,8 +45,9 @@ export const DEFAULT_COMMIT_TIMEOUT_MS = 10_000;
 /**
  * How far a gateway's clock may have run fast before it was set right (NTP) without CLOCK_BACKWARDS:
  * the checkpoint it signed meanwhile is that far ahead of true time, and an artifact allowed just
- * before its expiry after the correction is honest (found by review: a clock 20 s fast, then set
- * right, flagged an honest allow). A clock turned back by less than this is not caught.
+ * before its expiry, or a request just before its deadline, after the correction is honest (found
+ * by review: a clock 20 s fast, then set right, flagged an honest allow). A clock turned back by
+ * less than this is not caught.
  */
 export const CLOCK_STEP_TOLERANCE_MS = 60_000;
 
@@ -47,6 +56,15 @@ export type ClockProblem = { readonly kind: "CLOCK_MISMATCH" | "CLOCK_BACKWARDS"
 const isObj = (v: unknown): v is Record<string, JsonValue> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 const LIMIT_NAMES = ["maxSkewMs", "maxDepth", "maxFeedAgeMs", "maxRequestAgeMs"] as const satisfies readonly (keyof DecisionLimits)[];
+
+const num = (v: JsonValue | undefined): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
+
+/** The request's signed times in a decision input (attacker bytes: anything else is skipped). */
+function requestTimes(input: Record<string, JsonValue>): { createdAt: number | undefined; notAfter: number | undefined } {
+  const r = input["request"];
+  const p = isObj(r) ? r["payload"] : undefined;
+  return isObj(p) ? { createdAt: num(p["createdAt"]), notAfter: num(p["notAfter"]) } : { createdAt: undefined, notAfter: undefined };
+}
 
 /** The artifacts' expiry times in a decision input's chain (attacker bytes: anything else is skipped). */
 function expiries(input: Record<string, JsonValue>): number[] {
@@ -119,11 +137,27 @@ export class ClockAudit {
     const recorded = input["limits"];
     const s = this.#signed;
     if (s !== undefined) {
-      // decide: expired when now − skew ≥ expiresAt. At the signed time, with the bound for clock noise.
-      const skew = isObj(recorded) && typeof recorded["maxSkewMs"] === "number" ? recorded["maxSkewMs"] : 0;
-      const expired = expiries(input).filter((e) => s.time - skew - this.boundMs - CLOCK_STEP_TOLERANCE_MS >= e);
-      if (expired.length > 0) {
-        out.push({ kind: "CLOCK_BACKWARDS", detail: `allowed on an artifact that expired at ${Math.min(...expired)}, before the time the checkpoint at ${s.seq} signed (${s.time}); decided at clock ${typeof now === "number" ? now : "(none)"}` });
+      // The earliest an honest gateway's clock can have read at this allow, after signing s.time:
+      // one gateway's clock noise (the bound) and a fast clock set right (the step tolerance) back.
+      const earliest = s.time - this.boundMs - CLOCK_STEP_TOLERANCE_MS;
+      /** What the request was past. */
+      const late: string[] = [];
+      const { createdAt, notAfter } = requestTimes(input);
+      // decide: past its deadline when now > notAfter, with no skew allowance (decide.ts
+      // validityProblem). Policy: so none here either; the recorded skew, the gateway's word,
+      // must not widen it.
+      if (notAfter !== undefined && earliest > notAfter) late.push(`its deadline ${notAfter}`);
+      // decide: too old when now − createdAt > maxRequestAgeMs. Policy: the recorded limit, the one
+      // decide judged it by, so an honest gateway is never flagged; a limit stretched beyond the
+      // pinned one is LIMITS_LOOSER below, not a clock that went back.
+      const maxAge = isObj(recorded) ? num(recorded["maxRequestAgeMs"]) : undefined;
+      if (createdAt !== undefined && maxAge !== undefined && earliest - createdAt > maxAge) late.push(`its age limit (created at ${createdAt}, ${maxAge} ms)`);
+      // decide: expired when now − skew ≥ expiresAt, with the recorded skew.
+      const skew = (isObj(recorded) ? num(recorded["maxSkewMs"]) : undefined) ?? 0;
+      const expired = expiries(input).filter((e) => earliest - skew >= e);
+      const what = [...(late.length > 0 ? [`a request past ${late.join(" and ")}`] : []), ...(expired.length > 0 ? [`on an artifact that expired at ${Math.min(...expired)}`] : [])];
+      if (what.length > 0) {
+        out.push({ kind: "CLOCK_BACKWARDS", detail: `allowed ${what.join(", ")}, before the time the checkpoint at ${s.seq} signed (${s.time}); decided at clock ${typeof now === "number" ? now : "(none)"}` });
       }
     }
     const pinned = this.#limits;

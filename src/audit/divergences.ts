@@ -35,7 +35,7 @@ export type DivergenceKind =
   | "TASK_REUSED" // an allow for a task id an earlier allow of this log ran (however long ago)
   | "GATEWAY_ID_MISMATCH" // a decision measured on another gateway id than the log's origin
   | "CLOCK_MISMATCH" // an allow whose clock reading is far from its own record's time
-  | "CLOCK_BACKWARDS" // an allow on an artifact that had expired by the time a checkpoint earlier in the log signed
+  | "CLOCK_BACKWARDS" // an allow on an expired artifact, or of a request past its deadline or age limit, by the time a checkpoint earlier in the log signed
   | "LIMITS_LOOSER" // an allow decided under looser limits than the trust roots pin
   | "SPAWN_UNVERIFIED" // a spawn attestation of this gateway that its own log does not bear out
   | "SNAPSHOT_INVALID" // the gateway's fold snapshot is unsigned by a trusted key, of another log, or damaged

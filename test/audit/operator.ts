@@ -32,6 +32,10 @@ export function artifact(o: { nonce: string; now: number; issuer?: KeyPair; bind
 export interface TaskOptions {
   /** The clock reading the decision records. */
   now: number;
+  /** When the agent signed the request (default: 10 ms before `now`). */
+  createdAt?: number;
+  /** The request's decision deadline (default: none). */
+  notAfter?: number;
   /** Who signs the origin lineage (the root artifact's authority). */
   lineageSigner?: KeyPair;
   gatewayId?: string;
@@ -45,7 +49,7 @@ export interface TaskOptions {
 /** The input an honest gateway would build from the store's fold (KV claims won), with the given overrides. */
 export function inputFor(store: AuditStore, taskId: string, art: SignedArtifact, o: TaskOptions): SnapshotDecisionInput {
   const args = { path: `docs/${taskId}` };
-  const request = signRequest(AGENT_KEY, { taskId, action: "read", resource: `docs/${taskId}`, args, artifact: art, createdAt: o.now - 10 });
+  const request = signRequest(AGENT_KEY, { taskId, action: "read", resource: `docs/${taskId}`, args, artifact: art, createdAt: o.createdAt ?? o.now - 10, ...(o.notAfter !== undefined ? { notAfter: o.notAfter } : {}) });
   const lineage = originLineage(o.lineageSigner ?? AUTHORITY_KEY, { childTaskId: taskId, childArtifact: art, emittedAt: o.now - 20 });
   const s = store.state;
   const spent = s.consumedNonces.has(art.payload.nonce);

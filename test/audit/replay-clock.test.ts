@@ -1,7 +1,8 @@
 // Replay recomputes decide() on the clock reading and limits a decision records: the gateway's
 // word. It holds them to what the log signs (src/audit/clock-audit.ts): the record's own time
 // (CLOCK_MISMATCH), the times checkpoints already signed, in the log or held by a witness
-// (CLOCK_BACKWARDS: an allow on an artifact that had expired by then), and the limits the
+// (CLOCK_BACKWARDS: an allow on an artifact that had expired by then, or of a request past its
+// deadline or age limit; more in replay-deadline-clock.test.ts), and the limits the
 // auditor pins (LIMITS_LOOSER). A clock that ran fast and was set right is not a finding by
 // itself; the report notes how far times ran back.
 import { writeFileSync } from "node:fs";
@@ -98,11 +99,15 @@ describe("replay and the decision's clock", () => {
 
   it("a clock that ran fast and was set right is noted, not reported, while what it allows was valid at the signed time", async () => {
     await setup();
+    // A request's age is held to signed times too: here the gateway allows requests 15 minutes
+    // old. (With a 1-minute limit, the request below, ten minutes old by the fast checkpoint's
+    // time, would be CLOCK_BACKWARDS: a step beyond CLOCK_STEP_TOLERANCE_MS looks like a turn-back.)
+    const limits = { ...LIMITS, maxRequestAgeMs: 15 * 60_000 };
     clockNow = T0 + 10 * 60_000; // ten minutes fast
-    await runTask(store, "t-fast", artifact({ nonce: "fast", now: T0 }), { now: clockNow });
+    await runTask(store, "t-fast", artifact({ nonce: "fast", now: T0 }), { now: clockNow, limits });
     await store.checkpoint();
-    clockNow = T0 + 1_000; // set right; the request is fresh by this clock, ten minutes old by the checkpoint's
-    const { decision, seq } = await runTask(store, "t-fixed", artifact({ nonce: "fixed", now: T0 }), { now: clockNow });
+    clockNow = T0 + 1_000; // set right; the request is fresh by this clock, ten minutes old (within its limit) by the checkpoint's
+    const { decision, seq } = await runTask(store, "t-fixed", artifact({ nonce: "fixed", now: T0 }), { now: clockNow, limits });
     expect(decision.verdict).toBe("allow");
     await store.checkpoint();
     const rep = await run();
