@@ -1229,6 +1229,8 @@ export class Gateway {
     };
     const resultByTask = new Map<string, JsonValue>();
     const resultProblemByTask = new Map<string, string>();
+    /** Set when the handler was cut off by its timeout: the outcome says so (`timedOut`), and a late one may follow. */
+    let handlerTimedOut = false;
 
     const verifyStep = async (input: { taskId: string; evidence: Evidence }): Promise<VerifyResult> => {
       const ev = input.evidence;
@@ -1337,7 +1339,19 @@ export class Gateway {
       } catch (e) {
         handlerAbort.abort(e);
         if (e instanceof StepTimeoutError && running !== undefined) {
-          this.#watchLateHandler(taskId, req.action, running, outcomeWritten);
+          handlerTimedOut = true;
+          this.#watchLateHandler(taskId, req.action, running, outcomeWritten, (late) =>
+            this.#publishOutcome({
+              taskId,
+              gatewayId: this.id,
+              verdict: "allow",
+              codes: [],
+              ...late,
+              late: true,
+              ...(decisionSeq !== undefined ? { decisionSeq } : {}),
+              ...(sub.submissionId !== undefined ? { submissionId: sub.submissionId } : {}),
+            }),
+          );
           return { status: "failed", error: `${e.message}: told to stop (ctx.signal), but it may still be running, and what it does may still take effect` };
         }
         return { status: "failed", error: e instanceof Error ? e.message : String(e) };
@@ -1457,6 +1471,7 @@ export class Gateway {
           ...(result !== undefined ? { result } : {}),
           ...(resultProblem !== undefined ? { detail: resultProblem } : {}),
           ...(r?.error !== undefined ? { error: r.error } : out.outcomeError !== undefined ? { error: out.outcomeError } : {}),
+          ...(handlerTimedOut ? { timedOut: true as const } : {}),
         };
       }
     } catch (e) {
@@ -1500,12 +1515,19 @@ export class Gateway {
    * warn: "failed" must not be taken for "had no effect". Nothing is recorded when the failed
    * outcome was not (the store failed, the gateway stopped first): a late one would follow nothing.
    */
-  #watchLateHandler(taskId: string, action: string, running: Promise<unknown>, outcomeWritten: Promise<boolean>): void {
+  #watchLateHandler(
+    taskId: string,
+    action: string,
+    running: Promise<unknown>,
+    outcomeWritten: Promise<boolean>,
+    publish: (late: Pick<TaskOutcome, "status" | "resultDigest" | "result" | "error" | "detail">) => void,
+  ): void {
     const ended = running.then(
-      (v): { status: "succeeded"; resultDigest?: string; note: string } => {
+      (v): { status: "succeeded"; resultDigest?: string; result?: JsonValue; note: string } => {
         try {
-          const digest = snapshotResult(v === undefined ? null : v).digest;
-          return { status: "succeeded", resultDigest: digest, note: `it succeeded, result digest ${digest}` };
+          // Taken once, as for an outcome in time: the digest recorded and the result sent agree.
+          const taken = snapshotResult(v === undefined ? null : v);
+          return { status: "succeeded", resultDigest: taken.digest, ...(taken.copy !== undefined ? { result: taken.copy } : {}), note: `it succeeded, result digest ${taken.digest}` };
         } catch {
           return { status: "succeeded", note: "it succeeded, its result not I-JSON (not recorded)" };
         }
@@ -1531,7 +1553,16 @@ export class Gateway {
         });
       } catch (e) {
         this.#warn(`task ${taskId}: how its handler ended after its timeout was not recorded: ${describeThrown(e)}`);
+        return;
       }
+      // Recorded first, then told (as every outcome): a client still listening learns how it ended.
+      publish({
+        status: how.status,
+        ...("resultDigest" in how && how.resultDigest !== undefined ? { resultDigest: how.resultDigest } : {}),
+        ...("result" in how && how.result !== undefined ? { result: how.result } : {}),
+        ...("error" in how ? { error: how.error } : {}),
+        detail: `the handler ended after its timeout: ${how.note}`,
+      });
     }).catch((e: unknown) => this.#warn(`task ${taskId}: watching its handler after its timeout failed: ${describeThrown(e)}`));
   }
 

@@ -44,6 +44,18 @@ export interface TaskOutcome {
    * this submission then, or another submission's.
    */
   claimsUnread?: true;
+  /**
+   * Set on a "failed" outcome whose handler was cut off by its timeout: it was told to stop
+   * (ctx.signal) but may still be running, and what it does may still take effect. If it ends
+   * while its gateway runs, a `late` outcome follows on the same subject.
+   */
+  timedOut?: true;
+  /**
+   * How a handler cut off by its timeout ended after all ("succeeded", with its result, or
+   * "failed"), recorded in the audit log after its failed outcome (an outcome record with
+   * `late`). Never the answer to a submission: Runtime.spawn() hands it out as `late`.
+   */
+  late?: true;
   resultDigest?: string;
   result?: JsonValue;
   error?: string;

@@ -22,6 +22,8 @@ export interface Submission {
   gatewayKeys?: ReadonlySet<string>;
   /** The clock skew gateways allow (their maxSkewMs); default 5 s. See awaitOutcome. */
   skewMs?: number;
+  /** AwaitOptions.lateWaitMs (submitTaskTracked). */
+  lateWaitMs?: number;
 }
 
 export function noAnswer(taskId: string, why: string): TaskOutcome {
@@ -68,6 +70,11 @@ export interface AwaitOptions {
    * With it, no answer is settled rather than guessed: see awaitOutcome.
    */
   deadline?: { readonly inMs: number; readonly skewMs?: number };
+  /**
+   * After an answer that says its handler was cut off by its timeout (`timedOut`), how long to go
+   * on listening for how it ended (a `late` outcome, awaitOutcome's `late`). Default 0: not at all.
+   */
+  lateWaitMs?: number;
 }
 
 /** Whose claim holds the task id cluster-wide (the create-only KV key gateways make before an allow). */
@@ -120,9 +127,16 @@ export function awaitOutcome(
   taskId: string,
   timeoutMs: number,
   o: AwaitOptions = {},
-): { ready: Promise<void>; outcome: Promise<TaskOutcome>; cancel: () => void } {
+): { ready: Promise<void>; outcome: Promise<TaskOutcome>; late: Promise<TaskOutcome | undefined>; cancel: () => void } {
   let answer: (out: TaskOutcome) => void = () => undefined;
   const answered = new Promise<TaskOutcome>((r) => (answer = r));
+  // How a timed-out handler ended: a signed `late` outcome of this submission. Kept if it comes
+  // first (the gateway records and publishes it on its own), taken once the answer says timedOut.
+  let settleLate: (out: TaskOutcome | undefined) => void = () => undefined;
+  const late = new Promise<TaskOutcome | undefined>((r) => (settleLate = r));
+  let lateSeen: TaskOutcome | undefined;
+  let lateWanted = false;
+  let lateTimer: NodeJS.Timeout | undefined;
   let held: TaskOutcome | undefined;
   /** A deny whose gateway could not read the claims (`claimsUnread`): settled at the deadline. */
   let unconfirmed: TaskOutcome | undefined;
@@ -140,6 +154,13 @@ export function awaitOutcome(
       if (o.gatewayKeys !== undefined && !outcomeSignedBy(out, o.gatewayKeys)) return;
       if (o.submissionId !== undefined && out.submissionId !== o.submissionId) return;
       if (out.status === "unknown") return; // only a client says that
+      if (out.late === true) {
+        // Never the answer: the end of a handler already answered for as timed out.
+        if (out.verdict !== "allow") return;
+        if (lateWanted) finishLate(out);
+        else lateSeen ??= out;
+        return;
+      }
       if (out.duplicate === true) {
         // A copy of this very submission lost its claims to the original, which holds the task:
         // not a verdict on it. Not done: the original's own outcome is waited for. Done: its
@@ -168,6 +189,12 @@ export function awaitOutcome(
       // already closed with the connection
     }
   };
+  function finishLate(out: TaskOutcome | undefined): void {
+    clearTimeout(lateTimer);
+    lateWanted = false;
+    settleLate(out);
+    stop();
+  }
   let cancelled: () => void = () => undefined;
   const cancel = new Promise<undefined>((r) => (cancelled = () => r(undefined)));
   // The answer, or undefined once `ms` pass, the subscription closes (bus lost) or the wait is cancelled.
@@ -227,15 +254,26 @@ export function awaitOutcome(
       return unknownOutcome(taskId, `outcome wait failed: ${String(e)}`);
     } finally {
       clearTimeout(graceTimer);
-      stop();
     }
   })();
+  // The subscription ends with the answer, unless that answer is a timed-out handler's and a
+  // late outcome is wanted: then it stays until one comes, `lateWaitMs` pass, the bus goes or
+  // the wait is cancelled. The late promise always settles (undefined when none came).
+  const lateWaitMs = o.lateWaitMs ?? 0;
+  void outcome.then((out) => {
+    if (out.timedOut !== true || out.verdict !== "allow" || !(lateWaitMs > 0) || sub.isClosed()) return finishLate(undefined);
+    if (lateSeen !== undefined) return finishLate(lateSeen);
+    lateWanted = true;
+    lateTimer = setTimeout(() => finishLate(undefined), Math.min(lateWaitMs, MAX_TIMER_MS));
+    void sub.closed.then(() => finishLate(undefined), () => finishLate(undefined));
+  });
   return {
     ready: nc.flush(),
     outcome,
+    late,
     cancel: () => {
       cancelled();
-      stop();
+      finishLate(undefined);
     },
   };
 }
@@ -315,7 +353,24 @@ function encodeSubmission(s: Submission): EncodedSubmission {
  * "denied" with GOVERNANCE_UNAVAILABLE. Any other failure to submit (a timeout, a lost
  * connection) is "unknown": the submit may have reached the stream.
  */
-export async function submitTask(nc: NatsConnection, s: Submission): Promise<TaskOutcome> {
+export function submitTask(nc: NatsConnection, s: Submission): Promise<TaskOutcome> {
+  return submitTaskTracked(nc, s).outcome;
+}
+
+/**
+ * submitTask, and how a handler cut off by its timeout ended: `late` resolves with that signed
+ * `late` outcome once its gateway records it, if it comes within `s.lateWaitMs` of an answer that
+ * says `timedOut`; otherwise (any other answer, none in time, the bus lost) with undefined.
+ */
+export function submitTaskTracked(nc: NatsConnection, s: Submission): { outcome: Promise<TaskOutcome>; late: Promise<TaskOutcome | undefined> } {
+  let late: Promise<TaskOutcome | undefined> = Promise.resolve(undefined);
+  const outcome = submitAndAwait(nc, s, (l) => {
+    late = l;
+  });
+  return { outcome, late: outcome.then(() => late) };
+}
+
+async function submitAndAwait(nc: NatsConnection, s: Submission, lateOf: (late: Promise<TaskOutcome | undefined>) => void): Promise<TaskOutcome> {
   // Read defensively: a malformed submission from plain JavaScript still gets a deny, not a throw.
   const named = (s as { request?: { payload?: { taskId?: unknown } } } | null)?.request?.payload?.taskId;
   const taskId = typeof named === "string" ? named : "unknown";
@@ -335,7 +390,9 @@ export async function submitTask(nc: NatsConnection, s: Submission): Promise<Tas
       ...(s.gatewayKeys !== undefined ? { gatewayKeys: s.gatewayKeys } : {}),
       // The deadline in the submitter's own terms: how long after signing the request it falls.
       ...(typeof notAfter === "number" && typeof createdAt === "number" ? { deadline: { inMs: notAfter - createdAt, ...(s.skewMs !== undefined ? { skewMs: s.skewMs } : {}) } } : {}),
+      ...(s.lateWaitMs !== undefined ? { lateWaitMs: s.lateWaitMs } : {}),
     });
+    lateOf(waiter.late);
     await waiter.ready;
     const js = jetstream(nc);
     // Evidence first: a gateway that pulls the request should find it already streaming in.

@@ -14,7 +14,7 @@ import type { TaskOutcome } from "../gateway/outcome.ts";
 import { assertAcceptableKey } from "../core/trust-store.ts";
 import { TASK_ID_RE } from "../nats/contract.ts";
 import { ensureBus } from "../nats/setup.ts";
-import { submitTask } from "./client.ts";
+import { submitTaskTracked } from "./client.ts";
 import { systemClock, type Clock } from "./clock.ts";
 
 export interface ConnectOptions {
@@ -42,6 +42,11 @@ export interface ConnectOptions {
    * none trusts outcomes as far as NATS permissions on `failclosed.outcome.>` go.
    */
   gatewayKeys?: string[];
+  /**
+   * How long spawn()'s `late` goes on listening, after an outcome that says its handler was cut
+   * off by its timeout (`timedOut`), for how that handler ended. Default 10 minutes.
+   */
+  lateOutcomeWaitMs?: number;
 }
 
 export interface SpawnRequest {
@@ -94,6 +99,7 @@ export class Runtime {
     private readonly timeoutMs: number,
     private readonly gatewayKeys: ReadonlySet<string> | undefined,
     private readonly skewMs: number,
+    private readonly lateWaitMs: number,
   ) {}
 
   /**
@@ -102,6 +108,9 @@ export class Runtime {
    * rt.registerAction("transfer", async ({ args }) => ({ ok: true }));
    * const { outcome } = rt.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 10 }, chain: [artifact], taskId });
    * console.log((await outcome).status); // "succeeded" or "denied"
+   * // An outcome "failed" with `timedOut`: the handler was cut off, and may still be running.
+   * // `late` tells how it ended, once its gateway records it (or undefined):
+   * // const { outcome, late } = rt.spawn(...); (await late)?.status
    */
   static async connect(o: ConnectOptions): Promise<Runtime> {
     if (o.dataDir !== undefined && !o.gateway) throw new TypeError("connect: dataDir needs gateway settings (gatewayId, gatewayKey, authorities)");
@@ -123,7 +132,7 @@ export class Runtime {
         for (const k of keys) assertAcceptableKey(k);
         if (keys.size === 0) throw new TypeError("connect: gatewayKeys is empty and this runtime runs no gateway: no outcome could ever be accepted");
       }
-      return new Runtime(nc, gateway, o.clock ?? systemClock, o.outcomeTimeoutMs ?? 30_000, keys, o.maxSkewMs ?? 5_000);
+      return new Runtime(nc, gateway, o.clock ?? systemClock, o.outcomeTimeoutMs ?? 30_000, keys, o.maxSkewMs ?? 5_000, o.lateOutcomeWaitMs ?? 600_000);
     } catch (e) {
       // A failed connect leaves nothing open behind it (an open connection keeps the process
       // alive); the caller gets the original error, not one from the cleanup.
@@ -156,7 +165,7 @@ export class Runtime {
    * published: `{ verdict: "deny", codes: ["MALFORMED"], status: "denied", gatewayId: "client" }`.
    * A submit the server refuses without storing it is "denied" too (see submitTask).
    */
-  spawn(r: SpawnRequest): { taskId: string; outcome: Promise<TaskOutcome> } {
+  spawn(r: SpawnRequest): { taskId: string; outcome: Promise<TaskOutcome>; late: Promise<TaskOutcome | undefined> } {
     if (this.#closed) throw new TypeError("spawn: this runtime is closed");
     if (r.taskId !== undefined) assertTaskId("spawn", r.taskId);
     const taskId = r.taskId ?? newTaskId();
@@ -164,10 +173,16 @@ export class Runtime {
     if (!leaf) throw new TypeError("spawn: empty artifact chain");
     const now = this.clock();
     const request = signedOrTypeError("spawn", "its args, action or resource", () => signRequest(r.agent, { taskId, action: r.action, resource: r.resource, args: r.args, artifact: leaf, createdAt: now, notAfter: now + this.timeoutMs }));
-    return {
-      taskId,
-      outcome: submitTask(this.nc, { request, args: r.args, chain: r.chain, timeoutMs: this.timeoutMs, skewMs: this.skewMs, ...(this.gatewayKeys !== undefined ? { gatewayKeys: this.gatewayKeys } : {}) }),
-    };
+    const tracked = submitTaskTracked(this.nc, {
+      request,
+      args: r.args,
+      chain: r.chain,
+      timeoutMs: this.timeoutMs,
+      skewMs: this.skewMs,
+      lateWaitMs: this.lateWaitMs,
+      ...(this.gatewayKeys !== undefined ? { gatewayKeys: this.gatewayKeys } : {}),
+    });
+    return { taskId, ...tracked };
   }
 
   /**
