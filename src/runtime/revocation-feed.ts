@@ -40,6 +40,11 @@ export class OwnRevocations {
    */
   readonly #revoked = new Set<string>();
   /**
+   * The digest of #revoked, while it is unchanged: it sorts and hashes every target, so taken
+   * per heartbeat it cost O(revocations) every few seconds, forever, for an authority with many.
+   */
+  #digest: string | undefined;
+  /**
    * Every revocation this key signed known here (the feed, the log, publish), by target: what a
    * restore publishes again when the feed lost it. Never shrinks either.
    */
@@ -69,7 +74,7 @@ export class OwnRevocations {
 
   /** What a heartbeat announces of them. */
   announce(): { revocations: number; revokedDigest: string } {
-    return { revocations: this.#revoked.size, revokedDigest: revokedSetDigest(this.#revoked) };
+    return { revocations: this.#revoked.size, revokedDigest: (this.#digest ??= revokedSetDigest(this.#revoked)) };
   }
 
   /**
@@ -254,6 +259,7 @@ export class OwnRevocations {
     }
     if (!this.#signed.has(key)) this.#signed.set(key, r);
     this.#revoked.add(key);
+    this.#digest = undefined;
     return true;
   }
 }
