@@ -440,13 +440,20 @@ function trustViewOf(recorded: DecisionInput["trust"], given: TrustView | undefi
 // A snapshot's lists are scanned, as they always were: snapshots are what older logs recorded
 // and what tests build, not the gateway's or the auditor's path (they pass a TrustView). A list
 // that is not an array throws here, inside decide, and so denies (GOVERNANCE_UNAVAILABLE).
+// Policy: checked with Array.isArray, not left to `.includes`: a string has `.includes` too, and
+// a revocation list recorded as "" would read "not revoked", an authority list as a substring.
 function snapshotView(t: TrustSnapshot): TrustView {
+  const list = (name: "authorities" | "gateways" | "revokedArtifacts" | "revokedKeys"): readonly unknown[] => {
+    const l: unknown = t[name];
+    if (!Array.isArray(l)) throw new TypeError(`trust snapshot: ${name} is not a list`);
+    return l;
+  };
   return {
     policy: t.policy,
-    isAuthority: (k) => t.authorities.includes(k),
-    isGateway: (k) => t.gateways.includes(k),
-    isRevokedArtifact: (id) => t.revokedArtifacts.includes(id),
-    isRevokedKey: (k) => t.revokedKeys.includes(k),
+    isAuthority: (k) => list("authorities").includes(k),
+    isGateway: (k) => list("gateways").includes(k),
+    isRevokedArtifact: (id) => list("revokedArtifacts").includes(id),
+    isRevokedKey: (k) => list("revokedKeys").includes(k),
   };
 }
 

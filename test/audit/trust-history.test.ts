@@ -23,7 +23,7 @@ import { AuditStore } from "../../src/audit/store.ts";
 import { TRUST_FROM_LOG, TrustHistory, TrustHistoryError, liveTrustView, trustSnapshotOf, type TrustDelta } from "../../src/audit/trust-view.ts";
 import { artifactId, revoke } from "../../src/core/artifacts.ts";
 import { decide } from "../../src/core/decide.ts";
-import type { TrustSnapshot, TrustView } from "../../src/core/types.ts";
+import type { SnapshotDecisionInput, TrustSnapshot, TrustView } from "../../src/core/types.ts";
 import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
 import { policyDigest } from "../../src/policy/policy-document.ts";
 import { T0, artifact, inputFor, runTask } from "./operator.ts";
@@ -158,6 +158,59 @@ describe("decide and the trust it is given", () => {
     expect(decide({ ...input, trust: TRUST_FROM_LOG }, undefined, revoked).reasons).toContain("REVOKED");
     await store.close();
   });
+});
+
+// Found in review of the TrustView change: a recorded snapshot's lists were read with `.includes`,
+// which a string has too, so a snapshot naming its revocations as "" (no list at all) was judged
+// "not revoked" and allowed. Before the change the revocation lists went through a Set cache that
+// threw on a string (deny); authority and gateway lists had the same substring reading all along.
+describe("a recorded trust snapshot whose lists are not lists", () => {
+  it("is denied GOVERNANCE_UNAVAILABLE: a list recorded as a string is never read as a substring search", async () => {
+    const store = await AuditStore.open(new MemoryBackend(), storeOptions({ origin: "gw-test" }));
+    await writeTrustSetup(store);
+    const revoked = artifact({ nonce: "n-str", now: T0 });
+    await store.append({ type: "revocation", revocation: revoke(AUTHORITY_KEY, { type: "artifact", id: artifactId(revoked) }, "r", T0) });
+    const onRevoked = inputFor(store, "t-str", revoked, { now: T0 });
+    const onClean = inputFor(store, "t-clean", artifact({ nonce: "n-clean", now: T0 }), { now: T0 });
+    expect(decide(onRevoked).reasons).toEqual(["REVOKED"]);
+    expect(decide(onClean).verdict).toBe("allow");
+    const cases: [SnapshotDecisionInput, (t: Record<string, unknown>) => void][] = [
+      [onRevoked, (t) => (t["revokedArtifacts"] = "")],
+      [onClean, (t) => (t["revokedKeys"] = "")],
+      // An authority list given as one string that contains the key: a substring is not membership.
+      [onClean, (t) => (t["authorities"] = (t["authorities"] as string[]).join(","))],
+    ];
+    for (const [input, edit] of cases) {
+      const trust = { ...input.trust } as unknown as Record<string, unknown>;
+      edit(trust);
+      const d = decide({ ...input, trust: trust as unknown as TrustSnapshot });
+      expect(d, JSON.stringify(trust).slice(0, 80)).toMatchObject({ verdict: "deny", reasons: ["GOVERNANCE_UNAVAILABLE"] });
+    }
+    await store.close();
+  });
+
+  it("replay: a forged allow recorded with such a snapshot is a DECISION_MISMATCH, not only a TRUST_STATE", async () => {
+    const store = await AuditStore.open(new MemoryBackend(), storeOptions({ origin: "gw-test", checkpointEvery: 16 }));
+    await writeTrustSetup(store);
+    const art = artifact({ nonce: "n-forged", now: T0 });
+    await store.append({ type: "revocation", revocation: revoke(AUTHORITY_KEY, { type: "artifact", id: artifactId(art) }, "r", T0) });
+    const input = inputFor(store, "t-forged", art, { now: T0 });
+    for (const [kind, signed] of [["request", input.request], ["artifact", art], ["lineage", input.lineage[0]]] as const) {
+      await store.append({ type: "evidence", taskId: "t-forged", kind, signed: signed as never });
+    }
+    const truth = decide(input);
+    const forged = { verdict: "allow" as const, checks: truth.checks.map((c) => ({ check: c.check, ok: true })), reasons: [] };
+    const recorded = { ...input, trust: { ...input.trust, revokedArtifacts: "" } };
+    const { seq } = await store.append({ type: "decision", taskId: "t-forged", input: recorded as never, decision: forged });
+    await store.checkpoint();
+    for (const opts of [{}, { workers: 1, chunkSize: 1 }]) {
+      const rep = await replay(backendLogSource(store.backend), scenarioTrustRoots(), opts);
+      const at = rep.divergences.filter((d) => d.seq === seq).map((d) => d.kind);
+      expect(at, JSON.stringify(opts)).toContain("TRUST_STATE");
+      expect(at, JSON.stringify(opts)).toContain("DECISION_MISMATCH");
+    }
+    await store.close();
+  }, 60_000);
 });
 
 describe("replay on a log whose revocations and decisions interleave", () => {
