@@ -32,8 +32,8 @@ export function checkDecisionClaims(input: JsonValue, state: AuditState): ClaimP
   const out: ClaimProblem[] = [];
   const trust = input["trust"];
   if (isTrustFromLog(trust)) {
-    // By reference: the snapshot is the fold itself (trust-view.ts), so there is no claim to
-    // compare; replay recomputes the decision on the fold's snapshot.
+    // By reference: the trust state is the fold itself (trust-view.ts), so there is no claim to
+    // compare; replay recomputes the decision on the fold as it stood at this record.
   } else if (!isObj(trust)) {
     out.push({ kind: "INPUT_MALFORMED", detail: "input.trust missing" });
   } else {
