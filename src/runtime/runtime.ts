@@ -8,6 +8,7 @@ import type { JsonValue } from "../canonical/jcs.ts";
 import { CanonicalError } from "../canonical/errors.ts";
 import type { KeyPair } from "../crypto/keys.ts";
 import { delegateArtifact, signRequest, type DelegateOptions } from "../core/artifacts.ts";
+import { childTaskId } from "../core/child-task-id.ts";
 import type { SignedArtifact } from "../core/types.ts";
 import { Gateway, type ActionHandler, type GatewayOptions } from "../gateway/gateway.ts";
 import type { TaskOutcome } from "../gateway/outcome.ts";
@@ -61,6 +62,14 @@ export interface SpawnRequest {
 
 export function newTaskId(): string {
   return `t-${randomBytes(12).toString("base64url")}`;
+}
+
+/**
+ * A fresh task id for a child of `parentTaskId`: in the parent's namespace (core/child-task-id.ts),
+ * with a random label. Throws TypeError when `parentTaskId` is not a task id.
+ */
+export function newChildTaskId(parentTaskId: string): string {
+  return childTaskId(parentTaskId, randomBytes(12).toString("base64url"));
 }
 
 /** A task id is a subject token (DESIGN §6): one that is not could never be answered on its subjects. */
