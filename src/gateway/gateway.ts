@@ -292,9 +292,12 @@ type ClaimOwner = "none" | "this" | "other" | "deleted" | "denied" | "unread";
  * authority's origin lineage ties the task id to that artifact and the artifact to its holder,
  * and only the holder's key signs such a request. A deny of it may spend the task id (#copyMark)
  * without letting anyone else spend a task id not theirs. Not for a delegated request: a spawn
- * lineage names whatever child task id the parent's handler chose, another holder's included
- * (found by review: a denied child burned a victim's root task id). And not once revoked: that
- * deny is final without spending anything.
+ * lineage may name a child task id outside its parent's namespace, another holder's included
+ * (found by review: a denied child burned a victim's root task id). This gateway no longer signs
+ * one (#spawnEvent), but `decide` does not check the namespace (recorded logs must replay) and a
+ * peer of an earlier version still signs any id; spending a child's id would take a namespace
+ * check over the whole lineage here, and is left for now. And not once revoked: that deny is
+ * final without spending anything.
  */
 const HOLDERS_OWN: readonly CheckName[] = ["request-signature", "chain-signatures", "lineage-signatures", "issuer", "identity", "delegation", "lineage", "revocation"];
 
