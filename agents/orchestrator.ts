@@ -130,7 +130,9 @@ export function createOrchestrator(rt: Runtime, o: { gatewayId: string }): Orche
         action: next.action,
         resource: next.resource,
         args: childArgs(next, result),
-        taskId: newTaskId(),
+        // The child's task id is in this task's namespace (childTaskId(ctx.taskId, role)): the
+        // gateway signs a spawn lineage for no other. One child per level, so the role is unique.
+        label: next.role,
       });
       const outcome = await ctx.spawn(child);
       reports.push(

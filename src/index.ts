@@ -2,7 +2,7 @@
 // listed here is internal and may change without notice. The testkit is deliberately absent.
 
 // Runtime API: connect, spawn governed tasks, delegate; authorities; the submitting client.
-export { Runtime, newTaskId, type ConnectOptions, type SpawnRequest } from "./runtime/runtime.ts";
+export { Runtime, newTaskId, newChildTaskId, type ConnectOptions, type SpawnRequest } from "./runtime/runtime.ts";
 export { Authority, type GrantOptions } from "./runtime/authority.ts";
 export { submitTask, awaitOutcome, type AwaitOptions, type Submission } from "./runtime/client.ts";
 export { systemClock, skewedClock, type Clock } from "./runtime/clock.ts";
@@ -46,6 +46,9 @@ export {
   type DelegateOptions,
   type RequestOptions,
 } from "./core/artifacts.ts";
+
+// Child task ids: in their parent's namespace, the only ones a gateway signs a spawn lineage for.
+export { childTaskId, isChildTaskIdOf, CHILD_TASK_DOMAIN, CHILD_TASK_PREFIX_LENGTH, MAX_CHILD_LABEL_LENGTH } from "./core/child-task-id.ts";
 
 // The pure decision and its contract types.
 export { decide, clearSignatureMemo, signatureMemoStats, type PolicyEvaluator } from "./core/decide.ts";

@@ -24,6 +24,7 @@ import type { AuditBackend } from "../audit/backend.ts";
 import type { AppendReceipt } from "../audit/store.ts";
 import type { CheckpointPayload, PreparedEntry } from "../audit/records.ts";
 import { artifactId, spawnLineage } from "../core/artifacts.ts";
+import { isChildTaskIdOf } from "../core/child-task-id.ts";
 import { decide, primeVerified } from "../core/decide.ts";
 import { assertAcceptableKey } from "../core/trust-store.ts";
 import type {
@@ -81,12 +82,17 @@ export interface ActionContext {
   readonly signal: AbortSignal;
   /**
    * Spawn a child task while this one executes. The gateway signs the spawn lineage event
-   * naming this task's allow decision; after this handler returns, spawning is refused.
+   * naming this task's allow decision; after this handler returns, spawning is refused. The
+   * child's task id must be in this task's namespace (childTaskId(ctx.taskId, label); Runtime.child
+   * makes one): any other is refused (rejects with an Error whose message starts `LINEAGE_BROKEN:`),
+   * and nothing is signed or submitted. A task id that is not a subject token rejects with TypeError.
    */
   spawn(child: ChildTask): Promise<TaskOutcome>;
   /**
    * The lineage a child of this task needs (this task's lineage plus a fresh spawn event signed
-   * by the gateway), for callers that publish and submit the child themselves.
+   * by the gateway), for callers that publish and submit the child themselves. Throws an Error
+   * whose message starts `LINEAGE_BROKEN:`, signing nothing, when `childTaskId` is not in this
+   * task's namespace (childTaskId(ctx.taskId, label)).
    */
   attest(childTaskId: string, childArtifact: SignedArtifact): SignedLineage[];
 }
@@ -286,9 +292,12 @@ type ClaimOwner = "none" | "this" | "other" | "deleted" | "denied" | "unread";
  * authority's origin lineage ties the task id to that artifact and the artifact to its holder,
  * and only the holder's key signs such a request. A deny of it may spend the task id (#copyMark)
  * without letting anyone else spend a task id not theirs. Not for a delegated request: a spawn
- * lineage names whatever child task id the parent's handler chose, another holder's included
- * (found by review: a denied child burned a victim's root task id). And not once revoked: that
- * deny is final without spending anything.
+ * lineage may name a child task id outside its parent's namespace, another holder's included
+ * (found by review: a denied child burned a victim's root task id). This gateway no longer signs
+ * one (#spawnEvent), but `decide` does not check the namespace (recorded logs must replay) and a
+ * peer of an earlier version still signs any id; spending a child's id would take a namespace
+ * check over the whole lineage here, and is left for now. And not once revoked: that deny is
+ * final without spending anything.
  */
 const HOLDERS_OWN: readonly CheckName[] = ["request-signature", "chain-signatures", "lineage-signatures", "issuer", "identity", "delegation", "lineage", "revocation"];
 
@@ -1566,8 +1575,22 @@ export class Gateway {
     }).catch((e: unknown) => this.#warn(`task ${taskId}: watching its handler after its timeout failed: ${describeThrown(e)}`));
   }
 
-  /** The gateway's attestation that `parent` was executing when it spawned the child. */
+  /**
+   * The gateway's attestation that `parent` was executing when it spawned the child. Both
+   * ctx.spawn and ctx.attest come through here, and nothing else signs a spawn lineage.
+   *
+   * Policy: only for a child task id in the parent's namespace (core/child-task-id.ts), else
+   * LINEAGE_BROKEN and nothing is signed. A lineage naming another holder's task id would let the
+   * parent's child take that id's claim, and the holder's own task would be REPLAYED (found by
+   * review). The check sits here, where the lineage is signed, not in `decide`: an honest
+   * gateway never signs such a lineage, and one whose key signs anything is a compromised gateway
+   * key, which this does not defend against. Leaving `decide` and replay as they were keeps
+   * recorded logs, whose children were named any way, replaying clean.
+   */
   #spawnEvent(parent: { taskId: string; chain: SignedArtifact[]; decisionId: string }, childTaskId: string, childArtifact: SignedArtifact): SignedLineage {
+    if (!isChildTaskIdOf(parent.taskId, childTaskId)) {
+      throw new Error(`LINEAGE_BROKEN: child task id ${JSON.stringify(childTaskId)} is not in the namespace of parent task ${parent.taskId} (derive it with childTaskId(parentTaskId, label))`);
+    }
     const leaf = parent.chain[parent.chain.length - 1];
     if (!leaf) throw new Error("parent has no artifact");
     return spawnLineage(this.#o.gatewayKey, {

@@ -8,6 +8,7 @@ import type { JsonValue } from "../canonical/jcs.ts";
 import { CanonicalError } from "../canonical/errors.ts";
 import type { KeyPair } from "../crypto/keys.ts";
 import { delegateArtifact, signRequest, type DelegateOptions } from "../core/artifacts.ts";
+import { childTaskId, isChildTaskIdOf } from "../core/child-task-id.ts";
 import type { SignedArtifact } from "../core/types.ts";
 import { Gateway, type ActionHandler, type GatewayOptions } from "../gateway/gateway.ts";
 import type { TaskOutcome } from "../gateway/outcome.ts";
@@ -68,9 +69,30 @@ export function newTaskId(): string {
   return `t-${randomBytes(12).toString("base64url")}`;
 }
 
+/**
+ * A fresh task id for a child of `parentTaskId`: in the parent's namespace (core/child-task-id.ts),
+ * with a random label. Throws TypeError when `parentTaskId` is not a task id.
+ */
+export function newChildTaskId(parentTaskId: string): string {
+  return childTaskId(parentTaskId, randomBytes(12).toString("base64url"));
+}
+
 /** A task id is a subject token (DESIGN §6): one that is not could never be answered on its subjects. */
 function assertTaskId(where: string, taskId: unknown): asserts taskId is string {
   if (typeof taskId !== "string" || !TASK_ID_RE.test(taskId)) throw new TypeError(`${where}: task id ${JSON.stringify(taskId)} is not a subject-safe token (${String(TASK_ID_RE)})`);
+}
+
+/**
+ * The task id Runtime.child gives a child: in its parent's namespace, whichever way it was asked
+ * for (a gateway would refuse any other with LINEAGE_BROKEN; refusing here says so sooner).
+ */
+function childTaskIdFor(o: { parentTaskId: string; label?: string; taskId?: string }): string {
+  assertTaskId("child: parentTaskId", o.parentTaskId);
+  if (o.label !== undefined && o.taskId !== undefined) throw new TypeError("child: give a label or a taskId, not both");
+  if (o.taskId === undefined) return o.label === undefined ? newChildTaskId(o.parentTaskId) : childTaskId(o.parentTaskId, o.label);
+  assertTaskId("child", o.taskId);
+  if (!isChildTaskIdOf(o.parentTaskId, o.taskId)) throw new TypeError(`child: task id ${JSON.stringify(o.taskId)} is not in the namespace of parent task ${o.parentTaskId} (use childTaskId(parentTaskId, label), or pass label)`);
+  return o.taskId;
 }
 
 /**
@@ -187,9 +209,16 @@ export class Runtime {
 
   /**
    * Prepare a child task for ctx.spawn(): a delegated artifact and the child's signed request.
-   * Throws TypeError when `parentTaskId` or `taskId` is not a subject token (TASK_ID_RE), when
-   * the delegation would widen the parent, or when args (or the delegation) are not I-JSON.
-   * Oversized args: see spawn().
+   *
+   * The child's task id is in its parent's namespace, the only ids a gateway signs a spawn lineage
+   * for (core/child-task-id.ts): childTaskId(parentTaskId, label) for the `label` given, else for
+   * a random one (newChildTaskId). An explicit `taskId` must already be one (from childTaskId
+   * with this parent); give `label` or `taskId`, not both.
+   *
+   * Throws TypeError, before anything is signed, when `parentTaskId` or `taskId` is not a subject
+   * token (TASK_ID_RE), `taskId` is not in the parent's namespace, `label` is not 1 to
+   * MAX_CHILD_LABEL_LENGTH letters, digits, '_' or '-', both are given, the delegation would
+   * widen the parent, or args (or the delegation) are not I-JSON. Oversized args: see spawn().
    */
   child(o: {
     parent: SignedArtifact;
@@ -200,15 +229,17 @@ export class Runtime {
     action: string;
     resource: string;
     args: JsonValue;
+    /** The child's label in its parent's namespace: its task id is childTaskId(parentTaskId, label). Default: a random one. */
+    label?: string;
+    /** The child's task id, when made already: must be childTaskId(parentTaskId, some label). */
     taskId?: string;
   }): { request: ReturnType<typeof signRequest>; args: JsonValue; artifact: SignedArtifact } {
-    assertTaskId("child: parentTaskId", o.parentTaskId);
-    if (o.taskId !== undefined) assertTaskId("child", o.taskId);
+    const taskId = childTaskIdFor(o);
     const artifact = this.delegate(o.parent, o.holderKey, { ...o.delegation, holder: o.childAgent.keyId });
     const now = this.clock();
     const request = signedOrTypeError("child", "its args, action or resource", () =>
       signRequest(o.childAgent, {
-        taskId: o.taskId ?? newTaskId(),
+        taskId,
         action: o.action,
         resource: o.resource,
         args: o.args,

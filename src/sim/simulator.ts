@@ -12,6 +12,7 @@ import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { JsonValue } from "../canonical/jcs.ts";
 import { artifactId, issueArtifact, originLineage, signRequest } from "../core/artifacts.ts";
+import { childTaskId } from "../core/child-task-id.ts";
 import type { Check, Decision, DenialCode, SignedArtifact, SignedLineage, SignedRequest } from "../core/types.ts";
 import type { KeyPair } from "../crypto/keys.ts";
 import { signPayload } from "../crypto/signing.ts";
@@ -130,6 +131,11 @@ class ScenarioRun {
   readonly policyEntries = new Map<string, Uint8Array>();
   readonly warnings: string[] = [];
   readonly finishing: Promise<unknown>[] = [];
+  /** Scenario task id → the parent it claims (`parent`, or a `splice-lineage` target). */
+  readonly claimedParent = new Map<string, string>();
+  /** wire(): scenario id → task id on the bus, and back. */
+  readonly wires = new Map<string, string>();
+  readonly scenarioIds = new Map<string, string>();
 
   constructor(
     readonly s: Scenario,
@@ -140,10 +146,38 @@ class ScenarioRun {
     this.prefix = `${runId}-${index}`;
     this.now = s.start;
     this.activePolicy = s.activePolicy;
+    // The loader made every parent and splice target an earlier task: wire() cannot loop.
+    const visit = (st: Step): void => {
+      if (st.kind === "task") {
+        const parent = st.tamper.find((t) => t.kind === "splice-lineage")?.parent ?? st.parent;
+        if (parent !== undefined) this.claimedParent.set(st.id, parent);
+      }
+      if (st.kind === "concurrently") st.steps.forEach(visit);
+    };
+    s.steps.forEach(visit);
   }
 
+  /**
+   * A scenario task's task id on the bus: `<run>-<index>-<id>` for a task that starts a lineage;
+   * for a child, `id` labelled in the namespace of the parent it claims (its `parent`, or the
+   * task its lineage is spliced onto), since the parent's gateway signs a spawn lineage for no
+   * other child id (core/child-task-id.ts). A splice is then refused by `decide`, not by the
+   * parent's gateway: the lineage it claims is signed, but links another artifact.
+   */
   wire(id: string): string {
-    return `${this.prefix}-${id}`;
+    let w = this.wires.get(id);
+    if (w === undefined) {
+      const parent = this.claimedParent.get(id);
+      w = parent === undefined ? `${this.prefix}-${id}` : childTaskId(this.wire(parent), id);
+      this.wires.set(id, w);
+      this.scenarioIds.set(w, id);
+    }
+    return w;
+  }
+
+  /** The scenario id of a task id on the bus (wire's inverse; anything else comes back as it is). */
+  scenarioIdOf(wireId: string): string {
+    return this.scenarioIds.get(wireId) ?? (wireId.startsWith(`${this.prefix}-`) ? wireId.slice(this.prefix.length + 1) : wireId);
   }
 
   key(kind: string, name: string): KeyPair {
@@ -271,7 +305,7 @@ class ScenarioRun {
   /** The action handler every gateway runs: counts executions, keeps parents alive for their children. */
   async handle(ctx: ActionContext): Promise<JsonValue> {
     this.executed.set(ctx.taskId, (this.executed.get(ctx.taskId) ?? 0) + 1);
-    const scenarioId = ctx.taskId.slice(this.prefix.length + 1);
+    const scenarioId = this.scenarioIdOf(ctx.taskId);
     if ((this.remainingChildren.get(scenarioId) ?? 0) > 0) {
       await new Promise<void>((release) => {
         this.live.set(ctx.taskId, { ctx, release });
@@ -328,7 +362,7 @@ class ScenarioRun {
     this.pendingFaults.delete(taskId);
     const slot = this.gateways.get(gatewayId);
     if (!slot) return;
-    this.event(-1, "fault", `gateway ${gatewayId} crashed at ${point} of ${taskId.slice(this.prefix.length + 1)}`);
+    this.event(-1, "fault", `gateway ${gatewayId} crashed at ${point} of ${this.scenarioIdOf(taskId)}`);
     const restart = (async () => {
       await slot.gw.crash();
       await sleep(f.restartAfterMs);

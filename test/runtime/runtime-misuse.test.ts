@@ -1,6 +1,8 @@
 // Caller mistakes with the runtime API are TypeErrors thrown up front, before anything reaches
-// the bus: task ids that are not subject tokens, a second handler for an action, use after close.
+// the bus: task ids that are not subject tokens (or, for a child, not in its parent's
+// namespace), a second handler for an action, use after close.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { childTaskId, isChildTaskIdOf } from "../../src/core/child-task-id.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { namedKey, namedNonce } from "../../src/testkit/world.ts";
 import { agent, runtimeWorld, type RuntimeWorld } from "./support.ts";
@@ -49,7 +51,34 @@ describe("runtime API: caller mistakes", () => {
       expect(() => w.rt.child({ ...base, taskId }), JSON.stringify(taskId)).toThrow(TypeError);
       expect(() => w.rt.child({ ...base, parentTaskId: taskId }), JSON.stringify(taskId)).toThrow(TypeError);
     }
-    expect(w.rt.child({ ...base, taskId: "child-1" }).request.payload.taskId).toBe("child-1");
+  });
+
+  it("child names its task id in the parent's namespace, and throws TypeError for one outside it", async () => {
+    const parentTaskId = newTaskId();
+    const parent = await w.grant(parentTaskId);
+    const base = {
+      parent,
+      parentTaskId,
+      holderKey: agent,
+      childAgent: namedKey("agent-child"),
+      delegation: { scope: { actions: ["transfer"], resources: ["payments/"], constraints: { amount: { max: 10 } } }, validity: parent.payload.validity, nonce: namedNonce("child-namespace"), attribution: { initiator: "t", reason: "r" } },
+      action: "transfer",
+      resource: "payments/child",
+      args: { amount: 1 },
+    };
+    // By default: a random label, a fresh id each time.
+    const a = w.rt.child(base).request.payload.taskId;
+    const b = w.rt.child(base).request.payload.taskId;
+    expect(a).not.toBe(b);
+    expect([isChildTaskIdOf(parentTaskId, a), isChildTaskIdOf(parentTaskId, b)]).toEqual([true, true]);
+    expect(w.rt.child({ ...base, label: "child-1" }).request.payload.taskId).toBe(childTaskId(parentTaskId, "child-1"));
+    expect(w.rt.child({ ...base, taskId: childTaskId(parentTaskId, "child-1") }).request.payload.taskId).toBe(childTaskId(parentTaskId, "child-1"));
+    // Another task's id, root or child, and a parent's own: not this parent's to name.
+    for (const taskId of ["child-1", newTaskId(), parentTaskId, childTaskId(newTaskId(), "child-1")]) {
+      expect(() => w.rt.child({ ...base, taskId }), taskId).toThrow(TypeError);
+    }
+    for (const label of ["", "a.b", "x".repeat(106)]) expect(() => w.rt.child({ ...base, label }), label).toThrow(TypeError);
+    expect(() => w.rt.child({ ...base, label: "child-1", taskId: childTaskId(parentTaskId, "child-1") })).toThrow(TypeError);
   });
 
   it("Authority.grant rejects with TypeError for a task id that is not a subject token", async () => {

@@ -9,6 +9,7 @@ import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { JsonValue } from "../../src/canonical/jcs.ts";
 import { artifactId as artifactIdOf, delegateArtifact, signRequest } from "../../src/core/artifacts.ts";
+import { childTaskId as childTaskIdOf } from "../../src/core/child-task-id.ts";
 import type { SignedArtifact, SignedRequest } from "../../src/core/types.ts";
 import type { KeyPair } from "../../src/crypto/keys.ts";
 import type { ActionContext, ChildTask, Gateway } from "../../src/gateway/gateway.ts";
@@ -359,7 +360,8 @@ async function spawnChild(w: SoakWorld, ctx: ActionContext, spec: string, keyOf:
   if (holderKey === undefined) throw new Error(`no key for holder ${leaf.payload.holder}`);
   const childKey = w.agents[(depth + 1) % w.agents.length]!;
   const stranger = w.agents[(depth + 3) % w.agents.length]!;
-  const childTaskId = `${ctx.taskId}-c`;
+  // In the parent's namespace: the gateway signs a spawn lineage for no other child id.
+  const childTaskId = childTaskIdOf(ctx.taskId, "c");
   const nested = spec === "nested";
   const delegation = {
     scope: { actions: nested ? ["transfer", "plan"] : ["transfer"], resources: ["payments/"], constraints: { amount: { max: 100 } } },
