@@ -48,7 +48,7 @@ export {
 } from "./core/artifacts.ts";
 
 // Child task ids: in their parent's namespace, the only ones a gateway signs a spawn lineage for.
-export { childTaskId, isChildTaskIdOf, CHILD_TASK_DOMAIN, CHILD_TASK_PREFIX_LENGTH, MAX_CHILD_LABEL_LENGTH } from "./core/child-task-id.ts";
+export { childTaskId, isChildTaskIdOf, hasChildTaskIdForm, CHILD_TASK_DOMAIN, CHILD_TASK_PREFIX_LENGTH, MAX_CHILD_LABEL_LENGTH } from "./core/child-task-id.ts";
 
 // The pure decision and its contract types.
 export { decide, clearSignatureMemo, signatureMemoStats, type PolicyEvaluator } from "./core/decide.ts";

@@ -14,6 +14,8 @@
 //     to name a victim's id, a parent would need a task id of its own whose prefix is the
 //     victim's first 22 characters. A random root id (newTaskId: "t-" and 16 characters) is too
 //     short to fall in any namespace at all; another task's child id, only by that preimage too.
+//   - Root ids never have this form: an authority grants none (hasChildTaskIdForm), or a root grant
+//     could name a labelled child's id, predictable from its parent's, and take it first.
 //   - The domain tag keeps these hashes apart from every other SHA-256 the system takes (content
 //     ids, Merkle leaves, signing inputs), and names a version should the form ever change.
 // Recorded logs and `decide` are untouched: the rule binds honest gateways when they sign, so
@@ -58,13 +60,24 @@ export function childTaskId(parentTaskId: string, label: string): string {
 }
 
 /**
+ * Whether `taskId` has the form of a child task id (`<22 characters>_<label>`), whoever's
+ * namespace it may be in: every 22 characters of a task id are base64url, so any such prefix may
+ * be some task's. An authority grants no root task with such an id (runtime/authority.ts grant):
+ * labelled child ids are predictable from their parent's, and a root grant naming one would let
+ * its holder run first and take that child's task id (found by review). False for anything that
+ * is not a task id.
+ */
+export function hasChildTaskIdForm(taskId: unknown): boolean {
+  return typeof taskId === "string" && TASK_ID_RE.test(taskId) && taskId.length > CHILD_TASK_PREFIX_LENGTH + 1 && taskId[CHILD_TASK_PREFIX_LENGTH] === "_";
+}
+
+/**
  * Whether `childId` is in `parentTaskId`'s namespace (a childTaskId of it, whatever its label).
  * False, never an exception, for anything else: values that are not strings or not task ids
  * included (gateways call this on ids a handler chose).
  */
 export function isChildTaskIdOf(parentTaskId: unknown, childId: unknown): boolean {
   if (typeof parentTaskId !== "string" || typeof childId !== "string") return false;
-  if (!TASK_ID_RE.test(parentTaskId) || !TASK_ID_RE.test(childId)) return false;
-  if (childId.length <= CHILD_TASK_PREFIX_LENGTH + 1 || childId[CHILD_TASK_PREFIX_LENGTH] !== "_") return false;
+  if (!TASK_ID_RE.test(parentTaskId) || !hasChildTaskIdForm(childId)) return false;
   return childId.slice(0, CHILD_TASK_PREFIX_LENGTH) === prefixOf(parentTaskId);
 }

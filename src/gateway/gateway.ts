@@ -1536,7 +1536,9 @@ export class Gateway {
         try {
           // Taken once, as for an outcome in time: the digest recorded and the result sent agree.
           const taken = snapshotResult(v === undefined ? null : v);
-          return { status: "succeeded", resultDigest: taken.digest, ...(taken.copy !== undefined ? { result: taken.copy } : {}), note: `it succeeded, result digest ${taken.digest}` };
+          // As in time: a result a client could not read is not sent, and the outcome says so.
+          const undelivered = taken.copy === undefined ? `; the result could not be delivered: a client could not read it (${taken.unreadable ?? "unreadable"}); see the audit log's resultDigest` : "";
+          return { status: "succeeded", resultDigest: taken.digest, ...(taken.copy !== undefined ? { result: taken.copy } : {}), note: `it succeeded, result digest ${taken.digest}${undelivered}` };
         } catch {
           return { status: "succeeded", note: "it succeeded, its result not I-JSON (not recorded)" };
         }

@@ -148,6 +148,11 @@ export function encodeOutcome(o: TaskOutcome, key: KeyPair, maxBytes: number = M
     ...(o.duplicate !== undefined ? { duplicate: o.duplicate } : {}),
     ...(o.originalDone !== undefined ? { originalDone: o.originalDone } : {}),
     ...(o.claimsUnread !== undefined ? { claimsUnread: o.claimsUnread } : {}),
+    // Policy: what the outcome is (an answer cut off by its timeout, or no answer at all but how
+    // such a handler ended) survives as long as anything is sent: a late outcome without `late`
+    // reads as an answer to its submission (found by review).
+    ...(o.timedOut !== undefined ? { timedOut: o.timedOut } : {}),
+    ...(o.late !== undefined ? { late: o.late } : {}),
     ...(o.resultDigest !== undefined ? { resultDigest: o.resultDigest } : {}),
     detail: "the outcome could not be delivered whole: see the audit log",
   };

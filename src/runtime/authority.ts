@@ -6,6 +6,7 @@ import type { KV } from "@nats-io/kv";
 import type { KeyPair } from "../crypto/keys.ts";
 import { fromB64u } from "../crypto/base64url.ts";
 import { heartbeat, issueArtifact, originLineage, revoke, type IssueOptions } from "../core/artifacts.ts";
+import { CHILD_TASK_PREFIX_LENGTH, hasChildTaskIdForm } from "../core/child-task-id.ts";
 import type { RevocationTarget, SignedArtifact, SignedLineage, SignedRevocation } from "../core/types.ts";
 import { tryParseStrict } from "../canonical/strict-parse.ts";
 import { PolicyEngine, screenPolicyText } from "../policy/cedar.ts";
@@ -458,6 +459,10 @@ export class Authority {
     // A task id is a subject token (DESIGN §6): one with a '.', a space or nothing at all would put
     // the origin lineage on another task's subject, or on none a gateway reads.
     if (typeof o.taskId !== "string" || !TASK_ID_RE.test(o.taskId)) throw new TypeError(`grant: task id ${JSON.stringify(o.taskId)} is not a subject-safe token (${String(TASK_ID_RE)})`);
+    // Policy: no root task in any parent's namespace. Gateways sign a spawn lineage only for a child
+    // id in its parent's namespace (core/child-task-id.ts); an origin lineage naming an id of that
+    // form would let its holder take a child's id, predictable once labelled, ahead of the child.
+    if (hasChildTaskIdForm(o.taskId)) throw new TypeError(`grant: task id ${JSON.stringify(o.taskId)} has the form of a child task id (${CHILD_TASK_PREFIX_LENGTH} characters, then '_'): a root task id must not (newTaskId makes one)`);
     const policy = o.policy ?? this.#policy;
     if (!policy) throw new TypeError("grant: no policy published by this authority and none given");
     const { taskId, policy: _p, ...issue } = o;

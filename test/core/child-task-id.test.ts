@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { CHILD_TASK_PREFIX_LENGTH, MAX_CHILD_LABEL_LENGTH, childTaskId, isChildTaskIdOf } from "../../src/core/child-task-id.ts";
+import { CHILD_TASK_PREFIX_LENGTH, MAX_CHILD_LABEL_LENGTH, childTaskId, hasChildTaskIdForm, isChildTaskIdOf } from "../../src/core/child-task-id.ts";
 import { TASK_ID_RE } from "../../src/nats/contract.ts";
 import { newChildTaskId, newTaskId } from "../../src/runtime/runtime.ts";
 
@@ -96,6 +96,17 @@ describe("isChildTaskIdOf", () => {
       expect(isChildTaskIdOf(parent, junk)).toBe(false);
       expect(isChildTaskIdOf(junk, good)).toBe(false);
     }
+  });
+});
+
+describe("hasChildTaskIdForm", () => {
+  it("holds for every child id (property), and for no id newTaskId makes: an authority grants no root id of this form", () => {
+    fc.assert(fc.property(taskIdArb, labelArb, (parent, label) => hasChildTaskIdForm(childTaskId(parent, label))));
+    for (let i = 0; i < 100; i++) expect(hasChildTaskIdForm(newTaskId())).toBe(false);
+    expect(hasChildTaskIdForm(`${"a".repeat(CHILD_TASK_PREFIX_LENGTH)}_`)).toBe(false);
+    expect(hasChildTaskIdForm(`${"a".repeat(CHILD_TASK_PREFIX_LENGTH)}-x`)).toBe(false);
+    expect(hasChildTaskIdForm(`${"a".repeat(CHILD_TASK_PREFIX_LENGTH)}_x`)).toBe(true);
+    for (const v of [undefined, 1, "", "a.b", `${"a".repeat(CHILD_TASK_PREFIX_LENGTH)}_x.y`]) expect(hasChildTaskIdForm(v)).toBe(false);
   });
 });
 

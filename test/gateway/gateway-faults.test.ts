@@ -38,7 +38,9 @@ async function grant(hh: Harness, taskId: string, holder = agent.keyId) {
 
 /** An artifact for `taskId` whose origin lineage is never published: the task sits in `collecting`. */
 async function grantWithoutLineage(hh: Harness, taskId: string): Promise<SignedArtifact> {
-  return (await grant(hh, `other-${taskId}`)).artifact;
+  // Suffixed, not prefixed: "other-" and a newTaskId would put a random character at index 22,
+  // an id of child form one time in 64, which Authority.grant refuses.
+  return (await grant(hh, `${taskId}-other`)).artifact;
 }
 
 /**

@@ -71,6 +71,14 @@ it("encodeOutcome: over the limit, the result is left out (saying why) and the r
   expect(readBack(encodeOutcome(deny, gw, 2_000)?.text)).toMatchObject({ verdict: "deny", status: "denied", duplicate: true, claimsUnread: true, submissionId: "S".repeat(43) });
 });
 
+it("encodeOutcome: a minimal outcome keeps `late` and `timedOut` (found by review: a late outcome without its mark reads as an answer)", () => {
+  const late: TaskOutcome = { taskId: "t-4", gatewayId: "gw-1", verdict: "allow", codes: [], status: "failed", late: true, submissionId: "S".repeat(43), error: `after its timeout: ${"z".repeat(5_000)}` };
+  const sent = readBack(encodeOutcome(late, gw, 2_000)?.text);
+  expect(sent).toMatchObject({ verdict: "allow", status: "failed", late: true, submissionId: "S".repeat(43) });
+  const cut: TaskOutcome = { taskId: "t-5", gatewayId: "gw-1", verdict: "allow", codes: [], status: "failed", timedOut: true, error: "w".repeat(5_000) };
+  expect(readBack(encodeOutcome(cut, gw, 2_000)?.text)).toMatchObject({ status: "failed", timedOut: true });
+});
+
 it("encodeOutcome reads the outcome once: a getter in the result cannot make the sent bytes differ from the signed ones", () => {
   let reads = 0;
   const result = {

@@ -40,7 +40,7 @@ it("spawn() on a runtime with its own gateway does not report success for a task
   await hh.runtime.nc.flush();
   // A grant whose origin lineage names another task: the gateway denies it (LINEAGE_BROKEN / NO_ARTIFACT).
   const t = newTaskId();
-  const { artifact } = await hh.authority.grant({ taskId: `other-${t}`, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: Date.now() - 60_000, expiresAt: Date.now() + 3_600_000 }, nonce: namedNonce(`g-${t}`), attribution: { initiator: "t", reason: "r" } });
+  const { artifact } = await hh.authority.grant({ taskId: `${t}-other`, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: Date.now() - 60_000, expiresAt: Date.now() + 3_600_000 }, nonce: namedNonce(`g-${t}`), attribution: { initiator: "t", reason: "r" } });
   const o = await rt.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId: t }).outcome;
   spy.unsubscribe();
   expect(ran).toBe(0);
