@@ -1240,6 +1240,8 @@ export class Gateway {
     const resultProblemByTask = new Map<string, string>();
     /** Set when the handler was cut off by its timeout: the outcome says so (`timedOut`), and a late one may follow. */
     let handlerTimedOut = false;
+    /** Set once the execution's outcome record is written: only then can a late one follow it. */
+    let outcomeWasRecorded = false;
 
     const verifyStep = async (input: { taskId: string; evidence: Evidence }): Promise<VerifyResult> => {
       const ev = input.evidence;
@@ -1409,7 +1411,10 @@ export class Gateway {
             ...(r.error !== undefined ? { error: r.error } : {}),
           });
           written.then(
-            () => outcomeRecorded(true),
+            () => {
+              outcomeWasRecorded = true;
+              outcomeRecorded(true);
+            },
             () => outcomeRecorded(false),
           );
           await written;
@@ -1480,7 +1485,9 @@ export class Gateway {
           ...(result !== undefined ? { result } : {}),
           ...(resultProblem !== undefined ? { detail: resultProblem } : {}),
           ...(r?.error !== undefined ? { error: r.error } : out.outcomeError !== undefined ? { error: out.outcomeError } : {}),
-          ...(handlerTimedOut ? { timedOut: true as const } : {}),
+          // Only when its failed outcome is in the log: a late one is recorded only after it, so
+          // without it none will come, and a client would wait out its window for nothing.
+          ...(handlerTimedOut && outcomeWasRecorded ? { timedOut: true as const } : {}),
         };
       }
     } catch (e) {

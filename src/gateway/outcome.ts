@@ -47,7 +47,8 @@ export interface TaskOutcome {
   /**
    * Set on a "failed" outcome whose handler was cut off by its timeout: it was told to stop
    * (ctx.signal) but may still be running, and what it does may still take effect. If it ends
-   * while its gateway runs, a `late` outcome follows on the same subject.
+   * while its gateway runs, a `late` outcome follows on the same subject. Not set when the failed
+   * outcome could not be recorded (no late one can follow it); the error still says it may run.
    */
   timedOut?: true;
   /**
