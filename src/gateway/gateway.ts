@@ -288,18 +288,33 @@ function assertNever(x: never): never {
 type ClaimOwner = "none" | "this" | "other" | "deleted" | "denied" | "unread";
 
 /**
- * The checks that, all passed on a root request (one artifact), show it is its holder's own: the
- * authority's origin lineage ties the task id to that artifact and the artifact to its holder,
- * and only the holder's key signs such a request. A deny of it may spend the task id (#copyMark)
- * without letting anyone else spend a task id not theirs. Not for a delegated request: a spawn
- * lineage may name a child task id outside its parent's namespace, another holder's included
- * (found by review: a denied child burned a victim's root task id). This gateway no longer signs
- * one (#spawnEvent), but `decide` does not check the namespace (recorded logs must replay) and a
- * peer of an earlier version still signs any id; spending a child's id would take a namespace
- * check over the whole lineage here, and is left for now. And not once revoked: that deny is
+ * The checks that, all passed, show a request is its holder's own: the authority's origin lineage
+ * ties the root task id to the root artifact, each spawn lineage (signed by a trusted gateway)
+ * ties a child task id to its artifact, the chain ties each artifact to its holder, and only the
+ * leaf holder's key signs the request. A deny of it may spend the task id (#copyMark) without
+ * letting anyone spend a task id not theirs, provided every child task id in its lineage is in
+ * its parent's namespace (childIdsInNamespaces): such an id is one only its parent's handler could
+ * have had a gateway sign a lineage for, so spending it burns nothing of another holder's. A spawn
+ * lineage naming any other id (a peer of an earlier version signs any; `decide` does not check the
+ * namespace, as recorded logs must replay) could name a victim's root task id (found by review: a
+ * denied child burned one), and such a deny spends nothing. And not once revoked: that deny is
  * final without spending anything.
  */
 const HOLDERS_OWN: readonly CheckName[] = ["request-signature", "chain-signatures", "lineage-signatures", "issuer", "identity", "delegation", "lineage", "revocation"];
+
+/**
+ * Every spawn event of a submission's lineage (all but the origin, first) names a child task id
+ * in its parent's namespace (core/child-task-id.ts). Read from attacker bytes: anything out of
+ * shape is false. With HOLDERS_OWN passed, the lineage is also known to run parent to child.
+ */
+function childIdsInNamespaces(lineage: readonly unknown[]): boolean {
+  return lineage.slice(1).every((l) => {
+    const p = typeof l === "object" && l !== null ? (l as { payload?: unknown }).payload : undefined;
+    if (typeof p !== "object" || p === null) return false;
+    const { parentTaskId, childTaskId } = p as { parentTaskId?: unknown; childTaskId?: unknown };
+    return isChildTaskIdOf(parentTaskId, childTaskId);
+  });
+}
 
 
 /** A flight's in-flight slot: lent out while its handler waits on children (see #lendingSlot). */
@@ -1209,7 +1224,7 @@ export class Gateway {
     // (taskDecided) and the cluster claim refuse the task id, and the set stays small.
     let claimedExecution = false;
     /** The claims this flight itself won, and its nonce's key once known: a deny looks up the others (#copyMark). */
-    const claims = { nonceKey: "", wonNonce: false, wonTask: false, chainLength: 0 };
+    const claims = { nonceKey: "", wonNonce: false, wonTask: false, childIdsOwn: false };
     /** Settles once this flight's outcome record is written (true) or will not be (false): a late outcome follows it (#watchLateHandler). */
     let outcomeRecorded: (written: boolean) => void = () => undefined;
     const outcomeWritten = new Promise<boolean>((r) => (outcomeRecorded = r));
@@ -1249,7 +1264,7 @@ export class Gateway {
       const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
       const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
       claims.nonceKey = key;
-      claims.chainLength = ev.chain.length;
+      claims.childIdsOwn = ev.chain.length > 0 && childIdsInNamespaces(ev.lineage);
       await this.#primeSignatures(ev);
       // Pre-check everything but the nonce, so a forged request cannot burn a real nonce.
       // Cedar is left to the recorded decision: a policy deny is the holder's own request
@@ -1721,7 +1736,7 @@ export class Gateway {
    * deny spends the task id first, with a claim marked denied, when `checks` show the request is
    * its holder's own (HOLDERS_OWN); a claim that cannot be made leaves the deny `claimsUnread`.
    */
-  async #copyMark(taskId: string, submissionId: string, claims: { nonceKey: string; wonNonce: boolean; wonTask: boolean; chainLength: number }, checks: readonly Check[] | undefined): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
+  async #copyMark(taskId: string, submissionId: string, claims: { nonceKey: string; wonNonce: boolean; wonTask: boolean; childIdsOwn: boolean }, checks: readonly Check[] | undefined): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
     // The task id is claimed only after the nonce: a flight that won it won both.
     if (claims.wonTask) return {};
     const nonceKey = claims.wonNonce ? "" : claims.nonceKey;
@@ -1747,7 +1762,7 @@ export class Gateway {
         // wins it, so never runs. Otherwise what cannot be read is not known.
         if (nonce === "other" || nonce === "denied") return {};
         if (task === "unread" || nonce === "unread") return { claimsUnread: true };
-        return this.#spendTaskId(taskId, submissionId, claims.nonceKey, checks, claims.chainLength, duplicate);
+        return this.#spendTaskId(taskId, submissionId, claims.nonceKey, checks, claims.childIdsOwn, duplicate);
       default:
         return assertNever(task);
     }
@@ -1759,7 +1774,7 @@ export class Gateway {
    * A deny on other grounds (no evidence, an untrusted or mis-signed chain, a broken lineage: what
    * anyone can submit for any task id) spends nothing, and stays as it was.
    */
-  async #spendTaskId(taskId: string, submissionId: string, nonceKey: string, checks: readonly Check[] | undefined, chainLength: number, duplicate: () => Pick<TaskOutcome, "duplicate" | "originalDone">): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
+  async #spendTaskId(taskId: string, submissionId: string, nonceKey: string, checks: readonly Check[] | undefined, childIdsOwn: boolean, duplicate: () => Pick<TaskOutcome, "duplicate" | "originalDone">): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
     // This gateway allowed the task id before (its claims lost since, say): never "never ran" to
     // write into the claims. A copy of the very submission it allowed is a duplicate; another
     // submission for that task id is denied for good; not knowing which, the client settles it.
@@ -1768,7 +1783,7 @@ export class Gateway {
       return ran === undefined ? { claimsUnread: true } : ran === submissionId ? duplicate() : {};
     }
     if (checks === undefined || !HOLDERS_OWN.every((name) => checks.some((c) => c.check === name && c.ok))) return {};
-    if (chainLength !== 1) return {};
+    if (!childIdsOwn) return {};
     const made = await this.#claim(taskClaimKey(taskId), { taskId, nonce: nonceKey, submissionId, outcome: DENIED_CLAIM_MARK });
     switch (made) {
       case "claimed":

@@ -1,6 +1,7 @@
-// A deny that spent nothing spends the task id (deny-spends-task-id.test.ts) only for a root
-// request: a spawn lineage may name a child task id outside its parent's namespace, another
-// holder's root task id included, so a delegated request "of its holder" can name a victim's id.
+// A deny that spent nothing spends the task id (deny-spends-task-id.test.ts) only when every
+// child id in its lineage is in its parent's namespace (deny-spend-child.test.ts): a spawn lineage
+// may name a child task id outside it, another holder's root task id included, so a delegated
+// request "of its holder" can name a victim's id.
 // Found by review: a child denied after its holder's key was revoked burned the victim's task id,
 // and the victim's own valid submission was REPLAYED. (A revoked request is denied for good
 // anyway: it needs no claim.) This gateway no longer signs such a lineage (ctx.spawn and
