@@ -8,6 +8,8 @@ export type CanonicalErrorCode =
   | "FORBIDDEN_KEY"
   | "LONE_SURROGATE"
   | "NON_FINITE"
+  /** A number written non-zero that is too small for a double: it would read as 0. */
+  | "UNDERFLOW"
   | "UNSAFE_INTEGER"
   | "NOT_JSON"
   | "NOT_CANONICAL";

@@ -78,6 +78,9 @@ class Reader {
     this.pos += m[0].length;
     const n = Number(m[0]);
     if (!Number.isFinite(n)) this.fail("NON_FINITE", `number ${m[0]} overflows`);
+    // A non-zero number below the smallest double reads as 0: refused like one too large, not
+    // taken as another value than the one written (RFC 7493 §2.2 asks for doubles' range).
+    if (n === 0 && /[1-9]/.test(m[0].split(/[eE]/)[0] ?? "")) this.fail("UNDERFLOW", `number ${m[0]} underflows to 0`);
     // RFC 7493 §2.2: integers beyond ±(2^53−1) cannot be exchanged exactly.
     if (Number.isInteger(n) && !Number.isSafeInteger(n)) this.fail("UNSAFE_INTEGER", `integer ${m[0]} beyond ±(2^53−1)`);
     return n;

@@ -52,6 +52,7 @@ describe("parseCanonical ≡ strict parse + canonical check", () => {
       ['{"a":"\\ud800"}', "LONE_SURROGATE"],
       ['{"a":9007199254740993}', "UNSAFE_INTEGER"],
       ['{"a":1e400}', "NON_FINITE"],
+      ['{"a":1e-400}', "UNDERFLOW"],
       [' {"a":1}', "NOT_CANONICAL"],
       ['\ufeff{"a":1}', "SYNTAX"],
       ['{"a":1}x', "SYNTAX"],

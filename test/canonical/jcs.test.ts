@@ -99,6 +99,9 @@ describe("strict parser: hostile input gets a stable code, never an exception es
     ["-9007199254740992", "UNSAFE_INTEGER"],
     ["1e30", "UNSAFE_INTEGER"],
     ["1e400", "NON_FINITE"],
+    ["1e-400", "UNDERFLOW"],
+    ["[-2.5e-999]", "UNDERFLOW"],
+    ['{"a":0.0000001e-330}', "UNDERFLOW"],
     ["NaN", "SYNTAX"],
     ["Infinity", "SYNTAX"],
     ["[1,]", "SYNTAX"],
@@ -112,6 +115,10 @@ describe("strict parser: hostile input gets a stable code, never an exception es
     ["[".repeat(100) + "]".repeat(100), "TOO_DEEP"],
     ["[" + "1,".repeat(200_000) + "1]", "TOO_LARGE"],
   ];
+  it("zero written as zero, and the smallest subnormal, are numbers, not underflows", () => {
+    const r = tryParseStrict("[0e-400,0.000e5,-0.0,5e-324]");
+    expect(r.ok && r.value).toEqual([0, 0, -0, 5e-324]);
+  });
   for (const [input, code] of cases) {
     const label = typeof input === "string" ? input.slice(0, 40) : `bytes(${input.length})`;
     it(`${JSON.stringify(label)} → ${code}`, () => {
