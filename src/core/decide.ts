@@ -410,16 +410,14 @@ function revocationProblem(
   r: SignedRequest["payload"],
   trust: TrustView,
 ): Problem {
-  const artifacts = (id: string): boolean => trust.isRevokedArtifact(id);
-  const keys = (id: string): boolean => trust.isRevokedKey(id);
   for (const [i, a] of chain.entries()) {
     // Revoking an ancestor revokes every descendant: the whole chain is checked.
-    if (artifacts(a.id)) return { code: "REVOKED", detail: `artifact[${i}] is revoked` };
-    if (keys(a.p.issuer)) return { code: "REVOKED", detail: `artifact[${i}] issuer key is revoked` };
-    if (keys(a.p.holder)) return { code: "REVOKED", detail: `artifact[${i}] holder key is revoked` };
+    if (trust.isRevokedArtifact(a.id)) return { code: "REVOKED", detail: `artifact[${i}] is revoked` };
+    if (trust.isRevokedKey(a.p.issuer)) return { code: "REVOKED", detail: `artifact[${i}] issuer key is revoked` };
+    if (trust.isRevokedKey(a.p.holder)) return { code: "REVOKED", detail: `artifact[${i}] holder key is revoked` };
   }
-  if (keys(r.agent)) return { code: "REVOKED", detail: "agent key is revoked" };
-  for (const [i, l] of lineage.entries()) if (keys(l.p.signer)) return { code: "REVOKED", detail: `lineage[${i}] signer key is revoked` };
+  if (trust.isRevokedKey(r.agent)) return { code: "REVOKED", detail: "agent key is revoked" };
+  for (const [i, l] of lineage.entries()) if (trust.isRevokedKey(l.p.signer)) return { code: "REVOKED", detail: `lineage[${i}] signer key is revoked` };
   return undefined;
 }
 

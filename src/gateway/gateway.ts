@@ -268,6 +268,11 @@ function snapshotResult(v: unknown): { digest: string; copy: JsonValue | undefin
   return copy.ok ? { digest, copy: copy.value } : { digest, copy: undefined, unreadable: copy.error.message };
 }
 
+/** Why a result snapshotResult took is not sent (its copy is undefined): said in time and late alike. */
+function undeliveredWhy(taken: { unreadable?: string }): string {
+  return `the result could not be delivered: a client could not read it (${taken.unreadable ?? "unreadable"}); see the audit log's resultDigest`;
+}
+
 /** What was thrown, as text, whatever it is (String() itself throws on some objects). */
 function describeThrown(e: unknown): string {
   try {
@@ -1360,7 +1365,7 @@ export class Gateway {
           return { status: "succeeded" };
         }
         if (taken.copy !== undefined) resultByTask.set(taskId, taken.copy);
-        else resultProblemByTask.set(taskId, `the result could not be delivered: a client could not read it (${taken.unreadable ?? "unreadable"}); see the audit log's resultDigest`);
+        else resultProblemByTask.set(taskId, undeliveredWhy(taken));
         return { status: "succeeded", resultDigest: taken.digest };
       } catch (e) {
         handlerAbort.abort(e);
@@ -1553,49 +1558,38 @@ export class Gateway {
     outcomeWritten: Promise<boolean>,
     publish: (late: Pick<TaskOutcome, "status" | "resultDigest" | "result" | "error" | "detail">) => void,
   ): void {
+    // `recorded`: the late outcome record's fields, which the published outcome carries too.
+    type Ended = { recorded: { status: "succeeded" | "failed"; resultDigest?: string; error?: string }; result?: JsonValue; note: string };
     const ended = running.then(
-      (v): { status: "succeeded"; resultDigest?: string; result?: JsonValue; note: string } => {
+      (v): Ended => {
         try {
           // Taken once, as for an outcome in time: the digest recorded and the result sent agree.
           const taken = snapshotResult(v === undefined ? null : v);
           // As in time: a result a client could not read is not sent, and the outcome says so.
-          const undelivered = taken.copy === undefined ? `; the result could not be delivered: a client could not read it (${taken.unreadable ?? "unreadable"}); see the audit log's resultDigest` : "";
-          return { status: "succeeded", resultDigest: taken.digest, ...(taken.copy !== undefined ? { result: taken.copy } : {}), note: `it succeeded, result digest ${taken.digest}${undelivered}` };
+          const undelivered = taken.copy === undefined ? `; ${undeliveredWhy(taken)}` : "";
+          return { recorded: { status: "succeeded", resultDigest: taken.digest }, ...(taken.copy !== undefined ? { result: taken.copy } : {}), note: `it succeeded, result digest ${taken.digest}${undelivered}` };
         } catch {
-          return { status: "succeeded", note: "it succeeded, its result not I-JSON (not recorded)" };
+          return { recorded: { status: "succeeded" }, note: "it succeeded, its result not I-JSON (not recorded)" };
         }
       },
-      (e: unknown): { status: "failed"; error: string; note: string } => {
+      (e: unknown): Ended => {
         const error = `after its timeout: ${describeThrown(e)}`;
-        return { status: "failed", error, note: `it failed: ${error}` };
+        return { recorded: { status: "failed", error }, note: `it failed: ${error}` };
       },
     );
     // (Never rejects: a handler's code may throw what String() cannot print, and an unhandled
     // rejection would end the process and every other task's outcome with it.)
     Promise.all([ended, outcomeWritten]).then(async ([how, written]) => {
-      this.#warn(`task ${taskId}: handler "${action}" ${how.status === "succeeded" ? "completed" : "failed"} after its timeout (its outcome is recorded as failed): ${how.note}`);
+      this.#warn(`task ${taskId}: handler "${action}" ${how.recorded.status === "succeeded" ? "completed" : "failed"} after its timeout (its outcome is recorded as failed): ${how.note}`);
       if (!written) return;
       try {
-        await this.#ledger.append({
-          type: "outcome",
-          taskId,
-          status: how.status,
-          late: true,
-          ...("resultDigest" in how && how.resultDigest !== undefined ? { resultDigest: how.resultDigest } : {}),
-          ...("error" in how ? { error: how.error } : {}),
-        });
+        await this.#ledger.append({ type: "outcome", taskId, late: true, ...how.recorded });
       } catch (e) {
         this.#warn(`task ${taskId}: how its handler ended after its timeout was not recorded: ${describeThrown(e)}`);
         return;
       }
       // Recorded first, then told (as every outcome): a client still listening learns how it ended.
-      publish({
-        status: how.status,
-        ...("resultDigest" in how && how.resultDigest !== undefined ? { resultDigest: how.resultDigest } : {}),
-        ...("result" in how && how.result !== undefined ? { result: how.result } : {}),
-        ...("error" in how ? { error: how.error } : {}),
-        detail: `the handler ended after its timeout: ${how.note}`,
-      });
+      publish({ ...how.recorded, ...(how.result !== undefined ? { result: how.result } : {}), detail: `the handler ended after its timeout: ${how.note}` });
     }).catch((e: unknown) => this.#warn(`task ${taskId}: watching its handler after its timeout failed: ${describeThrown(e)}`));
   }
 

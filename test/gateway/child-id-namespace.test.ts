@@ -16,6 +16,7 @@ import { SUBJECTS } from "../../src/nats/contract.ts";
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
+import { grantActions } from "./client-support.ts";
 import { namedKey, namedNonce } from "../../src/testkit/world.ts";
 
 const parentAgent = namedKey("agent-0");
@@ -29,18 +30,6 @@ afterEach(async () => {
   h = undefined;
 });
 
-async function rootGrant(hh: Harness, taskId: string, holder: string, actions: string[]): Promise<SignedArtifact> {
-  const now = Date.now();
-  const { artifact } = await hh.authority.grant({
-    taskId,
-    holder,
-    scope: { actions, resources: ["payments/"], constraints: {} },
-    validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
-    nonce: namedNonce(`child-ns-${taskId}`),
-    attribution: { initiator: "t", reason: "child id namespace" },
-  });
-  return artifact;
-}
 
 /** A child artifact for mallory, delegated from the executing parent's leaf (a valid delegation). */
 function malloryArtifact(hh: Harness, ctx: ActionContext): SignedArtifact {
@@ -82,7 +71,7 @@ it("ctx.spawn of a child named with another holder's root task id is refused, no
   const ran: string[] = [];
   gw.registerAction("transfer", ({ taskId }) => (ran.push(taskId), { ok: true }));
   const victimTask = newTaskId();
-  const victimArtifact = await rootGrant(hh, victimTask, victim.keyId, ["transfer"]);
+  const victimArtifact = (await grantActions(hh, victimTask, victim.keyId, ["transfer"])).artifact;
   let refused: unknown;
   gw.registerAction("plan", async (ctx) => {
     const artifact = malloryArtifact(hh, ctx);
@@ -99,7 +88,7 @@ it("ctx.spawn of a child named with another holder's root task id is refused, no
   });
   const watch = watchLineage(hh, victimTask);
   const parentTask = newTaskId();
-  expect(await runParent(hh, parentTask, await rootGrant(hh, parentTask, parentAgent.keyId, ["plan", "transfer"]))).toMatchObject({ status: "succeeded" });
+  expect(await runParent(hh, parentTask, (await grantActions(hh, parentTask, parentAgent.keyId, ["plan", "transfer"])).artifact)).toMatchObject({ status: "succeeded" });
   await watch.stop();
   const out = await victimTransfer(hh, victimTask, victimArtifact);
   expect(out, JSON.stringify({ codes: out.codes, detail: out.detail })).toMatchObject({ verdict: "allow", status: "succeeded" });
@@ -116,7 +105,7 @@ it("ctx.attest for another holder's root task id, or for another parent's child 
   const ran: string[] = [];
   gw.registerAction("transfer", ({ taskId }) => (ran.push(taskId), { ok: true }));
   const victimTask = newTaskId();
-  const victimArtifact = await rootGrant(hh, victimTask, victim.keyId, ["transfer"]);
+  const victimArtifact = (await grantActions(hh, victimTask, victim.keyId, ["transfer"])).artifact;
   // A child id in the namespace of a task that is not the one executing (the victim's).
   const victimChild = childTaskId(victimTask, "payroll");
   const refused: unknown[] = [];
@@ -135,7 +124,7 @@ it("ctx.attest for another holder's root task id, or for another parent's child 
   });
   const watch = watchLineage(hh, victimTask);
   const parentTask = newTaskId();
-  expect(await runParent(hh, parentTask, await rootGrant(hh, parentTask, parentAgent.keyId, ["plan", "transfer"]))).toMatchObject({ status: "succeeded" });
+  expect(await runParent(hh, parentTask, (await grantActions(hh, parentTask, parentAgent.keyId, ["plan", "transfer"])).artifact)).toMatchObject({ status: "succeeded" });
   // What a malicious parent would do with a lineage it was given: submit mallory's child under the
   // victim's task id, ahead of the victim.
   if (kept !== undefined) {

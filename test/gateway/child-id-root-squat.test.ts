@@ -9,10 +9,10 @@
 // the only lineage naming one is the spawn lineage of its parent's gateway.
 import { afterEach, expect, it } from "vitest";
 import { childTaskId } from "../../src/core/child-task-id.ts";
-import type { SignedArtifact } from "../../src/core/types.ts";
 import type { TaskOutcome } from "../../src/gateway/outcome.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
+import { grantActions } from "./client-support.ts";
 import { namedKey, namedNonce } from "../../src/testkit/world.ts";
 
 const parentAgent = namedKey("agent-0");
@@ -25,18 +25,6 @@ afterEach(async () => {
   h = undefined;
 });
 
-async function rootGrant(hh: Harness, taskId: string, holder: string, actions: string[]): Promise<SignedArtifact> {
-  const now = Date.now();
-  const { artifact } = await hh.authority.grant({
-    taskId,
-    holder,
-    scope: { actions, resources: ["payments/"], constraints: {} },
-    validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
-    nonce: namedNonce(`root-squat-${taskId}`),
-    attribution: { initiator: "t", reason: "root squat" },
-  });
-  return artifact;
-}
 
 it("a root grant for a victim's predictable child id is refused: the victim's labelled child runs", async () => {
   h = await startHarness({ gateways: 1 });
@@ -62,14 +50,14 @@ it("a root grant for a victim's predictable child id is refused: the victim's la
     return { child: childOutcome.status };
   });
   const parentTask = newTaskId();
-  const parentArtifact = await rootGrant(hh, parentTask, parentAgent.keyId, ["plan", "transfer"]);
+  const parentArtifact = (await grantActions(hh, parentTask, parentAgent.keyId, ["plan", "transfer"])).artifact;
 
   // Mallory, who holds nothing of the victim's, asks for a root grant naming the id the victim's
   // child will have, and runs it first.
   const squatted = childTaskId(parentTask, "research");
   let refused: unknown;
   try {
-    const artifact = await rootGrant(hh, squatted, mallory.keyId, ["transfer"]);
+    const artifact = (await grantActions(hh, squatted, mallory.keyId, ["transfer"])).artifact;
     const squat = await hh.runtime.spawn({ agent: mallory, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId: squatted }).outcome;
     expect(squat.verdict).toBe("allow");
   } catch (e) {

@@ -1,7 +1,7 @@
 // Shared by gateway and client tests: a harness per test on a real nats-server, a
 // gateway whose handler can be slowed (to keep a one-slot gateway busy), grants, and a transfer.
 import { afterEach, expect } from "vitest";
-import type { SignedArtifact } from "../../src/core/types.ts";
+import type { SignedArtifact, SignedLineage } from "../../src/core/types.ts";
 import type { Gateway } from "../../src/gateway/gateway.ts";
 import type { Authority } from "../../src/runtime/authority.ts";
 import type { TaskOutcome } from "../../src/gateway/outcome.ts";
@@ -81,6 +81,22 @@ export async function grantRoot(hh: Harness, taskId: string): Promise<SignedArti
 }
 
 /** `agent` transfers 1 under `artifact` as task `taskId`; resolves with the outcome. */
+/**
+ * A root grant for `taskId` held by `holder`, for `actions` on payments/: its artifact and the
+ * origin lineage the authority published for it (tests that build a child's lineage need it).
+ */
+export function grantActions(hh: Harness, taskId: string, holder: string, actions: string[]): Promise<{ artifact: SignedArtifact; lineage: SignedLineage }> {
+  const now = Date.now();
+  return hh.authority.grant({
+    taskId,
+    holder,
+    scope: { actions, resources: ["payments/"], constraints: {} },
+    validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
+    nonce: namedNonce(`actions-${taskId}-${roots++}`),
+    attribution: { initiator: "t", reason: "gateway tests" },
+  });
+}
+
 export function transfer(hh: Harness, taskId: string, artifact: SignedArtifact): Promise<TaskOutcome> {
   return hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
 }

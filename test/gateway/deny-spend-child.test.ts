@@ -16,6 +16,7 @@ import { DENIED_CLAIM_MARK, KV_BUCKETS, SUBJECTS, taskClaimKey } from "../../src
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
+import { grantActions } from "./client-support.ts";
 import { namedKey, namedNonce } from "../../src/testkit/world.ts";
 
 const parentAgent = namedKey("agent-0");
@@ -31,10 +32,6 @@ afterEach(async () => {
   h = undefined;
 });
 
-async function rootGrant(hh: Harness, taskId: string, holder: string, actions: string[]): Promise<{ artifact: SignedArtifact; lineage: SignedLineage }> {
-  const now = Date.now();
-  return hh.authority.grant({ taskId, holder, scope: { actions, resources: ["payments/"], constraints: {} }, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`dsc-${taskId}`), attribution: { initiator: "t", reason: "deny-spend child" } });
-}
 
 async function claimOf(hh: Harness, taskId: string): Promise<Record<string, unknown> | null> {
   const e = await (await new Kvm(hh.runtime.nc).open(KV_BUCKETS.nonces)).get(taskClaimKey(taskId));
@@ -49,7 +46,7 @@ async function claimOf(hh: Harness, taskId: string): Promise<Record<string, unkn
 async function keptChild(hh: Harness, forge?: { childTaskId: string }): Promise<{ chain: SignedArtifact[]; lineage: SignedLineage[]; parentTaskId: string; childTaskId: string }> {
   let kept: { chain: SignedArtifact[]; lineage: SignedLineage[]; parentTaskId: string; childTaskId: string } | undefined;
   const parentTask = newTaskId();
-  const { artifact, lineage: origin } = await rootGrant(hh, parentTask, parentAgent.keyId, ["plan", "transfer"]);
+  const { artifact, lineage: origin } = await grantActions(hh, parentTask, parentAgent.keyId, ["plan", "transfer"]);
   hh.gateways[0]!.registerAction("plan", (ctx) => {
     const leaf = ctx.chain[ctx.chain.length - 1]!;
     const childArtifact = hh.runtime.delegate(leaf, parentAgent, { holder: childAgent.keyId, scope: { actions: ["transfer"], resources: ["payments/"], constraints: {} }, validity: ctx.chain[0]!.payload.validity, nonce: namedNonce(`dsc-child-${ctx.taskId}`), attribution: { initiator: "p", reason: "c" } });
@@ -96,7 +93,7 @@ it("a child whose lineage names an id outside its parent's namespace (another ho
   const ran: string[] = [];
   hh.gateways[0]!.registerAction("transfer", ({ taskId }) => (ran.push(taskId), { ok: true }));
   const victimTask = newTaskId();
-  const { artifact: victimArtifact } = await rootGrant(hh, victimTask, victim.keyId, ["transfer"]);
+  const { artifact: victimArtifact } = await grantActions(hh, victimTask, victim.keyId, ["transfer"]);
   const k = await keptChild(hh, { childTaskId: victimTask });
   const now = Date.now();
   const args = { amount: 1 };

@@ -14,6 +14,7 @@ import { artifactId, signRequest, spawnLineage } from "../../src/core/artifacts.
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
+import { grantActions } from "./client-support.ts";
 import { namedKey, namedNonce } from "../../src/testkit/world.ts";
 import type { TaskOutcome } from "../../src/gateway/outcome.ts";
 
@@ -32,17 +33,6 @@ afterEach(async () => {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function rootGrant(hh: Harness, taskId: string, holder: string, actions: string[]): Promise<{ artifact: SignedArtifact; lineage: SignedLineage }> {
-  const now = Date.now();
-  return hh.authority.grant({
-    taskId,
-    holder,
-    scope: { actions, resources: ["payments/"], constraints: {} },
-    validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 },
-    nonce: namedNonce(`s11-${taskId}`),
-    attribution: { initiator: "t", reason: "review s11" },
-  });
-}
 
 function victimTransfer(hh: Harness, taskId: string, artifact: SignedArtifact): Promise<TaskOutcome> {
   return hh.runtime.spawn({ agent: victim, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
@@ -55,10 +45,10 @@ it("a delegated request naming another holder's root task id, denied once its ho
   const ran: string[] = [];
   gw.registerAction("transfer", ({ taskId }) => (ran.push(taskId), { ok: true }));
   const victimTask = newTaskId();
-  const { artifact: victimArtifact } = await rootGrant(hh, victimTask, victim.keyId, ["transfer"]);
+  const { artifact: victimArtifact } = await grantActions(hh, victimTask, victim.keyId, ["transfer"]);
   let kept: { chain: SignedArtifact[]; lineage: SignedLineage[]; parentTaskId: string } | undefined;
   const parentTask = newTaskId();
-  const { artifact: parentArtifact, lineage: parentOrigin } = await rootGrant(hh, parentTask, parentAgent.keyId, ["plan", "transfer"]);
+  const { artifact: parentArtifact, lineage: parentOrigin } = await grantActions(hh, parentTask, parentAgent.keyId, ["plan", "transfer"]);
   gw.registerAction("plan", (ctx) => {
     const childArtifact = hh.runtime.delegate(ctx.chain[ctx.chain.length - 1]!, parentAgent, {
       holder: mallory.keyId,
