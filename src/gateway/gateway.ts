@@ -1229,7 +1229,7 @@ export class Gateway {
     // (taskDecided) and the cluster claim refuse the task id, and the set stays small.
     let claimedExecution = false;
     /** The claims this flight itself won, and its nonce's key once known: a deny looks up the others (#copyMark). */
-    const claims = { nonceKey: "", wonNonce: false, wonTask: false, childIdsOwn: false };
+    const claims: { nonceKey: string; wonNonce: boolean; wonTask: boolean; lineage: readonly unknown[] } = { nonceKey: "", wonNonce: false, wonTask: false, lineage: [] };
     /** Settles once this flight's outcome record is written (true) or will not be (false): a late outcome follows it (#watchLateHandler). */
     let outcomeRecorded: (written: boolean) => void = () => undefined;
     const outcomeWritten = new Promise<boolean>((r) => (outcomeRecorded = r));
@@ -1269,7 +1269,8 @@ export class Gateway {
       const leaf = ev.chain[ev.chain.length - 1] as SignedArtifact | undefined;
       const key = typeof leaf?.payload?.nonce === "string" ? leaf.payload.nonce : "";
       claims.nonceKey = key;
-      claims.childIdsOwn = ev.chain.length > 0 && childIdsInNamespaces(ev.lineage);
+      // Kept for a deny that may spend the task id (#spendTaskId): only that reads it.
+      claims.lineage = ev.lineage;
       await this.#primeSignatures(ev);
       // Pre-check everything but the nonce, so a forged request cannot burn a real nonce.
       // Cedar is left to the recorded decision: a policy deny is the holder's own request
@@ -1730,7 +1731,7 @@ export class Gateway {
    * deny spends the task id first, with a claim marked denied, when `checks` show the request is
    * its holder's own (HOLDERS_OWN); a claim that cannot be made leaves the deny `claimsUnread`.
    */
-  async #copyMark(taskId: string, submissionId: string, claims: { nonceKey: string; wonNonce: boolean; wonTask: boolean; childIdsOwn: boolean }, checks: readonly Check[] | undefined): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
+  async #copyMark(taskId: string, submissionId: string, claims: { nonceKey: string; wonNonce: boolean; wonTask: boolean; lineage: readonly unknown[] }, checks: readonly Check[] | undefined): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
     // The task id is claimed only after the nonce: a flight that won it won both.
     if (claims.wonTask) return {};
     const nonceKey = claims.wonNonce ? "" : claims.nonceKey;
@@ -1756,7 +1757,7 @@ export class Gateway {
         // wins it, so never runs. Otherwise what cannot be read is not known.
         if (nonce === "other" || nonce === "denied") return {};
         if (task === "unread" || nonce === "unread") return { claimsUnread: true };
-        return this.#spendTaskId(taskId, submissionId, claims.nonceKey, checks, claims.childIdsOwn, duplicate);
+        return this.#spendTaskId(taskId, submissionId, claims.nonceKey, checks, claims.lineage, duplicate);
       default:
         return assertNever(task);
     }
@@ -1768,7 +1769,7 @@ export class Gateway {
    * A deny on other grounds (no evidence, an untrusted or mis-signed chain, a broken lineage: what
    * anyone can submit for any task id) spends nothing, and stays as it was.
    */
-  async #spendTaskId(taskId: string, submissionId: string, nonceKey: string, checks: readonly Check[] | undefined, childIdsOwn: boolean, duplicate: () => Pick<TaskOutcome, "duplicate" | "originalDone">): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
+  async #spendTaskId(taskId: string, submissionId: string, nonceKey: string, checks: readonly Check[] | undefined, lineage: readonly unknown[], duplicate: () => Pick<TaskOutcome, "duplicate" | "originalDone">): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
     // This gateway allowed the task id before (its claims lost since, say): never "never ran" to
     // write into the claims. A copy of the very submission it allowed is a duplicate; another
     // submission for that task id is denied for good; not knowing which, the client settles it.
@@ -1777,7 +1778,7 @@ export class Gateway {
       return ran === undefined ? { claimsUnread: true } : ran === submissionId ? duplicate() : {};
     }
     if (checks === undefined || !HOLDERS_OWN.every((name) => checks.some((c) => c.check === name && c.ok))) return {};
-    if (!childIdsOwn) return {};
+    if (!childIdsInNamespaces(lineage)) return {};
     const made = await this.#claim(taskClaimKey(taskId), { taskId, nonce: nonceKey, submissionId, outcome: DENIED_CLAIM_MARK });
     switch (made) {
       case "claimed":
