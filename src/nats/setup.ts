@@ -1,6 +1,6 @@
 // Creates the streams and buckets of the wire contract if they are missing. Idempotent, so
 // every gateway, authority and agent may call it at start.
-import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { KV_BUCKETS, MAX_MESSAGE_BYTES, STREAMS, SUBJECTS, TASK_CONSUMER } from "./contract.ts";
@@ -59,7 +59,37 @@ async function ensureStream(jsm: JetStreamManager, name: string, config: Omit<Pa
   }
 }
 
+/** How many times ensureBus goes through its steps when a stream it made vanishes under it. */
+const ENSURE_ATTEMPTS = 3;
+
+/** A stream (or the consumer on it) that is not there: deleted by another process mid-setup. */
+function isGone(e: unknown): boolean {
+  for (let c: unknown = e; c instanceof Error; c = c.cause) {
+    if (c instanceof JetStreamApiError && (c.code === JetStreamApiCodes.StreamNotFound || c.code === JetStreamApiCodes.ConsumerNotFound)) return true;
+  }
+  return false;
+}
+
+/**
+ * Make sure every stream, consumer and bucket of the wire contract exists, with its guards.
+ * A stream deleted by someone else between two of these steps (made, then gone before its
+ * guards are read) starts the steps again, up to ENSURE_ATTEMPTS times in all: a start that
+ * happens to overlap an operator remaking the governance stream then comes up on the new one
+ * instead of failing. Any other error, or the last attempt's, rejects as before (fail closed:
+ * nothing starts on a bus it could not check).
+ */
 export async function ensureBus(nc: NatsConnection, opts: BusSetupOptions = {}): Promise<{ jsm: JetStreamManager; policyKv: KV; nonceKv: KV }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await ensureBusOnce(nc, opts);
+    } catch (e) {
+      if (attempt >= ENSURE_ATTEMPTS || !isGone(e)) throw e;
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
+  }
+}
+
+async function ensureBusOnce(nc: NatsConnection, opts: BusSetupOptions): Promise<{ jsm: JetStreamManager; policyKv: KV; nonceKv: KV }> {
   const jsm = await jetstreamManager(nc);
   await ensureStream(jsm, STREAMS.tasks, {
     subjects: [SUBJECTS.taskSubmit],
