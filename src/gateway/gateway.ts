@@ -45,6 +45,7 @@ import { judgeActivation, readPolicyEntry } from "../policy/activation.ts";
 import { serveConsistencyProofs } from "../nats/proof-service.ts";
 import { DENIED_CLAIM_MARK, KV_BUCKETS, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
 import { claimOnce, ensureBus, type BusSetupOptions } from "../nats/setup.ts";
+import { SpawnRefusedError } from "./spawn-error.ts";
 import { readSubject } from "../nats/read-subject.ts";
 import { followStream, type FollowStreamOptions } from "../nats/follow-stream.ts";
 import { submitTask } from "../runtime/client.ts";
@@ -84,14 +85,14 @@ export interface ActionContext {
    * Spawn a child task while this one executes. The gateway signs the spawn lineage event
    * naming this task's allow decision; after this handler returns, spawning is refused. The
    * child's task id must be in this task's namespace (childTaskId(ctx.taskId, label); Runtime.child
-   * makes one): any other is refused (rejects with an Error whose message starts `LINEAGE_BROKEN:`),
+   * makes one): any other is refused (rejects with a SpawnRefusedError, code `LINEAGE_BROKEN`),
    * and nothing is signed or submitted. A task id that is not a subject token rejects with TypeError.
    */
   spawn(child: ChildTask): Promise<TaskOutcome>;
   /**
    * The lineage a child of this task needs (this task's lineage plus a fresh spawn event signed
-   * by the gateway), for callers that publish and submit the child themselves. Throws an Error
-   * whose message starts `LINEAGE_BROKEN:`, signing nothing, when `childTaskId` is not in this
+   * by the gateway), for callers that publish and submit the child themselves. Throws a
+   * SpawnRefusedError (code `LINEAGE_BROKEN`), signing nothing, when `childTaskId` is not in this
    * task's namespace (childTaskId(ctx.taskId, label)).
    */
   attest(childTaskId: string, childArtifact: SignedArtifact): SignedLineage[];
@@ -1340,11 +1341,11 @@ export class Gateway {
         gatewayId: this.id,
         signal: handlerAbort.signal,
         spawn: (child) => {
-          if (!childWindowOpen) return Promise.reject(new Error("LINEAGE_BROKEN: parent task is no longer executing"));
+          if (!childWindowOpen) return Promise.reject(new SpawnRefusedError("parent-not-executing", "parent task is no longer executing"));
           return this.#lendingSlot(lease, () => this.#spawnChild({ taskId, chain, lineage, decisionId: input.commit.decisionId }, child));
         },
         attest: (childTaskId, childArtifact) => {
-          if (!childWindowOpen) throw new Error("LINEAGE_BROKEN: parent task is no longer executing");
+          if (!childWindowOpen) throw new SpawnRefusedError("parent-not-executing", "parent task is no longer executing");
           return [...lineage, this.#spawnEvent({ taskId, chain, decisionId: input.commit.decisionId }, childTaskId, childArtifact)];
         },
       };
@@ -1608,7 +1609,7 @@ export class Gateway {
    */
   #spawnEvent(parent: { taskId: string; chain: SignedArtifact[]; decisionId: string }, childTaskId: string, childArtifact: SignedArtifact): SignedLineage {
     if (!isChildTaskIdOf(parent.taskId, childTaskId)) {
-      throw new Error(`LINEAGE_BROKEN: child task id ${JSON.stringify(childTaskId)} is not in the namespace of parent task ${parent.taskId} (derive it with childTaskId(parentTaskId, label))`);
+      throw new SpawnRefusedError("child-id-not-in-namespace", `child task id ${JSON.stringify(childTaskId)} is not in the namespace of parent task ${parent.taskId} (derive it with childTaskId(parentTaskId, label))`);
     }
     const leaf = parent.chain[parent.chain.length - 1];
     if (!leaf) throw new Error("parent has no artifact");

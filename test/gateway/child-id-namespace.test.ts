@@ -11,6 +11,7 @@ import { signRequest } from "../../src/core/artifacts.ts";
 import { childTaskId } from "../../src/core/child-task-id.ts";
 import type { SignedArtifact, SignedLineage } from "../../src/core/types.ts";
 import type { ActionContext } from "../../src/gateway/gateway.ts";
+import { SpawnRefusedError } from "../../src/gateway/spawn-error.ts";
 import type { TaskOutcome } from "../../src/gateway/outcome.ts";
 import { SUBJECTS } from "../../src/nats/contract.ts";
 import { submitTask } from "../../src/runtime/client.ts";
@@ -93,7 +94,8 @@ it("ctx.spawn of a child named with another holder's root task id is refused, no
   const out = await victimTransfer(hh, victimTask, victimArtifact);
   expect(out, JSON.stringify({ codes: out.codes, detail: out.detail })).toMatchObject({ verdict: "allow", status: "succeeded" });
   expect(ran).toEqual([victimTask]);
-  expect(refused).toBeInstanceOf(Error);
+  expect(refused).toBeInstanceOf(SpawnRefusedError);
+  expect(refused).toMatchObject({ code: "LINEAGE_BROKEN", reason: "child-id-not-in-namespace" });
   expect((refused as Error).message).toMatch(/^LINEAGE_BROKEN: child task id .* is not in the namespace of parent task /);
   expect(watch.seen).toEqual([]);
 }, 90_000);
@@ -140,8 +142,45 @@ it("ctx.attest for another holder's root task id, or for another parent's child 
   expect(kept).toBeUndefined();
   expect(refused).toHaveLength(2);
   for (const e of refused) {
-    expect(e).toBeInstanceOf(Error);
+    expect(e).toBeInstanceOf(SpawnRefusedError);
+    expect(e).toMatchObject({ code: "LINEAGE_BROKEN", reason: "child-id-not-in-namespace" });
     expect((e as Error).message).toMatch(/^LINEAGE_BROKEN: child task id .* is not in the namespace of parent task /);
+  }
+  expect(watch.seen).toEqual([]);
+}, 90_000);
+
+it("a handler that kept its ctx and spawns or attests after it returned is refused with SpawnRefusedError (parent-not-executing): nothing is signed or published", async () => {
+  h = await startHarness({ gateways: 1 });
+  const hh = h;
+  const gw = hh.gateways[0]!;
+  let kept: ActionContext | undefined;
+  gw.registerAction("plan", (ctx) => {
+    kept = ctx;
+    return { ok: true };
+  });
+  const parentTask = newTaskId();
+  expect(await runParent(hh, parentTask, (await grantActions(hh, parentTask, parentAgent.keyId, ["plan", "transfer"])).artifact)).toMatchObject({ status: "succeeded" });
+  const ctx = kept!;
+  const child = childTaskId(ctx.taskId, "late");
+  const watch = watchLineage(hh, child);
+  const artifact = malloryArtifact(hh, ctx);
+  let attested: unknown;
+  try {
+    ctx.attest(child, artifact);
+  } catch (e) {
+    attested = e;
+  }
+  const now = Date.now();
+  const request = signRequest(mallory, { taskId: child, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, artifact, parentTaskId: ctx.taskId, createdAt: now, notAfter: now + 20_000 });
+  const spawned = await ctx.spawn({ request, args: { amount: 1 }, artifact }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  await watch.stop();
+  for (const e of [attested, spawned]) {
+    expect(e).toBeInstanceOf(SpawnRefusedError);
+    expect(e).toMatchObject({ name: "SpawnRefusedError", code: "LINEAGE_BROKEN", reason: "parent-not-executing" });
+    expect((e as Error).message).toMatch(/^LINEAGE_BROKEN: parent task is no longer executing/);
   }
   expect(watch.seen).toEqual([]);
 }, 90_000);
