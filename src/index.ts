@@ -10,7 +10,7 @@ export { systemClock, skewedClock, type Clock } from "./runtime/clock.ts";
 // The execution gateway and what it reports.
 export { Gateway, DEFAULT_LIMITS, type ActionContext, type ActionHandler, type ChildTask, type GatewayOptions } from "./gateway/gateway.ts";
 export type { TaskOutcome, DecisionMessage } from "./gateway/outcome.ts";
-export { SpawnRefusedError, type SpawnRefusal } from "./gateway/spawn-error.ts";
+export { SpawnRefusedError, TaskRevokedError, type SpawnRefusal } from "./gateway/spawn-error.ts";
 export {
   taskMachine,
   isValidAllow,

@@ -45,7 +45,7 @@ import { judgeActivation, readPolicyEntry } from "../policy/activation.ts";
 import { serveConsistencyProofs } from "../nats/proof-service.ts";
 import { DENIED_CLAIM_MARK, KV_BUCKETS, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
 import { claimOnce, ensureBus, type BusSetupOptions } from "../nats/setup.ts";
-import { SpawnRefusedError } from "./spawn-error.ts";
+import { SpawnRefusedError, TaskRevokedError } from "./spawn-error.ts";
 import { readSubject } from "../nats/read-subject.ts";
 import { followStream, type FollowStreamOptions } from "../nats/follow-stream.ts";
 import { submitTask } from "../runtime/client.ts";
@@ -79,21 +79,30 @@ export interface ActionContext {
   readonly args: JsonValue;
   readonly chain: readonly SignedArtifact[];
   readonly gatewayId: string;
-  /** Aborted when the gateway shuts down, and when the handler overruns its timeout (its outcome is then already recorded as failed). */
+  /**
+   * Aborted when the gateway shuts down; when the handler overruns its timeout (its outcome is
+   * then already recorded as failed); and, with a TaskRevokedError (code REVOKED) as its reason,
+   * when a revocation touching this task arrives while it executes (its chain's artifacts, their
+   * issuers or holders, the requesting agent, its lineage's signers). Being told is all: what the
+   * handler has done stands, and its outcome is recorded as it ends.
+   */
   readonly signal: AbortSignal;
   /**
    * Spawn a child task while this one executes. The gateway signs the spawn lineage event
    * naming this task's allow decision; after this handler returns, spawning is refused. The
    * child's task id must be in this task's namespace (childTaskId(ctx.taskId, label); Runtime.child
    * makes one): any other is refused (rejects with a SpawnRefusedError, code `LINEAGE_BROKEN`),
-   * and nothing is signed or submitted. A task id that is not a subject token rejects with TypeError.
+   * and nothing is signed or submitted. So is a spawn once a revocation touching this task is in
+   * force (SpawnRefusedError, code `REVOKED`, reason `parent-revoked`): the child would be denied.
+   * A task id that is not a subject token rejects with TypeError.
    */
   spawn(child: ChildTask): Promise<TaskOutcome>;
   /**
    * The lineage a child of this task needs (this task's lineage plus a fresh spawn event signed
    * by the gateway), for callers that publish and submit the child themselves. Throws a
    * SpawnRefusedError (code `LINEAGE_BROKEN`), signing nothing, when `childTaskId` is not in this
-   * task's namespace (childTaskId(ctx.taskId, label)).
+   * task's namespace (childTaskId(ctx.taskId, label)), and (code `REVOKED`) once a revocation
+   * touching this task is in force.
    */
   attest(childTaskId: string, childArtifact: SignedArtifact): SignedLineage[];
 }
@@ -221,6 +230,8 @@ interface InFlight {
   /** Artifact ids and key ids the task depends on, from the evidence seen so far. */
   touches(): Set<string>;
   executing: boolean;
+  /** Set while the handler runs: a revocation touching the task tells it (ctx.signal). */
+  revokedWhileExecuting?: ((target: string) => void) | undefined;
 }
 
 /** What a decision is told of the two single-use claims. */
@@ -931,6 +942,16 @@ export class Gateway {
     return { at: future ? newest : oldest, oldest, stalest };
   }
 
+  /** The first of `ids` (artifact ids, key ids) revoked in this gateway's fold, as "artifact X" or "key K". */
+  #revokedAmong(ids: ReadonlySet<string>): string | undefined {
+    const state = this.#ledger.state;
+    for (const id of ids) {
+      if (state.revokedArtifacts.has(id)) return `artifact ${id}`;
+      if (state.revokedKeys.has(id)) return `key ${id}`;
+    }
+    return undefined;
+  }
+
   #applyRevocation(r: SignedRevocation): void {
     this.#tally.revocation(r);
     const t = r.payload.target;
@@ -950,7 +971,10 @@ export class Gateway {
     }
     const target = t.type === "artifact" ? t.id : t.keyId;
     for (const task of this.#inFlight.values()) {
-      if (!task.executing && task.touches().has(target)) task.send({ type: "REVOKED", detail: `${t.type} ${target}` });
+      if (!task.touches().has(target)) continue;
+      // Before execution, a deny. During it, the handler is told (ctx.signal) and spawns no more.
+      if (!task.executing) task.send({ type: "REVOKED", detail: `${t.type} ${target}` });
+      else task.revokedWhileExecuting?.(`${t.type} ${target}`);
     }
   }
 
@@ -1329,6 +1353,14 @@ export class Gateway {
       const onGatewayAbort = (): void => handlerAbort.abort(new Error("gateway stopping"));
       if (this.#abort.signal.aborted) onGatewayAbort();
       else this.#abort.signal.addEventListener("abort", onGatewayAbort, { once: true });
+      // A revocation of anything this task rests on, from now until the handler ends: the
+      // handler is told, and signs no more children (they would be denied REVOKED anyway).
+      entry.revokedWhileExecuting = (target) => {
+        if (!handlerAbort.signal.aborted) handlerAbort.abort(new TaskRevokedError(target));
+      };
+      // One that was in force before this point (a race with the decision) is told at once.
+      const alreadyRevoked = this.#revokedAmong(entry.touches());
+      if (alreadyRevoked !== undefined) entry.revokedWhileExecuting(alreadyRevoked);
       const chain = input.evidence.chain as SignedArtifact[];
       const lineage = input.evidence.lineage as SignedLineage[];
       const ctx: ActionContext = {
@@ -1342,10 +1374,14 @@ export class Gateway {
         signal: handlerAbort.signal,
         spawn: (child) => {
           if (!childWindowOpen) return Promise.reject(new SpawnRefusedError("parent-not-executing", "parent task is no longer executing"));
+          const revoked = this.#revokedAmong(entry.touches());
+          if (revoked !== undefined) return Promise.reject(new SpawnRefusedError("parent-revoked", `parent task rests on ${revoked}, revoked`));
           return this.#lendingSlot(lease, () => this.#spawnChild({ taskId, chain, lineage, decisionId: input.commit.decisionId }, child));
         },
         attest: (childTaskId, childArtifact) => {
           if (!childWindowOpen) throw new SpawnRefusedError("parent-not-executing", "parent task is no longer executing");
+          const revoked = this.#revokedAmong(entry.touches());
+          if (revoked !== undefined) throw new SpawnRefusedError("parent-revoked", `parent task rests on ${revoked}, revoked`);
           return [...lineage, this.#spawnEvent({ taskId, chain, decisionId: input.commit.decisionId }, childTaskId, childArtifact)];
         },
       };
@@ -1390,6 +1426,7 @@ export class Gateway {
         return { status: "failed", error: e instanceof Error ? e.message : String(e) };
       } finally {
         childWindowOpen = false;
+        entry.revokedWhileExecuting = undefined;
         this.#abort.signal.removeEventListener("abort", onGatewayAbort);
       }
     };
