@@ -1841,7 +1841,8 @@ export class Gateway {
     const seq = this.#ledger.state.tasks.get(taskId)?.decisionSeq;
     if (seq === undefined) return undefined;
     const rec = await this.#ledger.store.getRecord(seq).catch(() => undefined);
-    if (rec?.type !== "decision" || rec.decision.verdict !== "allow") return undefined;
+    // Policy: only this task's own allow names what ran; any other record there says nothing.
+    if (rec?.type !== "decision" || rec.taskId !== taskId || rec.decision.verdict !== "allow") return undefined;
     const input = rec.input as { request?: unknown; args?: unknown } | null;
     return input === null || typeof input !== "object" ? undefined : submissionIdOf({ request: input.request, args: input.args });
   }

@@ -85,8 +85,22 @@ export class Ledger {
 
   /** Queue a prepared entry (see append). */
   appendPrepared(prepared: PreparedEntry): Promise<AppendReceipt> {
-    applyRecord(this.#projected, recordOf(prepared.entry, this.#projected.size, "", 0));
+    const projectedSeq = this.#projected.size;
+    applyRecord(this.#projected, recordOf(prepared.entry, projectedSeq, "", 0));
     const p = this.#store.appendPrepared(prepared);
+    const e = prepared.entry;
+    if (e.type === "decision") {
+      // The projection numbers entries only (the store's checkpoints are not folded into it), so
+      // its seqs fall behind the log's once a checkpoint is written. A task's decisionSeq is read
+      // as a log position (gateway.ts #allowedSubmission): take the log's from the receipt.
+      p.then(
+        (r) => {
+          const t = this.#projected.tasks.get(e.taskId);
+          if (t?.decisionSeq === projectedSeq) t.decisionSeq = r.seq;
+        },
+        () => undefined,
+      );
+    }
     // Policy: whatever the reason (a failed write, AUDIT_INVALID_ENTRY from an entry prepare()
     // accepted, AUDIT_CLOSED), the entry is folded here and not in the log, and a fold cannot be
     // undone: every later decision would be made against a state the log does not give, so the
