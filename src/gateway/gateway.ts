@@ -1476,14 +1476,18 @@ export class Gateway {
             },
             () => outcomeRecorded(false),
           );
-          await written;
+          // Bounded like every other step: a write that never comes back ends the task `failed`
+          // (recordOutcome failed), as a rejected one does, instead of holding it for good.
+          await withTimeout(written, this.#o.stepTimeoutMs ?? 10_000, "outcome record");
         },
         recordDenial: async (input) => {
           if (decisionWrite && verifyResult?.decision.verdict === "allow") {
             // Allowed and recorded, then stopped before executing (revoked, bus lost): say so.
             // An allow whose write failed is not in the log: an outcome after it would be one
             // without an allow (replay: OUTCOME_WITHOUT_ALLOW).
-            const recorded = await decisionWrite.then(() => true, () => false);
+            // Bounded as the commit was: a write that never comes back must not hold the deny
+            // (an allow that lands later has no outcome, and the next start records it interrupted).
+            const recorded = await withTimeout(decisionWrite.then(() => true, () => false), this.#o.stepTimeoutMs ?? 10_000, "allow record").catch(() => false);
             if (!recorded) return;
             await this.#ledger.append({ type: "outcome", taskId, status: "failed", error: `${DENIED_BEFORE_EXECUTION}: ${input.codes.join(",")}: ${input.detail}` });
             return;
@@ -1502,7 +1506,8 @@ export class Gateway {
             decisionWrite = r.write;
             verifyResult = r.verify;
           }
-          const receipt = await decisionWrite;
+          // Policy: a deny stands without its record; waiting for one that never comes would hang the task.
+          const receipt = await withTimeout(decisionWrite, this.#o.stepTimeoutMs ?? 10_000, "deny record");
           decisionSeq = receipt.seq;
           this.#notifyDecision(taskId, verifyResult, receipt.seq);
         },
@@ -1543,7 +1548,8 @@ export class Gateway {
           ...(r?.resultDigest !== undefined ? { resultDigest: r.resultDigest } : {}),
           ...(result !== undefined ? { result } : {}),
           ...(resultProblem !== undefined ? { detail: resultProblem } : {}),
-          ...(r?.error !== undefined ? { error: r.error } : out.outcomeError !== undefined ? { error: out.outcomeError } : {}),
+          // An outcome record that failed after the handler returned: it ran, whatever "failed" says.
+          ...(r?.error !== undefined ? { error: r.error } : out.outcomeError !== undefined ? { error: `${out.outcomeError}: the handler ran and returned, but the audit log does not hold its outcome` } : {}),
           // Only when its failed outcome is in the log: a late one is recorded only after it, so
           // without it none will come, and a client would wait out its window for nothing.
           ...(handlerTimedOut && outcomeWasRecorded ? { timedOut: true as const } : {}),

@@ -1,0 +1,98 @@
+// Found by review (a fail-closed pass): "Timeouts … are transitions to denied" (DESIGN §4), and a task never
+// hangs. commitAllow is bounded (stepTimeoutMs), but the deny it leads to is not: recordDenial
+// (gateway.ts) awaits the same allow write with no bound (`await decisionWrite.then(…)`), and a
+// deny decided in `verifying` awaits its own record the same way. With a synced write that does
+// not come back (a stalled disk, a hung NFS mount), the commit times out, the task goes to
+// `denying`… and stays there: no outcome is ever published, the flight's `working` timer keeps
+// the task message from being redelivered to a healthy gateway, its slot is never released, and
+// the ledger still says "writable", so every later task is allowed, times out and hangs the same
+// way until all maxInFlight slots are held for good. (stop() hangs too: its checkpoint queues
+// behind the stalled batch.) The same holds after a handler ran: recordOutcome awaits its outcome
+// record with no bound, so a task whose handler returned stays `recordingOutcome` for good.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, expect, it } from "vitest";
+import { LevelBackend, type KvOp } from "../../src/audit/backend.ts";
+import { WrappedBackend } from "../../src/testkit/breakable-backend.ts";
+import { newTaskId } from "../../src/runtime/runtime.ts";
+import { startHarness, type Harness } from "../../src/testkit/harness.ts";
+import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
+
+/** Real LevelDB; while `stalled`, a synced batch does not come back until release(). */
+class StallingBackend extends WrappedBackend {
+  stalled = false;
+  readonly #held: (() => void)[] = [];
+  override batch(ops: readonly KvOp[], opts: { readonly sync: boolean }): Promise<void> {
+    if (!this.stalled) return this.inner.batch(ops, opts);
+    return new Promise<void>((resolve, reject) =>
+      this.#held.push(() => {
+        this.inner.batch(ops, opts).then(resolve, reject);
+      }),
+    );
+  }
+  release(): void {
+    this.stalled = false;
+    for (const go of this.#held.splice(0)) go();
+  }
+}
+
+const agent = namedKey("agent-0");
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+let h: Harness | undefined;
+let backend: StallingBackend | undefined;
+const dirs: string[] = [];
+afterEach(async () => {
+  backend?.release(); // or stop() would never end
+  await h?.close();
+  h = undefined;
+  backend = undefined;
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+it("an allow whose synced write never comes back is denied within a bounded time, and the flight ends", async () => {
+  h = await startHarness({ gateways: 0 });
+  const hh = h;
+  const d = mkdtempSync(join(tmpdir(), "fc-review-stall-"));
+  dirs.push(d);
+  backend = new StallingBackend(await LevelBackend.open(d));
+  const STEP = 1_000;
+  const gw = await hh.startGateway({ audit: backend, stepTimeoutMs: STEP, stopGraceMs: 500 });
+  let runs = 0;
+  gw.registerAction("transfer", () => (runs++, { ok: true }));
+  const taskId = newTaskId();
+  const now = Date.now();
+  const { artifact } = await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`rf-stall-${taskId}`), attribution: { initiator: "t", reason: "review failclosed" } });
+  await sleep(300);
+  backend.stalled = true; // the disk stops answering
+  void hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
+  // Evidence deadline 1.5 s, verify ≤ STEP, commit ≤ STEP: a bounded deny would be out well within this.
+  const by = Date.now() + 1_500 + 8 * STEP;
+  while (Date.now() < by && !hh.outcomes.some((o) => o.taskId === taskId)) await sleep(50);
+  const said = hh.outcomes.find((o) => o.taskId === taskId);
+  expect(runs).toBe(0);
+  expect({ outcome: said?.status, inFlight: gw.inFlight }).toEqual({ outcome: "denied", inFlight: 0 });
+}, 60_000);
+
+it("a handler that ran, whose outcome record's synced write never comes back, still ends its flight within a bounded time", async () => {
+  h = await startHarness({ gateways: 0 });
+  const hh = h;
+  const d = mkdtempSync(join(tmpdir(), "fc-review-stall-"));
+  dirs.push(d);
+  const b = (backend = new StallingBackend(await LevelBackend.open(d)));
+  const STEP = 1_000;
+  // The disk stops answering right after the allow is durable.
+  const gw = await hh.startGateway({ audit: b, stepTimeoutMs: STEP, stopGraceMs: 500, hooks: { afterAllowCommit: () => ((b.stalled = true), Promise.resolve()) } });
+  let runs = 0;
+  gw.registerAction("transfer", () => (runs++, { ok: true }));
+  const taskId = newTaskId();
+  const now = Date.now();
+  const { artifact } = await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`rf-stall2-${taskId}`), attribution: { initiator: "t", reason: "review failclosed" } });
+  void hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
+  const by = Date.now() + 1_500 + 8 * STEP;
+  while (Date.now() < by && !hh.outcomes.some((o) => o.taskId === taskId)) await sleep(50);
+  expect(runs).toBe(1);
+  expect({ answered: hh.outcomes.some((o) => o.taskId === taskId), inFlight: gw.inFlight }).toEqual({ answered: true, inFlight: 0 });
+  // Told that it ran: "failed" here is the record's, not the action's.
+  expect(hh.outcomes.find((o) => o.taskId === taskId)).toMatchObject({ verdict: "allow", status: "failed", error: expect.stringMatching(/^recordOutcome failed: .*outcome record.*: the handler ran and returned, but the audit log does not hold its outcome$/) });
+}, 60_000);
