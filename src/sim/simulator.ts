@@ -23,6 +23,7 @@ import { requestConsistencyProof } from "../nats/proof-service.ts";
 import { readCheckpointFeed } from "../nats/checkpoint-feed.ts";
 import { Gateway, type ActionContext } from "../gateway/gateway.ts";
 import type { TaskOutcome } from "../gateway/outcome.ts";
+import { SpawnRefusedError } from "../gateway/spawn-error.ts";
 import { natsServerAvailable, NatsServerNotFoundError, startNatsServer, type NatsServerHandle } from "../infra/nats-launcher.ts";
 import { KV_BUCKETS, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER } from "../nats/contract.ts";
 import { policyDigest as policyDigestOf } from "../policy/policy-document.ts";
@@ -699,14 +700,25 @@ class ScenarioRun {
     const splice = has("splice-lineage");
     const parentScenarioId = splice?.parent ?? st.parent;
     let lineage: SignedLineage[] = [];
+    let refused: TaskOutcome | undefined;
     if (parentScenarioId === undefined) {
       lineage = [originLineage(used.issuerKey, { childTaskId: wireId, childArtifact: leaf, emittedAt: this.now })];
     } else {
       const parentWire = this.wire(parentScenarioId);
       const alive = await this.waitLive(parentWire, 3_000);
       const parentRun = this.runs.get(parentScenarioId);
-      if (alive) lineage = this.live.get(parentWire)!.ctx.attest(wireId, leaf);
-      else lineage = parentRun?.lineage ?? [];
+      if (alive) {
+        const ctx = this.live.get(parentWire)!.ctx;
+        try {
+          lineage = ctx.attest(wireId, leaf);
+        } catch (e) {
+          // The parent's gateway signs no lineage for this child (its parent revoked while it
+          // executes, say): that refusal is the child's answer, and nothing is submitted.
+          if (!(e instanceof SpawnRefusedError)) throw e;
+          refused = { taskId: wireId, gatewayId: ctx.gatewayId, verdict: "deny", codes: [e.code], status: "denied", detail: e.message };
+          tamperText.push(`refused at spawn: ${e.reason}`);
+        }
+      } else lineage = parentRun?.lineage ?? [];
       if (splice) tamperText.push(`splice-lineage: ${splice.parent}`);
     }
     const signer = has("sign-as");
@@ -758,7 +770,7 @@ class ScenarioRun {
       this.lineage.push({ parentTaskId: parentScenarioId, childTaskId: st.id, childArtifactId: artifactId(leaf), ...(used.parent ? { parentArtifactId: artifactId(this.issued.get(used.parent)!.artifact) } : {}), ok: true });
     }
     const submittedAt = this.now;
-    const outcome = await this.submit(run, this.pendingFaults.get(wireId), index);
+    const outcome = refused !== undefined ? { outcome: refused, client: undefined } : await this.submit(run, this.pendingFaults.get(wireId), index);
     if (st.parent !== undefined) this.childDone(st.parent);
     this.report(st, index, run, outcome, submittedAt, tamperText);
   }

@@ -14,6 +14,7 @@ import type { SignedArtifact, SignedRequest } from "../../src/core/types.ts";
 import type { KeyPair } from "../../src/crypto/keys.ts";
 import type { ActionContext, ChildTask, Gateway } from "../../src/gateway/gateway.ts";
 import type { TaskOutcome } from "../../src/gateway/outcome.ts";
+import { SpawnRefusedError } from "../../src/gateway/spawn-error.ts";
 import { SUBJECTS } from "../../src/nats/contract.ts";
 import { DEFAULT_POLICY } from "../../src/policy/default-policy.ts";
 import { policyDigest, type PolicyDocument } from "../../src/policy/policy-document.ts";
@@ -412,7 +413,17 @@ async function spawnChild(w: SoakWorld, ctx: ActionContext, spec: string, keyOf:
       throw new Error(`unknown child variant ${spec}`);
   }
   const child: ChildTask = { request, args, artifact };
-  const o = await w.follow(r, "ctx.spawn", ctx.spawn(child));
+  // A parent revoked while it executes signs no more children: ctx.spawn refuses (code REVOKED),
+  // which is that child's deny, told at once. Any other refusal stays a thrown spawn (INV4).
+  const spawned =
+    spec === "revoked-parent"
+      ? ctx.spawn(child).catch((e: unknown): TaskOutcome => {
+          if (!(e instanceof SpawnRefusedError) || e.code !== "REVOKED") throw e;
+          r.notes.push(`refused at spawn: ${e.message}`);
+          return { taskId: childTaskId, gatewayId: ctx.gatewayId, verdict: "deny", codes: ["REVOKED"], status: "denied", detail: e.message };
+        })
+      : ctx.spawn(child);
+  const o = await w.follow(r, "ctx.spawn", spawned);
   return o?.status ?? "threw";
 }
 
