@@ -1485,11 +1485,18 @@ export class Gateway {
             // Allowed and recorded, then stopped before executing (revoked, bus lost): say so.
             // An allow whose write failed is not in the log: an outcome after it would be one
             // without an allow (replay: OUTCOME_WITHOUT_ALLOW).
-            // Bounded as the commit was: a write that never comes back must not hold the deny
-            // (an allow that lands later has no outcome, and the next start records it interrupted).
-            const recorded = await withTimeout(decisionWrite.then(() => true, () => false), this.#o.stepTimeoutMs ?? 10_000, "allow record").catch(() => false);
+            // Bounded as the commit was: a write that never comes back must not hold the deny.
+            // One that lands later still gets its outcome right after it, off this task's path
+            // (and if it never does, the next start records the allow interrupted).
+            const failedOutcome = { type: "outcome" as const, taskId, status: "failed" as const, error: `${DENIED_BEFORE_EXECUTION}: ${input.codes.join(",")}: ${input.detail}` };
+            const written = decisionWrite.then(() => true, () => false);
+            const recorded = await withTimeout(written, this.#o.stepTimeoutMs ?? 10_000, "allow record").catch(() => undefined);
+            if (recorded === undefined) {
+              void written.then((w) => (w ? this.#ledger.append(failedOutcome) : undefined)).catch((e: unknown) => this.#warn(`task ${taskId}: outcome of an allow denied before execution not recorded: ${String(e)}`));
+              return;
+            }
             if (!recorded) return;
-            await this.#ledger.append({ type: "outcome", taskId, status: "failed", error: `${DENIED_BEFORE_EXECUTION}: ${input.codes.join(",")}: ${input.detail}` });
+            await withTimeout(this.#ledger.append(failedOutcome), this.#o.stepTimeoutMs ?? 10_000, "outcome record");
             return;
           }
           if (!decisionWrite) {
