@@ -6,6 +6,7 @@ import { toB64u } from "../crypto/base64url.ts";
 import { sha256 } from "../crypto/hash.ts";
 import type { KeyPair } from "../crypto/keys.ts";
 import { contentId, signPayload } from "../crypto/signing.ts";
+import { check, signedArtifactSchema } from "./schema.ts";
 import { wideningReason } from "./scope.ts";
 import {
   ARTIFACT_KIND,
@@ -43,7 +44,21 @@ export function artifactId(a: SignedArtifact | ArtifactPayload): string {
   return contentId("payload" in a ? a.payload : a);
 }
 
-/** A root artifact, signed by a policy authority. */
+/**
+ * An artifact every gateway would refuse as MALFORMED (a nonce that is not 16 to 128 base64url
+ * characters, a key id that is not one, an empty scope, a validity that ends before it starts…)
+ * is a caller mistake: refused here, with the schema's reason, before anyone relies on it.
+ */
+function checkedArtifact(where: string, a: SignedArtifact): SignedArtifact {
+  const c = check(signedArtifactSchema, a);
+  if (!c.ok) throw new TypeError(`${where}: gateways would refuse this artifact as MALFORMED (${c.error})`);
+  return a;
+}
+
+/**
+ * A root artifact, signed by a policy authority. Throws TypeError for one every gateway would
+ * refuse as MALFORMED (see the artifact schema, core/schema.ts).
+ */
 export function issueArtifact(authority: KeyPair, o: IssueOptions): SignedArtifact {
   const payload: ArtifactPayload = {
     kind: ARTIFACT_KIND,
@@ -58,14 +73,15 @@ export function issueArtifact(authority: KeyPair, o: IssueOptions): SignedArtifa
     attribution: o.attribution,
     metadata: o.metadata ?? {},
   };
-  return signPayload("artifact", payload, authority);
+  return checkedArtifact("issueArtifact", signPayload("artifact", payload, authority));
 }
 
 export type DelegateOptions = Omit<IssueOptions, "policy">;
 
 /**
  * A delegated artifact, signed by the holder of `parent`. Refuses (TypeError) to make one that
- * widens its parent: the verifier would deny it anyway, and failing here tells the caller why.
+ * widens its parent, or that every gateway would refuse as MALFORMED: the verifier would deny it
+ * anyway, and failing here tells the caller why.
  */
 export function delegateArtifact(parent: SignedArtifact, holderKey: KeyPair, o: DelegateOptions): SignedArtifact {
   if (holderKey.keyId !== parent.payload.holder) throw new TypeError("delegate: signer is not the parent's holder");
@@ -85,7 +101,7 @@ export function delegateArtifact(parent: SignedArtifact, holderKey: KeyPair, o: 
   };
   const why = wideningReason(parent.payload, payload);
   if (why !== undefined) throw new TypeError(`delegate: ${why}`);
-  return signPayload("artifact", payload, holderKey);
+  return checkedArtifact("delegate", signPayload("artifact", payload, holderKey));
 }
 
 /** base64url SHA-256 of JCS(args): binds an approval to the exact arguments. */

@@ -39,6 +39,7 @@ const FOREIGN_VERSION_LEAD_MS = 5_000;
 /** The policy bucket's history could not be read in time (BUCKET_READ_MS). */
 export class PolicyBucketUnreadable extends Error {
   override readonly name = "PolicyBucketUnreadable";
+  readonly code = "POLICY_BUCKET_UNREADABLE" as const;
 }
 
 /** How long one read of the policy bucket's history may take (at connect, publish and each heartbeat). */
@@ -472,7 +473,6 @@ export class Authority {
     return { artifact, lineage };
   }
 
-  /** Stop heartbeating and, if it opened its own connection, close it (drain for at most 2 s: a bus that is down never drains). */
   /** Stop the feed follower, the bucket watch and the activation subscription, each whatever the others do. */
   #stopFollowing(): void {
     for (const stop of [() => this.#feed?.stop(), () => this.#policyWatch?.stop(), () => this.#activations?.unsubscribe()]) {
@@ -484,6 +484,7 @@ export class Authority {
     }
   }
 
+  /** Stop heartbeating and, if it opened its own connection, close it (drain for at most 2 s: a bus that is down never drains). */
   async close(): Promise<void> {
     this.stopHeartbeats();
     this.#stopFollowing();

@@ -40,9 +40,17 @@ export interface ConnectOptions {
    * "succeeded" cannot reach the agent; with no genuine answer, spawn() reports a deny at its
    * timeout). A runtime that runs a gateway always requires signed outcomes: that gateway's
    * key and its peerGateways are trusted besides these. A runtime that runs none and is given
-   * none trusts outcomes as far as NATS permissions on `failclosed.outcome.>` go.
+   * none must be given them, or told `acceptUnsignedOutcomes: true`: connect throws TypeError
+   * otherwise.
    */
   gatewayKeys?: string[];
+  /**
+   * For a runtime that runs no gateway and is given no `gatewayKeys`: take any outcome on the
+   * outcome subject, signed or not, trusting NATS permissions on `failclosed.outcome.>` alone
+   * (anyone who may publish there can tell spawn() "succeeded"). Off unless set; with
+   * `gatewayKeys`, or a gateway of its own, it changes nothing.
+   */
+  acceptUnsignedOutcomes?: boolean;
   /**
    * How long spawn()'s `late` goes on listening, after an outcome that says its handler was cut
    * off by its timeout (`timedOut`), for how that handler ended. Default 10 minutes.
@@ -59,8 +67,10 @@ export interface SpawnRequest {
   /** The artifact chain, root first; the last one is held by `agent`. */
   chain: SignedArtifact[];
   /**
-   * For a root task: the task id its authority's grant names. Default: a fresh id. A subject
-   * token (contract.ts TASK_ID_RE: letters, digits, '_' and '-', 1 to 128 of them).
+   * The task id: for a root task (a chain of one artifact) the one its authority's grant names,
+   * and required (spawn throws TypeError without it: the grant's origin lineage names one task
+   * id, and any other is denied LINEAGE_BROKEN). For a delegated chain, default a fresh id. A
+   * subject token (contract.ts TASK_ID_RE: letters, digits, '_' and '-', 1 to 128 of them).
    */
   taskId?: string;
 }
@@ -129,13 +139,25 @@ export class Runtime {
    * const rt = await Runtime.connect({ natsUrl, dataDir: "./audit", gateway: { gatewayId: "gw-1", gatewayKey, authorities: [authority.keyId] } });
    * rt.registerAction("transfer", async ({ args }) => ({ ok: true }));
    * const { outcome } = rt.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 10 }, chain: [artifact], taskId });
-   * console.log((await outcome).status); // "succeeded" or "denied"
+   * console.log((await outcome).status); // "succeeded", "failed" (the handler threw), "denied", or "unknown" (no answer it can trust)
    * // An outcome "failed" with `timedOut`: the handler was cut off, and may still be running.
    * // `late` tells how it ended, once its gateway records it (or undefined):
    * // const { outcome, late } = rt.spawn(...); (await late)?.status
    */
   static async connect(o: ConnectOptions): Promise<Runtime> {
     if (o.dataDir !== undefined && !o.gateway) throw new TypeError("connect: dataDir needs gateway settings (gatewayId, gatewayKey, authorities)");
+    if (o.dataDir === undefined && o.gateway !== undefined) throw new TypeError("connect: gateway settings need dataDir (the directory of the gateway's audit log); without it no gateway would run");
+    if (o.dataDir === undefined && o.gatewayKeys === undefined && o.acceptUnsignedOutcomes !== true) {
+      throw new TypeError("connect: a runtime that runs no gateway needs gatewayKeys (the keyIds of the gateways whose signed outcomes spawn() accepts), or acceptUnsignedOutcomes: true to take unsigned ones");
+    }
+    // Checked before anything connects or starts: a mistyped key would make every spawn() a deny at its timeout.
+    for (const k of o.gatewayKeys ?? []) {
+      try {
+        assertAcceptableKey(k);
+      } catch (e) {
+        throw new TypeError(`connect: gatewayKeys: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      }
+    }
     const nc = await natsConnect({ servers: o.natsUrl, name: "failclosed-runtime", maxReconnectAttempts: -1, reconnectTimeWait: 200 });
     let gateway: Gateway | undefined;
     try {
@@ -190,9 +212,10 @@ export class Runtime {
   spawn(r: SpawnRequest): { taskId: string; outcome: Promise<TaskOutcome>; late: Promise<TaskOutcome | undefined> } {
     if (this.#closed) throw new TypeError("spawn: this runtime is closed");
     if (r.taskId !== undefined) assertTaskId("spawn", r.taskId);
-    const taskId = r.taskId ?? newTaskId();
     const leaf = r.chain[r.chain.length - 1];
     if (!leaf) throw new TypeError("spawn: empty artifact chain");
+    if (r.taskId === undefined && r.chain.length === 1) throw new TypeError("spawn: a root task needs the task id its grant names (taskId): a fresh one would be denied LINEAGE_BROKEN");
+    const taskId = r.taskId ?? newTaskId();
     const now = this.clock();
     const request = signedOrTypeError("spawn", "its args, action or resource", () => signRequest(r.agent, { taskId, action: r.action, resource: r.resource, args: r.args, artifact: leaf, createdAt: now, notAfter: now + this.timeoutMs }));
     const tracked = submitTaskTracked(this.nc, {

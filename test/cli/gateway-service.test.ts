@@ -37,7 +37,8 @@ describe("failclosed gateway (process)", () => {
     const { proc, logs, exited } = await startGatewayProcess(["--nats", server.url, "--data", dir, "--id", "gw-svc", "--authority", authKey.keyId]);
     expect(logs()).toContain("started on");
 
-    const rt = await Runtime.connect({ natsUrl: server.url, outcomeTimeoutMs: 15_000 });
+    // The service makes its own key: outcomes are taken unsigned here (what is tested is the service).
+    const rt = await Runtime.connect({ natsUrl: server.url, outcomeTimeoutMs: 15_000, acceptUnsignedOutcomes: true });
     const agent = namedKey("svc-agent");
     const taskId = newTaskId();
     const now = Date.now();
