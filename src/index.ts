@@ -3,7 +3,8 @@
 
 // Runtime API: connect, spawn governed tasks, delegate; authorities; the submitting client.
 export { Runtime, newTaskId, newChildTaskId, type ConnectOptions, type SpawnRequest } from "./runtime/runtime.ts";
-export { Authority, type GrantOptions } from "./runtime/authority.ts";
+export { Authority, PolicyBucketUnreadable, type GrantOptions } from "./runtime/authority.ts";
+export { BusSetupError } from "./nats/setup.ts";
 export { submitTask, awaitOutcome, type AwaitOptions, type Submission } from "./runtime/client.ts";
 export { systemClock, skewedClock, type Clock } from "./runtime/clock.ts";
 

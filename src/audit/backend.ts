@@ -28,11 +28,20 @@ export interface AuditBackend {
 
 export class BackendError extends Error {
   override readonly name = "BackendError";
-  readonly code: "BACKEND_CLOSED" | "BACKEND_IO";
+  /** BACKEND_LOCKED: the directory's LevelDB is open elsewhere (another process, or another open in this one). */
+  readonly code: "BACKEND_CLOSED" | "BACKEND_IO" | "BACKEND_LOCKED";
   constructor(code: BackendError["code"], message: string, options?: { cause?: unknown }) {
     super(`${code}: ${message}`, options);
     this.code = code;
   }
+}
+
+/** abstract-level's "locked" (code LEVEL_LOCKED), anywhere in the cause chain. */
+function isLocked(e: unknown): boolean {
+  for (let c: unknown = e, i = 0; c instanceof Error && i < 8; c = c.cause, i++) {
+    if ((c as { code?: unknown }).code === "LEVEL_LOCKED") return true;
+  }
+  return false;
 }
 
 const toLevelRange = (r: KvRange): { gte?: string; lt?: string; reverse?: boolean; limit?: number } => {
@@ -58,6 +67,7 @@ export class LevelBackend implements AuditBackend {
     try {
       await db.open();
     } catch (e) {
+      if (isLocked(e)) throw new BackendError("BACKEND_LOCKED", `LevelDB at ${dir} is in use (another process, or another open of it in this one, holds its lock)`, { cause: e });
       throw new BackendError("BACKEND_IO", `cannot open LevelDB at ${dir}`, { cause: e });
     }
     return new LevelBackend(db);

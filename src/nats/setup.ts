@@ -25,6 +25,15 @@ export interface BusSetupOptions {
 
 const ns = (ms: number) => ms * 1_000_000;
 
+/**
+ * The bus cannot be set up as a gateway needs it. BUS_GUARDS_UNSET: a stream's guards (deny_purge,
+ * deny_delete, no rollups) are off and this account may not turn them on.
+ */
+export class BusSetupError extends Error {
+  override readonly name = "BusSetupError";
+  readonly code = "BUS_GUARDS_UNSET" as const;
+}
+
 type StreamGuards = { deny_purge?: true; deny_delete?: true; allow_rollup_hdrs?: false };
 
 /**
@@ -40,7 +49,7 @@ async function guardStream(jsm: JetStreamManager, name: string, guards: StreamGu
   try {
     await jsm.streams.update(name, { ...config, ...guards });
   } catch (e) {
-    if (required) throw new Error(`stream ${name}: could not set ${lacking.join(", ")} (a gateway needs them: set them once with an account that may update streams)`, { cause: e });
+    if (required) throw new BusSetupError(`stream ${name}: could not set ${lacking.join(", ")} (a gateway needs them: set them once with an account that may update streams)`, { cause: e });
   }
 }
 

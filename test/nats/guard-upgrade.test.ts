@@ -53,7 +53,9 @@ it("Authority.connect on a previous-release bus, without stream-update rights (c
 it("a gateway on that bus, without stream-update rights, refuses to start and says why", async () => {
   const dataDir = await mkdtemp(join(tmpdir(), "failclosed-guard-gw-"));
   try {
-    await expect(Gateway.start({ natsUrl: svcUrl(), gatewayId: "gw-1", gatewayKey: namedKey("gateway-1"), audit: join(dataDir, "gw-1"), authorities: [namedKey("authority").keyId] })).rejects.toThrow(/could not set deny_purge.*a gateway needs them/);
+    const started = Gateway.start({ natsUrl: svcUrl(), gatewayId: "gw-1", gatewayKey: namedKey("gateway-1"), audit: join(dataDir, "gw-1"), authorities: [namedKey("authority").keyId] });
+    await expect(started).rejects.toThrow(/could not set deny_purge.*a gateway needs them/);
+    await expect(started).rejects.toMatchObject({ name: "BusSetupError", code: "BUS_GUARDS_UNSET" });
   } finally {
     await rm(dataDir, { recursive: true, force: true });
   }
