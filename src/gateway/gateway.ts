@@ -240,6 +240,9 @@ type ClusterClaim = NonceState["cluster"];
 
 type SubmitParse = { taskId: string; request: unknown; args: unknown; intakeErrors: string[]; submissionId: string | undefined };
 
+/** The longest delay a Node.js timer honours; a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** A step (or a handler) that overran its time: it may still be running. */
 class StepTimeoutError extends Error {
   override readonly name = "StepTimeoutError";
@@ -494,6 +497,17 @@ export class Gateway {
     for (const k of [...o.authorities, ...(o.peerGateways ?? []), o.gatewayKey.keyId]) assertAcceptableKey(k);
     const proofRate = o.proofRequestsPerSec ?? 100;
     if (!Number.isFinite(proofRate) || proofRate < 0) throw new TypeError("proofRequestsPerSec must be a number ≥ 0");
+    // A timer given more than 2^31 − 1 ms (about 24.8 days) fires at once: every handler would be
+    // cut off as timed out while it runs, every step denied. And 0, a negative or a non-number
+    // time is no bound at all. Refused at the start, saying which.
+    const durations = { evidenceDeadlineMs: o.evidenceDeadlineMs, childTimeoutMs: o.childTimeoutMs, taskAckWaitMs: o.taskAckWaitMs, stepTimeoutMs: o.stepTimeoutMs, handlerTimeoutMs: o.handlerTimeoutMs, stopGraceMs: o.stopGraceMs, governanceWaitMs: o.governanceWaitMs, checkpointIntervalMs: o.checkpointIntervalMs, policyRecheckMs: o.policyRecheckMs };
+    for (const [k, v] of Object.entries(durations)) {
+      if (v === undefined) continue;
+      const zeroOk = k === "governanceWaitMs" || k === "policyRecheckMs" || k === "stopGraceMs" || k === "checkpointIntervalMs";
+      if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || (v === 0 && !zeroOk) || v > MAX_TIMER_MS) {
+        throw new TypeError(`${k} must be a number of ms ${zeroOk ? "from 0" : "above 0"} up to ${MAX_TIMER_MS} (a timer's longest); got ${String(v)}`);
+      }
+    }
     // decide() would deny every task on a limit that is not a number; say so at the start instead.
     for (const [k, v] of Object.entries({ ...DEFAULT_LIMITS, ...o.limits })) {
       if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new TypeError(`limits.${k} must be a number ≥ 0`);
@@ -1975,9 +1989,11 @@ export class Gateway {
     while (this.#inFlight.size > 0 && performance.now() < graceEnds) await new Promise((r) => setTimeout(r, 20));
     const running = [...this.#inFlight.values()].filter((t) => t.executing).length;
     if (running > 0) this.#warn(`stopping with ${running} handler(s) still running after the stop grace: the next start records them as interrupted`);
-    await this.#ledger.store.checkpoint().catch(() => undefined);
+    // Each bounded like a step: a disk that stopped answering must not hold stop() for good.
+    const step = this.#o.stepTimeoutMs ?? 10_000;
+    await withTimeout(this.#ledger.store.checkpoint(), step, "final checkpoint").catch(() => undefined);
     // The next start folds only what comes after this (a cache: the log stays the truth).
-    if (this.#ledger.writable) await this.#ledger.snapshot().catch((e: unknown) => this.#warn(`audit snapshot failed: ${String(e)}`));
+    if (this.#ledger.writable) await withTimeout(this.#ledger.snapshot(), step, "audit snapshot").catch((e: unknown) => this.#warn(`audit snapshot failed: ${String(e)}`));
     // Witnesses need the final checkpoint; give its publish (and any other) a moment to land.
     await Promise.race([Promise.allSettled([...this.#publishing]), new Promise((r) => setTimeout(r, 2_000))]);
     try {
@@ -1986,7 +2002,9 @@ export class Gateway {
       await this.#nc.close().catch(() => undefined);
     }
     await Promise.allSettled(this.#loops);
-    await this.#ledger.store.close();
+    // A log whose writes never come back never closes: stop() says so and returns (the process
+    // may exit; the next start recovers from what is durable, as after a crash).
+    await withTimeout(this.#ledger.store.close(), step, "audit log close").catch((e: unknown) => this.#warn(`audit log not closed: ${String(e)}`));
     await this.#verifyPool.close();
   }
 

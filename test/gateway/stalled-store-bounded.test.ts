@@ -6,9 +6,11 @@
 // `denying`… and stays there: no outcome is ever published, the flight's `working` timer keeps
 // the task message from being redelivered to a healthy gateway, its slot is never released, and
 // the ledger still says "writable", so every later task is allowed, times out and hangs the same
-// way until all maxInFlight slots are held for good. (stop() hangs too: its checkpoint queues
-// behind the stalled batch.) The same holds after a handler ran: recordOutcome awaits its outcome
-// record with no bound, so a task whose handler returned stays `recordingOutcome` for good.
+// way until all maxInFlight slots are held for good. stop() hung too: its checkpoint queued
+// behind the stalled batch. The same held after a handler ran: recordOutcome awaited its outcome
+// record with no bound, so a task whose handler returned stayed `recordingOutcome` for good.
+// Now each of these waits is bounded by stepTimeoutMs. And a timeout no timer can honour (over
+// 2^31 − 1 ms fires at once: every handler "timed out" while it runs) is refused at the start.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -95,4 +97,28 @@ it("a handler that ran, whose outcome record's synced write never comes back, st
   expect({ answered: hh.outcomes.some((o) => o.taskId === taskId), inFlight: gw.inFlight }).toEqual({ answered: true, inFlight: 0 });
   // Told that it ran: "failed" here is the record's, not the action's.
   expect(hh.outcomes.find((o) => o.taskId === taskId)).toMatchObject({ verdict: "allow", status: "failed", error: expect.stringMatching(/^recordOutcome failed: .*outcome record.*: the handler ran and returned, but the audit log does not hold its outcome$/) });
+}, 60_000);
+
+it("stop() with a log whose writes never come back returns within its bounds, saying the log was not closed", async () => {
+  h = await startHarness({ gateways: 0 });
+  const hh = h;
+  const d = mkdtempSync(join(tmpdir(), "fc-review-stall-"));
+  dirs.push(d);
+  const b = (backend = new StallingBackend(await LevelBackend.open(d)));
+  const STEP = 1_000;
+  const gw = await hh.startGateway({ audit: b, stepTimeoutMs: STEP, stopGraceMs: 500 });
+  b.stalled = true;
+  const began = Date.now();
+  await gw.stop();
+  // Grace 0.5 s, final checkpoint ≤ 1 s, snapshot ≤ 1 s, publishes ≤ 2 s, close ≤ 1 s, and slack.
+  expect(Date.now() - began).toBeLessThan(500 + 1_000 + 1_000 + 2_000 + 1_000 + 3_000);
+  expect(hh.warnings.some((w) => /audit log not closed: .*audit log close took longer than 1000 ms/.test(w))).toBe(true);
+}, 60_000);
+
+it("timeouts a timer cannot honour are refused at the start, naming the option", async () => {
+  h = await startHarness({ gateways: 0 });
+  const hh = h;
+  for (const [k, v] of [["handlerTimeoutMs", 2 ** 31], ["stepTimeoutMs", 0], ["evidenceDeadlineMs", -1], ["childTimeoutMs", Number.NaN]] as const) {
+    await expect(hh.startGateway({ [k]: v }), k).rejects.toThrow(new RegExp(`^${k} must be a number of ms`));
+  }
 }, 60_000);
