@@ -142,6 +142,10 @@ export function awaitOutcome(
   let unconfirmed: TaskOutcome | undefined;
   let graceTimer: NodeJS.Timeout | undefined;
   let lost: string | undefined;
+  /** Outcomes of this task dropped for their signer (gatewayKeys), and a few of those signers. */
+  const ignored = { count: 0, signers: new Set<string>() };
+  const ignoredNote = (): string =>
+    ignored.count === 0 ? "" : ` (${ignored.count} outcome(s) of this task were ignored, signed by no key in gatewayKeys: ${[...ignored.signers].map((k) => JSON.stringify(k)).join(", ")}${ignored.count > ignored.signers.size ? ", …" : ""})`;
   const sub = nc.subscribe(SUBJECTS.outcome(taskId), {
     callback: (err, m) => {
       if (err !== null) {
@@ -151,7 +155,14 @@ export function awaitOutcome(
       const p = tryParseStrict(m.data, { maxBytes: MAX_OUTCOME_BYTES });
       if (!p.ok || typeof p.value !== "object" || p.value === null || Array.isArray(p.value) || p.value["taskId"] !== taskId) return;
       const out = p.value as unknown as TaskOutcome;
-      if (o.gatewayKeys !== undefined && !outcomeSignedBy(out, o.gatewayKeys)) return;
+      if (o.gatewayKeys !== undefined && !outcomeSignedBy(out, o.gatewayKeys)) {
+        // Ignored, and counted: an answer that never comes because its gateway's key is not in
+        // gatewayKeys must not look like a dead gateway (said in the detail, if no answer comes).
+        ignored.count++;
+        const signer = typeof out.signer === "string" && typeof out.sig === "string" ? out.signer : "unsigned";
+        if (ignored.signers.size < 3) ignored.signers.add(signer.length > 64 ? `${signer.slice(0, 64)}…` : signer);
+        return;
+      }
       if (o.submissionId !== undefined && out.submissionId !== o.submissionId) return;
       if (out.status === "unknown") return; // only a client says that
       if (out.late === true) {
@@ -220,7 +231,10 @@ export function awaitOutcome(
       const first = await within(settles ? settleAfter : timeoutMs);
       if (first !== undefined) return first;
       // A held duplicate: this submission's original holds the task, and its outcome did not come.
-      const unsettled = (why: string): TaskOutcome => (held !== undefined ? duplicateOutcome(held, `a copy of this submission holds the task; ${why}`) : unknownOutcome(taskId, why));
+      const unsettled = (why0: string): TaskOutcome => {
+        const why = `${why0}${ignoredNote()}`;
+        return held !== undefined ? duplicateOutcome(held, `a copy of this submission holds the task; ${why}`) : unknownOutcome(taskId, why);
+      };
       if (sub.isClosed()) return unsettled(`outcome wait ended: the bus connection closed${lost !== undefined ? ` (${lost})` : ""}; the task may have run`);
       if (d === undefined) return unsettled(`no outcome within ${timeoutMs} ms, and the request has no decision deadline: a gateway may still decide it`);
       if (!usable) return unsettled(`no outcome within ${timeoutMs} ms, and its decision deadline or the allowed skew is not a usable number: a gateway may still decide it`);
@@ -234,7 +248,7 @@ export function awaitOutcome(
       switch (who) {
         case "none":
           // A gateway's deny held for want of this read stands now: no gateway claimed the task, and none can.
-          return unconfirmed ?? noAnswer(taskId, `no gateway allowed it before its decision deadline, and none can now`);
+          return unconfirmed ?? noAnswer(taskId, `no gateway allowed it before its decision deadline, and none can now${ignoredNote()}`);
         case "other":
           return unconfirmed ?? { ...noAnswer(taskId, "the task id is held by another submission"), codes: ["REPLAYED"] };
         case "denied":
@@ -244,7 +258,7 @@ export function awaitOutcome(
           return late ?? unsettled(`a gateway claimed the task for this submission, but no outcome arrived within ${timeoutMs} ms more: it may have run`);
         }
         case "unknown":
-          return unknownOutcome(taskId, "no outcome, and whose claim holds the task id could not be read: the task may have run");
+          return unknownOutcome(taskId, `no outcome, and whose claim holds the task id could not be read: the task may have run${ignoredNote()}`);
         default:
           // Exhaustive; should a case ever be missed, the catch below answers "unknown".
           who satisfies never;
