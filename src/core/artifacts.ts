@@ -76,7 +76,11 @@ export function issueArtifact(authority: KeyPair, o: IssueOptions): SignedArtifa
   return checkedArtifact("issueArtifact", signPayload("artifact", payload, authority));
 }
 
-export type DelegateOptions = Omit<IssueOptions, "policy">;
+/**
+ * A delegation's terms. `bindings` and `validity` default to the parent's (the same restriction
+ * and window: never a widening); give them to narrow further. The policy is always the parent's.
+ */
+export type DelegateOptions = Omit<IssueOptions, "policy" | "validity"> & { validity?: Validity };
 
 /**
  * A delegated artifact, signed by the holder of `parent`. Refuses (TypeError) to make one that
@@ -90,8 +94,8 @@ export function delegateArtifact(parent: SignedArtifact, holderKey: KeyPair, o: 
     issuer: holderKey.keyId,
     holder: o.holder,
     scope: o.scope,
-    bindings: o.bindings ?? {},
-    validity: o.validity,
+    bindings: o.bindings ?? parent.payload.bindings,
+    validity: o.validity ?? parent.payload.validity,
     nonce: o.nonce,
     policy: parent.payload.policy,
     parent: artifactId(parent),

@@ -53,3 +53,34 @@ describe("delegation: a child may not cover a resource its parent does not", () 
     expect(() => delegateArtifact(parentArt, root, { ...base, holder: a1.keyId, nonce: namedNonce("wp-2"), scope: { actions: ["read"], resources: ["payments/transfer"], constraints: {} } })).not.toThrow();
   });
 });
+
+describe("delegation defaults: a bound parent's terms carry over", () => {
+  // Found by review (a user's journey through the API): bindings defaulted to {} (unbound), which
+  // widens any bound parent, so every delegation from one had to repeat the parent's bindings,
+  // and validity had to be given though it can never exceed the parent's.
+  const authority = w.authority;
+  const holder = w.agents[0]!;
+  const parent = issueArtifact(authority, {
+    holder: holder.keyId,
+    scope: { actions: ["deploy"], resources: ["services/"], constraints: {} },
+    bindings: { gateways: ["gw-1"], environment: { name: "staging" } },
+    validity: { notBefore: T0, expiresAt: T0 + HOUR },
+    nonce: namedNonce("defaults-parent"),
+    policy: { id: "p", digest: "A".repeat(43) },
+    attribution: { initiator: "t", reason: "defaults" },
+  });
+  const base = { holder: w.agents[1]!.keyId, scope: { actions: ["deploy"], resources: ["services/api"], constraints: {} }, nonce: namedNonce("defaults-child"), attribution: { initiator: "t", reason: "defaults" } };
+
+  it("left out, bindings and validity are the parent's, and the child verifies as a narrowing", () => {
+    const child = delegateArtifact(parent, holder, base);
+    expect(child.payload.bindings).toEqual(parent.payload.bindings);
+    expect(child.payload.validity).toEqual(parent.payload.validity);
+    expect(wideningReason(parent.payload, child.payload)).toBeUndefined();
+  });
+
+  it("given, they narrow as before; an unbound child of a bound parent is still refused", () => {
+    const narrower = delegateArtifact(parent, holder, { ...base, validity: { notBefore: T0, expiresAt: T0 + HOUR / 2 } });
+    expect(narrower.payload.validity.expiresAt).toBe(T0 + HOUR / 2);
+    expect(() => delegateArtifact(parent, holder, { ...base, bindings: {} })).toThrow(TypeError);
+  });
+});
