@@ -150,6 +150,7 @@ export class Runtime {
     if (o.dataDir === undefined && o.gatewayKeys === undefined && o.acceptUnsignedOutcomes !== true) {
       throw new TypeError("connect: a runtime that runs no gateway needs gatewayKeys (the keyIds of the gateways whose signed outcomes spawn() accepts), or acceptUnsignedOutcomes: true to take unsigned ones");
     }
+    if (o.dataDir === undefined && o.gatewayKeys !== undefined && o.gatewayKeys.length === 0) throw new TypeError("connect: gatewayKeys is empty and this runtime runs no gateway: no outcome could ever be accepted");
     // Checked before anything connects or starts: a mistyped key would make every spawn() a deny at its timeout.
     for (const k of o.gatewayKeys ?? []) {
       try {
