@@ -126,7 +126,7 @@ function assertNever(x: never): never {
 }
 
 /** Statuses only an allow leads to: allowed, then an outcome. */
-function hadAllow(t: TaskState): boolean {
+export function hadAllow(t: TaskState): boolean {
   switch (t.status) {
     case "allowed":
     case "succeeded":

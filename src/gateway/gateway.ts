@@ -242,6 +242,8 @@ type SubmitParse = { taskId: string; request: unknown; args: unknown; intakeErro
 
 /** The longest delay a Node.js timer honours; a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The task machine's own evidence deadline runs this much past the evidence step's. */
+const EVIDENCE_GRACE_MS = 500;
 
 /** A step (or a handler) that overran its time: it may still be running. */
 class StepTimeoutError extends Error {
@@ -504,8 +506,9 @@ export class Gateway {
     for (const [k, v] of Object.entries(durations)) {
       if (v === undefined) continue;
       const zeroOk = k === "governanceWaitMs" || k === "policyRecheckMs" || k === "stopGraceMs" || k === "checkpointIntervalMs";
-      if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || (v === 0 && !zeroOk) || v > MAX_TIMER_MS) {
-        throw new TypeError(`${k} must be a number of ms ${zeroOk ? "from 0" : "above 0"} up to ${MAX_TIMER_MS} (a timer's longest); got ${String(v)}`);
+      const max = k === "evidenceDeadlineMs" ? MAX_TIMER_MS - EVIDENCE_GRACE_MS : MAX_TIMER_MS;
+      if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || (v === 0 && !zeroOk) || v > max) {
+        throw new TypeError(`${k} must be a number of ms ${zeroOk ? "from 0" : "above 0"} up to ${max} (a timer's longest); got ${String(v)}`);
       }
     }
     // decide() would deny every task on a limit that is not a number; say so at the start instead.
@@ -1372,9 +1375,15 @@ export class Gateway {
       entry.revokedWhileExecuting = (target) => {
         if (!handlerAbort.signal.aborted) handlerAbort.abort(new TaskRevokedError(target));
       };
-      // One that was in force before this point (a race with the decision) is told at once.
+      // One in force before this point (a race with the decision's commit) is a deny in spirit:
+      // the handler is not called, and the outcome says why.
       const alreadyRevoked = this.#revokedAmong(entry.touches());
-      if (alreadyRevoked !== undefined) entry.revokedWhileExecuting(alreadyRevoked);
+      if (alreadyRevoked !== undefined) {
+        entry.revokedWhileExecuting = undefined;
+        childWindowOpen = false;
+        this.#abort.signal.removeEventListener("abort", onGatewayAbort);
+        return { status: "failed", error: `REVOKED: ${alreadyRevoked} was revoked before the handler started: it was not run` };
+      }
       const chain = input.evidence.chain as SignedArtifact[];
       const lineage = input.evidence.lineage as SignedLineage[];
       const ctx: ActionContext = {
@@ -1540,7 +1549,7 @@ export class Gateway {
     // The machine's own taskId is this key: its steps find this entry by it (#taskMachine).
     const flightKey = `${taskId}#${this.#flights++}`;
     this.#flightsPerTask.set(taskId, (this.#flightsPerTask.get(taskId) ?? 0) + 1);
-    const actor = createActor(this.#taskMachine, { input: { taskId: flightKey, evidenceDeadlineMs: deadline + 500 } });
+    const actor = createActor(this.#taskMachine, { input: { taskId: flightKey, evidenceDeadlineMs: deadline + EVIDENCE_GRACE_MS } });
     entry.send = (e) => actor.send(e);
     this.#inFlight.set(flightKey, entry);
     if (!this.#busConnected) queueMicrotask(() => actor.send({ type: "BUS_LOST" }));
@@ -1570,7 +1579,7 @@ export class Gateway {
           ...(result !== undefined ? { result } : {}),
           ...(resultProblem !== undefined ? { detail: resultProblem } : {}),
           // An outcome record that failed after the handler returned: it ran, whatever "failed" says.
-          ...(r?.error !== undefined ? { error: r.error } : out.outcomeError !== undefined ? { error: `${out.outcomeError}: the handler ran and returned, but the audit log does not hold its outcome` } : {}),
+          ...(r?.error !== undefined ? { error: r.error } : out.outcomeError !== undefined ? { error: `${out.outcomeError}: the handler ran and returned; its outcome record is not known to be in the audit log (a write that outlasted its wait may still land there)` } : {}),
           // Only when its failed outcome is in the log: a late one is recorded only after it, so
           // without it none will come, and a client would wait out its window for nothing.
           ...(handlerTimedOut && outcomeWasRecorded ? { timedOut: true as const } : {}),
@@ -1863,13 +1872,10 @@ export class Gateway {
     }
   }
 
-  /** The submission id of the allow this gateway's log holds for `taskId`, if it can be read. */
+  /** The submission id of the allow this gateway's log holds for `taskId`, if it can be read (Ledger.findDecision). */
   async #allowedSubmission(taskId: string): Promise<string | undefined> {
-    const seq = this.#ledger.state.tasks.get(taskId)?.decisionSeq;
-    if (seq === undefined) return undefined;
-    const rec = await this.#ledger.store.getRecord(seq).catch(() => undefined);
-    // Policy: only this task's own allow names what ran; any other record there says nothing.
-    if (rec?.type !== "decision" || rec.taskId !== taskId || rec.decision.verdict !== "allow") return undefined;
+    const rec = await this.#ledger.findDecision(taskId);
+    if (rec?.type !== "decision" || rec.decision.verdict !== "allow") return undefined;
     const input = rec.input as { request?: unknown; args?: unknown } | null;
     return input === null || typeof input !== "object" ? undefined : submissionIdOf({ request: input.request, args: input.args });
   }

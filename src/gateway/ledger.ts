@@ -4,12 +4,15 @@
 // goes through here: the entry is folded into a projected state in the same tick as it is
 // queued, and decisions snapshot that projection in the same tick as they queue themselves.
 // The store preserves call order, so projection and log agree record for record.
-import { applyRecord, taskDecided, type AuditState } from "../audit/fold.ts";
+import { applyRecord, hadAllow, taskDecided, type AuditState } from "../audit/fold.ts";
 import { captureState } from "../audit/fold-snapshot.ts";
-import { entryShapeProblem, prepareEntry, recordOf, type AuditEntry, type PreparedEntry } from "../audit/records.ts";
+import { entryShapeProblem, prepareEntry, recordOf, type AuditEntry, type AuditRecord, type PreparedEntry } from "../audit/records.ts";
 import { AuditStoreError, type AppendReceipt, type AuditStore, type SnapshotInfo } from "../audit/store.ts";
 import { liveTrustView } from "../audit/trust-view.ts";
 import type { TrustView } from "../core/types.ts";
+
+/** How many records past a task's remembered decisionSeq findDecision reads for its decision. */
+const FIND_DECISION_SCAN = 4_096;
 
 export class Ledger {
   readonly #store: AuditStore;
@@ -52,6 +55,30 @@ export class Ledger {
     return this.#store;
   }
 
+  /**
+   * The decision record the fold names for `taskId` (its allow, or its first deny), read from the
+   * log; undefined when there is none or it cannot be read. The fold's decisionSeq is the log's
+   * position once the decision's write returned (appendPrepared), but one captured in a fold
+   * snapshot before that, and restored from it, is the projection's: behind the log by the
+   * checkpoints written earlier in that run. So the record there, and failing that the next
+   * FIND_DECISION_SCAN records, are read for this task's own decision; a record of another task
+   * is never taken for it.
+   */
+  async findDecision(taskId: string): Promise<(AuditRecord & { type: "decision" }) | undefined> {
+    const t = this.#projected.tasks.get(taskId);
+    const seq = t?.decisionSeq;
+    if (t === undefined || seq === undefined) return undefined;
+    // The fold names the task's allow once it has one (a deny of a copy may sit between).
+    const wantAllow = hadAllow(t);
+    const end = Math.min(seq + FIND_DECISION_SCAN, this.#store.size);
+    for (let at = seq; at < end; at++) {
+      const rec = await this.#store.getRecord(at).catch(() => undefined);
+      if (rec === undefined) return undefined;
+      if (rec.type === "decision" && rec.taskId === taskId && (!wantAllow || rec.decision.verdict === "allow")) return rec;
+    }
+    return undefined;
+  }
+
   get writable(): boolean {
     return this.#failure === undefined && this.#store.writable;
   }
@@ -86,17 +113,24 @@ export class Ledger {
   /** Queue a prepared entry (see append). */
   appendPrepared(prepared: PreparedEntry): Promise<AppendReceipt> {
     const projectedSeq = this.#projected.size;
+    const e = prepared.entry;
+    // Whether this entry sets its task's decisionSeq, as the fold decides it (fold.ts: a deny
+    // after an allow does not); asked before folding, since the numbers alone are ambiguous.
+    const had = e.type === "decision" ? this.#projected.tasks.get(e.taskId) : undefined;
+    const setsDecisionSeq = e.type === "decision" && !(e.decision.verdict === "deny" && had !== undefined && hadAllow(had));
     applyRecord(this.#projected, recordOf(prepared.entry, projectedSeq, "", 0));
     const p = this.#store.appendPrepared(prepared);
-    const e = prepared.entry;
-    if (e.type === "decision") {
-      // The projection numbers entries only (the store's checkpoints are not folded into it), so
-      // its seqs fall behind the log's once a checkpoint is written. A task's decisionSeq is read
-      // as a log position (gateway.ts #allowedSubmission): take the log's from the receipt.
+    // The projection numbers entries only (the store's checkpoints are not folded into it), so
+    // its seqs fall behind the log's once a checkpoint is written. A task's decisionSeq is read
+    // as a log position (gateway.ts #allowedSubmission): take the log's from the receipt. Only a
+    // decision that set it (a deny after an allow does not: fold.ts), on that task's own entry:
+    // compared later, an allow already moved to its log seq could equal a later entry's
+    // projected one (found by review).
+    const t = setsDecisionSeq ? this.#projected.tasks.get(e.taskId) : undefined;
+    if (t !== undefined && t.decisionSeq === projectedSeq) {
       p.then(
         (r) => {
-          const t = this.#projected.tasks.get(e.taskId);
-          if (t?.decisionSeq === projectedSeq) t.decisionSeq = r.seq;
+          if (t.decisionSeq === projectedSeq) t.decisionSeq = r.seq;
         },
         () => undefined,
       );

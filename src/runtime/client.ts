@@ -143,9 +143,9 @@ export function awaitOutcome(
   let graceTimer: NodeJS.Timeout | undefined;
   let lost: string | undefined;
   /** Outcomes of this task dropped for their signer (gatewayKeys), and a few of those signers. */
-  const ignored = { count: 0, signers: new Set<string>() };
+  const ignored = { count: 0, signers: new Set<string>(), more: false };
   const ignoredNote = (): string =>
-    ignored.count === 0 ? "" : ` (${ignored.count} outcome(s) of this task were ignored, signed by no key in gatewayKeys: ${[...ignored.signers].map((k) => JSON.stringify(k)).join(", ")}${ignored.count > ignored.signers.size ? ", …" : ""})`;
+    ignored.count === 0 ? "" : ` (${ignored.count} outcome(s) of this task were ignored, signed by no key in gatewayKeys: ${[...ignored.signers].map((k) => JSON.stringify(k)).join(", ")}${ignored.more ? ", and others" : ""})`;
   const sub = nc.subscribe(SUBJECTS.outcome(taskId), {
     callback: (err, m) => {
       if (err !== null) {
@@ -160,7 +160,9 @@ export function awaitOutcome(
         // gatewayKeys must not look like a dead gateway (said in the detail, if no answer comes).
         ignored.count++;
         const signer = typeof out.signer === "string" && typeof out.sig === "string" ? out.signer : "unsigned";
-        if (ignored.signers.size < 3) ignored.signers.add(signer.length > 64 ? `${signer.slice(0, 64)}…` : signer);
+        const shown = signer.length > 64 ? `${signer.slice(0, 64)}…` : signer;
+        if (ignored.signers.size < 3) ignored.signers.add(shown);
+        else if (!ignored.signers.has(shown)) ignored.more = true;
         return;
       }
       if (o.submissionId !== undefined && out.submissionId !== o.submissionId) return;

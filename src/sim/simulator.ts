@@ -714,7 +714,8 @@ class ScenarioRun {
         } catch (e) {
           // The parent's gateway signs no lineage for this child (its parent revoked while it
           // executes, say): that refusal is the child's answer, and nothing is submitted.
-          if (!(e instanceof SpawnRefusedError)) throw e;
+          // Only a revoked parent's: any other refusal is the simulator's own mistake, not a deny.
+          if (!(e instanceof SpawnRefusedError) || e.code !== "REVOKED") throw e;
           refused = { taskId: wireId, gatewayId: ctx.gatewayId, verdict: "deny", codes: [e.code], status: "denied", detail: e.message };
           tamperText.push(`refused at spawn: ${e.reason}`);
         }
