@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { LevelBackend, type KvOp } from "../../src/audit/backend.ts";
+import type { AuditRecord } from "../../src/audit/records.ts";
 import { WrappedBackend } from "../../src/testkit/breakable-backend.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
@@ -121,4 +122,41 @@ it("timeouts a timer cannot honour are refused at the start, naming the option",
   for (const [k, v] of [["handlerTimeoutMs", 2 ** 31], ["stepTimeoutMs", 0], ["evidenceDeadlineMs", -1], ["childTimeoutMs", Number.NaN]] as const) {
     await expect(hh.startGateway({ [k]: v }), k).rejects.toThrow(new RegExp(`^${k} must be a number of ms`));
   }
+}, 60_000);
+
+// Found by review: the first wording of that caveat ("the audit log does not hold its outcome")
+// was contradicted by the log once the late write landed.
+it("an outcome record that outlasts its wait: the client is told it is not known to be in the log, and once the write lands the log holds what the handler did", async () => {
+  h = await startHarness({ gateways: 0 });
+  const hh = h;
+  const d = mkdtempSync(join(tmpdir(), "fc-review-stall-"));
+  dirs.push(d);
+  const b = (backend = new StallingBackend(await LevelBackend.open(d)));
+  const STEP = 1_000;
+  // The disk stalls right after the allow is durable, for a little longer than one step.
+  const gw = await hh.startGateway({ audit: b, stepTimeoutMs: STEP, stopGraceMs: 500, hooks: { afterAllowCommit: () => ((b.stalled = true), Promise.resolve()) } });
+  let runs = 0;
+  gw.registerAction("transfer", () => (runs++, { ok: true }));
+  const taskId = newTaskId();
+  const now = Date.now();
+  const { artifact } = await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`slow-outcome-${taskId}`), attribution: { initiator: "t", reason: "stalled store" } });
+  void hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
+  const by = Date.now() + 1_500 + 8 * STEP;
+  while (Date.now() < by && !hh.outcomes.some((o) => o.taskId === taskId)) await sleep(50);
+  const told = hh.outcomes.find((o) => o.taskId === taskId);
+  expect(runs).toBe(1);
+  expect(told?.error).toMatch(/: the handler ran and returned; its outcome record is not known to be in the audit log \(a write that outlasted its wait may still land there\)$/);
+
+  // The disk answers again: the outcome write that was only slow lands.
+  b.release();
+  await sleep(500);
+  const store = gw.ledger.store;
+  const outcomes: AuditRecord[] = [];
+  for (let seq = 0; seq < store.size; seq++) {
+    const r = await store.getRecord(seq);
+    if (r?.type === "outcome" && r.taskId === taskId) outcomes.push(r);
+  }
+  // The client was told "failed" with that caveat; the log, once the disk answers, holds what the
+  // handler did. Neither contradicts the other.
+  expect({ told: told?.status, logged: outcomes.map((r) => (r.type === "outcome" ? r.status : "?")) }).toEqual({ told: "failed", logged: ["succeeded"] });
 }, 60_000);
