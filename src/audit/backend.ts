@@ -3,6 +3,7 @@
 // `batch`, so one group commit is one atomic LevelDB write batch: after a crash either all of
 // it is there or none of it.
 import { Level } from "level";
+import { causeChain } from "../infra/error-causes.ts";
 
 export type KvOp = { readonly type: "put"; readonly key: string; readonly value: Uint8Array } | { readonly type: "del"; readonly key: string };
 
@@ -38,9 +39,7 @@ export class BackendError extends Error {
 
 /** abstract-level's "locked" (code LEVEL_LOCKED), anywhere in the cause chain. */
 function isLocked(e: unknown): boolean {
-  for (let c: unknown = e, i = 0; c instanceof Error && i < 8; c = c.cause, i++) {
-    if ((c as { code?: unknown }).code === "LEVEL_LOCKED") return true;
-  }
+  for (const c of causeChain(e)) if ((c as { code?: unknown }).code === "LEVEL_LOCKED") return true;
   return false;
 }
 

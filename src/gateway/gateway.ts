@@ -348,6 +348,8 @@ interface FlightSlot {
 export class Gateway {
   readonly id: string;
   readonly #o: GatewayOptions;
+  /** GatewayOptions.stepTimeoutMs: the bound on each step, record wait and stop() wait. */
+  readonly #stepMs: number;
   readonly #clock: () => number;
   readonly #limits: DecisionLimits;
   readonly #actions = new Map<string, ActionHandler>();
@@ -449,6 +451,7 @@ export class Gateway {
 
   private constructor(o: GatewayOptions) {
     this.#o = o;
+    this.#stepMs = o.stepTimeoutMs ?? 10_000;
     this.id = o.gatewayId;
     this.#clock = o.clock ?? systemClock;
     this.#limits = { ...DEFAULT_LIMITS, ...o.limits };
@@ -487,7 +490,7 @@ export class Gateway {
     for (const l of ev.lineage) add("lineage", l, "signer");
     // Only a head start for decide, which verifies whatever this leaves out: never let a slow or
     // lost worker spend more than a quarter of the step's budget.
-    const ok = await this.#verifyPool.verify(jobs, Math.min(1_000, (this.#o.stepTimeoutMs ?? 10_000) / 4));
+    const ok = await this.#verifyPool.verify(jobs, Math.min(1_000, this.#stepMs / 4));
     if (ok === undefined) return;
     jobs.forEach((j, i) => {
       if (ok[i] === true) primeVerified(j.pub, j.msg, j.sig);
@@ -1363,6 +1366,10 @@ export class Gateway {
       const req = (input.evidence.request as SignedRequest).payload;
       const handler = this.#actions.get(req.action);
       if (!handler) return { status: "failed", error: `no handler registered for action "${req.action}"` };
+      // A revocation in force already (a race with the decision's commit) is a deny in spirit:
+      // the handler is not called, and the outcome says why.
+      const alreadyRevoked = this.#revokedAmong(entry.touches());
+      if (alreadyRevoked !== undefined) return { status: "failed", error: `REVOKED: ${alreadyRevoked} was revoked before the handler started: it was not run` };
       childWindowOpen = true;
       // The handler's own signal: aborted when the gateway stops, and when the handler is cut
       // off by its timeout (its outcome is then recorded as failed; it is told to stop too).
@@ -1375,17 +1382,14 @@ export class Gateway {
       entry.revokedWhileExecuting = (target) => {
         if (!handlerAbort.signal.aborted) handlerAbort.abort(new TaskRevokedError(target));
       };
-      // One in force before this point (a race with the decision's commit) is a deny in spirit:
-      // the handler is not called, and the outcome says why.
-      const alreadyRevoked = this.#revokedAmong(entry.touches());
-      if (alreadyRevoked !== undefined) {
-        entry.revokedWhileExecuting = undefined;
-        childWindowOpen = false;
-        this.#abort.signal.removeEventListener("abort", onGatewayAbort);
-        return { status: "failed", error: `REVOKED: ${alreadyRevoked} was revoked before the handler started: it was not run` };
-      }
       const chain = input.evidence.chain as SignedArtifact[];
       const lineage = input.evidence.lineage as SignedLineage[];
+      // Why this task may sign no child now (ctx.spawn and ctx.attest alike), if so.
+      const spawnRefusal = (): SpawnRefusedError | undefined => {
+        if (!childWindowOpen) return new SpawnRefusedError("parent-not-executing", "parent task is no longer executing");
+        const revoked = this.#revokedAmong(entry.touches());
+        return revoked === undefined ? undefined : new SpawnRefusedError("parent-revoked", `parent task rests on ${revoked}, revoked`);
+      };
       const ctx: ActionContext = {
         taskId,
         agent: req.agent,
@@ -1396,15 +1400,13 @@ export class Gateway {
         gatewayId: this.id,
         signal: handlerAbort.signal,
         spawn: (child) => {
-          if (!childWindowOpen) return Promise.reject(new SpawnRefusedError("parent-not-executing", "parent task is no longer executing"));
-          const revoked = this.#revokedAmong(entry.touches());
-          if (revoked !== undefined) return Promise.reject(new SpawnRefusedError("parent-revoked", `parent task rests on ${revoked}, revoked`));
+          const refused = spawnRefusal();
+          if (refused !== undefined) return Promise.reject(refused);
           return this.#lendingSlot(lease, () => this.#spawnChild({ taskId, chain, lineage, decisionId: input.commit.decisionId }, child));
         },
         attest: (childTaskId, childArtifact) => {
-          if (!childWindowOpen) throw new SpawnRefusedError("parent-not-executing", "parent task is no longer executing");
-          const revoked = this.#revokedAmong(entry.touches());
-          if (revoked !== undefined) throw new SpawnRefusedError("parent-revoked", `parent task rests on ${revoked}, revoked`);
+          const refused = spawnRefusal();
+          if (refused !== undefined) throw refused;
           return [...lineage, this.#spawnEvent({ taskId, chain, decisionId: input.commit.decisionId }, childTaskId, childArtifact)];
         },
       };
@@ -1479,9 +1481,9 @@ export class Gateway {
         },
         verify: async (input) => {
           await this.#o.hooks?.beforeVerify?.(taskId);
-          return withTimeout(verifyStep(input), this.#o.stepTimeoutMs ?? 10_000, "verify");
+          return withTimeout(verifyStep(input), this.#stepMs, "verify");
         },
-        commitAllow: async () => withTimeout(commitStep(), this.#o.stepTimeoutMs ?? 10_000, "audit commit"),
+        commitAllow: async () => withTimeout(commitStep(), this.#stepMs, "audit commit"),
         execute: async (input) => executeStep(input),
         recordOutcome: async (input) => {
           const r = input.result;
@@ -1501,7 +1503,7 @@ export class Gateway {
           );
           // Bounded like every other step: a write that never comes back ends the task `failed`
           // (recordOutcome failed), as a rejected one does, instead of holding it for good.
-          await withTimeout(written, this.#o.stepTimeoutMs ?? 10_000, "outcome record");
+          await withTimeout(written, this.#stepMs, "outcome record");
         },
         recordDenial: async (input) => {
           if (decisionWrite && verifyResult?.decision.verdict === "allow") {
@@ -1513,13 +1515,13 @@ export class Gateway {
             // (and if it never does, the next start records the allow interrupted).
             const failedOutcome = { type: "outcome" as const, taskId, status: "failed" as const, error: `${DENIED_BEFORE_EXECUTION}: ${input.codes.join(",")}: ${input.detail}` };
             const written = decisionWrite.then(() => true, () => false);
-            const recorded = await withTimeout(written, this.#o.stepTimeoutMs ?? 10_000, "allow record").catch(() => undefined);
+            const recorded = await withTimeout(written, this.#stepMs, "allow record").catch(() => undefined);
             if (recorded === undefined) {
               void written.then((w) => (w ? this.#ledger.append(failedOutcome) : undefined)).catch((e: unknown) => this.#warn(`task ${taskId}: outcome of an allow denied before execution not recorded: ${String(e)}`));
               return;
             }
             if (!recorded) return;
-            await withTimeout(this.#ledger.append(failedOutcome), this.#o.stepTimeoutMs ?? 10_000, "outcome record");
+            await withTimeout(this.#ledger.append(failedOutcome), this.#stepMs, "outcome record");
             return;
           }
           if (!decisionWrite) {
@@ -1537,7 +1539,7 @@ export class Gateway {
             verifyResult = r.verify;
           }
           // Policy: a deny stands without its record; waiting for one that never comes would hang the task.
-          const receipt = await withTimeout(decisionWrite, this.#o.stepTimeoutMs ?? 10_000, "deny record");
+          const receipt = await withTimeout(decisionWrite, this.#stepMs, "deny record");
           decisionSeq = receipt.seq;
           this.#notifyDecision(taskId, verifyResult, receipt.seq);
         },
@@ -1996,10 +1998,9 @@ export class Gateway {
     const running = [...this.#inFlight.values()].filter((t) => t.executing).length;
     if (running > 0) this.#warn(`stopping with ${running} handler(s) still running after the stop grace: the next start records them as interrupted`);
     // Each bounded like a step: a disk that stopped answering must not hold stop() for good.
-    const step = this.#o.stepTimeoutMs ?? 10_000;
-    await withTimeout(this.#ledger.store.checkpoint(), step, "final checkpoint").catch(() => undefined);
+    await withTimeout(this.#ledger.store.checkpoint(), this.#stepMs, "final checkpoint").catch(() => undefined);
     // The next start folds only what comes after this (a cache: the log stays the truth).
-    if (this.#ledger.writable) await withTimeout(this.#ledger.snapshot(), step, "audit snapshot").catch((e: unknown) => this.#warn(`audit snapshot failed: ${String(e)}`));
+    if (this.#ledger.writable) await withTimeout(this.#ledger.snapshot(), this.#stepMs, "audit snapshot").catch((e: unknown) => this.#warn(`audit snapshot failed: ${String(e)}`));
     // Witnesses need the final checkpoint; give its publish (and any other) a moment to land.
     await Promise.race([Promise.allSettled([...this.#publishing]), new Promise((r) => setTimeout(r, 2_000))]);
     try {
@@ -2010,7 +2011,7 @@ export class Gateway {
     await Promise.allSettled(this.#loops);
     // A log whose writes never come back never closes: stop() says so and returns (the process
     // may exit; the next start recovers from what is durable, as after a crash).
-    await withTimeout(this.#ledger.store.close(), step, "audit log close").catch((e: unknown) => this.#warn(`audit log not closed: ${String(e)}`));
+    await withTimeout(this.#ledger.store.close(), this.#stepMs, "audit log close").catch((e: unknown) => this.#warn(`audit log not closed: ${String(e)}`));
     await this.#verifyPool.close();
   }
 

@@ -3,6 +3,7 @@
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { causeChain } from "../infra/error-causes.ts";
 import { KV_BUCKETS, MAX_MESSAGE_BYTES, STREAMS, SUBJECTS, TASK_CONSUMER } from "./contract.ts";
 
 export interface BusSetupOptions {
@@ -73,7 +74,7 @@ const ENSURE_ATTEMPTS = 3;
 
 /** A stream (or the consumer on it) that is not there: deleted by another process mid-setup. */
 function isGone(e: unknown): boolean {
-  for (let c: unknown = e; c instanceof Error; c = c.cause) {
+  for (const c of causeChain(e)) {
     if (c instanceof JetStreamApiError && (c.code === JetStreamApiCodes.StreamNotFound || c.code === JetStreamApiCodes.ConsumerNotFound)) return true;
   }
   return false;

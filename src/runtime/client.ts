@@ -9,6 +9,7 @@ import type { SignedArtifact, SignedLineage, SignedRequest } from "../core/types
 import { Kvm } from "@nats-io/kv";
 import { DENIED_CLAIM_MARK, KV_BUCKETS, MAX_MESSAGE_BYTES, SUBJECTS, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
 import { MAX_OUTCOME_BYTES, outcomeSignedBy, type TaskOutcome } from "../gateway/outcome.ts";
+import { causeChain } from "../infra/error-causes.ts";
 
 export interface Submission {
   request: SignedRequest;
@@ -315,7 +316,7 @@ function submitRefusal(e: unknown): { code: "MALFORMED" | "GOVERNANCE_UNAVAILABL
   // against the stream's max_msg_size before the write; a publish permission violation is refused
   // by the server before the message is routed to any stream. Other API errors (a store that
   // failed, a cluster that lost its leader mid-write) could follow a partial write: "unknown".
-  for (let c: unknown = e, depth = 0; c instanceof Error && depth < 4; c = c.cause, depth++) {
+  for (const c of causeChain(e, 4)) {
     if (c instanceof JetStreamApiError && (c.code === JS_MESSAGE_TOO_LARGE || (c.status === 400 && c.message === "message size exceeds maximum allowed"))) {
       return { code: "MALFORMED", why: `the server refused the submit message as too large (${c.message}); nothing was stored` };
     }
