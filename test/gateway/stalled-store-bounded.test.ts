@@ -17,6 +17,8 @@ import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { LevelBackend, type KvOp } from "../../src/audit/backend.ts";
 import type { AuditRecord } from "../../src/audit/records.ts";
+import type { Gateway } from "../../src/gateway/gateway.ts";
+import type { TaskOutcome } from "../../src/gateway/outcome.ts";
 import { WrappedBackend } from "../../src/testkit/breakable-backend.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
@@ -53,61 +55,79 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-it("an allow whose synced write never comes back is denied within a bounded time, and the flight ends", async () => {
-  h = await startHarness({ gateways: 0 });
-  const hh = h;
-  const d = mkdtempSync(join(tmpdir(), "fc-review-stall-"));
+const STEP = 1_000;
+
+/**
+ * A harness and one gateway on a stalling LevelDB log, steps bounded to STEP, with a "transfer"
+ * handler that counts its runs; `stallAfterAllow`: the disk stops answering right after an allow
+ * is durable.
+ */
+async function stallingWorld(o: { stallAfterAllow?: boolean } = {}): Promise<{ hh: Harness; gw: Gateway; b: StallingBackend; runs: () => number }> {
+  const hh = (h = await startHarness({ gateways: 0 }));
+  const d = mkdtempSync(join(tmpdir(), "fc-stall-"));
   dirs.push(d);
-  backend = new StallingBackend(await LevelBackend.open(d));
-  const STEP = 1_000;
-  const gw = await hh.startGateway({ audit: backend, stepTimeoutMs: STEP, stopGraceMs: 500 });
+  const b = (backend = new StallingBackend(await LevelBackend.open(d)));
+  const hooks = o.stallAfterAllow === true ? { hooks: { afterAllowCommit: () => ((b.stalled = true), Promise.resolve()) } } : {};
+  const gw = await hh.startGateway({ audit: b, stepTimeoutMs: STEP, stopGraceMs: 500, ...hooks });
   let runs = 0;
   gw.registerAction("transfer", () => (runs++, { ok: true }));
+  return { hh, gw, b, runs: () => runs };
+}
+
+/** A root grant for a fresh task id, ready to spawn. */
+async function granted(hh: Harness): Promise<{ taskId: string; spawn: () => void }> {
   const taskId = newTaskId();
   const now = Date.now();
-  const { artifact } = await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`rf-stall-${taskId}`), attribution: { initiator: "t", reason: "review failclosed" } });
-  await sleep(300);
-  backend.stalled = true; // the disk stops answering
-  void hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
-  // Evidence deadline 1.5 s, verify ≤ STEP, commit ≤ STEP: a bounded deny would be out well within this.
+  const { artifact } = await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`stall-${taskId}`), attribution: { initiator: "t", reason: "stalled store" } });
+  return { taskId, spawn: () => void hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome };
+}
+
+/** The outcome the gateway published for `taskId`, waiting up to the evidence deadline and eight steps (a bounded task is out well within it). */
+async function publishedOutcome(hh: Harness, taskId: string): Promise<TaskOutcome | undefined> {
   const by = Date.now() + 1_500 + 8 * STEP;
   while (Date.now() < by && !hh.outcomes.some((o) => o.taskId === taskId)) await sleep(50);
-  const said = hh.outcomes.find((o) => o.taskId === taskId);
-  expect(runs).toBe(0);
+  return hh.outcomes.find((o) => o.taskId === taskId);
+}
+
+it("an allow whose synced write never comes back is denied within a bounded time, and the flight ends", async () => {
+  const { hh, gw, b, runs } = await stallingWorld();
+  const t = await granted(hh);
+  await sleep(300);
+  b.stalled = true; // the disk stops answering
+  t.spawn();
+  const said = await publishedOutcome(hh, t.taskId);
+  expect(runs()).toBe(0);
   expect({ outcome: said?.status, inFlight: gw.inFlight }).toEqual({ outcome: "denied", inFlight: 0 });
 }, 60_000);
 
-it("a handler that ran, whose outcome record's synced write never comes back, still ends its flight within a bounded time", async () => {
-  h = await startHarness({ gateways: 0 });
-  const hh = h;
-  const d = mkdtempSync(join(tmpdir(), "fc-review-stall-"));
-  dirs.push(d);
-  const b = (backend = new StallingBackend(await LevelBackend.open(d)));
-  const STEP = 1_000;
-  // The disk stops answering right after the allow is durable.
-  const gw = await hh.startGateway({ audit: b, stepTimeoutMs: STEP, stopGraceMs: 500, hooks: { afterAllowCommit: () => ((b.stalled = true), Promise.resolve()) } });
-  let runs = 0;
-  gw.registerAction("transfer", () => (runs++, { ok: true }));
-  const taskId = newTaskId();
-  const now = Date.now();
-  const { artifact } = await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`rf-stall2-${taskId}`), attribution: { initiator: "t", reason: "review failclosed" } });
-  void hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
-  const by = Date.now() + 1_500 + 8 * STEP;
-  while (Date.now() < by && !hh.outcomes.some((o) => o.taskId === taskId)) await sleep(50);
-  expect(runs).toBe(1);
-  expect({ answered: hh.outcomes.some((o) => o.taskId === taskId), inFlight: gw.inFlight }).toEqual({ answered: true, inFlight: 0 });
-  // Told that it ran: "failed" here is the record's, not the action's.
-  expect(hh.outcomes.find((o) => o.taskId === taskId)).toMatchObject({ verdict: "allow", status: "failed", error: expect.stringMatching(/^recordOutcome failed: .*outcome record.*: the handler ran and returned; its outcome record is not known to be in the audit log/) });
+// Found by review too: the first wording of the caveat below ("the audit log does not hold its
+// outcome") was contradicted by the log once the late write landed.
+it("a handler that ran, whose outcome record's write outlasts its wait: the flight ends, the client is told the record is not known to be in the log, and once the write lands the log holds what the handler did", async () => {
+  const { hh, gw, b, runs } = await stallingWorld({ stallAfterAllow: true });
+  const t = await granted(hh);
+  t.spawn();
+  const told = await publishedOutcome(hh, t.taskId);
+  expect(runs()).toBe(1);
+  expect({ answered: told !== undefined, inFlight: gw.inFlight }).toEqual({ answered: true, inFlight: 0 });
+  // "failed" here is the record's, not the action's, and the error says so.
+  expect(told).toMatchObject({ verdict: "allow", status: "failed", error: expect.stringMatching(/^recordOutcome failed: .*outcome record.*: the handler ran and returned; its outcome record is not known to be in the audit log \(a write that outlasted its wait may still land there\)$/) });
+
+  // The disk answers again: the outcome write that was only slow lands.
+  b.release();
+  await sleep(500);
+  const store = gw.ledger.store;
+  const outcomes: AuditRecord[] = [];
+  for (let seq = 0; seq < store.size; seq++) {
+    const r = await store.getRecord(seq);
+    if (r?.type === "outcome" && r.taskId === t.taskId) outcomes.push(r);
+  }
+  // The client was told "failed" with that caveat; the log holds what the handler did. Neither
+  // contradicts the other.
+  expect(outcomes.map((r) => (r.type === "outcome" ? r.status : "?"))).toEqual(["succeeded"]);
 }, 60_000);
 
 it("stop() with a log whose writes never come back returns within its bounds, saying the log was not closed", async () => {
-  h = await startHarness({ gateways: 0 });
-  const hh = h;
-  const d = mkdtempSync(join(tmpdir(), "fc-review-stall-"));
-  dirs.push(d);
-  const b = (backend = new StallingBackend(await LevelBackend.open(d)));
-  const STEP = 1_000;
-  const gw = await hh.startGateway({ audit: b, stepTimeoutMs: STEP, stopGraceMs: 500 });
+  const { hh, gw, b } = await stallingWorld();
   b.stalled = true;
   const began = Date.now();
   await gw.stop();
@@ -117,46 +137,8 @@ it("stop() with a log whose writes never come back returns within its bounds, sa
 }, 60_000);
 
 it("timeouts a timer cannot honour are refused at the start, naming the option", async () => {
-  h = await startHarness({ gateways: 0 });
-  const hh = h;
+  const hh = (h = await startHarness({ gateways: 0 }));
   for (const [k, v] of [["handlerTimeoutMs", 2 ** 31], ["stepTimeoutMs", 0], ["evidenceDeadlineMs", -1], ["childTimeoutMs", Number.NaN]] as const) {
     await expect(hh.startGateway({ [k]: v }), k).rejects.toThrow(new RegExp(`^${k} must be a number of ms`));
   }
-}, 60_000);
-
-// Found by review: the first wording of that caveat ("the audit log does not hold its outcome")
-// was contradicted by the log once the late write landed.
-it("an outcome record that outlasts its wait: the client is told it is not known to be in the log, and once the write lands the log holds what the handler did", async () => {
-  h = await startHarness({ gateways: 0 });
-  const hh = h;
-  const d = mkdtempSync(join(tmpdir(), "fc-review-stall-"));
-  dirs.push(d);
-  const b = (backend = new StallingBackend(await LevelBackend.open(d)));
-  const STEP = 1_000;
-  // The disk stalls right after the allow is durable, for a little longer than one step.
-  const gw = await hh.startGateway({ audit: b, stepTimeoutMs: STEP, stopGraceMs: 500, hooks: { afterAllowCommit: () => ((b.stalled = true), Promise.resolve()) } });
-  let runs = 0;
-  gw.registerAction("transfer", () => (runs++, { ok: true }));
-  const taskId = newTaskId();
-  const now = Date.now();
-  const { artifact } = await hh.authority.grant({ taskId, holder: agent.keyId, scope: DEFAULT_SCOPE, validity: { notBefore: now - 60_000, expiresAt: now + 3_600_000 }, nonce: namedNonce(`slow-outcome-${taskId}`), attribution: { initiator: "t", reason: "stalled store" } });
-  void hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
-  const by = Date.now() + 1_500 + 8 * STEP;
-  while (Date.now() < by && !hh.outcomes.some((o) => o.taskId === taskId)) await sleep(50);
-  const told = hh.outcomes.find((o) => o.taskId === taskId);
-  expect(runs).toBe(1);
-  expect(told?.error).toMatch(/: the handler ran and returned; its outcome record is not known to be in the audit log \(a write that outlasted its wait may still land there\)$/);
-
-  // The disk answers again: the outcome write that was only slow lands.
-  b.release();
-  await sleep(500);
-  const store = gw.ledger.store;
-  const outcomes: AuditRecord[] = [];
-  for (let seq = 0; seq < store.size; seq++) {
-    const r = await store.getRecord(seq);
-    if (r?.type === "outcome" && r.taskId === taskId) outcomes.push(r);
-  }
-  // The client was told "failed" with that caveat; the log, once the disk answers, holds what the
-  // handler did. Neither contradicts the other.
-  expect({ told: told?.status, logged: outcomes.map((r) => (r.type === "outcome" ? r.status : "?")) }).toEqual({ told: "failed", logged: ["succeeded"] });
 }, 60_000);
