@@ -127,4 +127,4 @@ export type { AuditEntry, AuditRecord, CheckpointPayload, RecordType, TrustChang
 export { SUBJECTS, STREAMS, KV_BUCKETS, POLICY_KEY, TASK_CONSUMER, TASK_ID_RE, MAX_MESSAGE_BYTES, DENIED_CLAIM_MARK, submissionIdOf, taskClaimKey } from "./nats/contract.ts";
 
 // Infrastructure: a real nats-server for local runs and tests.
-export { startNatsServer, natsServerAvailable, NatsServerNotFoundError, type NatsServerHandle } from "./infra/nats-launcher.ts";
+export { startNatsServer, natsServerAvailable, NatsServerNotFoundError, NatsServerStartError, type NatsServerHandle } from "./infra/nats-launcher.ts";
