@@ -43,7 +43,7 @@ import type {
 } from "../core/types.ts";
 import { judgeActivation, readPolicyEntry } from "../policy/activation.ts";
 import { serveConsistencyProofs } from "../nats/proof-service.ts";
-import { DENIED_CLAIM_MARK, KV_BUCKETS, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
+import { DENIED_CLAIM_MARK, DENIED_COPIES_MARK, KV_BUCKETS, MAX_DENIED_COPIES, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, parseTaskClaim, submissionIdOf, taskClaimKey, type TaskClaimValue } from "../nats/contract.ts";
 import { claimOnce, ensureBus, type BusSetupOptions } from "../nats/setup.ts";
 import { SpawnRefusedError, TaskRevokedError } from "./spawn-error.ts";
 import { readSubject } from "../nats/read-subject.ts";
@@ -308,6 +308,12 @@ function assertNever(x: never): never {
  * spend the task id (#copyMark), whichever submission it names: no gateway ran that one.
  */
 type ClaimOwner = "none" | "this" | "other" | "deleted" | "denied" | "unread";
+
+/** A claim as read from the bucket (#claimEntry), with the revision a compare-and-set needs. */
+type ClaimEntry = { readonly kind: "none" | "deleted" | "unread" } | { readonly kind: "claim"; readonly claim: TaskClaimValue; readonly revision: number };
+
+/** How many times a claim contended by denies naming copies is read and tried again (#spendTaskId, #claimTask). */
+const CLAIM_ROUNDS = MAX_DENIED_COPIES + 4;
 
 /**
  * The checks that, all passed, show a request is its holder's own: the authority's origin lineage
@@ -1246,10 +1252,20 @@ export class Gateway {
    * KV create is create-only: exactly one claim of a key wins cluster-wide. The nonce is keyed
    * by itself, the task id by taskClaimKey (nonces hold no '.', so the two never meet).
    */
-  async #claim(key: string, value: Record<string, string>): Promise<ClusterClaim> {
+  async #claim(key: string, value: Record<string, unknown>): Promise<ClusterClaim> {
+    return this.#claimAt(key, value, 0);
+  }
+
+  /** Replace the claim at `key` only while it is at `revision` (a denied-copies claim: #spendTaskId, #claimTask). */
+  async #claimOver(key: string, value: Record<string, unknown>, revision: number): Promise<ClusterClaim> {
+    return this.#claimAt(key, value, revision);
+  }
+
+  /** A publish to the key expecting its last sequence to be `revision` (0: never written). "taken": it was not. */
+  async #claimAt(key: string, value: Record<string, unknown>, revision: number): Promise<ClusterClaim> {
     if (!this.#busConnected) return "unavailable";
     try {
-      await claimOnce(this.#js, key, JSON.stringify({ ...value, gatewayId: this.id }));
+      await claimOnce(this.#js, key, JSON.stringify({ ...value, gatewayId: this.id }), revision);
       return "claimed";
     } catch (e) {
       const msg = String((e as Error | undefined)?.message ?? e);
@@ -1338,7 +1354,7 @@ export class Gateway {
         // nonce alone, and a copy that lost it spends nothing more (claims made side by side
         // could cross, one copy winning each, and burn both for good).
         if (cluster === "claimed") {
-          taskCluster = await this.#claim(taskClaimKey(taskId), claimValue);
+          taskCluster = await this.#claimTask(taskId, claimValue, sub.submissionId);
           claims.wonTask = taskCluster === "claimed";
         }
       }
@@ -1840,10 +1856,16 @@ export class Gateway {
   }
 
   /**
-   * Make a deny that spent nothing final (#copyMark): claim the task id, marked denied, if the
-   * request is its holder's own. Lost to a claim made meanwhile: read whose, as #copyMark does.
-   * A deny on other grounds (no evidence, an untrusted or mis-signed chain, a broken lineage: what
-   * anyone can submit for any task id) spends nothing, and stays as it was.
+   * Make a deny that spent nothing final (#copyMark). A request that is its holder's own spends
+   * the task id: a claim marked denied. Any other (no evidence by the deadline, an untrusted or
+   * mis-signed chain, a broken lineage, another key than the holder's: what anyone can submit for
+   * any task id) cannot, or anyone could burn another holder's task id; yet a copy of those very
+   * bytes could run before the deadline once what was missing arrives, while this deny's client
+   * was told "denied" (found by review: a copy of someone's submission sent while a gateway's
+   * evidence read lags). So it names its submission in a denied-copies claim instead: no copy of
+   * that submission runs, and any other submission for the task id takes the claim over
+   * (#claimTask). Claims made meanwhile are read as #copyMark does; what cannot be made or read
+   * leaves the deny `claimsUnread`, for its client to settle.
    */
   async #spendTaskId(taskId: string, submissionId: string, nonceKey: string, checks: readonly Check[] | undefined, lineage: readonly unknown[], duplicate: () => Pick<TaskOutcome, "duplicate" | "originalDone">): Promise<Pick<TaskOutcome, "duplicate" | "originalDone" | "claimsUnread">> {
     // This gateway allowed the task id before (its claims lost since, say): never "never ran" to
@@ -1853,25 +1875,77 @@ export class Gateway {
       const ran = await this.#allowedSubmission(taskId);
       return ran === undefined ? { claimsUnread: true } : ran === submissionId ? duplicate() : {};
     }
-    if (checks === undefined || !HOLDERS_OWN.every((name) => checks.some((c) => c.check === name && c.ok))) return {};
-    if (!childIdsInNamespaces(lineage)) return {};
-    const made = await this.#claim(taskClaimKey(taskId), { taskId, nonce: nonceKey, submissionId, outcome: DENIED_CLAIM_MARK });
-    switch (made) {
-      case "claimed":
-        return {};
-      case "unavailable":
-        return { claimsUnread: true };
-      case "taken": {
-        const now = await this.#readClaim(taskClaimKey(taskId), submissionId);
-        if (now === "this" || now === "deleted") return duplicate();
-        if (now === "other" || now === "denied") return {};
-        return { claimsUnread: true };
+    // A task id no gateway can take (malformed: the gateway named it) runs nothing, ever.
+    if (!TASK_ID_RE.test(taskId)) return {};
+    const holdersOwn = checks !== undefined && HOLDERS_OWN.every((name) => checks.some((c) => c.check === name && c.ok)) && childIdsInNamespaces(lineage);
+    const key = taskClaimKey(taskId);
+    const spent = { taskId, nonce: nonceKey, submissionId, outcome: DENIED_CLAIM_MARK };
+    const copies = (ids: readonly string[]): Record<string, unknown> => ({ taskId, outcome: DENIED_COPIES_MARK, submissionIds: ids });
+    let made = await this.#claim(key, holdersOwn ? spent : copies([submissionId]));
+    for (let round = 0; round < CLAIM_ROUNDS; round++) {
+      switch (made) {
+        case "claimed":
+          return {};
+        case "unavailable":
+        case "not-attempted":
+          return { claimsUnread: true };
+        case "taken":
+          break;
+        default:
+          return assertNever(made);
       }
-      case "not-attempted":
-        return { claimsUnread: true };
-      default:
-        return assertNever(made);
+      const held = await this.#claimEntry(key);
+      switch (held.kind) {
+        case "none":
+        case "unread":
+          // Taken, then not there (removed meanwhile: tampering), or a read that failed.
+          return { claimsUnread: true };
+        case "deleted":
+          return duplicate();
+        case "claim":
+          break;
+        default:
+          return assertNever(held);
+      }
+      const c = held.claim;
+      switch (c.kind) {
+        case "held":
+          return c.submissionId === submissionId ? duplicate() : {};
+        case "denied":
+          return {};
+        case "denied-copies":
+          // Named already (another copy's deny): this one never runs either.
+          if (!holdersOwn && c.submissionIds.includes(submissionId)) return {};
+          // Policy: a full list takes no more names; this deny is left for its client to settle.
+          if (!holdersOwn && c.submissionIds.length >= MAX_DENIED_COPIES) return { claimsUnread: true };
+          // A spend covers every copy the claim named; a name joins the others.
+          made = await this.#claimOver(key, holdersOwn ? spent : copies([...c.submissionIds, submissionId]), held.revision);
+          break;
+        default:
+          return assertNever(c);
+      }
     }
+    return { claimsUnread: true };
+  }
+
+  /**
+   * Claim the task id for an allow (after its nonce). A denied-copies claim that does not name
+   * this submission is taken over, compare-and-set on its revision (#spendTaskId): denies of
+   * other submissions made it, which anyone can make for any task id. One that names it means a
+   * gateway told this submission's client "denied": "taken", and the task is REPLAYED.
+   */
+  async #claimTask(taskId: string, value: Record<string, unknown>, submissionId: string | undefined): Promise<ClusterClaim> {
+    const key = taskClaimKey(taskId);
+    let made = await this.#claim(key, value);
+    for (let round = 0; made === "taken" && round < CLAIM_ROUNDS; round++) {
+      const held = await this.#claimEntry(key);
+      if (held.kind === "unread") return "unavailable";
+      if (held.kind !== "claim" || held.claim.kind !== "denied-copies") return "taken";
+      if (submissionId === undefined || held.claim.submissionIds.includes(submissionId)) return "taken";
+      made = await this.#claimOver(key, value, held.revision);
+    }
+    // Contended past every round (denies naming copies, one after another): not known to be free.
+    return made === "taken" ? "unavailable" : made;
   }
 
   /** The submission id of the allow this gateway's log holds for `taskId`, if it can be read (Ledger.findDecision). */
@@ -1883,28 +1957,51 @@ export class Gateway {
   }
 
   /**
-   * Whose claim `key` is in the claims bucket, for a deny (#copyMark). Bounded (CLAIM_READ_MS)
-   * and never throws: a read that fails or times out, or a lost bus, is "unread". Claims are
-   * never deleted: a delete or purge marker ("deleted") means someone removed one, and the copy
-   * that made it may have been this submission's.
+   * Whose claim `key` is in the claims bucket, for a deny (#copyMark). Claims are never deleted:
+   * a delete or purge marker ("deleted") means someone removed one, and the copy that made it may
+   * have been this submission's. A denied-copies claim is "denied" for a submission it names and
+   * "none" for any other, which may still take it over (#claimTask).
    */
   async #readClaim(key: string, submissionId: string): Promise<ClaimOwner> {
-    if (!this.#busConnected) return "unread";
+    const held = await this.#claimEntry(key);
+    switch (held.kind) {
+      case "none":
+      case "unread":
+        return held.kind;
+      case "deleted":
+        this.#warn(`claim ${key} was deleted from ${KV_BUCKETS.nonces} (tampering?): a deny that may be a copy's is marked a possible duplicate`);
+        return "deleted";
+      case "claim": {
+        const c = held.claim;
+        switch (c.kind) {
+          case "held":
+            return c.submissionId === submissionId ? "this" : "other";
+          case "denied":
+            return "denied";
+          case "denied-copies":
+            return c.submissionIds.includes(submissionId) ? "denied" : "none";
+          default:
+            return assertNever(c);
+        }
+      }
+      default:
+        return assertNever(held);
+    }
+  }
+
+  /** The claim at `key` and its revision. Bounded (CLAIM_READ_MS), never throws: a read that fails or times out, a lost bus, or a value that is no claim is "unread". */
+  async #claimEntry(key: string): Promise<ClaimEntry> {
+    if (!this.#busConnected) return { kind: "unread" };
     let timer: NodeJS.Timeout | undefined;
     try {
       const entry = await Promise.race([this.#nonceKv.get(key), new Promise<"late">((r) => (timer = setTimeout(() => r("late"), CLAIM_READ_MS)))]);
-      if (entry === "late") return "unread";
-      if (entry === null) return "none";
-      if (entry.operation !== "PUT") {
-        this.#warn(`claim ${key} was deleted from ${KV_BUCKETS.nonces} (tampering?): a deny that may be a copy's is marked a possible duplicate`);
-        return "deleted";
-      }
-      const v = tryParseStrict(entry.value, { maxBytes: 4096 });
-      if (!v.ok || typeof v.value !== "object" || v.value === null || Array.isArray(v.value)) return "unread";
-      if (v.value["outcome"] === DENIED_CLAIM_MARK) return "denied";
-      return v.value["submissionId"] === submissionId ? "this" : "other";
+      if (entry === "late") return { kind: "unread" };
+      if (entry === null) return { kind: "none" };
+      if (entry.operation !== "PUT") return { kind: "deleted" };
+      const claim = parseTaskClaim(entry.value);
+      return claim === undefined ? { kind: "unread" } : { kind: "claim", claim, revision: entry.revision };
     } catch {
-      return "unread";
+      return { kind: "unread" };
     } finally {
       clearTimeout(timer);
     }

@@ -1,6 +1,7 @@
 // The wire contract of DESIGN §6. Agents in other languages, witnesses and auditors rely on
 // these names: change them only with a version bump.
 import { canonicalBytes } from "../canonical/jcs.ts";
+import { tryParseStrict } from "../canonical/strict-parse.ts";
 import { toB64u } from "../crypto/base64url.ts";
 import { sha256 } from "../crypto/hash.ts";
 
@@ -59,6 +60,43 @@ export const taskClaimKey = (taskId: string): string => `task.${taskId}`;
  * ran the submission it names, and none will (gateway.ts #copyMark).
  */
 export const DENIED_CLAIM_MARK = "denied";
+
+/**
+ * A task-id claim whose `outcome` is this was made by denies that could not spend the task id:
+ * requests anyone could make for it (no artifact by the evidence deadline, another key than the
+ * holder's, an untrusted chain, a broken lineage). It names the submissions so denied
+ * (`submissionIds`, at most MAX_DENIED_COPIES): none of those runs, since a copy of one finds it
+ * here; any other submission for the task id takes the key over (compare-and-set on its
+ * revision), so no one can spend another holder's task id this way (gateway.ts #spendTaskId).
+ */
+export const DENIED_COPIES_MARK = "denied-copies";
+
+/** How many submissions one denied-copies claim names; a deny that finds it full is left for its client to settle. */
+export const MAX_DENIED_COPIES = 16;
+
+/** What a task-id claim says, read from the bucket's bytes (anyone who may write there could have put them). */
+export type TaskClaimValue =
+  | { readonly kind: "held"; readonly submissionId: string | undefined }
+  | { readonly kind: "denied"; readonly submissionId: string | undefined }
+  | { readonly kind: "denied-copies"; readonly submissionIds: readonly string[] };
+
+/**
+ * Parses a claim's value (a task id's or a nonce's: nonces only ever hold "held"). Undefined when
+ * it is not one: a caller takes that as unreadable, never as free.
+ */
+export function parseTaskClaim(bytes: Uint8Array): TaskClaimValue | undefined {
+  const v = tryParseStrict(bytes, { maxBytes: 4_096 });
+  if (!v.ok || typeof v.value !== "object" || v.value === null || Array.isArray(v.value)) return undefined;
+  const o = v.value;
+  const sid = typeof o["submissionId"] === "string" ? o["submissionId"] : undefined;
+  if (o["outcome"] === DENIED_CLAIM_MARK) return { kind: "denied", submissionId: sid };
+  if (o["outcome"] === DENIED_COPIES_MARK) {
+    const ids = o["submissionIds"];
+    if (!Array.isArray(ids) || ids.length > MAX_DENIED_COPIES || !ids.every((x): x is string => typeof x === "string")) return undefined;
+    return { kind: "denied-copies", submissionIds: ids };
+  }
+  return { kind: "held", submissionId: sid };
+}
 
 /**
  * A submission's fingerprint: base64url SHA-256 of the RFC 8785 form of the submit message

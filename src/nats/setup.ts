@@ -178,6 +178,6 @@ async function ensureBusOnce(nc: NatsConnection, opts: BusSetupOptions): Promise
  * key ever held a message, a deleted or purged one included (a KV `create` would reuse a deleted
  * key). Resolves on success; rejects with the server's "wrong last sequence" when taken.
  */
-export async function claimOnce(js: JetStreamClient, key: string, value: string): Promise<void> {
-  await js.publish(`$KV.${KV_BUCKETS.nonces}.${key}`, value, { expect: { lastSubjectSequence: 0 } });
+export async function claimOnce(js: JetStreamClient, key: string, value: string, revision = 0): Promise<void> {
+  await js.publish(`$KV.${KV_BUCKETS.nonces}.${key}`, value, { expect: { lastSubjectSequence: revision } });
 }

@@ -7,7 +7,7 @@ import type { JsonValue } from "../canonical/jcs.ts";
 import { tryParseStrict } from "../canonical/strict-parse.ts";
 import type { SignedArtifact, SignedLineage, SignedRequest } from "../core/types.ts";
 import { Kvm } from "@nats-io/kv";
-import { DENIED_CLAIM_MARK, KV_BUCKETS, MAX_MESSAGE_BYTES, SUBJECTS, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
+import { KV_BUCKETS, MAX_MESSAGE_BYTES, SUBJECTS, parseTaskClaim, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
 import { MAX_OUTCOME_BYTES, outcomeSignedBy, type TaskOutcome } from "../gateway/outcome.ts";
 import { causeChain } from "../infra/error-causes.ts";
 
@@ -78,6 +78,10 @@ export interface AwaitOptions {
   lateWaitMs?: number;
 }
 
+function assertNeverClaim(x: never): never {
+  throw new TypeError(`unhandled claim ${JSON.stringify(x)}`);
+}
+
 /** Whose claim holds the task id cluster-wide (the create-only KV key gateways make before an allow). */
 async function taskClaimHolder(nc: NatsConnection, taskId: string, submissionId: string | undefined): Promise<"none" | "this" | "other" | "denied" | "unknown"> {
   try {
@@ -90,12 +94,21 @@ async function taskClaimHolder(nc: NatsConnection, taskId: string, submissionId:
     if (entry.operation !== "PUT") return "unknown";
     // A claim whose owner cannot be compared with this submission says nothing either way.
     if (submissionId === undefined) return "unknown";
-    const v = tryParseStrict(entry.value, { maxBytes: 4096 });
-    if (!v.ok || typeof v.value !== "object" || v.value === null || Array.isArray(v.value)) return "unknown";
-    // Spent by a deny (gateway.ts #copyMark): whichever submission it names, none ran.
-    if (v.value["outcome"] === DENIED_CLAIM_MARK) return "denied";
-    const held = v.value["submissionId"];
-    return held === submissionId ? "this" : typeof held === "string" ? "other" : "unknown";
+    const c = parseTaskClaim(entry.value);
+    if (c === undefined) return "unknown";
+    switch (c.kind) {
+      // Spent by a deny (gateway.ts #spendTaskId): whichever submission it names, none ran.
+      case "denied":
+        return "denied";
+      // Denies of the submissions it names: none of those ran. Any other may take it over, and
+      // has not: none did.
+      case "denied-copies":
+        return c.submissionIds.includes(submissionId) ? "denied" : "none";
+      case "held":
+        return c.submissionId === submissionId ? "this" : c.submissionId !== undefined ? "other" : "unknown";
+      default:
+        return assertNeverClaim(c);
+    }
   } catch {
     return "unknown";
   }

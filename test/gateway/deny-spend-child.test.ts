@@ -12,7 +12,7 @@ import { afterEach, expect, it } from "vitest";
 import { childTaskId } from "../../src/core/child-task-id.ts";
 import { artifactId, signRequest, spawnLineage } from "../../src/core/artifacts.ts";
 import type { SignedArtifact, SignedLineage } from "../../src/core/types.ts";
-import { DENIED_CLAIM_MARK, KV_BUCKETS, SUBJECTS, taskClaimKey } from "../../src/nats/contract.ts";
+import { DENIED_CLAIM_MARK, DENIED_COPIES_MARK, KV_BUCKETS, SUBJECTS, taskClaimKey } from "../../src/nats/contract.ts";
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
@@ -102,7 +102,7 @@ it("a child whose lineage names an id outside its parent's namespace (another ho
   await sleep(2_500);
   const denied = await submitTask(hh.runtime.nc, { request, args, chain: k.chain, lineage: k.lineage, timeoutMs: 20_000, gatewayKeys });
   expect(denied).toMatchObject({ verdict: "deny", codes: ["GOVERNANCE_UNAVAILABLE"] });
-  expect(await claimOf(hh, victimTask)).toBeNull();
+  expect(await claimOf(hh, victimTask)).toMatchObject({ outcome: DENIED_COPIES_MARK, submissionIds: [denied.submissionId] });
   await hh.authority.startHeartbeats(300);
   await sleep(1_000);
   expect(await hh.runtime.spawn({ agent: victim, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [victimArtifact], taskId: victimTask }).outcome).toMatchObject({ status: "succeeded" });

@@ -4,13 +4,14 @@
 // (the feed fresh again), inside the request's deadline, while its client had been told
 // "denied". Found by the chaos soak (test/soak, seed 11). Now such a deny spends the task id
 // first, with a claim marked denied, when the request is its holder's own; a request anyone
-// could make for any task id (another key, no evidence) spends nothing.
+// could make for any task id (another key, no evidence) spends nothing: its deny names only that
+// submission (a denied-copies claim), which any other submission for the task id takes over.
 import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { afterEach, expect, it } from "vitest";
 import { signRequest } from "../../src/core/artifacts.ts";
-import { DENIED_CLAIM_MARK, KV_BUCKETS, SUBJECTS, taskClaimKey } from "../../src/nats/contract.ts";
+import { DENIED_CLAIM_MARK, DENIED_COPIES_MARK, KV_BUCKETS, SUBJECTS, taskClaimKey } from "../../src/nats/contract.ts";
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
@@ -72,7 +73,12 @@ it("a deny of a request signed by another key than the artifact's holder spends 
   const forged = signRequest(namedKey("agent-9"), { taskId, action: "transfer", resource: "payments/transfer", args, artifact, createdAt: now, notAfter: now + 20_000 });
   const denied = await submitTask(hh.runtime.nc, { request: forged, args, chain: [artifact], timeoutMs: 20_000, gatewayKeys });
   expect(denied).toMatchObject({ status: "denied", codes: expect.arrayContaining(["IDENTITY_MISMATCH"]) as unknown });
-  expect(await claimOf(hh, taskId)).toBeNull();
+  // It names only the forged submission (a copy of it stays denied); the holder's takes it over.
+  expect(await claimOf(hh, taskId)).toMatchObject({ taskId, outcome: DENIED_COPIES_MARK, submissionIds: [denied.submissionId] });
   expect(await transfer(hh, taskId, artifact)).toMatchObject({ status: "succeeded" });
   expect(ran).toEqual([taskId]);
+  const now2 = await claimOf(hh, taskId);
+  expect(now2).toMatchObject({ taskId, submissionId: expect.any(String) as unknown });
+  expect(now2?.["submissionId"]).not.toBe(denied.submissionId);
+  expect(now2?.["outcome"]).toBeUndefined();
 }, 60_000);
