@@ -1,6 +1,8 @@
 // Shared by gateway and client tests: a harness per test on a real nats-server, a
 // gateway whose handler can be slowed (to keep a one-slot gateway busy), grants, and a transfer.
+import { Kvm } from "@nats-io/kv";
 import { afterEach, expect } from "vitest";
+import { KV_BUCKETS, taskClaimKey } from "../../src/nats/contract.ts";
 import type { SignedArtifact, SignedLineage } from "../../src/core/types.ts";
 import type { Gateway } from "../../src/gateway/gateway.ts";
 import type { Authority } from "../../src/runtime/authority.ts";
@@ -127,4 +129,10 @@ export const grantUnder = (hh: Harness, taskId: string, doc: PolicyDocument): Pr
 export async function until(what: () => boolean, ms = 5_000): Promise<void> {
   for (let i = 0; i < ms / 20 && !what(); i++) await sleep(20);
   expect(what()).toBe(true);
+}
+
+/** The task id's claim in the claims bucket, as its JSON, or null when there is none. */
+export async function claimOf(hh: Harness, taskId: string): Promise<Record<string, unknown> | null> {
+  const e = await (await new Kvm(hh.runtime.nc).open(KV_BUCKETS.nonces)).get(taskClaimKey(taskId));
+  return e === null ? null : e.json<Record<string, unknown>>();
 }

@@ -8,18 +8,17 @@
 // copy of that submission runs, and any other submission for the task id takes the claim over,
 // so no one can burn another holder's task id this way.
 import { jetstream } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
 import { afterEach, expect, it } from "vitest";
 import { signRequest } from "../../src/core/artifacts.ts";
 import type { JsonValue } from "../../src/canonical/jcs.ts";
 import type { SignedArtifact, SignedRequest } from "../../src/core/types.ts";
-import { DENIED_CLAIM_MARK, DENIED_COPIES_MARK, KV_BUCKETS, MAX_DENIED_COPIES, SUBJECTS, submissionIdOf, taskClaimKey } from "../../src/nats/contract.ts";
+import { DENIED_CLAIM_MARK, DENIED_COPIES_MARK, MAX_DENIED_COPIES, SUBJECTS, submissionIdOf } from "../../src/nats/contract.ts";
 import { awaitOutcome, submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { namedKey } from "../../src/testkit/world.ts";
 import type { TaskOutcome } from "../../src/gateway/outcome.ts";
-import { agent, grantRoot, sleep } from "./client-support.ts";
+import { agent, claimOf, grantRoot, sleep } from "./client-support.ts";
 
 const gatewayKeys = new Set([namedKey("gateway-1").keyId]);
 const stranger = namedKey("agent-9");
@@ -28,11 +27,6 @@ afterEach(async () => {
   await h?.close();
   h = undefined;
 });
-
-async function claimOf(hh: Harness, taskId: string): Promise<Record<string, unknown> | null> {
-  const e = await (await new Kvm(hh.runtime.nc).open(KV_BUCKETS.nonces)).get(taskClaimKey(taskId));
-  return e === null ? null : e.json<Record<string, unknown>>();
-}
 
 function transferRequest(taskId: string, artifact: SignedArtifact, args: { [k: string]: JsonValue }, by = agent, deadlineMs = 20_000): SignedRequest {
   const now = Date.now();

@@ -7,16 +7,15 @@
 // namespace: only that parent's handler could have had such an id signed. One named outside it
 // (here signed by a peer standing for a gateway from before the rule) still spends nothing.
 import { jetstream } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
 import { afterEach, expect, it } from "vitest";
 import { childTaskId } from "../../src/core/child-task-id.ts";
 import { artifactId, signRequest, spawnLineage } from "../../src/core/artifacts.ts";
 import type { SignedArtifact, SignedLineage } from "../../src/core/types.ts";
-import { DENIED_CLAIM_MARK, DENIED_COPIES_MARK, KV_BUCKETS, SUBJECTS, taskClaimKey } from "../../src/nats/contract.ts";
+import { DENIED_CLAIM_MARK, DENIED_COPIES_MARK, SUBJECTS } from "../../src/nats/contract.ts";
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
-import { grantActions } from "./client-support.ts";
+import { claimOf, grantActions } from "./client-support.ts";
 import { namedKey, namedNonce } from "../../src/testkit/world.ts";
 
 const parentAgent = namedKey("agent-0");
@@ -31,12 +30,6 @@ afterEach(async () => {
   await h?.close();
   h = undefined;
 });
-
-
-async function claimOf(hh: Harness, taskId: string): Promise<Record<string, unknown> | null> {
-  const e = await (await new Kvm(hh.runtime.nc).open(KV_BUCKETS.nonces)).get(taskClaimKey(taskId));
-  return e === null ? null : e.json<Record<string, unknown>>();
-}
 
 /**
  * Runs a "plan" parent whose handler delegates to childAgent and keeps the child's chain and

@@ -8,15 +8,14 @@
 // submission (a denied-copies claim), which any other submission for the task id takes over.
 import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
 import { afterEach, expect, it } from "vitest";
 import { signRequest } from "../../src/core/artifacts.ts";
-import { DENIED_CLAIM_MARK, DENIED_COPIES_MARK, KV_BUCKETS, SUBJECTS, taskClaimKey } from "../../src/nats/contract.ts";
+import { DENIED_CLAIM_MARK, DENIED_COPIES_MARK, SUBJECTS } from "../../src/nats/contract.ts";
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { namedKey } from "../../src/testkit/world.ts";
-import { agent, grantRoot, transfer } from "./client-support.ts";
+import { agent, claimOf, grantRoot, transfer } from "./client-support.ts";
 
 const gatewayKeys = new Set([namedKey("gateway-1").keyId]);
 let h: Harness | undefined;
@@ -24,11 +23,6 @@ afterEach(async () => {
   await h?.close();
   h = undefined;
 });
-
-async function claimOf(hh: Harness, taskId: string): Promise<Record<string, unknown> | null> {
-  const e = await (await new Kvm(hh.runtime.nc).open(KV_BUCKETS.nonces)).get(taskClaimKey(taskId));
-  return e === null ? null : (e.json<Record<string, unknown>>());
-}
 
 it("a submission told \"denied\" never runs afterwards: a copy of it, once the feed is fresh again, is REPLAYED", async () => {
   h = await startHarness({ heartbeatMs: 300, gateway: { limits: { maxFeedAgeMs: 1_500 } } });
