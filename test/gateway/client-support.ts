@@ -82,7 +82,6 @@ export async function grantRoot(hh: Harness, taskId: string): Promise<SignedArti
   return artifact;
 }
 
-/** `agent` transfers 1 under `artifact` as task `taskId`; resolves with the outcome. */
 /**
  * A root grant for `taskId` held by `holder`, for `actions` on payments/: its artifact and the
  * origin lineage the authority published for it (tests that build a child's lineage need it).
@@ -99,6 +98,7 @@ export function grantActions(hh: Harness, taskId: string, holder: string, action
   });
 }
 
+/** `agent` transfers 1 under `artifact` as task `taskId`; resolves with the outcome. */
 export function transfer(hh: Harness, taskId: string, artifact: SignedArtifact): Promise<TaskOutcome> {
   return hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [artifact], taskId }).outcome;
 }
