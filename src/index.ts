@@ -124,7 +124,7 @@ export { buildProofBundle, verifyProofBundle, type ProofBundle, type BundleCheck
 export type { AuditEntry, AuditRecord, CheckpointPayload, RecordType, TrustChange } from "./audit/records.ts";
 
 // The NATS wire contract (DESIGN §6): agents and witnesses written against the bus use these names.
-export { SUBJECTS, STREAMS, KV_BUCKETS, POLICY_KEY, TASK_CONSUMER, TASK_ID_RE, MAX_MESSAGE_BYTES, DENIED_CLAIM_MARK, submissionIdOf, taskClaimKey } from "./nats/contract.ts";
+export { SUBJECTS, STREAMS, KV_BUCKETS, POLICY_KEY, TASK_CONSUMER, TASK_ID_RE, MAX_MESSAGE_BYTES, DENIED_CLAIM_MARK, DENIED_COPIES_MARK, MAX_DENIED_COPIES, parseTaskClaim, type TaskClaimValue, submissionIdOf, taskClaimKey } from "./nats/contract.ts";
 
 // Infrastructure: a real nats-server for local runs and tests.
 export { startNatsServer, natsServerAvailable, NatsServerNotFoundError, NatsServerStartError, type NatsServerHandle } from "./infra/nats-launcher.ts";

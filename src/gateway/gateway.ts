@@ -238,6 +238,7 @@ interface InFlight {
 type Claims = { nonce: NonceState; task: TaskClaimState };
 type ClusterClaim = NonceState["cluster"];
 
+/** `submissionId` only when the submission names a well-formed task id of its own: one a gateway named (`malformed-<seq>`) has no claims to read or make. */
 type SubmitParse = { taskId: string; request: unknown; args: unknown; intakeErrors: string[]; submissionId: string | undefined };
 
 /** The longest delay a Node.js timer honours; a longer one fires at once. */
@@ -1126,8 +1127,11 @@ export class Gateway {
       submissionId = submissionIdOf(parsed.value);
     }
     const named = (request as { payload?: { taskId?: unknown } } | null)?.payload?.taskId;
-    const taskId = typeof named === "string" && TASK_ID_RE.test(named) ? named : `malformed-${m.seq}`;
-    return { taskId, request, args, intakeErrors, submissionId };
+    const wellNamed = typeof named === "string" && TASK_ID_RE.test(named);
+    // Policy: no claim is read or written for a task id the gateway made up (found by review:
+    // each junk submit wrote a denied-copies claim on task.malformed-<seq>, a key a real task id
+    // may be), and no client can be waiting on a submission that names none.
+    return { taskId: wellNamed ? named : `malformed-${m.seq}`, request, args, intakeErrors, submissionId: wellNamed ? submissionId : undefined };
   }
 
   #health(): DecisionInput["health"] {
@@ -1875,14 +1879,12 @@ export class Gateway {
       const ran = await this.#allowedSubmission(taskId);
       return ran === undefined ? { claimsUnread: true } : ran === submissionId ? duplicate() : {};
     }
-    // A task id no gateway can take (malformed: the gateway named it) runs nothing, ever.
-    if (!TASK_ID_RE.test(taskId)) return {};
     const holdersOwn = checks !== undefined && HOLDERS_OWN.every((name) => checks.some((c) => c.check === name && c.ok)) && childIdsInNamespaces(lineage);
     const key = taskClaimKey(taskId);
     const spent = { taskId, nonce: nonceKey, submissionId, outcome: DENIED_CLAIM_MARK };
     const copies = (ids: readonly string[]): Record<string, unknown> => ({ taskId, outcome: DENIED_COPIES_MARK, submissionIds: ids });
     let made = await this.#claim(key, holdersOwn ? spent : copies([submissionId]));
-    for (let round = 0; round < CLAIM_ROUNDS; round++) {
+    for (let round = 0; ; round++) {
       switch (made) {
         case "claimed":
           return {};
@@ -1894,6 +1896,8 @@ export class Gateway {
         default:
           return assertNever(made);
       }
+      // Contended past every round (denies naming copies, one after another): left to its client.
+      if (round >= CLAIM_ROUNDS) return { claimsUnread: true };
       const held = await this.#claimEntry(key);
       switch (held.kind) {
         case "none":
@@ -1925,7 +1929,6 @@ export class Gateway {
           return assertNever(c);
       }
     }
-    return { claimsUnread: true };
   }
 
   /**

@@ -139,3 +139,13 @@ it("the holder's own deny spends a task id that denies of copies named: the clai
   expect(copy).toMatchObject({ verdict: "deny", status: "denied", codes: expect.arrayContaining(["REPLAYED"]) as unknown });
   expect(runs).toBe(0);
 }, 60_000);
+
+it("a submission naming no well-formed task id reads and writes no claim: the task id its gateway names for it is left alone (found by review)", async () => {
+  h = await startHarness({ gateway: { evidenceDeadlineMs: 300 } });
+  const hh = h;
+  const ack = await jetstream(hh.runtime.nc).publish(SUBJECTS.taskSubmit, JSON.stringify({ request: { payload: { taskId: "not.a.task.id" } }, args: null }));
+  const taskId = `malformed-${ack.seq}`;
+  const [out] = await outcomesOf(hh, taskId, 1);
+  expect(out).toMatchObject({ verdict: "deny", status: "denied" });
+  expect(await claimOf(hh, taskId)).toBeNull();
+}, 30_000);
