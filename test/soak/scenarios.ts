@@ -8,8 +8,8 @@ import type { JsonValue } from "../../src/canonical/jcs.ts";
 import { artifactId, issueArtifact, originLineage, signRequest } from "../../src/core/artifacts.ts";
 import type { ArtifactBindings, SignedArtifact, SignedLineage, SignedRequest, Validity } from "../../src/core/types.ts";
 import type { KeyPair } from "../../src/crypto/keys.ts";
-import { SUBJECTS } from "../../src/nats/contract.ts";
-import { submitTask } from "../../src/runtime/client.ts";
+import { SUBJECTS, submissionIdOf } from "../../src/nats/contract.ts";
+import { awaitOutcome, submitTask } from "../../src/runtime/client.ts";
 import { namedKey } from "../../src/testkit/world.ts";
 import type { Rng } from "./prng.ts";
 import { CHILD_VARIANTS, publishRaw, type SoakTimings, type SoakWorld, type TaskRecord } from "./soak-world.ts";
@@ -19,6 +19,7 @@ export const ROOT_KINDS = {
   "valid-manual": 8,
   plan: 10,
   twin: 6,
+  "copy-early": 3,
   "replay-later": 4,
   "revoked-applied": 4,
   "revoked-acked": 3,
@@ -157,6 +158,37 @@ export async function launch(c: ScenarioContext, rng: Rng, n: number, kind: Root
           await publishRaw(w, r.body!).catch((e: unknown) => r.notes.push(`copy publish failed: ${String(e)}`));
         })();
       }
+      return;
+    }
+    case "copy-early": {
+      // A copy of a submission reaches the queue before its evidence (a copier's, or one taken by
+      // a gateway whose evidence read lags) while the original's client already waits: denied
+      // NO_ARTIFACT once the evidence deadline passes, unless the evidence lands first. The
+      // evidence and the original follow after a drawn delay, before or after that deadline.
+      // Whatever the client is told must hold (INV7): "denied" never runs (found by review: the
+      // copy's deny spent nothing, and the original then ran).
+      const r = w.track(record(id(), kind, "may-run", "", { multiSubmission: true }));
+      const { artifact, nonce } = await grant(c, r.taskId);
+      r.nonce = nonce;
+      const args = amount(rng);
+      const delay = rng.pick([0, 500, 1_500, 3_000, 4_000]);
+      r.notes.push(`evidence and original ${delay} ms after the copy`);
+      const req = request(c, w.agents[0]!, r.taskId, artifact, args);
+      const body = JSON.stringify({ request: req, args });
+      r.body = body;
+      const waiter = awaitOutcome(w.nc, r.taskId, c.t.outcomeTimeoutMs, { submissionId: submissionIdOf(JSON.parse(body))!, gatewayKeys: GATEWAY_KEYS, deadline: { inMs: (req.payload.notAfter ?? 0) - req.payload.createdAt, skewMs: c.t.skewMs } });
+      void w.follow(r, "submitTask", waiter.outcome);
+      await waiter.ready;
+      await publishRaw(w, body).catch((e: unknown) => r.notes.push(`copy publish failed: ${String(e)}`));
+      void (async () => {
+        await sleep(delay);
+        try {
+          await jetstream(w.nc).publish(SUBJECTS.artifact(r.taskId), JSON.stringify(artifact));
+          await publishRaw(w, body);
+        } catch (e) {
+          r.notes.push(`original publish failed: ${String(e)}`);
+        }
+      })();
       return;
     }
     case "replay-later": {
