@@ -2,6 +2,8 @@
 // (the durable one) and an in-memory one (tests, dry runs). The store only ever writes through
 // `batch`, so one group commit is one atomic LevelDB write batch: after a crash either all of
 // it is there or none of it.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { Level } from "level";
 import { causeChain } from "../infra/error-causes.ts";
 
@@ -29,8 +31,11 @@ export interface AuditBackend {
 
 export class BackendError extends Error {
   override readonly name = "BackendError";
-  /** BACKEND_LOCKED: the directory's LevelDB is open elsewhere (another process, or another open in this one). */
-  readonly code: "BACKEND_CLOSED" | "BACKEND_IO" | "BACKEND_LOCKED";
+  /**
+   * BACKEND_LOCKED: the directory's LevelDB is open elsewhere (another process, or another open in
+   * this one). BACKEND_MISSING: no database there, for an opener that must not make one.
+   */
+  readonly code: "BACKEND_CLOSED" | "BACKEND_IO" | "BACKEND_LOCKED" | "BACKEND_MISSING";
   constructor(code: BackendError["code"], message: string, options?: { cause?: unknown }) {
     super(`${code}: ${message}`, options);
     this.code = code;
@@ -62,6 +67,12 @@ export class LevelBackend implements AuditBackend {
 
   /** `createIfMissing: false` for auditors: a mistyped path must be an error, not an empty log. */
   static async open(dir: string, opts: { createIfMissing?: boolean } = {}): Promise<LevelBackend> {
+    // LevelDB makes the directory, its LOCK and LOG before it finds no database there: a read-only
+    // opener (an auditor) given a wrong path must leave no trace, nor one in a gateway's data dir.
+    if (opts.createIfMissing === false && !existsSync(join(dir, "CURRENT"))) {
+      const hint = existsSync(join(dir, "audit", "CURRENT")) ? `; a gateway keeps its log in its data dir's audit/ folder: ${join(dir, "audit")}` : "";
+      throw new BackendError("BACKEND_MISSING", `no LevelDB database at ${dir} (no CURRENT file)${hint}`);
+    }
     const db = new Level<string, Uint8Array>(dir, { keyEncoding: "utf8", valueEncoding: "view", createIfMissing: opts.createIfMissing ?? true });
     try {
       await db.open();

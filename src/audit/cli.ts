@@ -108,8 +108,18 @@ function readTrustFile(file: string): TrustRoots {
 }
 
 function loadTrustRoots(o: { trust?: string; gatewayKey?: string[] }): TrustRoots {
-  if (o.trust !== undefined) return readTrustFile(o.trust);
-  if (o.gatewayKey !== undefined && o.gatewayKey.length > 0) return { gatewayKeys: o.gatewayKey };
+  // A mistyped key is the auditor's error (exit 2), not the log's: unchecked, it made every
+  // checkpoint "untrusted" and the log look tampered with (exit 1).
+  if (o.trust !== undefined) {
+    const t = readTrustFile(o.trust);
+    checkKeyIds(`${o.trust}: gatewayKeys entry`, t.gatewayKeys);
+    checkKeyIds(`${o.trust}: peerGateways entry`, t.peerGateways ?? []);
+    return t;
+  }
+  if (o.gatewayKey !== undefined && o.gatewayKey.length > 0) {
+    checkKeyIds("--gateway-key", o.gatewayKey);
+    return { gatewayKeys: o.gatewayKey };
+  }
   throw new AuditCliError("trust roots required: --trust FILE or --gateway-key KEYID");
 }
 

@@ -1,6 +1,7 @@
 // Found by review (a user's journey through the API): a second runtime on a data directory in use
 // failed with BACKEND_IO, the code of a failing disk. A directory another open holds is now its
 // own code, so a caller can tell "in use" from "broken".
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,14 +27,21 @@ it("opening a LevelDB directory another open holds fails with BackendError BACKE
   }
 });
 
-it("a path that cannot be a LevelDB directory is still BACKEND_IO", async () => {
+it("a missing log, opened read-only, is BACKEND_MISSING and leaves nothing behind (LevelDB made the directory, its LOCK and LOG); a data dir given for its log says where the log is", async () => {
   const dir = await mkdtemp(join(tmpdir(), "failclosed-locked-"));
   try {
-    const e = await LevelBackend.open(join(dir, "missing"), { createIfMissing: false }).then(
-      () => undefined,
-      (x: unknown) => x,
-    );
-    expect(e).toMatchObject({ name: "BackendError", code: "BACKEND_IO" });
+    const fail = (p: string, createIfMissing: boolean): Promise<unknown> => LevelBackend.open(p, { createIfMissing }).then(async (b) => (await b.close(), undefined), (x: unknown) => x);
+    expect(await fail(join(dir, "missing"), false)).toMatchObject({ name: "BackendError", code: "BACKEND_MISSING" });
+    expect(existsSync(join(dir, "missing"))).toBe(false);
+    // A gateway's data dir: its log is in audit/.
+    await (await LevelBackend.open(join(dir, "gw", "audit"))).close();
+    const e = await fail(join(dir, "gw"), false);
+    expect(e).toMatchObject({ code: "BACKEND_MISSING" });
+    expect(String((e as Error).message)).toContain(join(dir, "gw", "audit"));
+    expect(readdirSync(join(dir, "gw"))).toEqual(["audit"]);
+    // A path that cannot be a LevelDB directory at all (a file) is BACKEND_IO.
+    writeFileSync(join(dir, "file"), "x");
+    expect(await fail(join(dir, "file"), true)).toMatchObject({ name: "BackendError", code: "BACKEND_IO" });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
