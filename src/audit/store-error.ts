@@ -9,6 +9,7 @@ export type AuditStoreErrorCode =
   | "AUDIT_UNREADABLE" // the stored log could not be read (I/O): it cannot vouch for itself
   | "AUDIT_FORMAT" // the log is stored in an on-disk layout this version does not read
   | "AUDIT_NOT_FOUND"
+  | "AUDIT_ORIGIN_MISMATCH" // opened under another origin than the one its checkpoints name
   | "AUDIT_STATE_HANDED_OFF" // the folded state now belongs to its owner (handOffState)
   | "AUDIT_SNAPSHOT_DIVERGED"; // the owner's captured state folded an entry the log refused: never written as the log's fold
 

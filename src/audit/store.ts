@@ -358,6 +358,8 @@ export class AuditStore {
     // peaks there hash to the root the signed manifest names, which #readSnapshot checked).
     const frontier = from === 0 ? new MerkleFrontier() : storedFrontier(from);
     let last: { index: number; count: number; value: Uint8Array } | undefined;
+    /** The origin the log's newest checkpoint names (a usable snapshot was signed for this one). */
+    let namedOrigin: { origin: unknown; seq: number } | undefined;
     for await (const [key, value] of backend.iterate({ ...bundleRange, gte: bundleKey(Math.floor(from / BUNDLE_SIZE)) })) {
       // The first bundle may hold records before the snapshot's position: skipped here, and
       // checked in the background once the store is open (#checkPrefix).
@@ -365,11 +367,18 @@ export class AuditStore {
       const b = checkBundle(key, value, cur, frontier, skip, undefined, (r) => {
         applyRecord(state, r);
         since = r.type === "checkpoint" ? 0 : since + 1;
+        if (r.type === "checkpoint") namedOrigin = { origin: r.checkpoint.payload.origin, seq: r.seq };
       });
       last = { index: b.index, count: b.count, value };
     }
     const prev = cur.prev;
     if (state.size !== head.size || prev !== head.last) throw new AuditStoreError("AUDIT_CORRUPT", `head says ${head.size} records, log has ${state.size}`);
+    // Policy: a log is one origin's for good. Opened under another (a gateway started with
+    // another id on this data dir), its next checkpoint would name a second origin and every
+    // audit of it would fail from there (found by an operator's review): refused, nothing written.
+    if (namedOrigin !== undefined && namedOrigin.origin !== opts.origin) {
+      throw new AuditStoreError("AUDIT_ORIGIN_MISMATCH", `this log is ${JSON.stringify(namedOrigin.origin)}'s (its checkpoint at seq ${namedOrigin.seq} names it), not ${JSON.stringify(opts.origin)}'s: open it under that origin (a gateway's id), or give this one a data dir of its own`);
+    }
     const tail = last !== undefined && last.count < BUNDLE_SIZE ? last : emptyTail(state.size / BUNDLE_SIZE);
     const openedFrom: OpenedFrom = { snapshotSize: from, recordsFolded: head.size - from, ...(snap.problem !== undefined ? { snapshotProblem: snap.problem } : {}) };
     // Parts in each slot: the current one holds what its manifest names (a snapshot's slot is
