@@ -7,6 +7,7 @@ import { bundleCount, isExactBundle, readStoredNode, slotBytes, slotNode, slotNo
 import { BUNDLE_SIZE, HEAD_KEY, bundleOfKey, bundleRange } from "./keys.ts";
 import type { NodeLookup } from "./merkle.ts";
 import { readStoredSnapshot, type StoredSnapshot } from "./snapshot-audit.ts";
+import { GENESIS_PREV } from "./records.ts";
 
 export interface StoredHead {
   readonly size: number;
@@ -93,7 +94,9 @@ export function backendLogSource(backend: AuditBackend): AuditLogSource {
     snapshot: () => readStoredSnapshot(backend),
     async head() {
       const b = await backend.get(HEAD_KEY);
-      if (b === undefined) return undefined;
+      // No head is an empty log's, as the store reads it (store.ts parseHead): a log with records
+      // and its head deleted is not clean (found by a hostile-log review: it replayed ok).
+      if (b === undefined) return { size: 0, last: GENESIS_PREV };
       try {
         const v = parseStrict(b) as { size?: unknown; last?: unknown };
         return typeof v.size === "number" && typeof v.last === "string" ? { size: v.size, last: v.last } : { size: -1, last: "" };
