@@ -3,12 +3,15 @@
 // carries (DESIGN §6), so the file can be published as is.
 import { randomBytes } from "node:crypto";
 import { Command, Option } from "commander";
-import { artifactId, delegateArtifact, issueArtifact, revoke } from "../core/artifacts.ts";
+import { jetstream } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { artifactId, delegateArtifact, issueArtifact, originLineage, revoke } from "../core/artifacts.ts";
 import { check, signedArtifactSchema } from "../core/schema.ts";
-import type { ArtifactBindings, Attribution, NumericConstraint, RevocationTarget, SignedArtifact, Validity } from "../core/types.ts";
+import type { ArtifactBindings, Attribution, NumericConstraint, RevocationTarget, SignedArtifact, SignedLineage, Validity } from "../core/types.ts";
 import { fromB64u, toB64u } from "../crypto/base64url.ts";
 import { checkPublicKey } from "../crypto/ed25519.ts";
 import { verifySigned } from "../crypto/signing.ts";
+import { STREAMS, SUBJECTS, TASK_ID_RE } from "../nats/contract.ts";
 import { DEFAULT_POLICY } from "../policy/default-policy.ts";
 import { policyDigest } from "../policy/policy-document.ts";
 import { codeDigest } from "../sim/scenario-format.ts";
@@ -75,7 +78,7 @@ function scopeOptions(c: Command, required: boolean): Command {
     .option("--max <name=value>", "upper bound on a numeric argument (repeatable)", collect)
     .option("--min <name=value>", "lower bound on a numeric argument (repeatable)", collect)
     .option("--valid-for <duration>", `validity from not-before, e.g. 1h${required ? "" : " (default: until the parent expires)"}`)
-    .option("--not-before <instant>", "ISO instant or offset from now like +10m (default: now)")
+    .option("--not-before <instant>", `ISO instant or offset from now like +10m (default: ${required ? "now" : "the parent's"})`)
     .option("--env <name=value>", "environment binding (repeatable)", collect)
     .option("--gateway <id>", "gateway binding (repeatable)", collect)
     .option("--code <text>", "bind the agent code: digest of this code string")
@@ -112,7 +115,7 @@ function nonce(o: ScopeOpts): string {
   return o.nonce ?? toB64u(new Uint8Array(randomBytes(32)));
 }
 
-function printChain(io: CliIo, chain: SignedArtifact[], o: ScopeOpts): void {
+function printChain(io: CliIo, chain: SignedArtifact[], o: ScopeOpts, origin?: { taskId: string; lineage: SignedLineage; file?: string; published?: string }): void {
   const leaf = chain[chain.length - 1]!;
   // Never hand out an artifact every gateway would refuse as MALFORMED (a short nonce, a code
   // digest that is not one, a bound that is not a safe integer, a date out of range).
@@ -132,9 +135,14 @@ function printChain(io: CliIo, chain: SignedArtifact[], o: ScopeOpts): void {
     policy: p.policy,
   };
   if (o.out !== undefined) writeOutFile(o.out, jsonText(chain));
-  if (o.json) io.out(jsonText(o.out !== undefined ? { ...info, file: o.out } : { ...info, chain }));
+  const task = origin === undefined ? {} : { taskId: origin.taskId, ...(origin.file !== undefined ? { lineageFile: origin.file } : { lineage: origin.lineage }), ...(origin.published !== undefined ? { lineagePublishedOn: origin.published } : {}) };
+  if (o.json) io.out(jsonText(o.out !== undefined ? { ...info, file: o.out, ...task } : { ...info, chain, ...task }));
   else if (o.out === undefined) io.out(jsonText(chain));
-  else io.out(`artifact  ${info.artifactId}\ndepth     ${info.depth}\nholder    ${info.holder}\nvalid     ${info.notBefore} → ${info.expiresAt}\nwrote     ${o.out}\n`);
+  else {
+    const lines = [`artifact  ${info.artifactId}`, `depth     ${info.depth}`, `holder    ${info.holder}`, `valid     ${info.notBefore} → ${info.expiresAt}`, `wrote     ${o.out}`];
+    if (origin !== undefined) lines.push(`task      ${origin.taskId}`, ...(origin.file !== undefined ? [`lineage   ${origin.file}`] : []), ...(origin.published !== undefined ? [`published the origin lineage on ${origin.published}`] : []));
+    io.out(`${lines.join("\n")}\n`);
+  }
 }
 
 export function issueCommand(io: CliIo): Command {
@@ -143,9 +151,12 @@ export function issueCommand(io: CliIo): Command {
       .description("issue a root artifact, signed by a policy authority")
       .requiredOption("--authority <keyfile>", "the authority's key file")
       .requiredOption("--holder <keyId|keyfile>", "the agent the artifact authorizes")
-      .option("--policy <file>", "policy document (default: the built-in default policy)"),
+      .option("--policy <file>", "policy document (default: the built-in default policy)")
+      .option("--task-id <id>", "the root task the artifact is for: signs its origin lineage, without which no gateway runs a task on it")
+      .option("--lineage-out <file>", "with --task-id: write the signed origin lineage event here")
+      .option("--nats <url>", "with --task-id: publish the origin lineage on the task's evidence subject, as an authority service's grant does"),
     true,
-  ).action((o: ScopeOpts & { authority: string; holder: string; policy?: string; actions: string; resources: string }) => {
+  ).action(async (o: ScopeOpts & { authority: string; holder: string; policy?: string; actions: string; resources: string; taskId?: string; lineageOut?: string; nats?: string }) => {
     const now = Date.now();
     const authority = readKeyFile(o.authority);
     const doc = o.policy !== undefined ? readPolicyFile(o.policy) : DEFAULT_POLICY;
@@ -161,8 +172,43 @@ export function issueCommand(io: CliIo): Command {
       policy: { id: doc.id, digest: policyDigest(doc) },
       attribution: attribution(o),
     });
-    printChain(io, [art], o);
+    if (o.taskId === undefined) {
+      if (o.lineageOut !== undefined || o.nats !== undefined) throw new CliError("USAGE", "--lineage-out and --nats go with --task-id: the origin lineage names the task");
+      // Said, not refused: an artifact may be made now and bound to its task by the authority later.
+      io.err("note: no --task-id: no gateway runs a task on this artifact until an origin lineage signed by this authority names the task (failclosed issue --task-id, or Authority.grant)\n");
+      printChain(io, [art], o);
+      return;
+    }
+    if (!TASK_ID_RE.test(o.taskId)) throw new CliError("USAGE", `--task-id ${JSON.stringify(o.taskId)}: a task id is a subject-safe token (letters, digits, - and _)`);
+    // Checked before anything is written or published, as printChain would.
+    const shape = check(signedArtifactSchema, art);
+    if (!shape.ok) throw new CliError("INVALID_INPUT", `the artifact would be malformed: ${shape.error}`);
+    const lineage = originLineage(authority, { childTaskId: o.taskId, childArtifact: art, emittedAt: now });
+    if (o.lineageOut !== undefined) writeOutFile(o.lineageOut, jsonText(lineage));
+    let published: string | undefined;
+    if (o.nats !== undefined) {
+      await publishLineage(o.nats, o.taskId, lineage);
+      published = SUBJECTS.lineage(o.taskId);
+    }
+    printChain(io, [art], o, { taskId: o.taskId, lineage, ...(o.lineageOut !== undefined ? { file: o.lineageOut } : {}), ...(published !== undefined ? { published } : {}) });
   });
+}
+
+/** Publish an origin lineage on its task's evidence subject (JetStream: acked by the evidence stream, or an error). */
+async function publishLineage(url: string, taskId: string, lineage: SignedLineage): Promise<void> {
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ servers: url, maxReconnectAttempts: 0 });
+  } catch (e) {
+    throw new CliError("IO", `cannot reach NATS at ${url}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  try {
+    await jetstream(nc).publish(SUBJECTS.lineage(taskId), JSON.stringify(lineage), { expect: { streamName: STREAMS.evidence } });
+  } catch (e) {
+    throw new CliError("IO", `publishing the origin lineage on ${SUBJECTS.lineage(taskId)} failed (is the bus set up? a gateway or an authority service makes its streams): ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  } finally {
+    await nc.close().catch(() => undefined);
+  }
 }
 
 export function delegateCommand(io: CliIo): Command {
