@@ -43,6 +43,7 @@ import type {
 } from "../core/types.ts";
 import { judgeActivation, readPolicyEntry } from "../policy/activation.ts";
 import { serveConsistencyProofs } from "../nats/proof-service.ts";
+import { stopWatchWith } from "../nats/watch-guard.ts";
 import { DENIED_CLAIM_MARK, DENIED_COPIES_MARK, KV_BUCKETS, MAX_DENIED_COPIES, MAX_MESSAGE_BYTES, POLICY_KEY, STREAMS, SUBJECTS, TASK_CONSUMER, TASK_ID_RE, parseTaskClaim, submissionIdOf, taskClaimKey, type TaskClaimValue } from "../nats/contract.ts";
 import { claimOnce, ensureBus, type BusSetupOptions } from "../nats/setup.ts";
 import { SpawnRefusedError, TaskRevokedError } from "./spawn-error.ts";
@@ -759,7 +760,7 @@ export class Gateway {
   async #watchPolicy(): Promise<void> {
     try {
       const w = await this.#policyKv.watch({ key: POLICY_KEY });
-      this.#abort.signal.addEventListener("abort", () => w.stop(), { once: true });
+      stopWatchWith(w, this.#nc, this.#abort.signal);
       for await (const e of w) {
         this.#policyWatchEvents++;
         if (e.operation === "PUT") await this.#policyStep(() => this.#applyPolicy(e.value));

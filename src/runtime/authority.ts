@@ -20,6 +20,8 @@ import { OwnRevocations } from "./revocation-feed.ts";
 import { RevocationLog } from "./revocation-log.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { assertAcceptableKey } from "../core/trust-store.ts";
+import { stopWatchWith } from "../nats/watch-guard.ts";
+import { readSubject } from "../nats/read-subject.ts";
 
 export interface GrantOptions extends Omit<IssueOptions, "policy"> {
   /** The root task this grant authorizes; its origin lineage event names it. */
@@ -232,37 +234,34 @@ export class Authority {
     let ours = 0;
     let count = 0;
     const plausible = this.clock() + FOREIGN_VERSION_LEAD_MS;
-    // Bounded: nats.js's history read waits for the message its first count said was last, and
-    // one deleted meanwhile (whoever has rights on the bucket) left it waiting for good, and every
-    // heartbeat after it (found under load by policy-rewound-bucket.test.ts: the authority's
-    // heartbeats stopped, and a gateway starting on its last one, still fresh, took the retired policy).
-    let it: { stop(): void } | undefined;
-    let timedOut = false;
-    const read = async (): Promise<void> => {
-      const h = await this.policyKv.history({ key: POLICY_KEY });
-      it = h;
-      if (timedOut) return h.stop();
-      for await (const e of h) {
-        if (e.operation !== "PUT") continue;
-        const r = readPolicyEntry(e.value);
-        if (!r.ok) continue;
-        const p = r.entry.activation.payload;
-        if (this.#counts(p.issuer)) ours = Math.max(ours, p.version);
-        else if (p.version <= plausible) count = Math.max(count, p.version);
-      }
-    };
+    // Bounded: a read that stalls (the bucket's stream deleted or its messages removed meanwhile)
+    // must not hold this heartbeat, or every one after it (found under load by
+    // policy-rewound-bucket.test.ts: the authority's heartbeats stopped, and a gateway starting on
+    // its last one, still fresh, took the retired policy).
+    // Read with fetches of an ordered pull consumer (read-subject.ts), not nats.js's KV history:
+    // that runs an ordered push consumer whose heartbeat monitor outlives a connection closed
+    // under it, re-making the consumer on the closed connection every 5 s, printing the error to
+    // stdout and keeping the process alive for good (found by an operator's review: `npm start
+    // -- --json` hung after its report, 1 run in 3).
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        read(),
+        readSubject(this.js, this.jsm, `KV_${KV_BUCKETS.policy}`, `$KV.${KV_BUCKETS.policy}.${POLICY_KEY}`, BUCKET_READ_MS, (m) => {
+          const op = m.headers?.get("KV-Operation");
+          if (op === "DEL" || op === "PURGE") return;
+          const r = readPolicyEntry(m.data);
+          if (!r.ok) return;
+          const p = r.entry.activation.payload;
+          if (this.#counts(p.issuer)) ours = Math.max(ours, p.version);
+          else if (p.version <= plausible) count = Math.max(count, p.version);
+        }),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
-            timedOut = true;
-            it?.stop();
-            reject(new PolicyBucketUnreadable(`reading the ${KV_BUCKETS.policy} bucket's history took over ${BUCKET_READ_MS} ms`));
-          }, BUCKET_READ_MS);
+          timer = setTimeout(() => reject(new PolicyBucketUnreadable(`reading the ${KV_BUCKETS.policy} bucket's history took over ${BUCKET_READ_MS} ms`)), BUCKET_READ_MS);
         }),
       ]);
+    } catch (e) {
+      if (e instanceof PolicyBucketUnreadable) throw e;
+      throw new PolicyBucketUnreadable(`reading the ${KV_BUCKETS.policy} bucket's history failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     } finally {
       clearTimeout(timer);
     }
@@ -328,6 +327,7 @@ export class Authority {
   async #followPolicy(): Promise<void> {
     const w = await this.policyKv.watch({ key: POLICY_KEY });
     this.#policyWatch = w;
+    stopWatchWith(w, this.nc);
     void (async () => {
       for await (const e of w) {
         if (e.operation !== "PUT") continue;
