@@ -439,6 +439,8 @@ export class Gateway {
   #staleWarned = false;
   readonly #startedAt: number;
   #consumers: ConsumerMessages[] = [];
+  /** Set once this gateway's log turned out unable to vouch for itself: it takes no more tasks (#leaveQueue). */
+  #leftQueue = false;
   #stopped = false;
   /** The one stop in progress or done (stop()). */
   #stopping: Promise<void> | undefined;
@@ -534,6 +536,12 @@ export class Gateway {
       throw e;
     }
     return g;
+  }
+
+  /** Pull no more tasks (#pullTasks); those this gateway has are decided as they would be. */
+  #leaveQueue(): void {
+    this.#leftQueue = true;
+    this.#stopConsumers();
   }
 
   #stopConsumers(): void {
@@ -637,7 +645,13 @@ export class Gateway {
     // The records before the snapshot are checked in the background; if they fail, the log
     // turns unwritable and every decision from then on is GOVERNANCE_UNAVAILABLE.
     void store.prefixCheck.then((r) => {
-      if (!r.ok) this.#warn(`audit log ${r.code === "AUDIT_CORRUPT" ? "corrupt" : "unreadable"} before its snapshot (${r.problem}): denying every task`);
+      if (r.ok) return;
+      // Policy: a log that cannot vouch for itself decides nothing (it is unwritable: every task
+      // would be GOVERNANCE_UNAVAILABLE). Those in flight are denied; the queue is left to the
+      // other gateways, which can decide them (found by an operator's review: a gateway on a
+      // tampered copy went on pulling, and denied half of a two-gateway cluster's valid tasks).
+      this.#warn(`audit log ${r.code === "AUDIT_CORRUPT" ? "corrupt" : "unreadable"} before its snapshot (${r.problem}): denying the tasks in flight and leaving the task queue to the other gateways; start again on a sound log`);
+      this.#leaveQueue();
     });
     this.#ledger = new Ledger(store, {
       snapshotEvery: o.snapshotEveryEntries ?? 0,
@@ -1041,13 +1055,13 @@ export class Gateway {
    * and this loop says so, makes the consumer again (ensureBus) and resumes a second later.
    */
   async #pullTasks(): Promise<void> {
-    while (!this.#stopped) {
+    while (!this.#stopped && !this.#leftQueue) {
       try {
         await this.#consumeTasks();
       } catch (e) {
-        if (!this.#stopped) this.#warn(`task consumer ended: ${String(e)}`);
+        if (!this.#stopped && !this.#leftQueue) this.#warn(`task consumer ended: ${String(e)}`);
       }
-      if (this.#stopped) return;
+      if (this.#stopped || this.#leftQueue) return;
       this.#warn("task consumer lost: making it again and resuming in 1 s");
       await this.#pause(1_000);
       if (this.#stopped) return;
@@ -1080,7 +1094,18 @@ export class Gateway {
     this.#workingEveryMs = Math.max(100, Math.floor(ackWaitMs / 3));
     const msgs = await c.consume({ max_messages: Math.min(this.#o.maxInFlight ?? 256, 512), abort_on_missing_resource: true });
     this.#consumers.push(msgs);
+    // Left before this consumer was made: it takes nothing.
+    if (this.#leftQueue) msgs.stop();
     for await (const m of msgs) {
+      if (this.#leftQueue) {
+        // Delivered before the consumer stopped: handed back at once, not after the ack wait.
+        try {
+          m.nak();
+        } catch {
+          // the connection is gone: it comes back after the ack wait
+        }
+        continue;
+      }
       if (this.#stopped) break;
       // The same message again while this gateway still has it (a consumer made again delivers
       // every message not yet acknowledged): the flight that has it answers for it.
