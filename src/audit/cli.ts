@@ -291,6 +291,8 @@ async function runWitness(io: AuditIo, o: WitnessOpts): Promise<number> {
   if (badKey !== undefined) throw new AuditCliError(`gateway key ${JSON.stringify(badKey)} is not a base64url Ed25519 public key`);
   const timeoutMs = Number(o.timeoutMs);
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1_000 || timeoutMs > 600_000) throw new AuditCliError(`--timeout-ms must be an integer from 1000 to 600000, not ${JSON.stringify(o.timeoutMs)}`);
+  // Accepted and ignored, it let an operator believe the witness would run that many passes.
+  if (o.follow !== true && o.cycles !== undefined) throw new AuditCliError("--cycles goes with --follow (one pass runs without it)");
   if (o.follow !== true) return (await witnessCycle(io, o, trust.gatewayKeys, timeoutMs, 0)).code;
 
   // --follow: a cycle every --interval-ms until a signal (or --cycles), the file rewritten after

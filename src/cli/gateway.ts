@@ -42,7 +42,9 @@ export function gatewayCommand(io: CliIo): Command {
       const onSignal = (sig: NodeJS.Signals): void => {
         signals++;
         if (signals === 1) {
-          io.err(`failclosed gateway: ${sig}, shutting down (again to force)\n`);
+          const msg = `${sig}, shutting down (again to force)`;
+          // With --json every line on stderr is one JSON object, this one too.
+          io.err(o.json === true ? `${JSON.stringify({ msg, gateway: o.id, signal: sig })}\n` : `failclosed gateway: ${msg}\n`);
           stop.abort(sig);
         } else {
           // A second signal means the operator gave up waiting; pending tasks were never allowed.

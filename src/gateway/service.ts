@@ -70,7 +70,8 @@ export async function runGatewayService(o: GatewayServiceOptions): Promise<void>
     checkpointIntervalMs: 10_000,
     snapshotEveryEntries: o.snapshotEveryEntries ?? 1_000_000,
     ...(o.proofRequestsPerSec !== undefined ? { proofRequestsPerSec: o.proofRequestsPerSec } : {}),
-    onWarning: (w) => say(w, { level: "warn" }),
+    // The gateway names itself in its warnings; said once, not twice.
+    onWarning: (w) => say(w.startsWith(`[${o.gatewayId}] `) ? w.slice(o.gatewayId.length + 3) : w, { level: "warn" }),
     onOutcome: (x) => say(`${x.taskId} ${x.verdict}${x.codes.length ? ` ${x.codes.join(",")}` : ""} ${x.status}`, { task: x.taskId, verdict: x.verdict, codes: x.codes, status: x.status }),
   });
   try {

@@ -54,4 +54,10 @@ describe("audit verify and replay with a key that is not one, or a path with no 
     expect(io2.stderr()).toContain(db);
     expect(readdirSync(data)).toEqual(["audit"]);
   });
+
+  it("witness --cycles without --follow is a usage error (exit 2), not ignored", async () => {
+    const io = captureIo();
+    expect(await runAudit(["witness", "--nats", "nats://127.0.0.1:1", "--gateway-id", "gw-1", "--gateway-key", GATEWAY_KEY.keyId, "--cycles", "2"], io)).toBe(2);
+    expect(io.stderr()).toContain("--cycles goes with --follow");
+  });
 });

@@ -69,6 +69,38 @@ describe("failclosed gateway (process)", () => {
     expect(r.checkpointsVerified).toBeGreaterThan(0);
   });
 
+  it("with --json, every line it writes is one JSON object, its SIGTERM notice included, and a warning names the gateway once (found by an operator's review)", async () => {
+    const own = await mkdtemp(join(tmpdir(), "failclosed-gwjson-"));
+    try {
+      const args = ["--nats", server.url, "--data", own, "--id", "gw-json", "--authority", namedKey("svc-authority").keyId];
+      const once = await startGatewayProcess(args);
+      once.proc.kill("SIGTERM");
+      expect(await once.exited).toBe(0);
+      // A new key (the old key file gone): the snapshot it wrote at shutdown is not this key's,
+      // so the next start has a warning to give.
+      await rm(join(own, "gateway-key.json"));
+      const { proc, logs, exited } = await startGatewayProcess([...args, "--json"]);
+      expect(logs()).toContain("started on");
+      proc.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      const lines = logs().split("\n").filter((l) => l.trim() !== "");
+      const parsed = lines.map((l) => {
+        try {
+          return JSON.parse(l) as { msg?: unknown; level?: unknown; signal?: unknown };
+        } catch {
+          return { notJson: l };
+        }
+      });
+      expect(parsed.filter((p) => "notJson" in p)).toEqual([]);
+      expect(parsed.some((p) => "signal" in p && p.signal === "SIGTERM")).toBe(true);
+      const warnings = parsed.filter((p) => "level" in p && p.level === "warn");
+      expect(warnings.length).toBeGreaterThan(0);
+      for (const w of warnings) expect(String((w as { msg?: unknown }).msg)).not.toMatch(/^\[gw-json\]/);
+    } finally {
+      await rm(own, { recursive: true, force: true });
+    }
+  });
+
   it("restarted on the same log, it reads its fold from the snapshot it wrote at shutdown", async () => {
     const { proc, logs, exited } = await startGatewayProcess(["--nats", server.url, "--data", dir, "--id", "gw-svc", "--authority", namedKey("svc-authority").keyId, "--snapshot-every", "5"]);
     const m = /audit log: (\d+) records, 0 folded on open after the snapshot at (\d+)/.exec(logs());
