@@ -176,7 +176,8 @@ export class OwnRevocations {
       } while (this.#checkAgain && !this.#stopped.signal.aborted);
     };
     this.#checking = run()
-      .catch((e: unknown) => this.o.warn(`checking the revocation feed failed (tried again after the next heartbeat): ${e instanceof Error ? e.message : String(e)}`))
+      // A check cut short by stop() (the connection closing under it) is no failure to report.
+      .catch((e: unknown) => (this.#stopped.signal.aborted ? undefined : this.o.warn(`checking the revocation feed failed (tried again after the next heartbeat): ${e instanceof Error ? e.message : String(e)}`)))
       .finally(() => (this.#checking = undefined));
   }
 
