@@ -76,7 +76,8 @@ it("a revocation deleted from the feed under a running authority is published ag
   const target = revocationTargetKey(signed.payload.target);
   const last = await admin.jsm.streams.getMessage(STREAMS.gov, { last_by_subj: SUBJECTS.revocation });
   await admin.jsm.streams.deleteMessage(STREAMS.gov, last!.seq);
-  expect((await targetsOnFeed(admin.jsm)).has(target)).toBe(false);
+  // (Not looked for on the feed now: the authority checks it after each 200 ms heartbeat and may
+  // have put it back already. Its warning says it saw the loss.)
   await until(() => h!.warnings.some((w) => w.includes("lost 1 revocation")), 30_000);
   expect((await feedWithin(admin.jsm, (t) => t.has(target))).has(target)).toBe(true);
   await expectGatewayAgrees(h, revokedTask, revoked);
