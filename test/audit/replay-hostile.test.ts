@@ -31,6 +31,7 @@ import { toB64u } from "../../src/crypto/base64url.ts";
 import { signPayload, type Signed } from "../../src/crypto/signing.ts";
 import { makeArtifact, runTask, scenarioTrustRoots, writeScenario } from "./scenario.ts";
 import { GATEWAY_KEY, ROGUE_KEY, storeOptions, tempDir } from "./support.ts";
+import { makeRng } from "../soak/prng.ts";
 
 const envInt = (name: string, dflt: number): number => {
   const v = process.env[name];
@@ -55,16 +56,12 @@ const exactDec = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 // Seeded randomness.
 
 type Rng = () => number;
+/** The soak's mulberry32, as a bare draw. */
 function mulberry32(seed: number): Rng {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = makeRng(seed);
+  return () => r.next();
 }
+
 const int = (rng: Rng, n: number): number => Math.floor(rng() * n);
 const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[int(rng, xs.length)]!;
 
