@@ -1097,6 +1097,12 @@ export class Gateway {
     // Left before this consumer was made: it takes nothing.
     if (this.#leftQueue) msgs.stop();
     for await (const m of msgs) {
+      if (this.#stopped) break;
+      // The same message again while this gateway still has it (a consumer made again delivers
+      // every message not yet acknowledged): the flight that has it answers for it, and it is
+      // never handed back while that flight runs (found by review).
+      const streamSeq = m.info.streamSequence;
+      if (this.#taken.has(streamSeq)) continue;
       if (this.#leftQueue) {
         // Delivered before the consumer stopped: handed back at once, not after the ack wait.
         try {
@@ -1106,16 +1112,12 @@ export class Gateway {
         }
         continue;
       }
-      if (this.#stopped) break;
-      // The same message again while this gateway still has it (a consumer made again delivers
-      // every message not yet acknowledged): the flight that has it answers for it.
-      const streamSeq = m.info.streamSequence;
-      if (this.#taken.has(streamSeq)) continue;
       this.#taken.add(streamSeq);
       // A message waiting for a slot is held by this gateway too.
       await this.#slot(() => m.working());
-      if (this.#stopped) {
-        // stop() began while this message waited: hand it back for another gateway.
+      if (this.#stopped || this.#leftQueue) {
+        // stop() began, or the queue was left, while this message waited: hand it back for
+        // another gateway (not decided here: a deny of it would be final).
         this.#taken.delete(streamSeq);
         this.#release();
         try {
@@ -1123,7 +1125,9 @@ export class Gateway {
         } catch {
           // bus gone: it is redelivered after the ack wait anyway
         }
-        break;
+        // Left the queue: the others it holds are handed back as they come out (above).
+        if (this.#stopped) break;
+        continue;
       }
       const slot: FlightSlot = { held: true, ended: false };
       this.#runTask(m, slot)
