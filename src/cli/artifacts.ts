@@ -6,6 +6,7 @@ import { Command, Option } from "commander";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { artifactId, delegateArtifact, issueArtifact, originLineage, revoke } from "../core/artifacts.ts";
+import { CHILD_TASK_PREFIX_LENGTH, hasChildTaskIdForm } from "../core/child-task-id.ts";
 import { check, signedArtifactSchema } from "../core/schema.ts";
 import type { ArtifactBindings, Attribution, NumericConstraint, RevocationTarget, SignedArtifact, SignedLineage, Validity } from "../core/types.ts";
 import { fromB64u, toB64u } from "../crypto/base64url.ts";
@@ -115,15 +116,21 @@ function nonce(o: ScopeOpts): string {
   return o.nonce ?? toB64u(new Uint8Array(randomBytes(32)));
 }
 
-function printChain(io: CliIo, chain: SignedArtifact[], o: ScopeOpts, origin?: { taskId: string; lineage: SignedLineage; file?: string; published?: string }): void {
-  const leaf = chain[chain.length - 1]!;
-  // Never hand out an artifact every gateway would refuse as MALFORMED (a short nonce, a code
-  // digest that is not one, a bound that is not a safe integer, a date out of range).
+/**
+ * Never hand out an artifact every gateway would refuse as MALFORMED (a short nonce, a code
+ * digest that is not one, a bound that is not a safe integer, a date out of range).
+ */
+function checkIssuable(leaf: SignedArtifact): void {
   const shape = check(signedArtifactSchema, leaf);
   if (!shape.ok) throw new CliError("INVALID_INPUT", `the artifact would be malformed: ${shape.error}`);
   if (!Number.isFinite(new Date(leaf.payload.validity.notBefore).getTime()) || !Number.isFinite(new Date(leaf.payload.validity.expiresAt).getTime())) {
     throw new CliError("INVALID_INPUT", "the validity window is out of range");
   }
+}
+
+function printChain(io: CliIo, chain: SignedArtifact[], o: ScopeOpts, origin?: { taskId: string; lineage: SignedLineage; file?: string; published?: string }): void {
+  const leaf = chain[chain.length - 1]!;
+  checkIssuable(leaf);
   const p = leaf.payload;
   const info = {
     artifactId: artifactId(leaf),
@@ -180,9 +187,11 @@ export function issueCommand(io: CliIo): Command {
       return;
     }
     if (!TASK_ID_RE.test(o.taskId)) throw new CliError("USAGE", `--task-id ${JSON.stringify(o.taskId)}: a task id is a subject-safe token (letters, digits, - and _)`);
-    // Checked before anything is written or published, as printChain would.
-    const shape = check(signedArtifactSchema, art);
-    if (!shape.ok) throw new CliError("INVALID_INPUT", `the artifact would be malformed: ${shape.error}`);
+    // Policy: as Authority.grant refuses it (found by review): a root task id of a child id's
+    // form would let its holder take a child's id, predictable once labelled, ahead of the child.
+    if (hasChildTaskIdForm(o.taskId)) throw new CliError("USAGE", `--task-id ${JSON.stringify(o.taskId)} has the form of a child task id (${CHILD_TASK_PREFIX_LENGTH} characters, then '_'): a root task id must not`);
+    // Every check printChain makes, before any lineage is written or published for it.
+    checkIssuable(art);
     const lineage = originLineage(authority, { childTaskId: o.taskId, childArtifact: art, emittedAt: now });
     if (o.lineageOut !== undefined) writeOutFile(o.lineageOut, jsonText(lineage));
     let published: string | undefined;

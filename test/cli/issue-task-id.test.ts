@@ -7,6 +7,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, expect, it } from "vitest";
+import { childTaskId } from "../../src/core/child-task-id.ts";
 import type { SignedArtifact, SignedLineage } from "../../src/core/types.ts";
 import { fromB64u } from "../../src/crypto/base64url.ts";
 import { verifySigned } from "../../src/crypto/signing.ts";
@@ -62,8 +63,12 @@ it("an artifact issued with --task-id and --nats runs that task; its lineage fil
   const denied = await hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: JSON.parse(await readFile(join(dir, "bare.json"), "utf8")) as SignedArtifact[], taskId: other }).outcome;
   expect(denied).toMatchObject({ verdict: "deny", codes: expect.arrayContaining(["LINEAGE_BROKEN"]) as unknown });
 
-  // Usage errors: a task id that is not one; --nats without --task-id; a bus that is not there.
+  // Usage errors: a task id that is not one, or of a child's form; --nats without --task-id; a bus that is not there.
   expect((await cli([...base, "--task-id", "a.b"], dir)).code).toBe(2);
+  // A root task id of a child id's form, refused as Authority.grant refuses it (found by review).
+  const childForm = await cli([...base, "--task-id", childTaskId(newTaskId(), "c1"), "--nats", hh.url], dir);
+  expect(childForm.code).toBe(2);
+  expect(childForm.stderr).toContain("form of a child task id");
   expect((await cli([...base, "--nats", hh.url], dir)).code).toBe(2);
   const down = await cli([...base, "--task-id", newTaskId(), "--nats", "nats://127.0.0.1:1"], dir);
   expect(down.code).toBe(2);
