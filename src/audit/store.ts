@@ -219,6 +219,13 @@ function parseHead(bytes: Uint8Array | undefined): Head {
   return { size: h.size!, last: h.last };
 }
 
+/** The gateway id a decision's recorded input says it was measured on (replay holds it to the log's origin), if it says. */
+function measuredGateway(input: unknown, seq: number): { origin: string; seq: number } | undefined {
+  const env = typeof input === "object" && input !== null ? (input as { environment?: unknown }).environment : undefined;
+  const id = typeof env === "object" && env !== null ? (env as { gatewayId?: unknown }).gatewayId : undefined;
+  return typeof id === "string" ? { origin: id, seq } : undefined;
+}
+
 /** Where a chain walk stands: the next seq, and the leaf hash its record must name as prev. */
 interface ChainCursor {
   seq: number;
@@ -360,6 +367,8 @@ export class AuditStore {
     let last: { index: number; count: number; value: Uint8Array } | undefined;
     /** The origin the log's newest checkpoint names (a usable snapshot was signed for this one). */
     let namedOrigin: { origin: unknown; seq: number } | undefined;
+    /** With no checkpoint yet (a crash before the first): the gateway its newest decision was measured on. */
+    let measuredOn: { origin: unknown; seq: number } | undefined;
     for await (const [key, value] of backend.iterate({ ...bundleRange, gte: bundleKey(Math.floor(from / BUNDLE_SIZE)) })) {
       // The first bundle may hold records before the snapshot's position: skipped here, and
       // checked in the background once the store is open (#checkPrefix).
@@ -368,6 +377,7 @@ export class AuditStore {
         applyRecord(state, r);
         since = r.type === "checkpoint" ? 0 : since + 1;
         if (r.type === "checkpoint") namedOrigin = { origin: r.checkpoint.payload.origin, seq: r.seq };
+        else if (r.type === "decision") measuredOn = measuredGateway(r.input, r.seq) ?? measuredOn;
       });
       last = { index: b.index, count: b.count, value };
     }
@@ -376,8 +386,10 @@ export class AuditStore {
     // Policy: a log is one origin's for good. Opened under another (a gateway started with
     // another id on this data dir), its next checkpoint would name a second origin and every
     // audit of it would fail from there (found by an operator's review): refused, nothing written.
-    if (namedOrigin !== undefined && namedOrigin.origin !== opts.origin) {
-      throw new AuditStoreError("AUDIT_ORIGIN_MISMATCH", `this log is ${JSON.stringify(namedOrigin.origin)}'s (its checkpoint at seq ${namedOrigin.seq} names it), not ${JSON.stringify(opts.origin)}'s: open it under that origin (a gateway's id), or give this one a data dir of its own`);
+    const named = namedOrigin ?? measuredOn;
+    if (named !== undefined && named.origin !== opts.origin) {
+      const how = named === namedOrigin ? "its checkpoint" : "the decision";
+      throw new AuditStoreError("AUDIT_ORIGIN_MISMATCH", `this log is ${JSON.stringify(named.origin)}'s (${how} at seq ${named.seq} names it), not ${JSON.stringify(opts.origin)}'s: open it under that origin (a gateway's id), or give this one a data dir of its own`);
     }
     const tail = last !== undefined && last.count < BUNDLE_SIZE ? last : emptyTail(state.size / BUNDLE_SIZE);
     const openedFrom: OpenedFrom = { snapshotSize: from, recordsFolded: head.size - from, ...(snap.problem !== undefined ? { snapshotProblem: snap.problem } : {}) };

@@ -53,7 +53,18 @@ describe.each(HARNESSES.map((mk) => [mk().name, mk] as const))("%s: a log opened
     await own.close();
   });
 
-  it("a log with no checkpoint yet names no origin: it opens", async () => {
+  it("with no checkpoint yet, the gateway its decisions were measured on names it (found by review)", async () => {
+    h = mk();
+    const s = await openStore(h, { origin: "gw-2" });
+    await s.append({ type: "decision", taskId: "t-1", input: { environment: { gatewayId: "gw-2" } }, decision: { verdict: "deny", checks: [], reasons: ["MALFORMED"] } });
+    await s.close();
+    expect(await refusal(h, { origin: "gw-9" })).toMatchObject({ code: "AUDIT_ORIGIN_MISMATCH" });
+    const own = await openStore(h, { origin: "gw-2" });
+    expect(own.size).toBe(1);
+    await own.close();
+  });
+
+  it("a log with no checkpoint and no decision yet names no origin: it opens", async () => {
     h = mk();
     const s = await openStore(h, { origin: "gw-2" });
     await s.append(outcomeEntry(0));
