@@ -538,7 +538,7 @@ export class Gateway {
     return g;
   }
 
-  /** Pull no more tasks (#pullTasks); those this gateway has are decided as they would be. */
+  /** Pull no more tasks (#pullTasks): flights under way are decided as they would be; messages not yet started are handed back. */
   #leaveQueue(): void {
     this.#leftQueue = true;
     this.#stopConsumers();
@@ -1284,19 +1284,11 @@ export class Gateway {
 
   /**
    * KV create is create-only: exactly one claim of a key wins cluster-wide. The nonce is keyed
-   * by itself, the task id by taskClaimKey (nonces hold no '.', so the two never meet).
+   * by itself, the task id by taskClaimKey (nonces hold no '.', so the two never meet). With a
+   * `revision`, the key is written only while it is at that revision: how a denied-copies claim
+   * is replaced (#spendTaskId, #claimTask). "taken": the key was not where the write expected.
    */
-  async #claim(key: string, value: Record<string, unknown>): Promise<ClusterClaim> {
-    return this.#claimAt(key, value, 0);
-  }
-
-  /** Replace the claim at `key` only while it is at `revision` (a denied-copies claim: #spendTaskId, #claimTask). */
-  async #claimOver(key: string, value: Record<string, unknown>, revision: number): Promise<ClusterClaim> {
-    return this.#claimAt(key, value, revision);
-  }
-
-  /** A publish to the key expecting its last sequence to be `revision` (0: never written). "taken": it was not. */
-  async #claimAt(key: string, value: Record<string, unknown>, revision: number): Promise<ClusterClaim> {
+  async #claim(key: string, value: Record<string, unknown>, revision = 0): Promise<ClusterClaim> {
     if (!this.#busConnected) return "unavailable";
     try {
       await claimOnce(this.#js, key, JSON.stringify({ ...value, gatewayId: this.id }), revision);
@@ -1953,7 +1945,7 @@ export class Gateway {
           // Policy: a full list takes no more names; this deny is left for its client to settle.
           if (!holdersOwn && c.submissionIds.length >= MAX_DENIED_COPIES) return { claimsUnread: true };
           // A spend covers every copy the claim named; a name joins the others.
-          made = await this.#claimOver(key, holdersOwn ? spent : copies([...c.submissionIds, submissionId]), held.revision);
+          made = await this.#claim(key, holdersOwn ? spent : copies([...c.submissionIds, submissionId]), held.revision);
           break;
         default:
           return assertNever(c);
@@ -1975,7 +1967,7 @@ export class Gateway {
       if (held.kind === "unread") return "unavailable";
       if (held.kind !== "claim" || held.claim.kind !== "denied-copies") return "taken";
       if (submissionId === undefined || held.claim.submissionIds.includes(submissionId)) return "taken";
-      made = await this.#claimOver(key, value, held.revision);
+      made = await this.#claim(key, value, held.revision);
     }
     // Contended past every round (denies naming copies, one after another): not known to be free.
     return made === "taken" ? "unavailable" : made;
