@@ -3,7 +3,10 @@
 import { Kvm } from "@nats-io/kv";
 import { afterEach, expect } from "vitest";
 import { KV_BUCKETS, taskClaimKey } from "../../src/nats/contract.ts";
-import type { SignedArtifact, SignedLineage } from "../../src/core/types.ts";
+import type { JsonValue } from "../../src/canonical/jcs.ts";
+import { signRequest } from "../../src/core/artifacts.ts";
+import type { SignedArtifact, SignedLineage, SignedRequest } from "../../src/core/types.ts";
+import type { KeyPair } from "../../src/crypto/keys.ts";
 import type { Gateway } from "../../src/gateway/gateway.ts";
 import type { Authority } from "../../src/runtime/authority.ts";
 import type { TaskOutcome } from "../../src/gateway/outcome.ts";
@@ -96,6 +99,12 @@ export function grantActions(hh: Harness, taskId: string, holder: string, action
     nonce: namedNonce(`actions-${taskId}-${roots++}`),
     attribution: { initiator: "t", reason: "gateway tests" },
   });
+}
+
+/** A "transfer" request for `taskId` under `artifact`, signed by `by` (default `agent`) now, with its deadline `deadlineMs` from now. */
+export function transferRequest(taskId: string, artifact: SignedArtifact, args: { [k: string]: JsonValue }, by: KeyPair = agent, deadlineMs = 20_000): SignedRequest {
+  const now = Date.now();
+  return signRequest(by, { taskId, action: "transfer", resource: "payments/transfer", args, artifact, createdAt: now, notAfter: now + deadlineMs });
 }
 
 /** `agent` transfers 1 under `artifact` as task `taskId`; resolves with the outcome. */

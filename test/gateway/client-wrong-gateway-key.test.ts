@@ -4,12 +4,11 @@
 // outcome no trusted key signed is never taken), but its detail now says how many outcomes of
 // the task were ignored, and which keys signed them.
 import { afterEach, expect, it } from "vitest";
-import { signRequest } from "../../src/core/artifacts.ts";
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { namedKey } from "../../src/testkit/world.ts";
-import { agent, grantRoot } from "./client-support.ts";
+import { agent, grantRoot, transferRequest } from "./client-support.ts";
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -24,9 +23,8 @@ it("an outcome signed by a gateway not in gatewayKeys is not taken, and the unkn
   hh.gateways[0]!.registerAction("transfer", () => (runs++, { ok: true }));
   const taskId = newTaskId();
   const artifact = await grantRoot(hh, taskId);
-  const now = Date.now();
   const args = { amount: 1 };
-  const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args, artifact, createdAt: now, notAfter: now + 1_500 });
+  const request = transferRequest(taskId, artifact, args, agent, 1_500);
   const out = await submitTask(hh.runtime.nc, { request, args, chain: [artifact], timeoutMs: 1_500, skewMs: 200, gatewayKeys: new Set([namedKey("gateway-9").keyId]) });
   expect(runs).toBe(1);
   expect(out.status).toBe("unknown");

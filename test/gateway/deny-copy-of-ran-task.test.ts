@@ -17,10 +17,9 @@ import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { DEFAULT_SCOPE, namedKey, namedNonce } from "../../src/testkit/world.ts";
-import { agent } from "./client-support.ts";
+import { agent, sleep } from "./client-support.ts";
 
 const gatewayKeys = new Set([namedKey("gateway-1").keyId]);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 let h: Harness | undefined;
 afterEach(async () => {
   await h?.close();

@@ -9,16 +9,14 @@
 // so no one can burn another holder's task id this way.
 import { jetstream } from "@nats-io/jetstream";
 import { afterEach, expect, it } from "vitest";
-import { signRequest } from "../../src/core/artifacts.ts";
-import type { JsonValue } from "../../src/canonical/jcs.ts";
-import type { SignedArtifact, SignedRequest } from "../../src/core/types.ts";
+import type { SignedRequest } from "../../src/core/types.ts";
 import { DENIED_CLAIM_MARK, DENIED_COPIES_MARK, MAX_DENIED_COPIES, SUBJECTS, submissionIdOf } from "../../src/nats/contract.ts";
 import { awaitOutcome, submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { namedKey } from "../../src/testkit/world.ts";
 import type { TaskOutcome } from "../../src/gateway/outcome.ts";
-import { agent, claimOf, grantRoot, sleep } from "./client-support.ts";
+import { claimOf, grantRoot, sleep, transferRequest } from "./client-support.ts";
 
 const gatewayKeys = new Set([namedKey("gateway-1").keyId]);
 const stranger = namedKey("agent-9");
@@ -27,11 +25,6 @@ afterEach(async () => {
   await h?.close();
   h = undefined;
 });
-
-function transferRequest(taskId: string, artifact: SignedArtifact, args: { [k: string]: JsonValue }, by = agent, deadlineMs = 20_000): SignedRequest {
-  const now = Date.now();
-  return signRequest(by, { taskId, action: "transfer", resource: "payments/transfer", args, artifact, createdAt: now, notAfter: now + deadlineMs });
-}
 
 /** Publish the submit message alone, as a copier would: no evidence with it. */
 async function publishCopy(hh: Harness, request: SignedRequest, args: unknown): Promise<void> {

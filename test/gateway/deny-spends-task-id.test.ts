@@ -9,13 +9,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream } from "@nats-io/jetstream";
 import { afterEach, expect, it } from "vitest";
-import { signRequest } from "../../src/core/artifacts.ts";
 import { DENIED_CLAIM_MARK, DENIED_COPIES_MARK, SUBJECTS } from "../../src/nats/contract.ts";
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { namedKey } from "../../src/testkit/world.ts";
-import { agent, claimOf, grantRoot, transfer } from "./client-support.ts";
+import { claimOf, grantRoot, transfer, transferRequest } from "./client-support.ts";
 
 const gatewayKeys = new Set([namedKey("gateway-1").keyId]);
 let h: Harness | undefined;
@@ -31,9 +30,8 @@ it("a submission told \"denied\" never runs afterwards: a copy of it, once the f
   hh.gateways[0]!.registerAction("transfer", () => (runs++, { ok: true }));
   const taskId = newTaskId();
   const artifact = await grantRoot(hh, taskId);
-  const now = Date.now();
   const args = { amount: 1 };
-  const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args, artifact, createdAt: now, notAfter: now + 20_000 });
+  const request = transferRequest(taskId, artifact, args);
   // The feed goes stale: the decision is GOVERNANCE_UNAVAILABLE, before any claim.
   hh.authority.stopHeartbeats();
   await sleep(2_500);
@@ -61,10 +59,9 @@ it("a deny of a request signed by another key than the artifact's holder spends 
   hh.gateways[0]!.registerAction("transfer", ({ taskId }) => (ran.push(taskId), { ok: true }));
   const taskId = newTaskId();
   const artifact = await grantRoot(hh, taskId);
-  const now = Date.now();
   const args = { amount: 1 };
   // Someone else's key, the victim's task id and artifact: IDENTITY_MISMATCH.
-  const forged = signRequest(namedKey("agent-9"), { taskId, action: "transfer", resource: "payments/transfer", args, artifact, createdAt: now, notAfter: now + 20_000 });
+  const forged = transferRequest(taskId, artifact, args, namedKey("agent-9"));
   const denied = await submitTask(hh.runtime.nc, { request: forged, args, chain: [artifact], timeoutMs: 20_000, gatewayKeys });
   expect(denied).toMatchObject({ status: "denied", codes: expect.arrayContaining(["IDENTITY_MISMATCH"]) as unknown });
   // It names only the forged submission (a copy of it stays denied); the holder's takes it over.

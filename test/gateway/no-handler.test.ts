@@ -4,13 +4,12 @@
 // allow and failed outcome are in the log, which replays clean.
 import { jetstream } from "@nats-io/jetstream";
 import { afterEach, expect, it } from "vitest";
-import { signRequest } from "../../src/core/artifacts.ts";
 import { SUBJECTS } from "../../src/nats/contract.ts";
 import { submitTask } from "../../src/runtime/client.ts";
 import { newTaskId } from "../../src/runtime/runtime.ts";
 import { replayGateway, startHarness, type Harness } from "../../src/testkit/harness.ts";
 import { namedKey } from "../../src/testkit/world.ts";
-import { agent, claimOf, grantRoot, until } from "./client-support.ts";
+import { claimOf, grantRoot, transferRequest, until } from "./client-support.ts";
 
 const gatewayKeys = new Set([namedKey("gateway-1").keyId]);
 let h: Harness | undefined;
@@ -25,9 +24,8 @@ it("a task whose action has no handler here is allowed, spends its claims and fa
   const gw = hh.gateways[0]!;
   const taskId = newTaskId();
   const artifact = await grantRoot(hh, taskId);
-  const now = Date.now();
   const args = { amount: 1 };
-  const request = signRequest(agent, { taskId, action: "transfer", resource: "payments/transfer", args, artifact, createdAt: now, notAfter: now + 20_000 });
+  const request = transferRequest(taskId, artifact, args);
   const out = await submitTask(hh.runtime.nc, { request, args, chain: [artifact], timeoutMs: 20_000, gatewayKeys });
   expect(out).toMatchObject({ verdict: "allow", status: "failed", error: 'no handler registered for action "transfer"' });
   expect(await claimOf(hh, taskId)).toMatchObject({ taskId, submissionId: out.submissionId });
