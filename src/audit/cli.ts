@@ -21,6 +21,7 @@ import { KEPT_PER_KIND } from "./divergences.ts";
 import { replay, type ReplayReport, type TrustRoots } from "./replay.ts";
 import { proveChain, readWitnessFile, witness, WITNESS_FILE_KIND, type ChainResult, type WitnessFile } from "./witness.ts";
 import { openProver } from "../nats/proof-service.ts";
+import { jsonErrorText, stableErrorCode } from "../cli/io.ts";
 import { readCheckpointFeed } from "../nats/checkpoint-feed.ts";
 
 export interface AuditIo {
@@ -435,7 +436,11 @@ export function auditCommand(io: AuditIo = processIo()): Command {
       try {
         io.setExitCode(await fn(...a));
       } catch (e) {
-        io.err(`failclosed audit: ${e instanceof Error ? e.message : String(e)}\n`);
+        const message = e instanceof Error ? e.message : String(e);
+        io.err(`failclosed audit: ${message}\n`);
+        // Commander passes the command last; with --json, the failure is a JSON object on stdout too.
+        const cmd = a[a.length - 1];
+        if (cmd instanceof Command && cmd.opts<{ json?: boolean }>().json === true) io.out(jsonErrorText(stableErrorCode(e), message));
         io.setExitCode(2);
       }
     };
@@ -497,24 +502,26 @@ export function auditCommand(io: AuditIo = processIo()): Command {
           const keys = (o.gatewayKey ?? []).map((k) => fromB64u(k, 32)).filter((k): k is Uint8Array => k !== undefined);
           let bad = 0;
           const list = await withDb(o.db, async (b) => {
-            const out: (Signed<CheckpointPayload> & { seq: number; signatureOk?: boolean })[] = [];
+            // signatureOk: null when no --gateway-key was given (not checked), so every entry has it.
+            const out: (Signed<CheckpointPayload> & { seq: number; signatureOk: boolean | null })[] = [];
             for await (const [, v] of b.iterate({ ...checkpointRange })) {
               const seq = Number(new TextDecoder().decode(v));
               const bytes = await readStoredRecord(b, seq);
               const d = bytes === undefined ? undefined : decodeRecord(bytes);
               if (d?.ok !== true || d.record.type !== "checkpoint") {
                 bad++;
+                io.err(`failclosed audit: checkpoint index names seq ${seq}, which is ${bytes === undefined ? "missing" : d?.ok !== true ? "not a readable record" : `a ${d.record.type} record`}\n`);
                 continue;
               }
               const cp = d.record.checkpoint;
-              const signatureOk = keys.length === 0 ? undefined : keys.some((k) => verifySigned("checkpoint", cp, k));
+              const signatureOk = keys.length === 0 ? null : keys.some((k) => verifySigned("checkpoint", cp, k));
               if (signatureOk === false) bad++;
-              out.push({ ...cp, seq, ...(signatureOk !== undefined ? { signatureOk } : {}) });
+              out.push({ ...cp, seq, signatureOk });
             }
             return out;
           });
           if (o.json === true) io.out(`${JSON.stringify(list)}\n`);
-          else for (const c of list) io.out(`seq ${c.seq} size ${c.payload.size} root ${c.payload.root} time ${c.payload.time} origin ${c.payload.origin}${c.signatureOk === undefined ? "" : c.signatureOk ? " sig OK" : " sig BAD"}\n`);
+          else for (const c of list) io.out(`seq ${c.seq} size ${c.payload.size} root ${c.payload.root} time ${c.payload.time} origin ${c.payload.origin}${c.signatureOk === null ? "" : c.signatureOk ? " sig OK" : " sig BAD"}\n`);
           return bad > 0 ? 1 : 0;
         }),
       ),

@@ -37,14 +37,41 @@ export type CliErrorCode = "USAGE" | "IO" | "INVALID_INPUT" | "WIDENING" | "NOT_
 export class CliError extends Error {
   override readonly name = "CliError";
   readonly exitCode: number;
+  /** One line per problem when there are several (every invalid scenario file, say); in `--json` output. */
+  readonly details: readonly string[] | undefined;
   constructor(
     readonly code: CliErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; details?: readonly string[] },
   ) {
-    super(message, options);
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.exitCode = code === "VERIFICATION" ? EXIT.FAILED : EXIT.USAGE;
+    this.details = options?.details;
   }
+}
+
+/**
+ * What a command run with `--json` prints on stdout when it fails, besides the usual line on
+ * stderr: one JSON object, so a script reading stdout gets an answer it can parse either way.
+ * `code` is a CliErrorCode, a store error code (`BACKEND_MISSING`, …) or `ERROR` for anything else.
+ */
+export function jsonErrorText(code: string, message: string, details?: readonly string[]): string {
+  return `${JSON.stringify({ error: { code, message, ...(details !== undefined ? { details } : {}) } })}\n`;
+}
+
+/** A thrown error's own stable code (`BACKEND_MISSING`, `NATS_SERVER_START`, …), else `ERROR`. */
+export function stableErrorCode(e: unknown): string {
+  const code: unknown = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;
+  return typeof code === "string" && /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? code : "ERROR";
+}
+
+/** Whether `argv` asks for `--json` (before a `--` that ends the options). */
+export function wantsJson(argv: readonly string[]): boolean {
+  for (const a of argv) {
+    if (a === "--") return false;
+    if (a === "--json") return true;
+  }
+  return false;
 }
 
 export function readJsonFile(path: string, what: string): JsonValue {

@@ -7,7 +7,7 @@ import { Command, CommanderError } from "commander";
 import { delegateCommand, issueCommand, revokeCommand } from "./artifacts.ts";
 import { authorityCommand } from "./authority.ts";
 import { gatewayCommand } from "./gateway.ts";
-import { CliError, EXIT, processIo, type CliIo } from "./io.ts";
+import { CliError, EXIT, jsonErrorText, processIo, stableErrorCode, wantsJson, type CliIo } from "./io.ts";
 import { keysCommand } from "./keys.ts";
 import { policyCommand } from "./policy.ts";
 import { simulateCommand } from "./simulate.ts";
@@ -20,7 +20,8 @@ Exit codes:
   2  the command could not run: bad usage, unreadable or invalid input, a refused
      delegation (it would widen its parent), I/O error, a component not in this build
 
-Every command that prints results takes --json. Files: keys are JSON
+Every command that prints results takes --json; with it, a failure also prints
+{"error": {code, message, details?}} on stdout. Files: keys are JSON
 {kind, keyId, publicKey, seed} written 0600; an artifact file is the chain
 [root, …, leaf] as a JSON array; a revocation file is one signed revocation.
 
@@ -98,12 +99,17 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
     await program.parseAsync([...argv], { from: "user" });
     return code;
   } catch (e) {
+    // With --json, a failure also prints one JSON object on stdout (io.ts jsonErrorText).
+    const json = wantsJson(argv);
     if (e instanceof CommanderError) {
       // --help and --version end with exitCode 0; everything else commander refuses is usage.
-      return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+      if (e.exitCode === 0) return EXIT.OK;
+      if (json) io.out(jsonErrorText("USAGE", e.message.replace(/^error: /, "")));
+      return EXIT.USAGE;
     }
     if (e instanceof CliError) {
       io.err(`failclosed: ${e.message}\n`);
+      if (json) io.out(jsonErrorText(e.code, e.message, e.details));
       return e.exitCode;
     }
     // Not a CliError: most often an operator's input another layer refused (an unreachable
@@ -118,6 +124,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
     }
     const head = e instanceof Error ? (debug ? (e.stack ?? e.message) : e.message) : String(e);
     io.err(`failclosed: ${head}${causes.map((c) => `: cause: ${c}`).join("")}${debug ? "" : " (FAILCLOSED_DEBUG=1 shows where)"}\n`);
+    if (json) io.out(jsonErrorText(stableErrorCode(e), e instanceof Error ? e.message : String(e), causes.length > 0 ? causes.map((c) => `cause: ${c}`) : undefined));
     return EXIT.USAGE;
   }
 }

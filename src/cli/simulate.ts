@@ -41,7 +41,7 @@ export function loadScenarioArgs(paths: readonly string[]): Scenario[] {
       else throw e;
     }
   }
-  if (problems.length > 0) throw new CliError("INVALID_INPUT", `invalid scenarios:\n${problems.join("\n")}`);
+  if (problems.length > 0) throw new CliError("INVALID_INPUT", `invalid scenarios:\n${problems.join("\n")}`, { details: problems });
   const seen = new Set<string>();
   for (const s of out) {
     if (seen.has(s.name)) throw new CliError("INVALID_INPUT", `scenario "${s.name}" given twice`);
