@@ -5,10 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Level } from "level";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "../../src/cli/main.ts";
-import type { CliIo } from "../../src/cli/io.ts";
 import { readKeyFile } from "../../src/cli/keys.ts";
 import { startNatsServer, type NatsServerHandle } from "../../src/infra/nats-launcher.ts";
+import { cli } from "./support.ts";
 
 let server: NatsServerHandle;
 let dir: string;
@@ -25,13 +24,6 @@ afterAll(async () => {
   await server.stop();
   await rm(dir, { recursive: true, force: true });
 });
-
-async function cli(...argv: string[]): Promise<{ code: number; err: string }> {
-  let err = "";
-  const io: CliIo = { out: () => undefined, err: (t) => void (err += t), progressTTY: false, setExitCode: () => undefined };
-  const code = await runCli(argv, io);
-  return { code, err };
-}
 
 describe("one-line errors keep the reason", () => {
   for (const debug of [false, true]) {

@@ -6,24 +6,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "../../src/cli/main.ts";
-import type { CliIo } from "../../src/cli/io.ts";
 import { AuditStore } from "../../src/audit/store.ts";
 import { GATEWAY_KEY, ROGUE_KEY, outcomeEntry, storeOptions } from "../audit/support.ts";
-
-interface Ran {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function cli(...argv: string[]): Promise<Ran> {
-  let out = "";
-  let err = "";
-  const io: CliIo = { out: (t) => void (out += t), err: (t) => void (err += t), progressTTY: false, setExitCode: () => undefined };
-  const code = await runCli(argv, io);
-  return { code, out, err };
-}
+import { cli, type Ran } from "./support.ts";
 
 type JsonError = { error: { code: string; message: string; details?: string[] } };
 

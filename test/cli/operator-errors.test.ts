@@ -5,22 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { check, signedArtifactSchema } from "../../src/core/schema.ts";
-import { runCli } from "../../src/cli/main.ts";
-import type { CliIo } from "../../src/cli/io.ts";
-
-interface Ran {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function cli(...argv: string[]): Promise<Ran> {
-  let out = "";
-  let err = "";
-  const io: CliIo = { out: (t) => void (out += t), err: (t) => void (err += t), progressTTY: false, setExitCode: () => undefined };
-  const code = await runCli(argv, io);
-  return { code, out, err };
-}
+import { cli, type Ran } from "./support.ts";
 
 let dir: string;
 const p = (f: string): string => join(dir, f);
