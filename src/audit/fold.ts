@@ -3,6 +3,7 @@
 // independently and compares what each decision claimed against this state.
 import type { JsonValue } from "../canonical/jcs.ts";
 import type { AuditRecord, CheckpointPayload } from "./records.ts";
+import { assertNever } from "../infra/assert-never.ts";
 
 export type TaskStatus = "evidence" | "allowed" | "denied" | "succeeded" | "failed";
 
@@ -121,10 +122,6 @@ export function cloneState(s: AuditState): AuditState {
   };
 }
 
-function assertNever(x: never): never {
-  throw new TypeError(`unhandled record type ${JSON.stringify(x)}`);
-}
-
 /** Statuses only an allow leads to: allowed, then an outcome. */
 export function hadAllow(t: TaskState): boolean {
   switch (t.status) {
@@ -136,7 +133,7 @@ export function hadAllow(t: TaskState): boolean {
     case "denied":
       return false;
     default:
-      return assertNever(t.status);
+      return assertNever(t.status, "task status");
   }
 }
 
@@ -164,7 +161,7 @@ function finished(status: TaskStatus): boolean {
     case "allowed":
       return false;
     default:
-      return assertNever(status);
+      return assertNever(status, "task status");
   }
 }
 
@@ -275,7 +272,7 @@ export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
           state.policy = undefined;
           break;
         default:
-          assertNever(c);
+          assertNever(c, "trust change");
       }
       state.trustVersion += 1;
       break;
@@ -322,7 +319,7 @@ export function applyRecord(state: AuditState, r: AuditRecord): AuditState {
       state.lastCheckpoint = r.checkpoint.payload;
       break;
     default:
-      assertNever(r);
+      assertNever(r, "record type");
   }
   if (tick) state.entries += 1;
   state.size = r.seq + 1;

@@ -68,6 +68,7 @@ import {
   type VerifyInput,
   type VerifyResult,
 } from "./task-machine.ts";
+import { assertNever } from "../infra/assert-never.ts";
 
 export const DEFAULT_LIMITS: DecisionLimits = { maxSkewMs: 5_000, maxDepth: 4, maxFeedAgeMs: 30_000, maxRequestAgeMs: 5 * 60_000 };
 
@@ -299,10 +300,6 @@ function describeThrown(e: unknown): string {
   } catch {
     return "an unprintable value";
   }
-}
-
-function assertNever(x: never): never {
-  throw new TypeError(`unhandled case ${JSON.stringify(x)}`);
 }
 
 /**

@@ -9,6 +9,7 @@
 import { assign, fromPromise, not, setup } from "xstate";
 import { DENIAL_CODES } from "../core/types.ts";
 import type { Decision, DenialCode } from "../core/types.ts";
+import { assertNever } from "../infra/assert-never.ts";
 
 export interface TaskMachineInput {
   taskId: string;
@@ -139,10 +140,6 @@ export const TASK_STATES = [
 export type TaskStateName = (typeof TASK_STATES)[number];
 
 export const TASK_MACHINE_ID = "task";
-
-function assertNever(x: never): never {
-  throw new TypeError(`unhandled task event ${JSON.stringify(x)}`);
-}
 
 // Policy: the default actors reject. A gateway that forgets to provide one gets a deny
 // (or a `failed` outcome), never a silent success.
@@ -319,7 +316,7 @@ function flagOfEvent(event: TaskEvent): TaskFlag {
     case "ABORT":
       return { code: "GOVERNANCE_UNAVAILABLE", detail: `aborted: ${textOf(event.detail)}` };
     default:
-      return assertNever(event);
+      return assertNever(event, "task event");
   }
 }
 

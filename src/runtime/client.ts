@@ -10,6 +10,7 @@ import { Kvm } from "@nats-io/kv";
 import { KV_BUCKETS, MAX_MESSAGE_BYTES, SUBJECTS, parseTaskClaim, submissionIdOf, taskClaimKey } from "../nats/contract.ts";
 import { MAX_OUTCOME_BYTES, outcomeSignedBy, type TaskOutcome } from "../gateway/outcome.ts";
 import { causeChain } from "../infra/error-causes.ts";
+import { assertNever } from "../infra/assert-never.ts";
 
 export interface Submission {
   request: SignedRequest;
@@ -78,10 +79,6 @@ export interface AwaitOptions {
   lateWaitMs?: number;
 }
 
-function assertNeverClaim(x: never): never {
-  throw new TypeError(`unhandled claim ${JSON.stringify(x)}`);
-}
-
 /** Whose claim holds the task id cluster-wide (the create-only KV key gateways make before an allow). */
 async function taskClaimHolder(nc: NatsConnection, taskId: string, submissionId: string | undefined): Promise<"none" | "this" | "other" | "denied" | "unknown"> {
   try {
@@ -107,7 +104,7 @@ async function taskClaimHolder(nc: NatsConnection, taskId: string, submissionId:
       case "held":
         return c.submissionId === submissionId ? "this" : c.submissionId !== undefined ? "other" : "unknown";
       default:
-        return assertNeverClaim(c);
+        return assertNever(c, "claim");
     }
   } catch {
     return "unknown";

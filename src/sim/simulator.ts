@@ -47,12 +47,9 @@ import {
   type Step,
   type TaskStep,
 } from "./scenario-format.ts";
+import { assertNever } from "../infra/assert-never.ts";
 
 const DEFAULT_EVIDENCE_DEADLINE_MS = 1_500;
-
-function assertNever(x: never): never {
-  throw new TypeError(`unhandled scenario step ${JSON.stringify(x)}`);
-}
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -501,7 +498,7 @@ class ScenarioRun {
         await this.heal(st.fault, index);
         return;
       default:
-        assertNever(st);
+        assertNever(st, "scenario step");
     }
   }
 
@@ -628,7 +625,7 @@ class ScenarioRun {
         this.event(index, "fault", "gateway crashed and restarted");
         return;
       default:
-        assertNever(f);
+        assertNever(f, "fault");
     }
   }
 
@@ -668,7 +665,7 @@ class ScenarioRun {
       case "crash-gateway":
         throw new Error(`${kind} cannot be healed`);
       default:
-        assertNever(kind);
+        assertNever(kind, "fault");
     }
     this.event(index, "heal", `${kind} healed`);
   }
@@ -979,7 +976,7 @@ class ScenarioRun {
         case "notExecuted":
           return { name, ok: total === 0, ...(total !== 0 ? { detail: `${total} executions` } : {}) };
         default:
-          return assertNever(inv);
+          return assertNever(inv, "invariant");
       }
     });
   }
