@@ -31,7 +31,7 @@ export interface FollowStreamOptions {
   /**
    * The three ways a read learns that its stream was deleted or made again, each enough on its
    * own in the tests, all on by default (off only to test the others): JetStream's stream
-   * advisories, nats.js ending the read when its consumer or stream is missing, and the read's
+   * advisories (each checked against the stream before the read ends), nats.js ending the read when its consumer or stream is missing, and the read's
    * notices checked against the stream's creation time.
    */
   advisories?: boolean;
@@ -160,8 +160,9 @@ interface Advisories {
 
 /**
  * End `msgs` once the stream under it is deleted or made again, setting `r.replaced` first.
- * JetStream's advisories say so at once; they are at-most-once (and an account may not be allowed
- * them), so the read's own notices back them: its consumer found missing (after two missed idle
+ * JetStream's advisories make it ask the stream at once (anyone may publish one, so an advisory
+ * alone proves nothing); they are at-most-once (and an account may not be allowed them), so the
+ * read's own notices back them: its consumer found missing (after two missed idle
  * heartbeats), or made again on a stream created at another time than the one the read began on.
  * While that is being asked, `r.checking` holds the read back: a consumer nats.js made again on a
  * new stream would otherwise hand over that stream's messages above the old position meanwhile.
@@ -171,12 +172,40 @@ function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: 
     r.replaced = true;
     msgs.stop(new Error(`stream ${stream} ${why}`));
   };
+  const check = async (): Promise<void> => {
+    if (!(await stillHolds(jsm, stream, r))) end("deleted, made again or rewound under the read");
+  };
+  // Policy: an advisory is a reason to ask the stream now, never proof that it was replaced:
+  // anyone who may publish on $JS.EVENT.ADVISORY.> can send one for a stream nobody touched, and
+  // ending the read on it had a gateway read its governance feed again from the first message,
+  // denying every task meanwhile (found by review: a flood of forged advisories). One check at a
+  // time, and one more after it when another advisory came meanwhile, so a real one is never
+  // lost. Each check holds the read back while it runs, as the consumer notices below do.
+  let asking = false;
+  let askAgain = false;
+  const ask = (): void => {
+    if (asking) {
+      askAgain = true;
+      return;
+    }
+    asking = true;
+    const run = async (): Promise<void> => {
+      do {
+        askAgain = false;
+        const checking = check().catch((e: unknown) => end(`read unchecked: ${e instanceof Error ? e.message : String(e)}`));
+        r.checking = checking;
+        await checking;
+        if (r.checking === checking) r.checking = undefined;
+      } while (askAgain && !r.replaced);
+      asking = false;
+    };
+    run().catch((e: unknown) => end(`read unchecked: ${e instanceof Error ? e.message : String(e)}`));
+  };
   const subs = advisories.on
     ? ["DELETED", "CREATED"].map((event) =>
         nc.subscribe(`$JS.EVENT.ADVISORY.STREAM.${event}.${stream}`, {
-          max: 1,
           callback: (err) => {
-            if (err === null) return end(`${event.toLowerCase()} under the read`);
+            if (err === null) return ask();
             if (!advisories.on) return;
             advisories.on = false;
             advisories.warn(`JetStream advisories for ${stream} refused (${err.message}): a stream deleted or made again is noticed from the read alone (within about ${FOLLOW_EXPIRES_MS / 1_000} s)`);
@@ -184,9 +213,6 @@ function endIfStreamReplaced(nc: NatsConnection, jsm: JetStreamManager, stream: 
         }),
       )
     : [];
-  const check = async (): Promise<void> => {
-    if (!(await stillHolds(jsm, stream, r))) end("deleted, made again or rewound under the read");
-  };
   const watch = async (): Promise<void> => {
     try {
       for await (const n of msgs.status()) {
