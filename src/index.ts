@@ -9,7 +9,7 @@ export { submitTask, awaitOutcome, type AwaitOptions, type Submission } from "./
 export { systemClock, skewedClock, type Clock } from "./runtime/clock.ts";
 
 // The execution gateway and what it reports.
-export { Gateway, DEFAULT_LIMITS, type ActionContext, type ActionHandler, type ChildTask, type GatewayOptions } from "./gateway/gateway.ts";
+export { Gateway, DEFAULT_LIMITS, type ActionContext, type ActionHandler, type ChildTask, type GatewayOptions, type SpawnedChild } from "./gateway/gateway.ts";
 export type { TaskOutcome, DecisionMessage } from "./gateway/outcome.ts";
 export { SpawnRefusedError, TaskRevokedError, type SpawnRefusal } from "./gateway/spawn-error.ts";
 export {

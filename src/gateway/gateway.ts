@@ -49,7 +49,7 @@ import { claimOnce, ensureBus, type BusSetupOptions } from "../nats/setup.ts";
 import { SpawnRefusedError, TaskRevokedError } from "./spawn-error.ts";
 import { readSubject } from "../nats/read-subject.ts";
 import { followStream, type FollowStreamOptions } from "../nats/follow-stream.ts";
-import { submitTask } from "../runtime/client.ts";
+import { submitTaskTracked } from "../runtime/client.ts";
 import { systemClock } from "../runtime/clock.ts";
 import { EvidenceIndex } from "./evidence-index.ts";
 import { RevocationTally, applyGovernanceMessage } from "./governance-feed.ts";
@@ -97,8 +97,13 @@ export interface ActionContext {
    * and nothing is signed or submitted. So is a spawn once a revocation touching this task is in
    * force (SpawnRefusedError, code `REVOKED`, reason `parent-revoked`): the child would be denied.
    * A task id that is not a subject token rejects with TypeError.
+   *
+   * The promise also has `late`, as Runtime.spawn's: when the child's answer says its handler was
+   * cut off by its timeout (`timedOut`), `late` resolves with the signed late outcome once the
+   * child's gateway records how it ended (within GatewayOptions.childLateWaitMs), else with
+   * undefined; it never rejects. `const p = ctx.spawn(child); await p; (await p.late)?.status`
    */
-  spawn(child: ChildTask): Promise<TaskOutcome>;
+  spawn(child: ChildTask): SpawnedChild;
   /**
    * The lineage a child of this task needs (this task's lineage plus a fresh spawn event signed
    * by the gateway), for callers that publish and submit the child themselves. Throws a
@@ -110,6 +115,9 @@ export interface ActionContext {
 }
 
 export type ActionHandler = (ctx: ActionContext) => Promise<JsonValue> | JsonValue;
+
+/** What ctx.spawn returns: the child's outcome, and how a child cut off by its timeout ended. */
+export type SpawnedChild = Promise<TaskOutcome> & { readonly late: Promise<TaskOutcome | undefined> };
 
 export interface ChildTask {
   request: SignedRequest;
@@ -180,6 +188,11 @@ export interface GatewayOptions {
   verifyWorkers?: number;
   /** Time a spawn() waits for a child's outcome. Default 30 s. */
   childTimeoutMs?: number;
+  /**
+   * How long ctx.spawn()'s `late` listens, after a child answer that says its handler was cut off
+   * (`timedOut`), for the late outcome saying how it ended. Default 600 s; 0: not at all.
+   */
+  childLateWaitMs?: number;
   /** Notified for every finished task (tests, simulator). */
   onOutcome?: (o: TaskOutcome) => void;
   /** Notified once a decision (allow or deny) is durably recorded. */
@@ -343,6 +356,21 @@ function childIdsInNamespaces(lineage: readonly unknown[]): boolean {
   });
 }
 
+
+/**
+ * ctx.spawn's answer: `outcome` with `late` on it. `late` waits for the outcome, then for the
+ * late outcome the child's submission tracked (lateOf, read once the outcome is in), if any; it
+ * never rejects, so a handler that ignores it leaves no unhandled rejection behind.
+ */
+function spawned(outcome: Promise<TaskOutcome>, lateOf: (() => Promise<TaskOutcome | undefined> | undefined) | undefined): SpawnedChild {
+  const late = outcome
+    .then(
+      () => lateOf?.() ?? undefined,
+      () => undefined,
+    )
+    .catch(() => undefined);
+  return Object.assign(outcome, { late });
+}
 
 /** A flight's in-flight slot: lent out while its handler waits on children (see #lendingSlot). */
 interface FlightSlot {
@@ -512,10 +540,10 @@ export class Gateway {
     // A timer given more than 2^31 − 1 ms (about 24.8 days) fires at once: every handler would be
     // cut off as timed out while it runs, every step denied. And 0, a negative or a non-number
     // time is no bound at all. Refused at the start, saying which.
-    const durations = { evidenceDeadlineMs: o.evidenceDeadlineMs, childTimeoutMs: o.childTimeoutMs, taskAckWaitMs: o.taskAckWaitMs, stepTimeoutMs: o.stepTimeoutMs, handlerTimeoutMs: o.handlerTimeoutMs, stopGraceMs: o.stopGraceMs, governanceWaitMs: o.governanceWaitMs, checkpointIntervalMs: o.checkpointIntervalMs, policyRecheckMs: o.policyRecheckMs };
+    const durations = { evidenceDeadlineMs: o.evidenceDeadlineMs, childTimeoutMs: o.childTimeoutMs, childLateWaitMs: o.childLateWaitMs, taskAckWaitMs: o.taskAckWaitMs, stepTimeoutMs: o.stepTimeoutMs, handlerTimeoutMs: o.handlerTimeoutMs, stopGraceMs: o.stopGraceMs, governanceWaitMs: o.governanceWaitMs, checkpointIntervalMs: o.checkpointIntervalMs, policyRecheckMs: o.policyRecheckMs };
     for (const [k, v] of Object.entries(durations)) {
       if (v === undefined) continue;
-      const zeroOk = k === "governanceWaitMs" || k === "policyRecheckMs" || k === "stopGraceMs" || k === "checkpointIntervalMs";
+      const zeroOk = k === "governanceWaitMs" || k === "policyRecheckMs" || k === "stopGraceMs" || k === "checkpointIntervalMs" || k === "childLateWaitMs";
       const max = k === "evidenceDeadlineMs" ? MAX_TIMER_MS - EVIDENCE_GRACE_MS : MAX_TIMER_MS;
       if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || (v === 0 && !zeroOk) || v > max) {
         throw new TypeError(`${k} must be a number of ms ${zeroOk ? "from 0" : "above 0"} up to ${max} (a timer's longest); got ${String(v)}`);
@@ -1440,8 +1468,14 @@ export class Gateway {
         signal: handlerAbort.signal,
         spawn: (child) => {
           const refused = spawnRefusal();
-          if (refused !== undefined) return Promise.reject(refused);
-          return this.#lendingSlot(lease, () => this.#spawnChild({ taskId, chain, lineage, decisionId: input.commit.decisionId }, child));
+          if (refused !== undefined) return spawned(Promise.reject(refused), undefined);
+          let late: Promise<TaskOutcome | undefined> | undefined;
+          const outcome = this.#lendingSlot(lease, () => {
+            const tracked = this.#spawnChild({ taskId, chain, lineage, decisionId: input.commit.decisionId }, child);
+            late = tracked.late;
+            return tracked.outcome;
+          });
+          return spawned(outcome, () => late);
         },
         attest: (childTaskId, childArtifact) => {
           const refused = spawnRefusal();
@@ -1808,16 +1842,17 @@ export class Gateway {
     }
   }
 
-  async #spawnChild(parent: { taskId: string; chain: SignedArtifact[]; lineage: SignedLineage[]; decisionId: string }, child: ChildTask): Promise<TaskOutcome> {
+  #spawnChild(parent: { taskId: string; chain: SignedArtifact[]; lineage: SignedLineage[]; decisionId: string }, child: ChildTask): { outcome: Promise<TaskOutcome>; late: Promise<TaskOutcome | undefined> } {
     const childTaskId = child.request.payload.taskId;
     if (!TASK_ID_RE.test(childTaskId)) throw new TypeError("child task id is not subject-safe");
     const event = this.#spawnEvent(parent, childTaskId, child.artifact);
-    return submitTask(this.#nc, {
+    return submitTaskTracked(this.#nc, {
       request: child.request,
       args: child.args,
       chain: [...parent.chain, child.artifact],
       lineage: [...parent.lineage, event],
       timeoutMs: this.#o.childTimeoutMs ?? 30_000,
+      lateWaitMs: this.#o.childLateWaitMs ?? 600_000,
       skewMs: this.#limits.maxSkewMs,
       // Only a gateway this one trusts for lineage can answer for the child.
       gatewayKeys: new Set(this.#ledger.state.gateways),

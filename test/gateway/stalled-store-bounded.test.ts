@@ -138,7 +138,7 @@ it("stop() with a log whose writes never come back returns within its bounds, sa
 
 it("timeouts a timer cannot honour are refused at the start, naming the option", async () => {
   const hh = (h = await startHarness({ gateways: 0 }));
-  for (const [k, v] of [["handlerTimeoutMs", 2 ** 31], ["stepTimeoutMs", 0], ["evidenceDeadlineMs", -1], ["childTimeoutMs", Number.NaN]] as const) {
+  for (const [k, v] of [["handlerTimeoutMs", 2 ** 31], ["stepTimeoutMs", 0], ["evidenceDeadlineMs", -1], ["childTimeoutMs", Number.NaN], ["childLateWaitMs", -1], ["childLateWaitMs", 2 ** 31]] as const) {
     await expect(hh.startGateway({ [k]: v }), k).rejects.toThrow(new RegExp(`^${k} must be a number of ms`));
   }
 }, 60_000);
