@@ -54,6 +54,7 @@ import { systemClock } from "../runtime/clock.ts";
 import { EvidenceIndex } from "./evidence-index.ts";
 import { RevocationTally, applyGovernanceMessage } from "./governance-feed.ts";
 import { Ledger } from "./ledger.ts";
+import { causeChain } from "../infra/error-causes.ts";
 import { MAX_OUTCOME_BYTES, encodeOutcome, type DecisionMessage, type TaskOutcome } from "./outcome.ts";
 import {
   taskMachine,
@@ -372,6 +373,12 @@ function spawned(outcome: Promise<TaskOutcome>, lateOf: (() => Promise<TaskOutco
   return Object.assign(outcome, { late });
 }
 
+/** An error and its causes in one line ("AUDIT_WRITE_FAILED: …: IO error: …: File too large"). */
+export function describeFailure(e: unknown): string {
+  const parts = [...causeChain(e)].map((c) => c.message).filter((m) => m !== "");
+  return parts.length > 0 ? parts.join(": ") : String(e);
+}
+
 /** A flight's in-flight slot: lent out while its handler waits on children (see #lendingSlot). */
 interface FlightSlot {
   held: boolean;
@@ -464,6 +471,8 @@ export class Gateway {
   #staleWarned = false;
   readonly #startedAt: number;
   #consumers: ConsumerMessages[] = [];
+  /** Why this gateway's log refused an entry while it ran (its ledger then unwritable for good), if it did. */
+  #auditFailure: unknown = undefined;
   /** Set once this gateway's log turned out unable to vouch for itself: it takes no more tasks (#leaveQueue). */
   #leftQueue = false;
   #stopped = false;
@@ -618,6 +627,15 @@ export class Gateway {
     return this.#ledger;
   }
 
+  /**
+   * Why the audit log refused an entry while this gateway ran, if it did: from then on it denied
+   * every task and took no more from the queue (undefined: it never did; refusals of a log
+   * closing at stop() do not count). A service exits non-zero on it (gateway/service.ts).
+   */
+  get auditFailure(): unknown {
+    return this.#auditFailure;
+  }
+
   get connection(): NatsConnection {
     return this.#nc;
   }
@@ -681,6 +699,18 @@ export class Gateway {
     this.#ledger = new Ledger(store, {
       snapshotEvery: o.snapshotEveryEntries ?? 0,
       onSnapshotError: (e) => this.#warn(`audit snapshot failed: ${String(e)}`),
+      // Policy: from the first entry the log refuses (a full disk, a failed sync), every decision
+      // is a deny. Say so once, with what the disk said, and leave the task queue to the other
+      // gateways, as for a log that cannot vouch for itself above: pulling on would deny their
+      // share of the cluster's valid tasks (found by a real EFBIG under a running gateway: every
+      // task denied GOVERNANCE_UNAVAILABLE, and nothing said why). Not for the refusals of a log
+      // closing because the gateway stops.
+      onFailure: (e) => {
+        if (this.#stopped) return;
+        this.#auditFailure = e;
+        this.#warn(`audit log not writable (${describeFailure(e)}): denying the tasks in flight and leaving the task queue to the other gateways; start again on a log that can be written`);
+        this.#leaveQueue();
+      },
     });
     await this.#recoverAndTrust();
     const proofRate = o.proofRequestsPerSec ?? 100;

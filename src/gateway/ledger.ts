@@ -27,6 +27,7 @@ export class Ledger {
   readonly #trustView: TrustView = liveTrustView(() => this.#projected);
   readonly #snapshotEvery: number;
   readonly #onSnapshotError: (e: unknown) => void;
+  readonly #onFailure: (e: unknown) => void;
   /** Entry count at the last snapshot queued. */
   #snapshotAt: number;
   /** Snapshots queued and not yet written. */
@@ -42,12 +43,14 @@ export class Ledger {
    * while the previous one is still being written, so under load a crash restart may fold up
    * to `snapshotEvery` entries plus those appended during one snapshot's write.
    */
-  constructor(store: AuditStore, opts: { snapshotEvery?: number; onSnapshotError?: (e: unknown) => void } = {}) {
+  /** `onFailure`: told once, with the error, when the ledger turns unwritable for good (below). */
+  constructor(store: AuditStore, opts: { snapshotEvery?: number; onSnapshotError?: (e: unknown) => void; onFailure?: (e: unknown) => void } = {}) {
     this.#store = store;
     // The store's fold as of open, taken over: from here on only this projection folds.
     this.#projected = store.handOffState();
     this.#snapshotEvery = opts.snapshotEvery ?? 0;
     this.#onSnapshotError = opts.onSnapshotError ?? (() => undefined);
+    this.#onFailure = opts.onFailure ?? (() => undefined);
     this.#snapshotAt = this.#projected.entries;
   }
 
@@ -77,6 +80,11 @@ export class Ledger {
       if (rec.type === "decision" && rec.taskId === taskId && (!wantAllow || rec.decision.verdict === "allow")) return rec;
     }
     return undefined;
+  }
+
+  /** Why the ledger turned unwritable for good (the first entry the store refused or failed), if it did. */
+  get failure(): unknown {
+    return this.#failure;
   }
 
   get writable(): boolean {
@@ -141,7 +149,15 @@ export class Ledger {
     // ledger turns unwritable for good. (A snapshot queued in the same tick, before this
     // arrives, the store refuses itself: AUDIT_SNAPSHOT_DIVERGED.)
     p.catch((e: unknown) => {
-      this.#failure ??= e ?? new Error("audit append rejected");
+      if (this.#failure !== undefined) return;
+      this.#failure = e ?? new Error("audit append rejected");
+      // Told once, at the first refusal: from here on every decision is a deny, and the owner
+      // must be able to say why (a hook that throws changes nothing: the ledger is unwritable).
+      try {
+        this.#onFailure(this.#failure);
+      } catch {
+        // the ledger is unwritable either way
+      }
     });
     if (this.#snapshotEvery > 0 && this.#snapshotting === 0 && this.#projected.entries - this.#snapshotAt >= this.#snapshotEvery && this.writable) {
       this.snapshot().catch(this.#onSnapshotError);

@@ -162,23 +162,33 @@ describe("gateway faults", () => {
     expect(o).toMatchObject({ verdict: "allow", status: "succeeded" });
   });
 
-  it("audit store write failure: deny, handler never invoked, and the gateway stays closed until reopened", async () => {
+  it("audit store write failure: deny, handler never invoked; the gateway says why and leaves the queue to a sound gateway", async () => {
     h = await startHarness({ gateways: 0 });
-    const backend = await BreakableBackend.open(join(h.dir, "breakable"));
-    const gw = await h.startGateway({ audit: backend });
+    const hh = h;
+    const backend = await BreakableBackend.open(join(hh.dir, "breakable"));
+    const gw = await hh.startGateway({ audit: backend });
     let calls = 0;
     gw.registerAction("transfer", () => (calls++, { ok: true }));
-    const t1 = newTaskId();
-    const ok = await h.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [(await grant(h, t1)).artifact], taskId: t1 }).outcome;
+    const spawnOne = async (): Promise<TaskOutcome> => {
+      const t = newTaskId();
+      return hh.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [(await grant(hh, t)).artifact], taskId: t }).outcome;
+    };
+    const ok = await spawnOne();
     expect(ok.verdict).toBe("allow");
     expect(calls).toBe(1);
     await backend.breakNow();
-    for (let i = 0; i < 3; i++) {
-      const t = newTaskId();
-      const o = await h.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [(await grant(h, t)).artifact], taskId: t }).outcome;
-      expect(o.verdict).toBe("deny");
-      expect(o.codes).toContain("GOVERNANCE_UNAVAILABLE");
-    }
+    // The task whose records the log refuses: denied by this gateway, its handler never invoked.
+    const refused = await spawnOne();
+    expect(refused).toMatchObject({ verdict: "deny", gatewayId: gw.id });
+    expect(refused.codes).toContain("GOVERNANCE_UNAVAILABLE");
+    expect(calls).toBe(1);
+    // It says why, once, and takes no more tasks: it would deny them all (GOVERNANCE_UNAVAILABLE
+    // until reopened), and in a cluster that is a share of every valid task.
+    expect(gw.auditFailure).toBeDefined();
+    expect(hh.warnings.filter((w) => w.includes(`[${gw.id}] audit log not writable (`) && w.includes("leaving the task queue"))).toHaveLength(1);
+    const sound = await hh.startGateway({ id: "gw-sound", key: namedKey("gateway-2") });
+    sound.registerAction("transfer", () => ({ ok: true }));
+    for (let i = 0; i < 3; i++) expect(await spawnOne()).toMatchObject({ verdict: "allow", status: "succeeded", gatewayId: "gw-sound" });
     expect(calls).toBe(1);
   });
 
