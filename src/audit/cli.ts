@@ -364,7 +364,11 @@ async function witnessCycle(io: AuditIo, o: WitnessOpts, gatewayKeys: readonly s
   const incoming = await readCheckpointFeed(o.nats, o.gatewayId, { timeoutMs, afterSeq });
   const lastSeq = incoming.reduce((m, x) => Math.max(m, x.streamSeq), afterSeq);
   const r = witness(held, incoming, { origin: o.gatewayId, gatewayKeys });
-  const heldBad = r.findings.filter((f) => f.where.startsWith("held"));
+  // Policy: two held entries naming one size with different roots, both signed by a trusted key,
+  // are a fork (exit 1), not a sign of the wrong key (found by review: a file merged from two
+  // witnesses was refused as a usage error, its FORK never reported); the file keeps both sides.
+  const heldForks = r.findings.filter((f) => f.where.startsWith("held") && f.kind === "FORK");
+  const heldBad = r.findings.filter((f) => f.where.startsWith("held") && f.kind !== "FORK");
   if (heldBad.length > 0) {
     throw new AuditCliError(
       `${o.out ?? "witness file"}: ${heldBad.length} held ${heldBad.length === 1 ? "entry fails its" : "entries fail their"} checks under these keys (${heldBad[0]!.where}: ${heldBad[0]!.kind}: ${heldBad[0]!.detail}); wrong key, rotated key or another gateway's file? Not rewritten`,
@@ -393,8 +397,8 @@ async function witnessCycle(io: AuditIo, o: WitnessOpts, gatewayKeys: readonly s
   const findings = [...r.findings, ...(chain?.findings ?? [])];
   const file: WitnessFile = { kind: WITNESS_FILE_KIND, origin: o.gatewayId, consistentThrough: (chain ?? unchecked)?.consistentThrough ?? consistentThrough, checkpoints: r.checkpoints };
   const text = `${JSON.stringify(file, null, 1)}\n`;
-  if (o.out !== undefined) replaceFileDurably(o.out, text);
-  else io.out(text);
+  if (o.out === undefined) io.out(text);
+  else if (heldForks.length === 0) replaceFileDurably(o.out, text);
   // Without --out the file is the output; the report then goes to stderr.
   const say = o.out !== undefined ? io.out : io.err;
   const largest = r.checkpoints.at(-1)?.payload.size ?? 0;

@@ -37,8 +37,8 @@ export async function readCheckpointFeed(natsUrl: string, gatewayId: string, o: 
   }, timeoutMs);
   try {
     // Messages at or before `afterSeq` (stored before the reader's interest began: an earlier
-    // run of the same gateway id on a shared server) are read past, not returned.
-    return (await readAll(nc, gatewayId, Math.min(timeoutMs, 5_000))).filter((m) => m.streamSeq > (o.afterSeq ?? 0));
+    // run of the same gateway id on a shared server, or read by an earlier pass) are not fetched.
+    return (await readAll(nc, gatewayId, Math.min(timeoutMs, 5_000), o.afterSeq ?? 0)).filter((m) => m.streamSeq > (o.afterSeq ?? 0));
   } catch (e) {
     if (timedOut) throw new CheckpointFeedError(`no complete answer from ${natsUrl} within ${timeoutMs} ms`);
     throw e;
@@ -48,10 +48,10 @@ export async function readCheckpointFeed(natsUrl: string, gatewayId: string, o: 
   }
 }
 
-async function readAll(nc: NatsConnection, gatewayId: string, fetchExpiresMs: number): Promise<WitnessInput[]> {
+async function readAll(nc: NatsConnection, gatewayId: string, fetchExpiresMs: number, afterSeq: number): Promise<WitnessInput[]> {
   const out: WitnessInput[] = [];
   try {
-    await readSubject(jetstream(nc), await jetstreamManager(nc), STREAMS.checkpoints, SUBJECTS.checkpoint(gatewayId), fetchExpiresMs, (m) => out.push({ bytes: new Uint8Array(m.data), streamSeq: m.seq }));
+    await readSubject(jetstream(nc), await jetstreamManager(nc), STREAMS.checkpoints, SUBJECTS.checkpoint(gatewayId), fetchExpiresMs, (m) => out.push({ bytes: new Uint8Array(m.data), streamSeq: m.seq }), { afterSeq });
   } catch (e) {
     if (e instanceof SubjectReadError) throw new CheckpointFeedError(e.message);
     throw e;

@@ -2,18 +2,19 @@
 // the read began: an ordered consumer fetched in batches, no acks, nothing made on the server
 // but the consumer itself. Used by the witness (checkpoints) and by a gateway that must apply
 // an authority's earlier revocations again.
-import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 
 export class SubjectReadError extends Error {
   override readonly name = "SubjectReadError";
 }
 
 /**
- * Call `each` for every message of `subject` in `stream`, and resolve with how many there were.
- * Throws SubjectReadError when the stream does not exist, or a fetch (waiting at most
- * `fetchExpiresMs`) brings nothing before the read has caught up.
+ * Call `each` for every message of `subject` in `stream` (with `afterSeq`, only those stored after
+ * that stream sequence), and resolve with how many there were. Throws SubjectReadError when the
+ * stream does not exist, or a fetch (waiting at most `fetchExpiresMs`) brings nothing before the
+ * read has caught up.
  */
-export async function readSubject(js: JetStreamClient, jsm: JetStreamManager, stream: string, subject: string, fetchExpiresMs: number, each: (m: JsMsg) => void): Promise<number> {
+export async function readSubject(js: JetStreamClient, jsm: JetStreamManager, stream: string, subject: string, fetchExpiresMs: number, each: (m: JsMsg) => void, o: { readonly afterSeq?: number } = {}): Promise<number> {
   let total: number;
   try {
     const info = await jsm.streams.info(stream, { subjects_filter: subject });
@@ -22,7 +23,15 @@ export async function readSubject(js: JetStreamClient, jsm: JetStreamManager, st
     throw new SubjectReadError(`no ${stream} stream: ${e instanceof Error ? e.message : String(e)}`);
   }
   if (total === 0) return 0;
-  const consumer = await js.consumers.get(stream, { filter_subjects: subject });
+  // Reading on from `afterSeq`: only what came after it is fetched (a witness following a feed
+  // does not fetch a flood it read once again on every pass: found by review), and with nothing
+  // after it, nothing is.
+  const after = o.afterSeq ?? 0;
+  if (after > 0) {
+    const last = await jsm.streams.getMessage(stream, { last_by_subj: subject }).catch(() => null);
+    if (last === null || last.seq <= after) return 0;
+  }
+  const consumer = await js.consumers.get(stream, { filter_subjects: subject, ...(after > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 } : {}) });
   let read = 0;
   let caughtUp = false;
   try {
