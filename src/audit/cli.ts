@@ -420,6 +420,8 @@ async function witnessCycle(io: AuditIo, o: WitnessOpts, gatewayKeys: readonly s
         ...(chain?.stopped !== undefined ? { stopped: chain.stopped } : {}),
         ok: code === 0,
         findings,
+        // The stream's findings past the first KEPT_PER_KIND of a kind are counted, not listed.
+        findingCounts: { ...r.findingCounts, total: r.findingCounts.total + (chain?.findings.length ?? 0) },
       })}\n`,
     );
   } else {
@@ -428,6 +430,7 @@ async function witnessCycle(io: AuditIo, o: WitnessOpts, gatewayKeys: readonly s
     if (chain === undefined) say(`consistency: not checked (--no-consistency); proved through size ${file.consistentThrough} by earlier runs\n`);
     else say(`consistency: proved through size ${chain.consistentThrough} (${chain.proved} ${chain.proved === 1 ? "proof" : "proofs"} verified)${chain.unproven > 0 ? `; ${chain.unproven} not proved${chain.stopped !== undefined ? ` (${chain.stopped})` : ""}` : ""}\n`);
     for (const f of findings) say(`${f.where}: ${f.kind}: ${f.detail}\n`);
+    if (r.findingCounts.omitted > 0) say(`(${r.findingCounts.omitted} more findings not listed: the first ${KEPT_PER_KIND} of each kind are)\n`);
   }
   return { code, lastSeq };
 }

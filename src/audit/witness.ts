@@ -24,6 +24,7 @@ import { verifySigned, type Signed } from "../crypto/signing.ts";
 import { MAX_MESSAGE_BYTES } from "../nats/contract.ts";
 import type { SignedConsistencyProof } from "../core/types.ts";
 import { checkSignedProof, type AskProof, type ProofAnswer } from "../nats/proof-service.ts";
+import { KEPT_PER_KIND } from "./divergences.ts";
 import { verifyConsistency } from "./merkle.ts";
 import { checkpointShapeProblem, type CheckpointPayload } from "./records.ts";
 
@@ -67,7 +68,10 @@ export interface WitnessResult {
   readonly added: number;
   /** The sizes of those it added. */
   readonly addedSizes: ReadonlySet<number>;
+  /** The first KEPT_PER_KIND of each kind (every FORK), in the order found. */
   readonly findings: WitnessFinding[];
+  /** How many there were in all, and how many were counted but not listed. */
+  readonly findingCounts: { readonly total: number; readonly omitted: number; readonly byKind: Partial<Record<WitnessFindingKind, number>> };
 }
 
 /**
@@ -77,29 +81,39 @@ export interface WitnessResult {
 export function witness(held: readonly unknown[], incoming: readonly WitnessInput[], o: { readonly origin: string; readonly gatewayKeys: readonly string[] }): WitnessResult {
   // A key that does not decode trusts nothing (the CLI refuses one as a usage error first).
   const keys = o.gatewayKeys.map((k) => fromB64u(k, 32)).filter((k): k is Uint8Array => k !== undefined);
+  // Policy: bounded, as replay's divergences are: anyone who may publish on the checkpoint subject
+  // can add a finding per message, and a flood must not grow the report (and the memory holding
+  // it) without limit. Every FORK is kept whatever the number: it is the evidence a witness exists for.
   const findings: WitnessFinding[] = [];
+  const byKind: Partial<Record<WitnessFindingKind, number>> = {};
+  let total = 0;
+  const found = (f: WitnessFinding): void => {
+    total++;
+    const n = (byKind[f.kind] = (byKind[f.kind] ?? 0) + 1);
+    if (n <= KEPT_PER_KIND || f.kind === "FORK") findings.push(f);
+  };
   const bySize = new Map<number, { cp: Signed<CheckpointPayload>; where: string }>();
   const addedSizes = new Set<number>();
 
   const take = (v: unknown, where: string, isNew: boolean): void => {
     const shape = checkpointShapeProblem(v);
     if (shape !== undefined) {
-      findings.push({ kind: "MALFORMED", where, detail: shape });
+      found({ kind: "MALFORMED", where, detail: shape });
       return;
     }
     const cp = v as Signed<CheckpointPayload>;
     if (cp.payload.origin !== o.origin) {
-      findings.push({ kind: "WRONG_ORIGIN", where, detail: `checkpoint of ${JSON.stringify(cp.payload.origin)}, not ${JSON.stringify(o.origin)}` });
+      found({ kind: "WRONG_ORIGIN", where, detail: `checkpoint of ${JSON.stringify(cp.payload.origin)}, not ${JSON.stringify(o.origin)}` });
       return;
     }
     if (!keys.some((k) => verifySigned("checkpoint", cp, k))) {
-      findings.push({ kind: "BAD_SIGNATURE", where, detail: `size ${cp.payload.size}: not signed by a trusted gateway key` });
+      found({ kind: "BAD_SIGNATURE", where, detail: `size ${cp.payload.size}: not signed by a trusted gateway key` });
       return;
     }
     const seen = bySize.get(cp.payload.size);
     if (seen !== undefined) {
       if (seen.cp.payload.root !== cp.payload.root) {
-        findings.push({ kind: "FORK", where, detail: `size ${cp.payload.size} has root ${cp.payload.root} here and ${seen.cp.payload.root} at ${seen.where}`, evidence: [seen.cp, cp] });
+        found({ kind: "FORK", where, detail: `size ${cp.payload.size} has root ${cp.payload.root} here and ${seen.cp.payload.root} at ${seen.where}`, evidence: [seen.cp, cp] });
       }
       return; // the first one held stays (a re-publication of the same checkpoint is not news)
     }
@@ -111,14 +125,14 @@ export function witness(held: readonly unknown[], incoming: readonly WitnessInpu
   for (const m of incoming) {
     const where = `stream seq ${m.streamSeq}`;
     if (m.bytes.byteLength > MAX_MESSAGE_BYTES) {
-      findings.push({ kind: "MALFORMED", where, detail: `${m.bytes.byteLength} bytes, over ${MAX_MESSAGE_BYTES}` });
+      found({ kind: "MALFORMED", where, detail: `${m.bytes.byteLength} bytes, over ${MAX_MESSAGE_BYTES}` });
       continue;
     }
     let v: unknown;
     try {
       v = parseStrict(m.bytes, { maxBytes: MAX_MESSAGE_BYTES, maxDepth: 8 });
     } catch (e) {
-      findings.push({ kind: "MALFORMED", where, detail: e instanceof Error ? e.message : String(e) });
+      found({ kind: "MALFORMED", where, detail: e instanceof Error ? e.message : String(e) });
       continue;
     }
     take(v, where, true);
@@ -126,7 +140,7 @@ export function witness(held: readonly unknown[], incoming: readonly WitnessInpu
 
   // (Times are not compared: a gateway's clock may step back without anything being wrong.)
   const checkpoints = [...bySize.values()].sort((a, b) => a.cp.payload.size - b.cp.payload.size).map((c) => c.cp);
-  return { checkpoints, added: addedSizes.size, addedSizes, findings };
+  return { checkpoints, added: addedSizes.size, addedSizes, findings, findingCounts: { total, omitted: total - findings.length, byKind } };
 }
 
 /** The witness file: the checkpoints held, and how far they are proved to extend each other. */
