@@ -57,6 +57,12 @@ export class Authority {
    * Heartbeats announce it (HeartbeatPayload.policyVersion).
    */
   #policyVersion = 0;
+  /**
+   * Versions this process signed whose entry did not land (every compare-and-set lost). The signed
+   * entry still went out on the bucket's subject, where anyone who may subscribe sees it: heard
+   * again on an activation subject it is no activation, and what this process signs next is above it.
+   */
+  readonly #unwritten = new Set<number>();
   /** Other authorities whose policy entries this one counts past and announces (connect `peers`). */
   readonly #peers = new Set<string>();
   #policyWatch: { stop(): void } | undefined;
@@ -178,7 +184,7 @@ export class Authority {
     for (let attempt = 0; ; attempt++) {
       const current = await this.policyKv.get(POLICY_KEY);
       const inBucket = (await this.#bucketVersionsRetrying()).count;
-      const seen = Math.max(this.#policyVersion, inBucket);
+      const seen = Math.max(this.#policyVersion, inBucket, ...this.#unwritten);
       const held = current?.operation === "PUT" ? readPolicyEntry(current.value) : undefined;
       // Already in force under this key, and the newest version the bucket has seen (an older
       // activation of the same document put back would be refused by gateways: sign anew).
@@ -202,6 +208,7 @@ export class Authority {
         if (current === null || current.operation !== "PUT") await this.policyKv.create(POLICY_KEY, entry);
         else await this.policyKv.update(POLICY_KEY, entry, current.revision);
       } catch (e) {
+        this.#unwritten.add(version);
         // Another writer got there first (wrong last sequence): read again and count past it.
         if (attempt < 4 && /wrong last sequence|key exists/i.test(String(e))) continue;
         throw e;
@@ -313,6 +320,8 @@ export class Authority {
         if (a?.ok !== true || !this.#counts(a.value.payload.issuer) || m.subject !== SUBJECTS.policyActivation(a.value.payload.issuer)) return;
         const pub = fromB64u(a.value.payload.issuer, 32);
         if (pub === undefined || !verifySigned("policy", a.value, pub)) return;
+        // Policy: one this process signed and never wrote was not activated (a replay of bytes seen in flight).
+        if (a.value.payload.issuer === this.key.keyId && this.#unwritten.has(a.value.payload.version)) return;
         this.#learnVersion(a.value.payload.version);
       },
     });
@@ -441,6 +450,10 @@ export class Authority {
     const back = tryParseStrict(text, { maxBytes: MAX_MESSAGE_BYTES });
     const checked = back.ok ? check(signedRevocationSchema, back.value) : undefined;
     if (checked?.ok !== true) throw new TypeError(`publishRevocation: gateways would refuse this revocation (${back.ok ? (checked?.ok === false ? checked.error : "?") : back.error.message})`);
+    // Policy: nor one its issuer did not sign. One naming this key would be kept in the revocation
+    // log first, which then refuses to open (and to take any later revocation): verified here.
+    const issuerKey = fromB64u(checked.value.payload.issuer, 32);
+    if (issuerKey === undefined || !verifySigned("revocation", checked.value, issuerKey)) throw new TypeError(`publishRevocation: its signature does not verify under its issuer's key (${checked.value.payload.issuer})`);
     await this.#feed.publish(r);
   }
 

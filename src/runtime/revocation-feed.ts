@@ -16,7 +16,7 @@ import { readSubject } from "../nats/read-subject.ts";
 import { ensureBus } from "../nats/setup.ts";
 import type { RevocationLog } from "./revocation-log.ts";
 
-/** How long the first read of the feed may take before start() gives up. */
+/** How long the first read of the feed may go without reading or noting a message before start() gives up. */
 const FIRST_READ_MS = 10_000;
 
 export interface OwnRevocationsOptions {
@@ -115,7 +115,10 @@ export class OwnRevocations {
     const ready = new Promise<void>((r) => (caughtUp = r));
     if (total === 0) caughtUp();
     let first = total > 0;
+    /** Messages read and revocations noted so far: the first read has stalled only while this stands still. */
+    let moved = 0;
     const onMessage = (m: JsMsg): void => {
+      moved++;
       let added: Promise<boolean> = Promise.resolve(false);
       if (m.subject === subject) {
         this.#revocationsRead++;
@@ -127,6 +130,7 @@ export class OwnRevocations {
       if (last) first = false;
       void added.then(
         (isNew) => {
+          moved++;
           if (last) caughtUp();
           else if (isNew) this.o.onNew();
         },
@@ -147,12 +151,21 @@ export class OwnRevocations {
       onWarning: this.o.warn,
       signal: this.#stopped.signal,
     }).catch((e: unknown) => this.o.warn(`revocation feed follower ended: ${e instanceof Error ? e.message : String(e)}`));
+    // Policy: a bound on a read that stops moving, not on the whole read: a feed of many
+    // revocations (or a flood of junk on the subject, which anyone who may publish there can
+    // add and no one can purge) would otherwise keep the authority from ever starting.
     let timer: NodeJS.Timeout | undefined;
-    const stalled = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`reading ${STREAMS.gov} revocations stalled after ${this.#revocationsRead} of ${total}`)), FIRST_READ_MS)));
+    let progress = 0;
+    const stalled = new Promise<never>((_, reject) => {
+      timer = setInterval(() => {
+        if (moved === progress) reject(new Error(`reading ${STREAMS.gov} revocations stalled after ${this.#revocationsRead} of ${total}`));
+        progress = moved;
+      }, FIRST_READ_MS);
+    });
     try {
       await Promise.race([ready, stalled]);
     } finally {
-      clearTimeout(timer);
+      clearInterval(timer);
     }
   }
 
