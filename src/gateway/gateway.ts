@@ -833,7 +833,9 @@ export class Gateway {
       for await (const e of w) {
         this.#policyWatchEvents++;
         if (e.operation === "PUT") await this.#policyStep(() => this.#applyPolicy(e.value));
-        else await this.#policyStep(() => this.#withdrawPolicy(undefined));
+        // Said, as the re-read below says it: every task is denied from here, and a delete is
+        // unsigned (anyone who may write the bucket can make one; README, threat table).
+        else await this.#policyStep(() => this.#withdrawPolicy(`the policy bucket's entry was ${e.operation === "PURGE" ? "purged" : "deleted"}: withdrawing the policy (every task denied, GOVERNANCE_UNAVAILABLE) until an authority publishes one`));
       }
     } catch (e) {
       if (!this.#stopped) this.#warn(`policy watch ended: ${String(e)}`);
