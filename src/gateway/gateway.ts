@@ -18,6 +18,7 @@ import type { KeyPair } from "../crypto/keys.ts";
 import { signingInput, type Signed, type SignedKind } from "../crypto/signing.ts";
 import { VerifyPool, type VerifyJob } from "../crypto/verify-pool.ts";
 import { AuditStore } from "../audit/store.ts";
+import { AuditStoreError } from "../audit/store-error.ts";
 import { TRUST_FROM_LOG } from "../audit/trust-view.ts";
 import { DENIED_BEFORE_EXECUTION } from "../audit/rederive.ts";
 import type { AuditBackend } from "../audit/backend.ts";
@@ -361,7 +362,8 @@ function childIdsInNamespaces(lineage: readonly unknown[]): boolean {
 /**
  * ctx.spawn's answer: `outcome` with `late` on it. `late` waits for the outcome, then for the
  * late outcome the child's submission tracked (lateOf, read once the outcome is in), if any; it
- * never rejects, so a handler that ignores it leaves no unhandled rejection behind.
+ * never rejects, so a handler that ignores it leaves no unhandled rejection behind. (Nor does a
+ * spawn the handler never awaits that is refused: its rejection is handled here, and goes unseen.)
  */
 function spawned(outcome: Promise<TaskOutcome>, lateOf: (() => Promise<TaskOutcome | undefined> | undefined) | undefined): SpawnedChild {
   const late = outcome
@@ -371,6 +373,11 @@ function spawned(outcome: Promise<TaskOutcome>, lateOf: (() => Promise<TaskOutco
     )
     .catch(() => undefined);
   return Object.assign(outcome, { late });
+}
+
+/** A store's refusal only because close() has begun (AUDIT_CLOSED with no failure under it). */
+function isClosingRefusal(e: unknown): boolean {
+  return e instanceof AuditStoreError && e.code === "AUDIT_CLOSED" && e.cause === undefined;
 }
 
 /** An error and its causes in one line ("AUDIT_WRITE_FAILED: …: IO error: …: File too large"). */
@@ -704,10 +711,12 @@ export class Gateway {
       // gateways, as for a log that cannot vouch for itself above: pulling on would deny their
       // share of the cluster's valid tasks (found by a real EFBIG under a running gateway: every
       // task denied GOVERNANCE_UNAVAILABLE, and nothing said why). Not for the refusals of a log
-      // closing because the gateway stops.
+      // closing because the gateway stops (AUDIT_CLOSED, nothing under it); a real failure while
+      // stopping (a handler's outcome record, say) counts, and the service exits 2 on it.
       onFailure: (e) => {
-        if (this.#stopped) return;
+        if (this.#stopped && isClosingRefusal(e)) return;
         this.#auditFailure = e;
+        if (this.#stopped) return this.#warn(`audit log not writable while stopping (${describeFailure(e)})`);
         this.#warn(`audit log not writable (${describeFailure(e)}): denying the tasks in flight and leaving the task queue to the other gateways; start again on a log that can be written`);
         this.#leaveQueue();
       },

@@ -84,12 +84,12 @@ export async function runGatewayService(o: GatewayServiceOptions): Promise<void>
   say(`audit log: ${opened.snapshotSize + opened.recordsFolded} records, ${opened.recordsFolded} folded on open${opened.snapshotSize > 0 ? ` after the snapshot at ${opened.snapshotSize}` : ""}`, { ...opened });
   say(`started on ${o.nats}: key ${key.keyId}, audit log ${join(o.dataDir, "audit")}, actions ${Object.keys(actions).join(",")}`);
   await new Promise<void>((r) => (o.signal.aborted ? r() : o.signal.addEventListener("abort", () => r(), { once: true })));
-  say(gw.auditFailure === undefined ? "stopping: no new tasks; pending tasks are denied; audit log flushed" : "stopping: no new tasks; pending tasks are denied");
+  say("stopping: no new tasks; pending tasks are denied");
   await gw.stop();
-  // A log that failed while it ran is not a clean stop: exit 2 (I/O error), so a supervisor or
-  // an operator reading the exit code sees it (the warning said so when it happened).
-  if (gw.auditFailure !== undefined) throw new GatewayAuditFailedError(`stopped; the audit log stopped taking records while the gateway ran (${describeFailure(gw.auditFailure)}): every task after that was denied`, { cause: gw.auditFailure });
-  say("stopped");
+  // A log that failed while it ran (or while it stopped) is not a clean stop: exit 2 (I/O error),
+  // so a supervisor or an operator reading the exit code sees it (the warning said so when it happened).
+  if (gw.auditFailure !== undefined) throw new GatewayAuditFailedError(`stopped; the audit log stopped taking records (${describeFailure(gw.auditFailure)}): every task after that was denied, and outcomes after it are not known to be recorded`, { cause: gw.auditFailure });
+  say("stopped; audit log flushed");
 }
 
 /** The gateway stopped, but its audit log had failed while it ran (exit 2 from the CLI). */
