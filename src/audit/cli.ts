@@ -19,7 +19,7 @@ import { decodeRecord, type CheckpointPayload } from "./records.ts";
 import type { DecisionLimits } from "../core/types.ts";
 import { KEPT_PER_KIND } from "./divergences.ts";
 import { replay, type ReplayReport, type TrustRoots } from "./replay.ts";
-import { proveChain, readWitnessFile, witness, WITNESS_FILE_KIND, type ChainResult, type WitnessFile } from "./witness.ts";
+import { proveChain, readWitnessFile, witness, WITNESS_FILE_KIND, type ChainResult, type WitnessFile, type WitnessFinding, type WitnessResult } from "./witness.ts";
 import { openProver } from "../nats/proof-service.ts";
 import { jsonErrorText, stableErrorCode } from "../cli/io.ts";
 import { readCheckpointFeed } from "../nats/checkpoint-feed.ts";
@@ -333,6 +333,13 @@ async function runWitness(io: AuditIo, o: WitnessOpts): Promise<number> {
   return found ? 1 : last;
 }
 
+/** The stream's counts with the chain's findings (INCONSISTENT, all listed) added in. */
+function countFindings(c: WitnessResult["findingCounts"], chainFindings: readonly WitnessFinding[]): WitnessResult["findingCounts"] {
+  const byKind = { ...c.byKind };
+  for (const f of chainFindings) byKind[f.kind] = (byKind[f.kind] ?? 0) + 1;
+  return { total: c.total + chainFindings.length, omitted: c.omitted, byKind };
+}
+
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
@@ -421,7 +428,7 @@ async function witnessCycle(io: AuditIo, o: WitnessOpts, gatewayKeys: readonly s
         ok: code === 0,
         findings,
         // The stream's findings past the first KEPT_PER_KIND of a kind are counted, not listed.
-        findingCounts: { ...r.findingCounts, total: r.findingCounts.total + (chain?.findings.length ?? 0) },
+        findingCounts: countFindings(r.findingCounts, chain?.findings ?? []),
       })}\n`,
     );
   } else {
@@ -432,7 +439,9 @@ async function witnessCycle(io: AuditIo, o: WitnessOpts, gatewayKeys: readonly s
     for (const f of findings) say(`${f.where}: ${f.kind}: ${f.detail}\n`);
     if (r.findingCounts.omitted > 0) say(`(${r.findingCounts.omitted} more findings not listed: the first ${KEPT_PER_KIND} of each kind are)\n`);
   }
-  return { code, lastSeq };
+  // A file not rewritten (it holds a fork) kept nothing of this pass: the next pass reads it again
+  // (found by review: a new fork split across two passes was missed).
+  return { code, lastSeq: o.out !== undefined && heldForks.length > 0 ? afterSeq : lastSeq };
 }
 
 /** The `audit` subcommand; wire with `program.addCommand(auditCommand())`. */

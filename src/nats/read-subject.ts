@@ -28,7 +28,14 @@ export async function readSubject(js: JetStreamClient, jsm: JetStreamManager, st
   // after it, nothing is.
   const after = o.afterSeq ?? 0;
   if (after > 0) {
-    const last = await jsm.streams.getMessage(stream, { last_by_subj: subject }).catch(() => null);
+    // (null: no message on the subject. An error is no answer, never "nothing new": found by
+    // review, a witness denied the message-get API reported each pass OK with nothing read.)
+    let last: Awaited<ReturnType<JetStreamManager["streams"]["getMessage"]>>;
+    try {
+      last = await jsm.streams.getMessage(stream, { last_by_subj: subject });
+    } catch (e) {
+      throw new SubjectReadError(`cannot read the last message of ${subject}: ${e instanceof Error ? e.message : String(e)}`);
+    }
     if (last === null || last.seq <= after) return 0;
   }
   const consumer = await js.consumers.get(stream, { filter_subjects: subject, ...(after > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 } : {}) });
