@@ -31,8 +31,9 @@ export interface FollowStreamOptions {
   /**
    * The three ways a read learns that its stream was deleted or made again, each enough on its
    * own in the tests, all on by default (off only to test the others): JetStream's stream
-   * advisories (each checked against the stream before the read ends), nats.js ending the read when its consumer or stream is missing, and the read's
-   * notices checked against the stream's creation time.
+   * advisories (each checked against the stream before the read ends), nats.js ending the read
+   * when its consumer or stream is missing, and the read's notices checked against the stream's
+   * creation time.
    */
   advisories?: boolean;
   abortOnMissingResource?: boolean;

@@ -115,10 +115,11 @@ export class OwnRevocations {
     const ready = new Promise<void>((r) => (caughtUp = r));
     if (total === 0) caughtUp();
     let first = total > 0;
-    /** Messages read and revocations noted so far: the first read has stalled only while this stands still. */
-    let moved = 0;
+    /** Messages read, and revocations whose note settled (the first read's progress: see `stalled`). */
+    let read = 0;
+    let noted = 0;
     const onMessage = (m: JsMsg): void => {
-      moved++;
+      read++;
       let added: Promise<boolean> = Promise.resolve(false);
       if (m.subject === subject) {
         this.#revocationsRead++;
@@ -128,9 +129,9 @@ export class OwnRevocations {
       }
       const last = first && (this.#revocationsRead >= total || m.info.pending === 0);
       if (last) first = false;
+      if (m.subject === subject) void added.then(() => noted++, () => noted++);
       void added.then(
         (isNew) => {
-          moved++;
           if (last) caughtUp();
           else if (isNew) this.o.onNew();
         },
@@ -153,13 +154,19 @@ export class OwnRevocations {
     }).catch((e: unknown) => this.o.warn(`revocation feed follower ended: ${e instanceof Error ? e.message : String(e)}`));
     // Policy: a bound on a read that stops moving, not on the whole read: a feed of many
     // revocations (or a flood of junk on the subject, which anyone who may publish there can
-    // add and no one can purge) would otherwise keep the authority from ever starting.
+    // add and no one can purge) would otherwise keep the authority from ever starting. Moving
+    // means: while a revocation's note (its check, and the revocation log's synced write) is
+    // pending, notes settling; otherwise messages read. So other authorities' heartbeats read
+    // meanwhile do not hide a note stuck on a stalled disk (found by review).
     let timer: NodeJS.Timeout | undefined;
-    let progress = 0;
+    let lastRead = 0;
+    let lastNoted = 0;
     const stalled = new Promise<never>((_, reject) => {
       timer = setInterval(() => {
-        if (moved === progress) reject(new Error(`reading ${STREAMS.gov} revocations stalled after ${this.#revocationsRead} of ${total}`));
-        progress = moved;
+        const pending = this.#revocationsRead > noted;
+        if (pending ? noted === lastNoted : read === lastRead) reject(new Error(`reading ${STREAMS.gov} revocations stalled after ${this.#revocationsRead} of ${total}${pending ? " (a revocation's note did not settle)" : ""}`));
+        lastRead = read;
+        lastNoted = noted;
       }, FIRST_READ_MS);
     });
     try {
