@@ -9,6 +9,7 @@ import { taskDecided, type AuditState } from "./fold.ts";
 import type { AuditRecord, TrustChange } from "./records.ts";
 import { judgeActivation } from "../policy/activation.ts";
 import { isTrustFromLog } from "./trust-view.ts";
+import { assertNever } from "../infra/assert-never.ts";
 
 export type ClaimProblem = { readonly kind: "TRUST_STATE" | "NONCE_STATE" | "TASK_STATE" | "EVIDENCE_MISSING" | "INPUT_MALFORMED"; readonly detail: string };
 
@@ -99,7 +100,7 @@ export function outcomeProblem(taskId: string, state: Readonly<AuditState>): str
     case "failed":
       return `second outcome for task ${taskId}, already ${t.status}: one allow, two executions`;
     default:
-      return assertNever(t.status);
+      return assertNever(t.status, "task status");
   }
 }
 
@@ -116,10 +117,6 @@ export function lateOutcomeProblem(taskId: string, awaiting: ReadonlySet<string>
 
 /** The error a gateway records for an allow it stopped before running it (gateway.ts recordDenial). */
 export const DENIED_BEFORE_EXECUTION = "denied before execution";
-
-function assertNever(x: never): never {
-  throw new TypeError(`unhandled task status ${JSON.stringify(x)}`);
-}
 
 /** Evidence recorded per task, by content id of the signed object. */
 export class EvidenceIndex {
