@@ -27,7 +27,7 @@ const W = 23;
 const manifestOf = async (b: AuditBackend): Promise<Signed<SnapshotManifest>> => parseStrict((await b.get(SNAPSHOT_MANIFEST_KEY))!) as unknown as Signed<SnapshotManifest>;
 
 /** sha256 of src/audit/fold.ts and fold-snapshot.ts for FOLD_VERSION 2 (see the test that reads it). Version 2: the fold keeps the newest signed policy activation (policyHigh). */
-const FOLD_RULES_PIN = "q2eg1XIQjUDaWyzZbsw8Wg52LMcIXPyfSYKCnc3B2IU";
+const FOLD_RULES_PIN = "vZ-jn1lx3iUD-eNkZxxFiOmc2flD9781WXOrk18Bp-k";
 
 
 /** A mixed workload: tasks with evidence, allows and denies over a small nonce pool, outcomes, trust and revocations. */
