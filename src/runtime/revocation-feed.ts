@@ -274,7 +274,10 @@ export class OwnRevocations {
     if (this.o.log !== undefined) {
       try {
         await this.o.log.keep(r);
-      } catch {
+      } catch (e) {
+        // Not counted until the log can keep it (it is read again with the feed): said, so an
+        // operator learns the log is damaged now, not at the next start (noticed by review).
+        this.o.warn(`the revocation log could not keep this key's revocation of ${key} read from the feed (not counted until it can): ${e instanceof Error ? e.message : String(e)}`);
         return false;
       }
     }

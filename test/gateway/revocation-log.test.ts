@@ -4,7 +4,7 @@
 // published again at the next start. (At first only what the process itself published was kept,
 // by rewriting the file from memory, and a restart after a deletion let the artifact run.)
 import { join } from "node:path";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -65,6 +65,24 @@ describe("review: revocation log gaps", () => {
     const o = await h.runtime.spawn({ agent, action: "transfer", resource: "payments/transfer", args: { amount: 1 }, chain: [revoked], taskId: t }).outcome;
     expect(ran).toEqual([]);
     expect(o).toMatchObject({ status: "denied", codes: expect.arrayContaining(["REVOKED"]) as unknown });
+  });
+
+  it("a log damaged under a running authority: a revocation read from the feed that it cannot keep is said, not silently left uncounted", async () => {
+    h = await startHarness({ gateways: 0, heartbeatMs: 200 });
+    const log = join(h.dir, "revocations.json");
+    const t = newTaskId();
+    const revoked = await grantRoot(h, t);
+    await h.authority.close();
+    const warnings: string[] = [];
+    const daemon = await Authority.connect({ natsUrl: h.url, key, revocationLog: log, restoreFeed: false, onWarning: (m) => warnings.push(m) });
+    extra.push(daemon);
+    await writeFile(log, "{ not a revocation log"); // damaged while it runs
+    const once = await Authority.connect({ natsUrl: h.url, key });
+    await once.revoke({ type: "artifact", id: artifactId(revoked) }, "compromised");
+    await once.close();
+    for (let i = 0; i < 100 && warnings.length === 0; i++) await sleep(50);
+    expect(warnings).toEqual([expect.stringMatching(/^the revocation log could not keep this key's revocation of artifact:.* read from the feed \(not counted until it can\): .*not a JSON array of signed revocations/)]);
+    expect(daemon.revocationsPublished).toBe(0);
   });
 
   it("two processes with one key and one log: the log keeps both their revocations", async () => {
