@@ -94,13 +94,19 @@ export async function buildProgram(io: CliIo): Promise<Command> {
 export async function runCli(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   let code: number = EXIT.OK;
   const tracked: CliIo = { out: (t) => io.out(t), err: (t) => io.err(t), progressTTY: io.progressTTY, setExitCode: (c) => void (code = c) };
+  // Whether the command that ran was given --json, as commander parsed it (so a "--json" that is
+  // another option's value does not count); before any action ran, the argv's own flag.
+  let jsonOption: boolean | undefined;
   try {
     const program = await buildProgram(tracked);
+    program.hook("preAction", (_program, action) => {
+      jsonOption = action.opts<{ json?: unknown }>().json === true;
+    });
     await program.parseAsync([...argv], { from: "user" });
     return code;
   } catch (e) {
     // With --json, a failure also prints one JSON object on stdout (io.ts jsonErrorText).
-    const json = wantsJson(argv);
+    const json = jsonOption ?? wantsJson(argv);
     if (e instanceof CommanderError) {
       // --help and --version end with exitCode 0; everything else commander refuses is usage.
       if (e.exitCode === 0) return EXIT.OK;

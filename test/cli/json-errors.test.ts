@@ -71,6 +71,13 @@ describe("--json failures answer on stdout", () => {
     expect(jsonError(r).code).toBe("USAGE");
   });
 
+  it("a --json that is another option's value is not the flag", async () => {
+    const r = await cli("keys", "show", "--key", "--json");
+    expect(r.code).toBe(2);
+    expect(r.out).toBe("");
+    expect(r.err).toContain("--json");
+  });
+
   it("a --json after -- is an argument, not the flag", async () => {
     const r = await cli("simulate", "--validate", "--", p("bad.yaml"), "--json");
     expect(r.code).toBe(2);
