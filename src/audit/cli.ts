@@ -19,10 +19,10 @@ import { decodeRecord, type CheckpointPayload } from "./records.ts";
 import type { DecisionLimits } from "../core/types.ts";
 import { KEPT_PER_KIND } from "./divergences.ts";
 import { replay, type ReplayReport, type TrustRoots } from "./replay.ts";
-import { proveChain, readWitnessFile, witness, WITNESS_FILE_KIND, type ChainResult, type WitnessFile, type WitnessFinding, type WitnessResult } from "./witness.ts";
+import { proveChain, readWitnessFile, witnessMerge, WITNESS_FILE_KIND, type ChainResult, type WitnessFile, type WitnessFinding, type WitnessResult } from "./witness.ts";
 import { openProver } from "../nats/proof-service.ts";
 import { jsonErrorText, stableErrorCode } from "../cli/io.ts";
-import { readCheckpointFeed } from "../nats/checkpoint-feed.ts";
+import { forEachCheckpoint } from "../nats/checkpoint-feed.ts";
 
 export interface AuditIo {
   readonly out: (s: string) => void;
@@ -368,9 +368,10 @@ async function witnessCycle(io: AuditIo, o: WitnessOpts, gatewayKeys: readonly s
     held = w.held;
     consistentThrough = w.consistentThrough;
   }
-  const incoming = await readCheckpointFeed(o.nats, o.gatewayId, { timeoutMs, afterSeq });
-  const lastSeq = incoming.reduce((m, x) => Math.max(m, x.streamSeq), afterSeq);
-  const r = witness(held, incoming, { origin: o.gatewayId, gatewayKeys });
+  // Checked as read, one message at a time (a flood on the subject costs time, not memory).
+  const merge = witnessMerge(held, { origin: o.gatewayId, gatewayKeys });
+  const { read, lastSeq } = await forEachCheckpoint(o.nats, o.gatewayId, { timeoutMs, afterSeq }, (m) => merge.add(m));
+  const r = merge.result();
   // Policy: two held entries naming one size with different roots, both signed by a trusted key,
   // are a fork (exit 1), not a sign of the wrong key (found by review: a file merged from two
   // witnesses was refused as a usage error, its FORK never reported); the file keeps both sides.
@@ -416,7 +417,7 @@ async function witnessCycle(io: AuditIo, o: WitnessOpts, gatewayKeys: readonly s
       `${JSON.stringify({
         gatewayId: o.gatewayId,
         ...(o.follow === true ? { at: new Date().toISOString() } : {}),
-        read: incoming.length,
+        read,
         held: r.checkpoints.length,
         added: r.added,
         largestSize: largest,
@@ -433,7 +434,7 @@ async function witnessCycle(io: AuditIo, o: WitnessOpts, gatewayKeys: readonly s
     );
   } else {
     say(`witness ${o.gatewayId}: ${findings.length > 0 ? "FINDINGS" : code === 0 ? "OK" : "INCOMPLETE"}\n`);
-    say(`messages read: ${incoming.length}\ncheckpoints held: ${r.checkpoints.length} (${r.added} new)\nlargest size: ${largest}\n`);
+    say(`messages read: ${read}\ncheckpoints held: ${r.checkpoints.length} (${r.added} new)\nlargest size: ${largest}\n`);
     if (chain === undefined) say(`consistency: not checked (--no-consistency); proved through size ${file.consistentThrough} by earlier runs\n`);
     else say(`consistency: proved through size ${chain.consistentThrough} (${chain.proved} ${chain.proved === 1 ? "proof" : "proofs"} verified)${chain.unproven > 0 ? `; ${chain.unproven} not proved${chain.stopped !== undefined ? ` (${chain.stopped})` : ""}` : ""}\n`);
     for (const f of findings) say(`${f.where}: ${f.kind}: ${f.detail}\n`);

@@ -79,6 +79,17 @@ export interface WitnessResult {
  * re-checked too (the witness file is input like any other). Never throws.
  */
 export function witness(held: readonly unknown[], incoming: readonly WitnessInput[], o: { readonly origin: string; readonly gatewayKeys: readonly string[] }): WitnessResult {
+  const w = witnessMerge(held, o);
+  for (const m of incoming) w.add(m);
+  return w.result();
+}
+
+/**
+ * witness(), one message at a time: what a pass holds is the checkpoints kept and the findings
+ * listed (both bounded), never the stream's messages, so a flood on the subject costs time, not
+ * memory (found by review: a pass held every message of the subject before checking any).
+ */
+export function witnessMerge(held: readonly unknown[], o: { readonly origin: string; readonly gatewayKeys: readonly string[] }): { add(m: WitnessInput): void; result(): WitnessResult } {
   // A key that does not decode trusts nothing (the CLI refuses one as a usage error first).
   const keys = o.gatewayKeys.map((k) => fromB64u(k, 32)).filter((k): k is Uint8Array => k !== undefined);
   // Policy: bounded, as replay's divergences are: anyone who may publish on the checkpoint subject
@@ -122,25 +133,28 @@ export function witness(held: readonly unknown[], incoming: readonly WitnessInpu
   };
 
   held.forEach((v, i) => take(v, `held #${i}`, false));
-  for (const m of incoming) {
+  const add = (m: WitnessInput): void => {
     const where = `stream seq ${m.streamSeq}`;
     if (m.bytes.byteLength > MAX_MESSAGE_BYTES) {
       found({ kind: "MALFORMED", where, detail: `${m.bytes.byteLength} bytes, over ${MAX_MESSAGE_BYTES}` });
-      continue;
+      return;
     }
     let v: unknown;
     try {
       v = parseStrict(m.bytes, { maxBytes: MAX_MESSAGE_BYTES, maxDepth: 8 });
     } catch (e) {
       found({ kind: "MALFORMED", where, detail: e instanceof Error ? e.message : String(e) });
-      continue;
+      return;
     }
     take(v, where, true);
-  }
+  };
 
-  // (Times are not compared: a gateway's clock may step back without anything being wrong.)
-  const checkpoints = [...bySize.values()].sort((a, b) => a.cp.payload.size - b.cp.payload.size).map((c) => c.cp);
-  return { checkpoints, added: addedSizes.size, addedSizes, findings, findingCounts: { total, omitted: total - findings.length, byKind } };
+  const result = (): WitnessResult => {
+    // (Times are not compared: a gateway's clock may step back without anything being wrong.)
+    const checkpoints = [...bySize.values()].sort((a, b) => a.cp.payload.size - b.cp.payload.size).map((c) => c.cp);
+    return { checkpoints, added: addedSizes.size, addedSizes: new Set(addedSizes), findings: [...findings], findingCounts: { total, omitted: total - findings.length, byKind: { ...byKind } } };
+  };
+  return { add, result };
 }
 
 /** The witness file: the checkpoints held, and how far they are proved to extend each other. */

@@ -19,6 +19,18 @@ export class CheckpointFeedError extends Error {
  * (1,000–600,000 ms; default 30 s): the client's own retries never keep it waiting longer.
  */
 export async function readCheckpointFeed(natsUrl: string, gatewayId: string, o: { readonly timeoutMs?: number; readonly afterSeq?: number } = {}): Promise<WitnessInput[]> {
+  const out: WitnessInput[] = [];
+  await forEachCheckpoint(natsUrl, gatewayId, o, (m) => out.push(m));
+  return out;
+}
+
+/**
+ * readCheckpointFeed, handing each message to `each` as it is read instead of holding them all
+ * (the witness checks them one at a time: a flood on the subject must not fill its memory).
+ * Resolves with how many messages after `afterSeq` there were, and the last one's stream sequence
+ * (`afterSeq` when none).
+ */
+export async function forEachCheckpoint(natsUrl: string, gatewayId: string, o: { readonly timeoutMs?: number; readonly afterSeq?: number }, each: (m: WitnessInput) => void): Promise<{ read: number; lastSeq: number }> {
   // Gateway ids are subject tokens, like task ids: no wildcard may widen what is read.
   if (!TASK_ID_RE.test(gatewayId)) throw new CheckpointFeedError(`gateway id ${JSON.stringify(gatewayId)} is not a subject token`);
   const timeoutMs = o.timeoutMs ?? 30_000;
@@ -38,7 +50,16 @@ export async function readCheckpointFeed(natsUrl: string, gatewayId: string, o: 
   try {
     // Messages at or before `afterSeq` (stored before the reader's interest began: an earlier
     // run of the same gateway id on a shared server, or read by an earlier pass) are not fetched.
-    return (await readAll(nc, gatewayId, Math.min(timeoutMs, 5_000), o.afterSeq ?? 0)).filter((m) => m.streamSeq > (o.afterSeq ?? 0));
+    const after = o.afterSeq ?? 0;
+    let read = 0;
+    let lastSeq = after;
+    await readAll(nc, gatewayId, Math.min(timeoutMs, 5_000), after, (m) => {
+      if (m.streamSeq <= after) return;
+      read++;
+      lastSeq = Math.max(lastSeq, m.streamSeq);
+      each(m);
+    });
+    return { read, lastSeq };
   } catch (e) {
     if (timedOut) throw new CheckpointFeedError(`no complete answer from ${natsUrl} within ${timeoutMs} ms`);
     throw e;
@@ -48,13 +69,11 @@ export async function readCheckpointFeed(natsUrl: string, gatewayId: string, o: 
   }
 }
 
-async function readAll(nc: NatsConnection, gatewayId: string, fetchExpiresMs: number, afterSeq: number): Promise<WitnessInput[]> {
-  const out: WitnessInput[] = [];
+async function readAll(nc: NatsConnection, gatewayId: string, fetchExpiresMs: number, afterSeq: number, each: (m: WitnessInput) => void): Promise<void> {
   try {
-    await readSubject(jetstream(nc), await jetstreamManager(nc), STREAMS.checkpoints, SUBJECTS.checkpoint(gatewayId), fetchExpiresMs, (m) => out.push({ bytes: new Uint8Array(m.data), streamSeq: m.seq }), { afterSeq });
+    await readSubject(jetstream(nc), await jetstreamManager(nc), STREAMS.checkpoints, SUBJECTS.checkpoint(gatewayId), fetchExpiresMs, (m) => each({ bytes: new Uint8Array(m.data), streamSeq: m.seq }), { afterSeq });
   } catch (e) {
     if (e instanceof SubjectReadError) throw new CheckpointFeedError(e.message);
     throw e;
   }
-  return out;
 }

@@ -3,7 +3,7 @@
 // are counted, not listed. Every FORK stays listed whatever the number: it is the evidence.
 import { expect, it } from "vitest";
 import { KEPT_PER_KIND } from "../../src/audit/divergences.ts";
-import { witness, type WitnessInput } from "../../src/audit/witness.ts";
+import { witness, witnessMerge, type WitnessInput } from "../../src/audit/witness.ts";
 import { toB64u } from "../../src/crypto/base64url.ts";
 import { signPayload } from "../../src/crypto/signing.ts";
 import { namedKey } from "../../src/testkit/world.ts";
@@ -35,4 +35,16 @@ it("past KEPT_PER_KIND of a kind, findings are counted, not listed; every FORK i
   // The listed ones are the first found, in order.
   expect(r.findings[0]).toMatchObject({ kind: "MALFORMED", where: "stream seq 1" });
   expect(r.checkpoints).toHaveLength(forks);
+});
+
+it("checked one message at a time (witnessMerge, as the CLI reads) gives exactly witness()'s result", () => {
+  const incoming: WitnessInput[] = [cp(3, 1), "junk", cp(3, 2), cp(5, 1, ROGUE), cp(1, 1), { ...cp(2, 1), extra: 1 }].map((v, i) => ({ bytes: enc.encode(typeof v === "string" ? v : JSON.stringify(v)), streamSeq: 10 + i }));
+  const held = [cp(1, 1), cp(4, 7)];
+  const o = { origin: "gw-1", gatewayKeys: [GW.keyId] };
+  const m = witnessMerge(held, o);
+  const early = m.result(); // a result taken part-way is a copy: later messages do not change it
+  for (const x of incoming) m.add(x);
+  expect(m.result()).toEqual(witness(held, incoming, o));
+  expect(early.findings).toEqual([]);
+  expect(early.checkpoints.map((c) => c.payload.size)).toEqual([1, 4]);
 });
