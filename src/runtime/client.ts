@@ -157,6 +157,23 @@ export function awaitOutcome(
   const ignored = { count: 0, signers: new Set<string>(), more: false };
   const ignoredNote = (): string =>
     ignored.count === 0 ? "" : ` (${ignored.count} outcome(s) of this task were ignored, signed by no key in gatewayKeys: ${[...ignored.signers].map((k) => JSON.stringify(k)).join(", ")}${ignored.more ? ", and others" : ""})`;
+  // Policy: the claim's bytes are not signed, and anyone who may write to the claims bucket can
+  // put a value over a gateway's claim (a plain put; the bucket keeps one revision): read alone at
+  // the deadline, a "denied" or another's claim put over this submission's says "denied" for a
+  // task that ran (found by review). So every write to the key is watched from before the submit:
+  // one that claimed it for this submission (stored or not: a refused create looks the same here)
+  // means it may have run. A watch that failed cannot tell, and settles nothing.
+  const claimWatch = { sawThis: false, broken: false };
+  const claimSub = nc.subscribe(`$KV.${KV_BUCKETS.nonces}.${taskClaimKey(taskId)}`, {
+    callback: (err, m) => {
+      if (err !== null) {
+        claimWatch.broken = true;
+        return;
+      }
+      const c = parseTaskClaim(m.data);
+      if (o.submissionId !== undefined && c?.kind === "held" && c.submissionId === o.submissionId) claimWatch.sawThis = true;
+    },
+  });
   const sub = nc.subscribe(SUBJECTS.outcome(taskId), {
     callback: (err, m) => {
       if (err !== null) {
@@ -209,6 +226,7 @@ export function awaitOutcome(
   const stop = (): void => {
     try {
       sub.unsubscribe();
+      claimSub.unsubscribe();
     } catch {
       // already closed with the connection
     }
@@ -253,7 +271,8 @@ export function awaitOutcome(
       if (!usable) return unsettled(`no outcome within ${timeoutMs} ms, and its decision deadline or the allowed skew is not a usable number: a gateway may still decide it`);
       if (!settles) return unsettled(`no outcome within ${timeoutMs} ms, and the request's decision deadline is still ${d.inMs - timeoutMs} ms off: a gateway may still decide it`);
       // A held duplicate: this submission holds the task id; its original may still be running.
-      const holder = held !== undefined ? "this" : await taskClaimHolder(nc, taskId, o.submissionId);
+      const read = held !== undefined ? "this" : await taskClaimHolder(nc, taskId, o.submissionId);
+      const holder = read === "unknown" || read === "this" ? read : claimWatch.sawThis ? "this" : claimWatch.broken || claimSub.isClosed() ? "unknown" : read;
       // An answer (or a duplicate) that arrived while the claim was read is the better one.
       const meanwhile = await within(0);
       if (meanwhile !== undefined) return meanwhile;
