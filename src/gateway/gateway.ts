@@ -2040,10 +2040,42 @@ export class Gateway {
       if (held.kind === "unread") return "unavailable";
       if (held.kind !== "claim" || held.claim.kind !== "denied-copies") return "taken";
       if (submissionId === undefined || held.claim.submissionIds.includes(submissionId)) return "taken";
+      // Policy: taken over only if the key never held anything but denied-copies lists, as read
+      // from its history. Claims are unsigned: a plain KV put of such a list over a held claim let
+      // the holder's second submission run on another gateway, the task id twice (found by a probe).
+      if (!(await this.#onlyDeniedCopies(key))) return "unavailable";
       made = await this.#claim(key, value, held.revision);
     }
     // Contended past every round (denies naming copies, one after another): not known to be free.
     return made === "taken" ? "unavailable" : made;
+  }
+
+  /**
+   * Whether every revision the claims bucket holds for `key` is a denied-copies list, and no more
+   * of them than honest gateways write before a takeover (MAX_DENIED_COPIES: one create, then one
+   * name added per compare-and-set). The bucket keeps CLAIM_HISTORY revisions a key, more than
+   * that, so a held or spent claim under a list put over it is seen, and so is a flood meant to
+   * push it out. Bounded (CLAIM_READ_MS); false when it cannot be told (fail closed: no takeover).
+   */
+  async #onlyDeniedCopies(key: string): Promise<boolean> {
+    if (!this.#busConnected) return false;
+    let timer: NodeJS.Timeout | undefined;
+    let count = 0;
+    let others = 0;
+    try {
+      const read = readSubject(this.#js, this.#jsm, `KV_${KV_BUCKETS.nonces}`, `$KV.${KV_BUCKETS.nonces}.${key}`, CLAIM_READ_MS, (m) => {
+        count++;
+        const op = m.headers?.get("KV-Operation");
+        if ((op !== undefined && op !== "" && op !== "PUT") || parseTaskClaim(m.data)?.kind !== "denied-copies") others++;
+      });
+      const outcome = await Promise.race([read.then(() => "read" as const), new Promise<"late">((r) => (timer = setTimeout(() => r("late"), CLAIM_READ_MS)))]);
+      if (outcome === "late") read.catch(() => undefined);
+      return outcome === "read" && count > 0 && count <= MAX_DENIED_COPIES && others === 0;
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The submission id of the allow this gateway's log holds for `taskId`, if it can be read (Ledger.findDecision). */

@@ -35,7 +35,10 @@ export class BusSetupError extends Error {
   readonly code = "BUS_GUARDS_UNSET" as const;
 }
 
-type StreamGuards = { deny_purge?: true; deny_delete?: true; allow_rollup_hdrs?: false };
+type StreamGuards = { deny_purge?: true; deny_delete?: true; allow_rollup_hdrs?: false; max_msgs_per_subject?: number };
+
+/** Revisions the claims bucket keeps a key: NATS's most, far above the MAX_DENIED_COPIES + 1 honest writes. */
+export const CLAIM_HISTORY = 64;
 
 /**
  * Turn on `guards` in a stream's config where they are off. nats-server never lets an update
@@ -165,11 +168,13 @@ async function ensureBusOnce(nc: NatsConnection, opts: BusSetupOptions): Promise
   }
   const kvm = new Kvm(nc);
   const policyKv = await kvm.create(KV_BUCKETS.policy, { history: 5 });
-  const nonceKv = await kvm.create(KV_BUCKETS.nonces, { history: 1 });
+  const nonceKv = await kvm.create(KV_BUCKETS.nonces, { history: CLAIM_HISTORY });
   // Policy: a claim is for good. Gateways claim with a create that fails if the key ever held a
   // message (claimOnce), so a KV delete only leaves a marker that keeps the claim taken; these
-  // guards stop the stream-level ways to remove every trace (purge, message delete, rollup).
-  await guardStream(jsm, `KV_${KV_BUCKETS.nonces}`, { deny_purge: true, deny_delete: true, allow_rollup_hdrs: false }, required);
+  // guards stop the stream-level ways to remove every trace (purge, message delete, rollup). And
+  // each key keeps CLAIM_HISTORY revisions (raised on a bucket made with fewer), so a gateway can
+  // tell a denied-copies list put over a held claim from one honest gateways wrote.
+  await guardStream(jsm, `KV_${KV_BUCKETS.nonces}`, { deny_purge: true, deny_delete: true, allow_rollup_hdrs: false, max_msgs_per_subject: CLAIM_HISTORY }, required);
   return { jsm, policyKv, nonceKv };
 }
 
