@@ -55,7 +55,7 @@ import { systemClock } from "../runtime/clock.ts";
 import { EvidenceIndex } from "./evidence-index.ts";
 import { RevocationTally, applyGovernanceMessage } from "./governance-feed.ts";
 import { Ledger } from "./ledger.ts";
-import { causeChain } from "../infra/error-causes.ts";
+import { describeFailure } from "../infra/error-causes.ts";
 import { MAX_OUTCOME_BYTES, encodeOutcome, type DecisionMessage, type TaskOutcome } from "./outcome.ts";
 import {
   taskMachine,
@@ -378,12 +378,6 @@ function spawned(outcome: Promise<TaskOutcome>, lateOf: (() => Promise<TaskOutco
 /** A store's refusal only because close() has begun (AUDIT_CLOSED with no failure under it). */
 function isClosingRefusal(e: unknown): boolean {
   return e instanceof AuditStoreError && e.code === "AUDIT_CLOSED" && e.cause === undefined;
-}
-
-/** An error and its causes in one line ("AUDIT_WRITE_FAILED: …: IO error: …: File too large"). */
-export function describeFailure(e: unknown): string {
-  const parts = [...causeChain(e)].map((c) => c.message).filter((m) => m !== "");
-  return parts.length > 0 ? parts.join(": ") : String(e);
 }
 
 /** A flight's in-flight slot: lent out while its handler waits on children (see #lendingSlot). */
@@ -2059,7 +2053,6 @@ export class Gateway {
    */
   async #onlyDeniedCopies(key: string): Promise<boolean> {
     if (!this.#busConnected) return false;
-    let timer: NodeJS.Timeout | undefined;
     let count = 0;
     let others = 0;
     try {
@@ -2068,14 +2061,11 @@ export class Gateway {
         const op = m.headers?.get("KV-Operation");
         if ((op !== undefined && op !== "" && op !== "PUT") || parseTaskClaim(m.data)?.kind !== "denied-copies") others++;
       });
-      const outcome = await Promise.race([read.then(() => "read" as const), new Promise<"late">((r) => (timer = setTimeout(() => r("late"), CLAIM_READ_MS)))]);
-      if (outcome === "late") read.catch(() => undefined);
-      return outcome === "read" && count > 0 && count <= MAX_DENIED_COPIES && others === 0;
+      await withTimeout(read, CLAIM_READ_MS, `reading ${key}'s history`);
     } catch {
       return false;
-    } finally {
-      clearTimeout(timer);
     }
+    return count > 0 && count <= MAX_DENIED_COPIES && others === 0;
   }
 
   /** The submission id of the allow this gateway's log holds for `taskId`, if it can be read (Ledger.findDecision). */

@@ -8,7 +8,8 @@ import { generateKeyPair, type KeyPair } from "../crypto/keys.ts";
 import { keyFileOf, readKeyFile } from "../cli/keys.ts";
 import { writeOutFile } from "../cli/io.ts";
 import { systemClock } from "../runtime/clock.ts";
-import { Gateway, describeFailure, type ActionHandler } from "./gateway.ts";
+import { describeFailure } from "../infra/error-causes.ts";
+import { Gateway, type ActionHandler } from "./gateway.ts";
 
 export interface GatewayServiceOptions {
   nats: string;

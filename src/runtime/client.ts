@@ -158,9 +158,9 @@ export function awaitOutcome(
   const ignoredNote = (): string =>
     ignored.count === 0 ? "" : ` (${ignored.count} outcome(s) of this task were ignored, signed by no key in gatewayKeys: ${[...ignored.signers].map((k) => JSON.stringify(k)).join(", ")}${ignored.more ? ", and others" : ""})`;
   // Policy: the claim's bytes are not signed, and anyone who may write to the claims bucket can
-  // put a value over a gateway's claim (a plain put; the bucket keeps one revision): read alone at
-  // the deadline, a "denied" or another's claim put over this submission's says "denied" for a
-  // task that ran (found by review). So every write to the key is watched from before the submit:
+  // put a value over a gateway's claim (a plain put): read alone at the deadline, a "denied" or
+  // another's claim put over this submission's says "denied" for a task that ran (found by
+  // review). So every write to the key is watched from before the submit:
   // one that claimed it for this submission (stored or not: a refused create looks the same here)
   // means it may have run. A watch that failed cannot tell, and settles nothing.
   const claimWatch = { sawThis: false, broken: false };
